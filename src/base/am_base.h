@@ -1,0 +1,100 @@
+/* am_base.h - errors, assertions, allocation, logging, rng, timing.
+ *
+ * The three-tier error convention (STYLE.md §D):
+ *   1. bugs and invariants   -> AM_ASSERT (always on, reports file:line, calls the fatal hook)
+ *   2. expected failures     -> functions return int: AM_OK (0) or a negative AM_E* code;
+ *                               am_error() records a human message with context (file, key,
+ *                               shape, HINT: ...) that am_lasterror() returns.
+ *   3. the Lua boundary      -> lua/ turns (code, am_lasterror()) into `nil, msg, code`.
+ *
+ * Codes live in [-32099, -32000] so they never collide with errno values or LMDB's codes.
+ */
+#ifndef AM_BASE_H
+#define AM_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+
+enum {
+    AM_OK        = 0,
+    AM_EIO       = -32000, /* read/write/open failed (errno in the message) */
+    AM_ENOMEM    = -32001, /* a large allocation failed ("model too large") */
+    AM_ESHAPE    = -32002, /* tensor shape does not match what was expected */
+    AM_EFORMAT   = -32003, /* malformed file or value (bad header, bad JSON, ...) */
+    AM_ENOTFOUND = -32004, /* unknown model / tensor / key / file */
+    AM_EINVAL    = -32005, /* bad argument or option value */
+    AM_EDTYPE    = -32006, /* unsupported dtype */
+    AM_ESTORE    = -32007, /* LMDB failure other than map-full */
+    AM_EUTF8     = -32008, /* input text is not valid UTF-8 */
+    AM_EMAPFULL  = -32009, /* store map full and could not grow */
+    AM_EEXIST    = -32010, /* name or id already exists */
+    AM_EINTR     = -32011, /* interrupted by the user */
+    AM_EVOCAB    = -32012, /* vocabulary problem (missing special token, ...) */
+};
+
+const char *am_strerror(int code);
+
+/* Record a message for `code` (printf-style) and return `code`, so callers write
+ * `return am_error(AM_EFORMAT, "%s: header length %llu past end of file", path, n);`.
+ * The message is per thread and stays valid until the next am_error on that thread. */
+int am_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prepend context to the current message ("while importing X: ...") and return code. */
+int am_error_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The last recorded message, or am_strerror(code) of nothing was recorded. Borrowed. */
+const char *am_lasterror(void);
+void am_clearerror(void);
+
+/* ---- tier 1: invariants ---- */
+typedef void (*am_fatal_hook)(void);
+void am_set_fatal_hook(am_fatal_hook hook); /* the TUI registers endwin() here */
+_Noreturn void am_fatal(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define AM_ASSERT(x) \
+    do { if (!(x)) am_fatal(__FILE__, __LINE__, "assertion failed: %s", #x); } while (0)
+
+/* ---- allocation: small allocations abort on failure (htop xmalloc) ---- */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Large float buffers (params, activations): 64-byte aligned, NULL on failure
+ * (callers return AM_ENOMEM). Free with am_free_aligned. */
+float *am_alloc_floats(size_t n);
+void am_free_aligned(void *p);
+
+/* ---- logging: a ring buffer the TUI can show; also echoed to stderr when verbose ---- */
+enum { AM_LOG_DEBUG, AM_LOG_INFO, AM_LOG_WARN, AM_LOG_ERROR };
+void am_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void am_log_set_echo(int min_level); /* echo to stderr at or above this level (default WARN) */
+/* Copy up to n most recent lines (oldest first) into out; returns count. Borrowed strings
+ * are valid until the next am_log call. */
+int am_log_tail(const char **out, int n);
+
+/* ---- rng: xorshift64* (llm.c style), deterministic across platforms ---- */
+typedef struct { uint64_t s; } AmRng;
+void am_rng_seed(AmRng *r, uint64_t seed);
+uint32_t am_rng_u32(AmRng *r);
+float am_rng_uniform(AmRng *r);          /* [0, 1) */
+float am_rng_normal(AmRng *r);           /* N(0, 1), Box-Muller */
+uint32_t am_rng_below(AmRng *r, uint32_t n); /* [0, n) without modulo bias */
+
+/* ---- timing and hashing ---- */
+double am_now(void);                     /* monotonic seconds */
+uint64_t am_hash64(const void *data, size_t n, uint64_t seed);  /* XXH3-64 */
+/* 128-bit content hash as 32 lowercase hex chars + NUL, streaming. */
+typedef struct AmHasher AmHasher;
+AmHasher *am_hasher_new(void);
+void am_hasher_update(AmHasher *h, const void *data, size_t n);
+void am_hasher_hex(AmHasher *h, char out[33]); /* finishes; h can be deleted after */
+void am_hasher_delete(AmHasher *h);
+
+/* ---- small file helpers ---- */
+/* Read a whole file into a NUL-terminated malloc'd buffer. AM_EIO with the path on failure. */
+int am_read_file(const char *path, char **out, size_t *len);
+/* Write atomically: path.tmp + fsync + rename. */
+int am_write_file(const char *path, const void *data, size_t len);
+int am_mkdir_p(const char *path);
+
+#endif

@@ -1,0 +1,1 @@
+/* placeholder */ typedef int am_io_placeholder;

@@ -1,0 +1,65 @@
+/* test_base.c - errors, rng, hashing, file helpers. */
+#include "am_base.h"
+#include "harness.h"
+#include <unistd.h>
+
+TEST(error_messages) {
+    CHECK_EQ_INT(am_error(AM_EFORMAT, "%s: bad header", "x.safetensors"), AM_EFORMAT);
+    CHECK(strcmp(am_lasterror(), "x.safetensors: bad header") == 0);
+    am_error_wrap(AM_EFORMAT, "importing %s", "dir");
+    CHECK(strcmp(am_lasterror(), "importing dir: x.safetensors: bad header") == 0);
+    CHECK(strcmp(am_strerror(AM_ENOTFOUND), "not found") == 0);
+}
+
+TEST(rng_deterministic) {
+    AmRng a, b;
+    am_rng_seed(&a, 42);
+    am_rng_seed(&b, 42);
+    for (int i = 0; i < 1000; i++) CHECK(am_rng_u32(&a) == am_rng_u32(&b));
+    double s = 0, s2 = 0;
+    int n = 200000;
+    for (int i = 0; i < n; i++) { double x = am_rng_normal(&a); s += x; s2 += x * x; }
+    CHECK_NEAR(s / n, 0.0, 0.01);
+    CHECK_NEAR(s2 / n, 1.0, 0.02);
+    for (int i = 0; i < 1000; i++) CHECK(am_rng_below(&a, 7) < 7);
+}
+
+TEST(hash_stable) {
+    CHECK(am_hash64("abc", 3, 0) == am_hash64("abc", 3, 0));
+    CHECK(am_hash64("abc", 3, 0) != am_hash64("abd", 3, 0));
+    AmHasher *h = am_hasher_new();
+    am_hasher_update(h, "ab", 2);
+    am_hasher_update(h, "c", 1);
+    char hex1[33], hex2[33];
+    am_hasher_hex(h, hex1);
+    am_hasher_delete(h);
+    h = am_hasher_new();
+    am_hasher_update(h, "abc", 3);
+    am_hasher_hex(h, hex2);
+    am_hasher_delete(h);
+    CHECK(strlen(hex1) == 32 && strcmp(hex1, hex2) == 0);
+}
+
+TEST(file_roundtrip) {
+    char dir[] = "/tmp/am_test_base_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char *sub = xasprintf("%s/a/b", dir), *path = xasprintf("%s/a/b/f.txt", dir);
+    CHECK_OK(am_mkdir_p(sub));
+    CHECK_OK(am_write_file(path, "hello", 5));
+    char *buf = NULL;
+    size_t n = 0;
+    CHECK_OK(am_read_file(path, &buf, &n));
+    CHECK(n == 5 && buf && strcmp(buf, "hello") == 0);
+    free(buf);
+    CHECK_EQ_INT(am_read_file("/nonexistent/zzz", &buf, &n), AM_EIO);
+    CHECK(strstr(am_lasterror(), "/nonexistent/zzz") != NULL);
+    free(sub); free(path);
+}
+
+int main(void) {
+    RUN(error_messages);
+    RUN(rng_deterministic);
+    RUN(hash_stable);
+    RUN(file_roundtrip);
+    return test_report();
+}
