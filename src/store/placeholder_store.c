@@ -1,1 +1,0 @@
-/* placeholder */ typedef int am_store_placeholder;
