@@ -1,4 +1,171 @@
-/* main.c - placeholder until the CLI lands */
+/* main.c - the `amalgam` command: argument parsing and the command table. */
+#include "cli.h"
 #include "am_base.h"
+
 #include <stdio.h>
-int main(void) { puts("amalgam"); return 0; }
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    CliFn fn;
+    const char *const *flags;   /* options without a value */
+    const char *const *opts;    /* options with a value (besides --store) */
+    const char *usage;
+    const char *help;
+} commands[] = {
+    {"demo", cmd_demo, NULL, NULL, "demo", "build a base model and run what exists of the demo on the store"},
+    {"init-model", cmd_init_model, NULL, (const char *const[]){"config", "name", "seed", "vocab", "max-seq-length", NULL},
+     "init-model --config tiny|mini|small --name N [--seed S] [--vocab FILE] [--max-seq-length N]",
+     "create a randomly initialised BERT (BERT init) with the bert-base-uncased vocab"},
+    {"import", cmd_import, NULL, (const char *const[]){"name", NULL}, "import HF_DIR --name N",
+     "import a Hugging Face BERT or sentence-transformers directory"},
+    {"export", cmd_export, NULL, NULL, "export MODEL DIR", "write MODEL as a sentence-transformers directory"},
+    {"encode", cmd_encode, (const char *const[]){"no-normalize", "normalize", NULL},
+     (const char *const[]){"pooling", "layer", "dim", "batch", "max-length", "output", "input", NULL},
+     "encode MODEL [--pooling mean|cls] [--normalize|--no-normalize] [--layer L] [--dim D] [--batch N] [--max-length T]\n"
+     "                [--input FILE] [--output FILE] < texts.txt > emb.npy",
+     "embed one text per line; writes a NumPy .npy float32 array (n, dim) to stdout or FILE"},
+    {"ls", cmd_ls, (const char *const[]){"json", NULL}, NULL, "ls [models] [--json]", "list what the store holds"},
+    {"info", cmd_info, (const char *const[]){"json", "tensors", NULL}, NULL, "info MODEL [--tensors] [--json]",
+     "config, size, tensors and lineage of a model"},
+    {"bench", cmd_bench, (const char *const[]){"no-peer", NULL}, (const char *const[]){"config", "threads", NULL},
+     "bench encode|train [--config tiny|mini|small|all] [--threads N] [--no-peer]",
+     "time the C encoder and the PyTorch peer (../shared/bench/torch_ref.py) side by side"},
+};
+#define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: amalgam [--store DIR] COMMAND [ARGS...]\n\ncommands:\n");
+    for (int i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "  %-12s %s\n", "test", "build and run the test suite (through the ./amalgam launcher)");
+    fprintf(f, "\nusage of each command:\n");
+    for (int i = 0; i < NCOMMANDS; i++) fprintf(f, "  amalgam %s\n", commands[i].usage);
+    fprintf(f, "\nEvery command takes --store DIR (default ./store, or $AMALGAM_STORE).\n"
+               "MODEL is a model name or a unique prefix of its id (see `amalgam ls models`).\n");
+}
+
+/* ---------------------------------------------------------------- args */
+
+static int is_flag(const char *const *flags, const char *name) {
+    for (; flags && *flags; flags++)
+        if (strcmp(*flags, name) == 0) return 1;
+    return 0;
+}
+
+int cli_parse(int argc, char **argv, const char *cmd, const char *const *flags, const char *const *opts,
+              CliArgs *a) {
+    memset(a, 0, sizeof *a);
+    a->cmd = cmd;
+    for (int i = 0; i < argc; i++) {
+        const char *s = argv[i];
+        if (strcmp(s, "--") == 0) {
+            for (i++; i < argc && a->npos < CLI_MAX_POS; i++) a->pos[a->npos++] = argv[i];
+            break;
+        }
+        if (strncmp(s, "--", 2) != 0 || s[2] == 0) {
+            if (a->npos == CLI_MAX_POS) return am_error(AM_EINVAL, "%s: too many arguments", cmd);
+            a->pos[a->npos++] = s;
+            continue;
+        }
+        if (a->nopt == CLI_MAX_OPTS) return am_error(AM_EINVAL, "%s: too many options", cmd);
+        CliOpt *o = &a->opt[a->nopt++];
+        char *eq = strchr(s + 2, '=');
+        if (eq) {
+            o->name = xstrdup(s + 2);
+            ((char *)o->name)[eq - (s + 2)] = 0;
+            o->value = eq + 1;
+            if (!is_flag(opts, o->name) && strcmp(o->name, "store") != 0)
+                return am_error(AM_EINVAL, "%s: unknown option --%s (see amalgam %s --help)", cmd, o->name, cmd);
+        } else {
+            o->name = s + 2;
+            int takes_value = is_flag(opts, o->name) || strcmp(o->name, "store") == 0;
+            if (!takes_value && !is_flag(flags, o->name) && strcmp(o->name, "help") != 0)
+                return am_error(AM_EINVAL, "%s: unknown option --%s (see amalgam %s --help)", cmd, o->name, cmd);
+            if (takes_value) {
+                if (i + 1 >= argc) return am_error(AM_EINVAL, "%s: option --%s needs a value", cmd, o->name);
+                o->value = argv[++i];
+            }
+        }
+        if (strcmp(o->name, "store") == 0) {
+            a->store_dir = o->value;
+            o->used = 1;
+        }
+    }
+    if (!a->store_dir) a->store_dir = getenv("AMALGAM_STORE");
+    if (!a->store_dir || !*a->store_dir) a->store_dir = "store";
+    return AM_OK;
+}
+
+const char *cli_get(CliArgs *a, const char *name) {
+    const char *v = NULL;
+    for (int i = 0; i < a->nopt; i++)
+        if (strcmp(a->opt[i].name, name) == 0) {
+            a->opt[i].used = 1;
+            v = a->opt[i].value ? a->opt[i].value : "";
+        }
+    return v;
+}
+
+int cli_get_int(CliArgs *a, const char *name, int def, int *out) {
+    const char *v = cli_get(a, name);
+    *out = def;
+    if (!v) return AM_OK;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*v == 0 || *end != 0 || x < -1000000000L || x > 1000000000L)
+        return am_error(AM_EINVAL, "%s: --%s expects an integer, got '%s'", a->cmd, name, v);
+    *out = (int)x;
+    return AM_OK;
+}
+
+int cli_flag(CliArgs *a, const char *name) { return cli_get(a, name) != NULL; }
+
+int cli_check_unused(CliArgs *a) {
+    for (int i = 0; i < a->nopt; i++)
+        if (!a->opt[i].used)
+            return am_error(AM_EINVAL, "%s: unknown option --%s (see amalgam --help)", a->cmd, a->opt[i].name);
+    return AM_OK;
+}
+
+int cli_fail(int rc) {
+    if (rc == AM_OK) return 0;
+    fprintf(stderr, "amalgam: error: %s\n", am_lasterror());
+    return rc == AM_EINVAL ? 2 : 1;
+}
+
+/* ---------------------------------------------------------------- main */
+
+char **cli_argv;
+
+int main(int argc, char **argv) {
+    cli_argv = argv;
+    /* global --store may come before the command */
+    int i = 1;
+    const char *store = NULL;
+    while (i < argc && strncmp(argv[i], "--", 2) == 0) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(stdout); return 0; }
+        if (strcmp(argv[i], "--store") == 0 && i + 1 < argc) { store = argv[i + 1]; i += 2; continue; }
+        if (strncmp(argv[i], "--store=", 8) == 0) { store = argv[i] + 8; i++; continue; }
+        fprintf(stderr, "amalgam: error: unknown option %s (see amalgam --help)\n", argv[i]);
+        return 2;
+    }
+    if (i >= argc) { usage(stderr); return 2; }
+    const char *name = argv[i];
+    if (strcmp(name, "help") == 0) { usage(stdout); return 0; }
+    for (int c = 0; c < NCOMMANDS; c++) {
+        if (strcmp(commands[c].name, name) != 0) continue;
+        CliArgs a;
+        int rc = cli_parse(argc - i - 1, argv + i + 1, name, commands[c].flags, commands[c].opts, &a);
+        if (rc) return cli_fail(rc);
+        if (cli_get(&a, "help")) { printf("usage: amalgam %s\n  %s\n", commands[c].usage, commands[c].help); return 0; }
+        if (store && !cli_get(&a, "store")) a.store_dir = store;
+        return cli_fail(commands[c].fn(&a));
+    }
+    if (strcmp(name, "test") == 0) {
+        fprintf(stderr, "amalgam: error: run the tests through the launcher: ./amalgam test\n");
+        return 2;
+    }
+    fprintf(stderr, "amalgam: error: unknown command '%s' (see amalgam --help)\n", name);
+    return 2;
+}

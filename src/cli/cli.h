@@ -1,0 +1,48 @@
+/* cli.h - shared pieces of the `amalgam` command: argument parsing and dispatch. */
+#ifndef AM_CLI_H
+#define AM_CLI_H
+
+#define CLI_MAX_OPTS 32
+#define CLI_MAX_POS 64
+
+typedef struct {
+    const char *name;   /* without the leading dashes */
+    const char *value;  /* NULL for flags */
+    int used;
+} CliOpt;
+
+typedef struct {
+    const char *cmd;
+    int npos;
+    const char *pos[CLI_MAX_POS];
+    int nopt;
+    CliOpt opt[CLI_MAX_OPTS];
+    const char *store_dir;  /* --store, $AMALGAM_STORE or ./store */
+} CliArgs;
+
+/* Parse argv after the command word. `flags` lists option names that take no value, `opts`
+ * those that take one (--name=v or --name v); both NULL-terminated or NULL. Any other option
+ * is AM_EINVAL naming it. --store DIR is accepted by every command. */
+int cli_parse(int argc, char **argv, const char *cmd, const char *const *flags, const char *const *opts,
+              CliArgs *a);
+const char *cli_get(CliArgs *a, const char *name);            /* NULL if absent */
+int cli_get_int(CliArgs *a, const char *name, int def, int *out); /* AM_EINVAL if not an integer */
+int cli_flag(CliArgs *a, const char *name);
+/* AM_EINVAL naming the first option the command did not read. */
+int cli_check_unused(CliArgs *a);
+/* Print "amalgam: error: <am_lasterror()>" and return the exit code for rc (0 if rc == 0). */
+int cli_fail(int rc);
+
+extern char **cli_argv; /* main's argv, for re-exec */
+
+typedef int (*CliFn)(CliArgs *a);
+int cmd_init_model(CliArgs *a);
+int cmd_import(CliArgs *a);
+int cmd_export(CliArgs *a);
+int cmd_encode(CliArgs *a);
+int cmd_ls(CliArgs *a);
+int cmd_info(CliArgs *a);
+int cmd_bench(CliArgs *a);
+int cmd_demo(CliArgs *a);
+
+#endif

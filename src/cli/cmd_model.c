@@ -1,0 +1,301 @@
+/* cmd_model.c - init-model, import, export, ls, info. */
+#define _GNU_SOURCE
+#include "cli.h"
+#include "am_base.h"
+#include "embed.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int open_store(CliArgs *a, unsigned flags, Store **st) {
+    int rc = store_open(a->store_dir, flags, st);
+    if (rc == AM_ENOTFOUND && (flags & AM_STORE_RDONLY))
+        return am_error(rc, "no store at '%s' (create one with amalgam init-model or amalgam import)", a->store_dir);
+    return rc;
+}
+
+/* "name" -> previous id, so a re-pointed tag can be reported */
+static void report_name(Store *st, const char *name, const char *id) {
+    char old[AM_ID_HEX + 1];
+    void *v = NULL;
+    size_t n = 0;
+    if (store_get(st, "names", name, strlen(name), &v, &n) == AM_OK && n >= AM_ID_HEX) {
+        memcpy(old, v, AM_ID_HEX);
+        old[AM_ID_HEX] = 0;
+        if (strcmp(old, id) != 0) printf("note: name '%s' moves from %.12s to %.12s\n", name, old, id);
+    }
+    free(v);
+    am_clearerror();
+}
+
+int cmd_init_model(CliArgs *a) {
+    const char *config = cli_get(a, "config"), *name = cli_get(a, "name"), *vpath = cli_get(a, "vocab");
+    int seed, maxlen, rc;
+    if ((rc = cli_get_int(a, "seed", 42, &seed)) || (rc = cli_get_int(a, "max-seq-length", 128, &maxlen))) return rc;
+    if ((rc = cli_check_unused(a))) return rc;
+    if (!name || !*name) return am_error(AM_EINVAL, "init-model: --name N is required");
+    EncoderConfig cfg;
+    if ((rc = encoder_config_preset(&cfg, config ? config : "tiny"))) return rc;
+    if (!vpath) vpath = vocab_default_path();
+    Vocab *v = NULL;
+    if ((rc = vocab_load(vpath, &v)))
+        return am_error_wrap(rc, "init-model: cannot load the vocabulary%s",
+                             vpath == vocab_default_path() ? " (HINT: ./amalgam fetches it; or pass --vocab FILE)" : "");
+    cfg.vocab_size = vocab_size(v);
+    cfg.pad_token_id = vocab_specials(v).pad;
+    Model *m = NULL;
+    if ((rc = model_new(&cfg, &m))) { vocab_delete(v); return rc; }
+    model_init_bert(m, (uint64_t)seed);
+    HfInfo info;
+    hf_info_default(&info);
+    info.max_seq_length = maxlen;
+    snprintf(info.source, sizeof info.source, "init-model --config %s --seed %d", config ? config : "tiny", seed);
+    Store *st = NULL;
+    char id[AM_ID_HEX + 1];
+    size_t vlen;
+    const char *vtext = vocab_text(v, &vlen);
+    if (!(rc = open_store(a, 0, &st))) {
+        report_name(st, name, "");
+        rc = embed_store_model(st, m, vtext, vlen, &info, name, "pretrained", NULL, id);
+    }
+    if (!rc)
+        printf("model %s  id %s  (%s: %d layers, hidden %d, %d heads, vocab %d, %.2fM parameters)\n", name, id,
+               config ? config : "tiny", cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.vocab_size,
+               m->tab.total / 1e6);
+    store_close(st);
+    model_delete(m);
+    vocab_delete(v);
+    return rc;
+}
+
+int cmd_import(CliArgs *a) {
+    const char *name = cli_get(a, "name");
+    int rc;
+    if ((rc = cli_check_unused(a))) return rc;
+    if (a->npos != 1) return am_error(AM_EINVAL, "import: usage: amalgam import HF_DIR --name N");
+    if (!name || !*name) return am_error(AM_EINVAL, "import: --name N is required");
+    Model *m = NULL;
+    Vocab *v = NULL;
+    HfInfo info;
+    if ((rc = hf_import(a->pos[0], &m, &v, &info))) return rc;
+    Store *st = NULL;
+    char id[AM_ID_HEX + 1];
+    size_t vlen;
+    const char *vtext = vocab_text(v, &vlen);
+    if (!(rc = open_store(a, 0, &st))) {
+        report_name(st, name, "");
+        rc = embed_store_model(st, m, vtext, vlen, &info, name, "pretrained", NULL, id);
+    }
+    if (!rc)
+        printf("imported %s as %s  id %s  (%d layers, hidden %d, vocab %d, %s, %s pooling%s%s)\n", a->pos[0], name,
+               id, m->cfg.num_layers, m->cfg.hidden_size, m->cfg.vocab_size, info.dtype,
+               info.pooling == HF_POOL_CLS ? "cls" : "mean", info.normalize ? ", normalized" : "",
+               info.n_ignored ? ", unused tensors ignored" : "");
+    store_close(st);
+    model_delete(m);
+    vocab_delete(v);
+    return rc;
+}
+
+int cmd_export(CliArgs *a) {
+    int rc;
+    if ((rc = cli_check_unused(a))) return rc;
+    if (a->npos != 2) return am_error(AM_EINVAL, "export: usage: amalgam export MODEL DIR");
+    Store *st = NULL;
+    if ((rc = open_store(a, AM_STORE_RDONLY, &st))) return rc;
+    EmbedModel *em = NULL;
+    if (!(rc = embed_model_load(st, a->pos[0], &em))) {
+        size_t vlen;
+        const char *vtext = vocab_text(em->vocab, &vlen);
+        rc = hf_export_vocab_text(a->pos[1], em->model, vtext, vlen, &em->info);
+        if (!rc)
+            printf("exported %s (%.12s) to %s (sentence-transformers layout, %s pooling%s)\n", a->pos[0], em->id,
+                   a->pos[1], em->info.pooling == HF_POOL_CLS ? "cls" : "mean",
+                   em->info.normalize ? " + Normalize" : "");
+    }
+    embed_model_delete(em);
+    store_close(st);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- ls / info */
+
+typedef struct { char id[AM_ID_HEX + 1]; char name[128]; } NameRow;
+typedef struct { NameRow *rows; int n, cap; } Names;
+
+static int collect_name(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
+    Names *ns = ud;
+    if (vlen < AM_ID_HEX || klen >= sizeof ns->rows[0].name) return 0;
+    if (ns->n == ns->cap) {
+        ns->cap = ns->cap ? 2 * ns->cap : 32;
+        ns->rows = xrealloc(ns->rows, (size_t)ns->cap * sizeof *ns->rows);
+    }
+    NameRow *r = &ns->rows[ns->n++];
+    memcpy(r->id, val, AM_ID_HEX);
+    r->id[AM_ID_HEX] = 0;
+    memcpy(r->name, key, klen);
+    r->name[klen] = 0;
+    return 0;
+}
+
+/* comma-separated names of id, into buf */
+static const char *names_of(const Names *ns, const char *id, char *buf, size_t cap) {
+    buf[0] = 0;
+    for (int i = 0; i < ns->n; i++) {
+        if (strcmp(ns->rows[i].id, id) != 0) continue;
+        size_t l = strlen(buf);
+        snprintf(buf + l, cap - l, "%s%s", l ? "," : "", ns->rows[i].name);
+    }
+    return buf;
+}
+
+static const char *jstr(const cJSON *j, const char *k, const char *def) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsString(x) ? x->valuestring : def;
+}
+
+static double jnum(const cJSON *j, const char *k) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsNumber(x) ? x->valuedouble : 0;
+}
+
+typedef struct { Names *names; int json; cJSON *arr; int count; } LsCtx;
+
+static int ls_row(void *ud, const char *id, const char *meta_json) {
+    LsCtx *c = ud;
+    cJSON *j = cJSON_Parse(meta_json);
+    if (!j) return 0;
+    char nb[512];
+    names_of(c->names, id, nb, sizeof nb);
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(j, "config");
+    if (c->json) {
+        cJSON_AddItemToObject(j, "names", cJSON_CreateString(nb));
+        cJSON_AddItemToArray(c->arr, j);
+        c->count++;
+        return 0;
+    }
+    printf("%-20s %-12.12s %-11s %6d %6d %9.2fM %-8s %s\n", nb[0] ? nb : "-", id, jstr(j, "kind", "?"),
+           (int)jnum(cfg, "num_hidden_layers"), (int)jnum(cfg, "hidden_size"), jnum(j, "n_params") / 1e6,
+           jstr(j, "pooling", "mean"), jstr(j, "created", ""));
+    c->count++;
+    cJSON_Delete(j);
+    return 0;
+}
+
+int cmd_ls(CliArgs *a) {
+    int json = cli_flag(a, "json"), rc;
+    if ((rc = cli_check_unused(a))) return rc;
+    const char *what = a->npos ? a->pos[0] : "models";
+    if (strcmp(what, "models") != 0)
+        return am_error(AM_EINVAL, "ls: unknown kind '%s' (available: models; runs, results and datasets come "
+                        "with training and evaluation)", what);
+    Store *st = NULL;
+    if ((rc = open_store(a, AM_STORE_RDONLY, &st))) return rc;
+    Names ns = {0};
+    LsCtx c = {.names = &ns, .json = json, .arr = json ? cJSON_CreateArray() : NULL};
+    if (!(rc = store_iter(st, "names", NULL, 0, collect_name, &ns))) {
+        if (!json)
+            printf("%-20s %-12s %-11s %6s %6s %10s %-8s %s\n", "NAME", "ID", "KIND", "LAYERS", "HIDDEN", "PARAMS",
+                   "POOLING", "CREATED");
+        rc = store_model_list(st, ls_row, &c);
+    }
+    if (!rc && json) {
+        char *s = cJSON_Print(c.arr);
+        puts(s);
+        free(s);
+    } else if (!rc && c.count == 0) {
+        printf("(no models in %s; try: amalgam init-model --config tiny --name base-tiny)\n", a->store_dir);
+    }
+    cJSON_Delete(c.arr);
+    free(ns.rows);
+    store_close(st);
+    return rc;
+}
+
+/* parents chain: "parent (weight) <- grandparent ..." printed as a tree */
+static void print_lineage(Store *st, const Names *ns, const char *id, int depth) {
+    char *meta = NULL;
+    if (depth > 16 || store_model_meta(st, id, &meta) != AM_OK) {
+        am_clearerror();
+        return;
+    }
+    cJSON *j = cJSON_Parse(meta);
+    free(meta);
+    const cJSON *parents = cJSON_GetObjectItemCaseSensitive(j, "parents"), *p;
+    cJSON_ArrayForEach(p, parents) {
+        const char *pid = jstr(p, "id", NULL);
+        if (!pid) continue;
+        char nb[256];
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(p, "weight");
+        printf("  %*s└─ %.12s %s", 2 * depth, "", pid, names_of(ns, pid, nb, sizeof nb));
+        if (cJSON_IsNumber(w)) printf(" (weight %g)", w->valuedouble);
+        printf("\n");
+        print_lineage(st, ns, pid, depth + 1);
+    }
+    cJSON_Delete(j);
+}
+
+int cmd_info(CliArgs *a) {
+    int json = cli_flag(a, "json"), tensors = cli_flag(a, "tensors"), rc;
+    if ((rc = cli_check_unused(a))) return rc;
+    if (a->npos != 1) return am_error(AM_EINVAL, "info: usage: amalgam info MODEL [--tensors] [--json]");
+    Store *st = NULL;
+    if ((rc = open_store(a, AM_STORE_RDONLY, &st))) return rc;
+    char id[AM_ID_HEX + 1];
+    char *meta = NULL;
+    Model *m = NULL;
+    Names ns = {0};
+    if ((rc = store_resolve(st, a->pos[0], id)) || (rc = store_model_meta(st, id, &meta))) goto done;
+    if (json && !tensors) {
+        puts(meta);
+        goto done;
+    }
+    if ((rc = store_iter(st, "names", NULL, 0, collect_name, &ns))) goto done;
+    cJSON *j = cJSON_Parse(meta);
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(j, "config");
+    char nb[512];
+    printf("model    %s\n", id);
+    printf("names    %s\n", names_of(&ns, id, nb, sizeof nb)[0] ? nb : "-");
+    printf("kind     %s\n", jstr(j, "kind", "?"));
+    printf("created  %s\n", jstr(j, "created", "?"));
+    if (jstr(j, "source", NULL)) printf("source   %s\n", jstr(j, "source", ""));
+    printf("config   %d layers, hidden %d, %d heads, FFN %d, vocab %d, %d positions, %d token types, eps %g\n",
+           (int)jnum(cfg, "num_hidden_layers"), (int)jnum(cfg, "hidden_size"), (int)jnum(cfg, "num_attention_heads"),
+           (int)jnum(cfg, "intermediate_size"), (int)jnum(cfg, "vocab_size"),
+           (int)jnum(cfg, "max_position_embeddings"), (int)jnum(cfg, "type_vocab_size"), jnum(cfg, "layer_norm_eps"));
+    printf("size     %.3fM parameters in %d tensors (%.1f MB float32)\n", jnum(j, "n_params") / 1e6,
+           (int)jnum(j, "n_tensors"), jnum(j, "n_params") * 4 / 1e6);
+    const cJSON *nz = cJSON_GetObjectItemCaseSensitive(j, "normalize");
+    printf("pooling  %s%s, max_seq_length %d, %s\n", jstr(j, "pooling", "mean"), cJSON_IsTrue(nz) ? " + normalize" : "",
+           (int)jnum(j, "max_seq_length"),
+           cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "do_lower_case")) ? "cased" : "uncased");
+    printf("lineage  %.12s\n", id);
+    print_lineage(st, &ns, id, 0);
+    cJSON_Delete(j);
+    if (tensors) {
+        if ((rc = store_model_get(st, id, &m, NULL, NULL, NULL))) goto done;
+        printf("\n%-52s %-14s %12s %12s\n", "TENSOR", "SHAPE", "L2 NORM", "MAX |x|");
+        for (int i = 0; i < m->tab.n; i++) {
+            const ParamInfo *p = &m->tab.t[i];
+            const float *w = m->params + p->offset;
+            double ss = 0, mx = 0;
+            for (size_t k = 0; k < p->numel; k++) {
+                ss += (double)w[k] * (double)w[k];
+                if (fabs((double)w[k]) > mx) mx = fabs((double)w[k]);
+            }
+            char shape[32];
+            if (p->ndim == 1) snprintf(shape, sizeof shape, "(%lld)", (long long)p->shape[0]);
+            else snprintf(shape, sizeof shape, "(%lld, %lld)", (long long)p->shape[0], (long long)p->shape[1]);
+            printf("%-52s %-14s %12.5g %12.5g\n", p->name, shape, sqrt(ss), mx);
+        }
+    }
+done:
+    model_delete(m);
+    free(meta);
+    free(ns.rows);
+    store_close(st);
+    return rc;
+}
