@@ -1,1 +1,0 @@
-/* placeholder */ typedef int am_io_placeholder;
