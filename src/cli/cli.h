@@ -44,5 +44,7 @@ int cmd_ls(CliArgs *a);
 int cmd_info(CliArgs *a);
 int cmd_bench(CliArgs *a);
 int cmd_demo(CliArgs *a);
+int cmd_run(CliArgs *a);   /* cmd_lua.c */
+int cmd_lua(CliArgs *a);   /* cmd_lua.c */
 
 #endif

@@ -32,6 +32,10 @@ static const struct {
     {"bench", cmd_bench, (const char *const[]){"no-peer", NULL}, (const char *const[]){"config", "threads", NULL},
      "bench encode|train [--config tiny|mini|small|all] [--threads N] [--no-peer]",
      "time the C encoder and the PyTorch peer (../shared/bench/torch_ref.py) side by side"},
+    {"run", cmd_run, NULL, NULL, "run RECIPE.lua [key=value...]",
+     "run a Lua recipe headless (key=value arguments become the table `args`)"},
+    {"lua", cmd_lua, NULL, NULL, "lua [FILE [ARGS...] | -e CODE | -]",
+     "Lua with the amalgam module as `am`: run a script, or a REPL on a terminal (stdin script otherwise)"},
 };
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,178 @@
+/* am_lua.h - the Lua layer: the `amalgam` module (bindings) and the host helpers the CLI uses.
+ *
+ * Two audiences:
+ *   1. Hosts (src/cli/cmd_lua.c, later the TUI console): am_lua_newstate, am_docall,
+ *      am_lua_report, am_lua_loadfile, interrupts.
+ *   2. Binding files (src/lua/l_*.c, including the ones training/eval/merge add later): the
+ *      check/push helpers and conventions below.
+ *
+ * Conventions (STYLE.md §D tier 3, §F):
+ *   - Misuse (wrong type, closed handle, bad enum string, out-of-range index) raises with
+ *     luaL_argerror / luaL_error.
+ *   - An expected failure returns `nil, message, code` (am_lua_fail): code is the AM_E* name
+ *     without the "AM_" prefix as a string ("ENOTFOUND", "EFORMAT", ...; am.errcodes maps
+ *     them to the C numbers).
+ *   - Handles are full userdata with a named metatable ("amalgam.Store", "amalgam.Model",
+ *     "amalgam.Matrix") whose __index is a method table, plus __gc, __close and __tostring.
+ *     A handle is created "closed" first and then filled (liolib newprefile), so __gc owns the
+ *     C object from the moment it exists and an error can never leak it.
+ *   - Never raise while holding malloc'd memory: allocate after the argument checks, or keep
+ *     the memory in an autofree box (am_lua_newautofree) that the GC frees on any error path.
+ *   - Per-state context (default store directory, interrupt flag) lives in the registry
+ *     (AmLuaCtx), never in C globals, so several lua_States can coexist.
+ *   - Long operations (train, eval, merge) take an option table and an optional Lua callback
+ *     (on_step). Call it from the C progress callback with lua_call: it may raise, so the
+ *     operation's C state must already be owned by a userdata (a handle or an autofree box).
+ *     Poll am_lua_interrupted(L) there too, and raise "interrupted" (luaL_error) when it is set.
+ *
+ * Stack effects are written as / * [a, b] * / comments in the .c files (neovim style).
+ */
+#ifndef AM_LUA_H
+#define AM_LUA_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "embed.h"
+#include "store.h"
+
+#define AM_VERSION "0.1.0"
+
+#define AM_STORE_MT  "amalgam.Store"
+#define AM_MODEL_MT  "amalgam.Model"
+#define AM_MATRIX_MT "amalgam.Matrix"
+
+/* Entry points of the module: `require "amalgam"` gives luaopen_amalgam, which loads
+ * `amalgam.core` (the C functions, luaL_newlib) and then runs the bundled lua/amalgam/init.lua
+ * on it. Both are exported by the amalgam.so Lua C module and used by the binary. */
+int luaopen_amalgam(lua_State *L);
+int luaopen_amalgam_core(lua_State *L);
+
+/* ---------------------------------------------------------------- per-state context */
+
+typedef struct AmLuaCtx {
+    volatile sig_atomic_t interrupted; /* 0, or the signal number (SIGINT, SIGTERM) / -1 for "stop" */
+    lua_State *L;                      /* the main thread (for lua_sethook from a signal handler) */
+    char *store_dir;                   /* default store dir (malloc'd) or NULL = store_default_dir() */
+} AmLuaCtx;
+
+/* The context of L (created on first use, kept in the registry). */
+AmLuaCtx *am_lua_ctx(lua_State *L);
+/* Default store directory for am.store.default() (NULL = $AMALGAM_STORE or ./store). Call before
+ * the first am.store.default(); later calls only affect a store not yet opened. */
+void am_lua_set_store_dir(lua_State *L, const char *dir);
+
+/* Ask the running Lua code to stop: sets ctx->interrupted = sig and a count hook that raises
+ * "interrupted" at the next Lua instruction, and again at every following one, so a recipe
+ * cannot swallow it with pcall (redis line-hook idea). Async-signal-safe (lua.c laction).
+ * Long C calls (encode, training steps) poll am_lua_interrupted() and stop too. */
+void am_lua_interrupt(AmLuaCtx *ctx, int sig);
+int am_lua_interrupted(lua_State *L);
+/* Clear the flag and the hook (the host does it after am_docall returned). */
+void am_lua_clear_interrupt(lua_State *L);
+
+/* ---------------------------------------------------------------- host helpers */
+
+/* A new state with the standard libraries, `amalgam` preloadable (package.preload) and the
+ * global `am` set to require("amalgam"). NULL only if Lua cannot allocate the state.
+ * If loading the module fails the error is reported on stderr and NULL is returned. */
+lua_State *am_lua_newstate(const char *store_dir);
+
+/* THE way to call into Lua from C: lua_pcall with a traceback message handler (lua.c docall).
+ * Stack: [f, args...] -> [results...] on success, [message-with-traceback] on error.
+ * Returns the lua_pcall status. */
+int am_docall(lua_State *L, int narg, int nres);
+
+/* Print the error on top of the stack (if status != LUA_OK) to stderr as
+ * "amalgam: error: <message + traceback>" and pop it. Returns status. */
+int am_lua_report(lua_State *L, int status);
+
+/* Load a Lua file (path NULL or "-" = stdin) as a function on the stack. strict: run it in a
+ * fresh environment where reading an undefined global raises "undefined global 'x'" (with
+ * file:line); assigning globals is allowed (amalgam.recipe.env). Syntax errors give
+ * "file:line: message". Returns a lua_load status (the message is on the stack on error). */
+int am_lua_loadfile(lua_State *L, const char *path, int strict);
+
+/* Exit code for a failed host call: 130 for SIGINT, 143 for SIGTERM, 1 otherwise. */
+int am_lua_exit_code(lua_State *L, int status);
+
+/* ---------------------------------------------------------------- binding helpers */
+
+/* Push `nil, am_lasterror(), code-name` and return 3 (Lua's luaL_fileresult shape). */
+int am_lua_fail(lua_State *L, int rc);
+/* Same with a literal message. */
+int am_lua_failmsg(lua_State *L, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* "ENOTFOUND" for AM_ENOTFOUND, ... ("EUNKNOWN" for anything else). */
+const char *am_lua_errname(int rc);
+
+/* Register a metatable `tname` with __index = a table of `methods` plus the `metamethods`
+ * (a {"__index", NULL} entry is filled in). Leaves nothing on the stack. */
+void am_lua_newclass(lua_State *L, const char *tname, const luaL_Reg *methods, const luaL_Reg *metamethods);
+/* Push the method table of class tname (so Lua code can add methods). */
+void am_lua_getmethods(lua_State *L, const char *tname);
+
+/* Autofree box: a userdata whose __gc (and am_lua_autofree_now) calls fn(p). Push it, then
+ * store the malloc'd pointer in ->p, so an error raised afterwards cannot leak it. */
+typedef struct {
+    void *p;
+    void (*fn)(void *);
+} AmAutoFree;
+AmAutoFree *am_lua_newautofree(lua_State *L, void (*fn)(void *));
+void am_lua_autofree_now(lua_State *L, int idx);
+
+/* Option tables: read field `key` of the table at index t (t may hold nil = no options).
+ * Wrong types raise "bad argument #arg to 'fn' (option 'key': number expected, got string)".
+ * am_lua_opt_check raises on a key not in the NULL-terminated list `known`. */
+void am_lua_opt_check(lua_State *L, int t, int arg, const char *const *known);
+lua_Integer am_lua_opt_int(lua_State *L, int t, int arg, const char *key, lua_Integer def);
+lua_Number am_lua_opt_num(lua_State *L, int t, int arg, const char *key, lua_Number def);
+int am_lua_opt_bool(lua_State *L, int t, int arg, const char *key, int def);          /* def -1 = unset */
+const char *am_lua_opt_str(lua_State *L, int t, int arg, const char *key, const char *def);
+/* An enum option: returns the index into `names` (NULL-terminated) or def if absent; an
+ * unknown string raises "option 'key': expected one of a|b|c, got 'x'". */
+int am_lua_opt_enum(lua_State *L, int t, int arg, const char *key, const char *const *names, int def);
+
+/* Store handles. checkstore raises on a closed store. */
+Store *am_lua_checkstore(lua_State *L, int idx);
+unsigned am_lua_store_flags(lua_State *L, int idx); /* AM_STORE_* the handle was opened with */
+Store *am_lua_default_store(lua_State *L); /* opens lazily; on failure pushes nothing and returns NULL
+                                              (am_lasterror() says why) */
+
+/* Model handles: the model is loaded lazily from its store. */
+typedef struct AmModelBox AmModelBox;
+AmModelBox *am_lua_checkmodelbox(lua_State *L, int idx);
+/* Load the weights, vocab and tokenizer (once; later calls return the same object).
+ * OUT: *em borrowed, valid while the handle is open. AM_OK or a code with am_lasterror(). */
+int am_lua_model_load(AmModelBox *b, EmbedModel **em);
+const char *am_lua_model_id(const AmModelBox *b);
+/* Push a new Model handle for stored model `id` (a full id) of the Store handle at store_idx;
+ * label = the name it was asked for (NULL: the meta's name). On failure pushes nothing and
+ * returns the code (message in am_lasterror()). */
+int am_lua_pushmodel(lua_State *L, int store_idx, const char *id, const char *label);
+
+/* Matrix handles: rows x cols float32, row-major, owned. */
+typedef struct {
+    int64_t rows, cols;
+    float *data; /* NULL = closed */
+} AmMatrix;
+/* Push a new rows x cols matrix (zeroed). Returns it; ->data NULL if the allocation failed
+ * (the closed handle is still pushed; return am_lua_fail(L, AM_ENOMEM) after popping it). */
+AmMatrix *am_lua_newmatrix(lua_State *L, int64_t rows, int64_t cols);
+AmMatrix *am_lua_checkmatrix(lua_State *L, int idx);
+
+/* JSON <-> Lua (l_json.c). push: decode a JSON text onto the stack, returns AM_OK or
+ * AM_EFORMAT (nothing pushed, message set). tojson: encode the value at idx; raises on values
+ * JSON cannot hold (functions, cycles, non-string keys in objects, NaN). Result malloc'd. */
+int am_lua_pushjson(lua_State *L, const char *text, size_t len);
+char *am_lua_tojson(lua_State *L, int idx, int pretty);
+
+/* Submodule registration, called by luaopen_amalgam_core with the module table on top. */
+void am_lua_open_store(lua_State *L);
+void am_lua_open_model(lua_State *L);
+void am_lua_open_matrix(lua_State *L);
+void am_lua_open_json(lua_State *L);
+
+#endif

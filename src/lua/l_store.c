@@ -1,0 +1,474 @@
+/* l_store.c - "amalgam.Store": a handle on an LMDB store directory (store.h).
+ *
+ * am.store.open(dir [, {readonly=bool}]) opens one; am.store.default() is the per-state default
+ * store (--store / $AMALGAM_STORE / ./store, from AmLuaCtx), opened read-write on first use and
+ * cached in the registry. Every Store handle holds one reference of the process-wide LMDB
+ * environment (store_open counts them), and every Model handle holds its own, so closing a
+ * Store handle never invalidates models loaded through it.
+ */
+#define _GNU_SOURCE
+#include "am_lua.h"
+#include "am_base.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_KEY "amalgam.default_store"
+
+typedef struct {
+    Store *s;        /* NULL = closed */
+    unsigned flags;  /* AM_STORE_* it was opened with */
+} StoreBox;
+
+/* ---------------------------------------------------------------- string vectors (autofree) */
+
+typedef struct {
+    char **v;
+    size_t n, cap;
+} StrVec;
+
+static void strvec_free(void *p) {
+    StrVec *sv = p;
+    for (size_t i = 0; i < sv->n; i++) free(sv->v[i]);
+    free(sv->v);
+    free(sv);
+}
+
+static StrVec *strvec_new(lua_State *L) {
+    AmAutoFree *a = am_lua_newautofree(L, strvec_free);
+    a->p = xcalloc(1, sizeof(StrVec));
+    return a->p;
+}
+
+static void strvec_addn(StrVec *sv, const void *s, size_t len) {
+    if (sv->n == sv->cap) {
+        sv->cap = sv->cap ? 2 * sv->cap : 16;
+        sv->v = xrealloc(sv->v, sv->cap * sizeof *sv->v);
+    }
+    char *c = xmalloc(len + 1);
+    memcpy(c, s, len);
+    c[len] = 0;
+    sv->v[sv->n++] = c;
+}
+
+/* ---------------------------------------------------------------- handles */
+
+static StoreBox *newbox(lua_State *L) {
+    StoreBox *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->s = NULL; /* closed until opened */
+    b->flags = 0;
+    luaL_setmetatable(L, AM_STORE_MT);
+    return b;
+}
+
+static StoreBox *checkbox(lua_State *L, int idx) {
+    StoreBox *b = luaL_checkudata(L, idx, AM_STORE_MT);
+    if (!b->s) luaL_error(L, "attempt to use a closed store");
+    return b;
+}
+
+Store *am_lua_checkstore(lua_State *L, int idx) { return checkbox(L, idx)->s; }
+
+/* push the default store handle (opening it if needed); AM_OK or a code (nothing pushed) */
+static int push_default(lua_State *L) {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, DEFAULT_KEY) == LUA_TUSERDATA) {
+        StoreBox *b = luaL_testudata(L, -1, AM_STORE_MT);
+        if (b && b->s) return AM_OK;
+    }
+    lua_pop(L, 1);
+    AmLuaCtx *c = am_lua_ctx(L);
+    StoreBox *b = newbox(L);
+    int rc = store_open(c->store_dir ? c->store_dir : store_default_dir(), 0, &b->s);
+    if (rc) {
+        lua_pop(L, 1);
+        return rc;
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, DEFAULT_KEY);
+    return AM_OK;
+}
+
+Store *am_lua_default_store(lua_State *L) {
+    if (push_default(L)) return NULL;
+    Store *s = ((StoreBox *)lua_touserdata(L, -1))->s;
+    lua_pop(L, 1); /* still referenced by the registry */
+    return s;
+}
+
+/* store.open(dir [, {readonly=bool}]) -> Store | nil, msg, code */
+static int l_store_open(lua_State *L) {
+    const char *dir = luaL_checkstring(L, 1);
+    static const char *const known[] = {"readonly", NULL};
+    am_lua_opt_check(L, 2, 2, known);
+    int ro = am_lua_opt_bool(L, 2, 2, "readonly", 0);
+    StoreBox *b = newbox(L);
+    b->flags = ro ? AM_STORE_RDONLY : 0;
+    int rc = store_open(dir, b->flags, &b->s);
+    if (rc) return am_lua_fail(L, rc);
+    return 1;
+}
+
+/* store.default() -> Store | nil, msg, code */
+static int l_store_default(lua_State *L) {
+    int rc = push_default(L);
+    if (rc) return am_lua_fail(L, rc);
+    return 1;
+}
+
+static int l_close(lua_State *L) {
+    StoreBox *b = luaL_checkudata(L, 1, AM_STORE_MT);
+    Store *s = b->s;
+    b->s = NULL;
+    store_close(s);
+    return 0;
+}
+
+static int l_tostring(lua_State *L) {
+    StoreBox *b = luaL_checkudata(L, 1, AM_STORE_MT);
+    if (!b->s) lua_pushliteral(L, "amalgam.Store (closed)");
+    else lua_pushfstring(L, "amalgam.Store (%s%s)", store_dir(b->s), (b->flags & AM_STORE_RDONLY) ? ", read-only" : "");
+    return 1;
+}
+
+static int l_dir(lua_State *L) {
+    lua_pushstring(L, store_dir(am_lua_checkstore(L, 1)));
+    return 1;
+}
+
+static int l_readonly(lua_State *L) {
+    lua_pushboolean(L, (checkbox(L, 1)->flags & AM_STORE_RDONLY) != 0);
+    return 1;
+}
+
+/* id of argument idx: a Model handle, or a string resolved in s; AM_OK / code */
+static int arg_model_id(lua_State *L, Store *s, int idx, char id[AM_ID_HEX + 1]) {
+    if (lua_type(L, idx) == LUA_TUSERDATA) {
+        AmModelBox *m = am_lua_checkmodelbox(L, idx);
+        memcpy(id, am_lua_model_id(m), AM_ID_HEX + 1);
+        return AM_OK;
+    }
+    if (lua_type(L, idx) != LUA_TSTRING)
+        luaL_typeerror(L, idx, "amalgam.Model or string");
+    return store_resolve(s, lua_tostring(L, idx), id);
+}
+
+/* st:resolve(name_or_id_prefix) -> id | nil, msg, code */
+static int l_resolve(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    const char *q = luaL_checkstring(L, 2);
+    char id[AM_ID_HEX + 1];
+    int rc = store_resolve(s, q, id);
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushstring(L, id);
+    return 1;
+}
+
+/* st:model(name_or_id_prefix) -> Model | nil, msg, code */
+static int l_model(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    const char *q = luaL_checkstring(L, 2);
+    char id[AM_ID_HEX + 1];
+    int rc = store_resolve(s, q, id);
+    if (rc) return am_lua_fail(L, rc);
+    /* a label only when q is a name (not an id prefix) */
+    void *v = NULL;
+    size_t vn = 0;
+    int is_name = store_get(s, "names", q, strlen(q), &v, &vn) == AM_OK && vn >= AM_ID_HEX &&
+                  memcmp(v, id, AM_ID_HEX) == 0;
+    free(v);
+    am_clearerror();
+    rc = am_lua_pushmodel(L, 1, id, is_name ? q : NULL);
+    if (rc) return am_lua_fail(L, rc);
+    return 1;
+}
+
+/* collect names db as pairs (name, id) */
+static int collect_names(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
+    StrVec *sv = ud;
+    if (vlen < AM_ID_HEX) return 0;
+    strvec_addn(sv, key, klen);
+    strvec_addn(sv, val, AM_ID_HEX);
+    return 0;
+}
+
+static int collect_models(void *ud, const char *id, const char *meta_json) {
+    StrVec *sv = ud;
+    strvec_addn(sv, id, strlen(id));
+    strvec_addn(sv, meta_json, strlen(meta_json));
+    return 0;
+}
+
+/* copy field k of the table at -1 into the table at dst under name as */
+static void copy_field(lua_State *L, int src, int dst, const char *k, const char *as) {
+    lua_getfield(L, src, k);
+    lua_setfield(L, dst, as ? as : k);
+}
+
+/* st:names([model]) -> { {name=, id=}, ... } (all) or { name, ... } of one model */
+static int l_names(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    char id[AM_ID_HEX + 1] = "";
+    if (!lua_isnoneornil(L, 2)) {
+        int rc = arg_model_id(L, s, 2, id);
+        if (rc) return am_lua_fail(L, rc);
+    }
+    StrVec *sv = strvec_new(L);
+    int rc = store_iter(s, "names", NULL, 0, collect_names, sv);
+    if (rc) return am_lua_fail(L, rc);
+    lua_newtable(L);
+    int k = 0;
+    for (size_t i = 0; i + 1 < sv->n; i += 2) {
+        if (id[0]) {
+            if (strcmp(sv->v[i + 1], id) != 0) continue;
+            lua_pushstring(L, sv->v[i]);
+        } else {
+            lua_createtable(L, 0, 2);
+            lua_pushstring(L, sv->v[i]);
+            lua_setfield(L, -2, "name");
+            lua_pushstring(L, sv->v[i + 1]);
+            lua_setfield(L, -2, "id");
+        }
+        lua_rawseti(L, -2, ++k);
+    }
+    return 1;
+}
+
+/* st:models() -> { {id=, name=, names={...}, kind=, layers=, hidden=, n_params=, pooling=,
+ *                   created=, source=}, ... } in id order */
+static int l_models(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    StrVec *names = strvec_new(L);                 /* [st, names] */
+    int rc = store_iter(s, "names", NULL, 0, collect_names, names);
+    if (rc) return am_lua_fail(L, rc);
+    StrVec *models = strvec_new(L);                /* [st, names, models] */
+    if ((rc = store_model_list(s, collect_models, models))) return am_lua_fail(L, rc);
+    lua_createtable(L, (int)(models->n / 2), 0);   /* [.., list] */
+    int list = lua_gettop(L);
+    for (size_t i = 0; i + 1 < models->n; i += 2) {
+        const char *id = models->v[i];
+        lua_createtable(L, 0, 10);                 /* [.., list, row] */
+        int row = lua_gettop(L);
+        lua_pushstring(L, id);
+        lua_setfield(L, row, "id");
+        lua_newtable(L);
+        int nn = 0;
+        for (size_t k = 0; k + 1 < names->n; k += 2)
+            if (strcmp(names->v[k + 1], id) == 0) {
+                lua_pushstring(L, names->v[k]);
+                lua_rawseti(L, -2, ++nn);
+            }
+        lua_setfield(L, row, "names");
+        if (am_lua_pushjson(L, models->v[i + 1], strlen(models->v[i + 1])) != AM_OK) {
+            am_clearerror();
+            lua_newtable(L);
+        }
+        int meta = lua_gettop(L);                  /* [.., list, row, meta] */
+        copy_field(L, meta, row, "kind", NULL);
+        copy_field(L, meta, row, "n_params", NULL);
+        copy_field(L, meta, row, "pooling", NULL);
+        copy_field(L, meta, row, "created", NULL);
+        copy_field(L, meta, row, "source", NULL);
+        if (lua_getfield(L, meta, "config") == LUA_TTABLE) {
+            int cfg = lua_gettop(L);
+            copy_field(L, cfg, row, "num_hidden_layers", "layers");
+            copy_field(L, cfg, row, "hidden_size", "hidden");
+        }
+        lua_pop(L, 1);
+        /* name: the meta's name if it still points here, else the first name */
+        int named = 0;
+        if (lua_getfield(L, meta, "name") == LUA_TSTRING) {
+            const char *mn = lua_tostring(L, -1);
+            for (size_t k = 0; k + 1 < names->n && !named; k += 2)
+                named = strcmp(names->v[k], mn) == 0 && strcmp(names->v[k + 1], id) == 0;
+        }
+        if (named) lua_setfield(L, row, "name");
+        else {
+            lua_pop(L, 1);
+            lua_getfield(L, row, "names");
+            lua_rawgeti(L, -1, 1);
+            lua_setfield(L, row, "name");
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);                             /* [.., list, row] */
+        lua_rawseti(L, list, (lua_Integer)(i / 2 + 1));
+    }
+    return 1;
+}
+
+/* st:name(name, model) -> id | nil, msg, code   (tag a model; an existing name moves) */
+static int l_name(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    luaL_checkany(L, 3);
+    char id[AM_ID_HEX + 1];
+    int rc = arg_model_id(L, s, 3, id);
+    if (rc == AM_OK) rc = store_name_set(s, name, id);
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushstring(L, id);
+    return 1;
+}
+
+/* st:unname(name) -> true | nil, msg, code */
+static int l_unname(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    int rc = store_name_del(s, luaL_checkstring(L, 2));
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* st:delete(model) -> true | nil, msg, code */
+static int l_delete(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    luaL_checkany(L, 2);
+    char id[AM_ID_HEX + 1];
+    int rc = arg_model_id(L, s, 2, id);
+    if (rc == AM_OK) rc = store_model_delete(s, id);
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* st:stat() -> {mapsize=, used=, page_size=, grows=, entries={models=, ...}} */
+static int l_stat(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    StoreStat st;
+    int rc = store_stat(s, &st);
+    if (rc) return am_lua_fail(L, rc);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, (lua_Integer)st.mapsize);
+    lua_setfield(L, -2, "mapsize");
+    lua_pushinteger(L, (lua_Integer)st.used);
+    lua_setfield(L, -2, "used");
+    lua_pushinteger(L, (lua_Integer)st.page_size);
+    lua_setfield(L, -2, "page_size");
+    lua_pushinteger(L, (lua_Integer)st.grows);
+    lua_setfield(L, -2, "grows");
+    lua_createtable(L, 0, AM_DB_COUNT);
+    for (int i = 0; i < AM_DB_COUNT; i++) {
+        lua_pushinteger(L, (lua_Integer)st.entries[i]);
+        lua_setfield(L, -2, am_db_names[i]);
+    }
+    lua_setfield(L, -2, "entries");
+    return 1;
+}
+
+/* generic key/values: db is a name of store_keys.h; the model databases are read-only here */
+static const char *checkdb(lua_State *L, int arg, int write) {
+    const char *db = luaL_checkstring(L, arg);
+    for (int i = 0; i < AM_DB_COUNT; i++) {
+        if (strcmp(db, am_db_names[i]) != 0) continue;
+        if (write && (i == AM_DB_MODELS || i == AM_DB_TENSORS || i == AM_DB_NAMES || i == AM_DB_VOCAB ||
+                      i == AM_DB_META))
+            luaL_argerror(L, arg, lua_pushfstring(L, "database '%s' is written through the model API", db));
+        return db;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 0; i < AM_DB_COUNT; i++) {
+        if (i) luaL_addchar(&b, '|');
+        luaL_addstring(&b, am_db_names[i]);
+    }
+    luaL_pushresult(&b);
+    luaL_argerror(L, arg, lua_pushfstring(L, "unknown database '%s' (expected %s)", db, lua_tostring(L, -1)));
+    return NULL;
+}
+
+static const char *checkkey(lua_State *L, Store *s, int arg, size_t *len) {
+    const char *k = luaL_checklstring(L, arg, len);
+    if (*len == 0 || *len > store_max_keysize(s))
+        luaL_argerror(L, arg, lua_pushfstring(L, "key length must be 1..%d bytes", (int)store_max_keysize(s)));
+    return k;
+}
+
+/* st:get(db, key) -> string | nil, msg, "ENOTFOUND" */
+static int l_get(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    const char *db = checkdb(L, 2, 0);
+    size_t klen, vlen = 0;
+    const char *key = checkkey(L, s, 3, &klen);
+    AmAutoFree *a = am_lua_newautofree(L, free);
+    int rc = store_get(s, db, key, klen, &a->p, &vlen);
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushlstring(L, a->p, vlen);
+    return 1;
+}
+
+/* st:put(db, key, value) -> true | nil, msg, code */
+static int l_put(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    const char *db = checkdb(L, 2, 1);
+    size_t klen, vlen;
+    const char *key = checkkey(L, s, 3, &klen);
+    const char *val = luaL_checklstring(L, 4, &vlen);
+    int rc = store_put(s, db, key, klen, val, vlen);
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* st:del(db, key) -> true | nil, msg, "ENOTFOUND" */
+static int l_del(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    const char *db = checkdb(L, 2, 1);
+    size_t klen;
+    const char *key = checkkey(L, s, 3, &klen);
+    int rc = store_del(s, db, key, klen);
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+typedef struct { StrVec *sv; lua_Integer limit; } KeysCtx;
+static int collect_keys(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
+    (void)val;
+    (void)vlen;
+    KeysCtx *c = ud;
+    strvec_addn(c->sv, key, klen);
+    return c->limit > 0 && (lua_Integer)c->sv->n >= c->limit;
+}
+
+/* st:keys(db [, prefix [, limit]]) -> { key, ... } in key order (keys may hold any bytes; a
+ * key with a NUL is cut at the NUL here: use st:get with the exact key) */
+static int l_keys(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    const char *db = checkdb(L, 2, 0);
+    size_t plen = 0;
+    const char *prefix = luaL_optlstring(L, 3, "", &plen);
+    lua_Integer limit = luaL_optinteger(L, 4, 0);
+    luaL_argcheck(L, limit >= 0, 4, "limit must be >= 0");
+    KeysCtx c = {strvec_new(L), limit};
+    int rc = store_iter(s, db, prefix, plen, collect_keys, &c);
+    if (rc) return am_lua_fail(L, rc);
+    lua_createtable(L, (int)c.sv->n, 0);
+    for (size_t i = 0; i < c.sv->n; i++) {
+        lua_pushstring(L, c.sv->v[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+static const luaL_Reg store_methods[] = {
+    {"dir", l_dir},       {"readonly", l_readonly}, {"close", l_close},   {"model", l_model},
+    {"models", l_models}, {"resolve", l_resolve},   {"names", l_names},   {"name", l_name},
+    {"unname", l_unname}, {"delete", l_delete},     {"stat", l_stat},     {"get", l_get},
+    {"put", l_put},       {"del", l_del},           {"keys", l_keys},     {NULL, NULL},
+};
+
+static const luaL_Reg store_meta[] = {
+    {"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL},
+};
+
+static const luaL_Reg store_funcs[] = {
+    {"open", l_store_open},
+    {"default", l_store_default},
+    {NULL, NULL},
+};
+
+unsigned am_lua_store_flags(lua_State *L, int idx) { return checkbox(L, idx)->flags; }
+
+void am_lua_open_store(lua_State *L) {
+    am_lua_newclass(L, AM_STORE_MT, store_methods, store_meta);
+    luaL_newlib(L, store_funcs);   /* [core, store] */
+    lua_setfield(L, -2, "store");  /* [core] */
+}
