@@ -1,1 +1,0 @@
-/* placeholder */ typedef int am_tensor_placeholder;
