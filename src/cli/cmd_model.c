@@ -189,6 +189,8 @@ int cmd_ls(CliArgs *a) {
     int json = cli_flag(a, "json"), rc;
     if ((rc = cli_check_unused(a))) return rc;
     const char *what = a->npos ? a->pos[0] : "models";
+    if (strcmp(what, "datasets") == 0) return cmd_ls_datasets(a, json); /* cmd_prepare.c */
+    if (strcmp(what, "results") == 0) return cmd_ls_results(a, json); /* cmd_eval.c */
     if (strcmp(what, "models") != 0)
         return am_error(AM_EINVAL, "ls: unknown kind '%s' (available: models; runs, results and datasets come "
                         "with training and evaluation)", what);

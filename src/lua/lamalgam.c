@@ -408,6 +408,11 @@ static const luaL_Reg core_funcs[] = {
     {NULL, NULL},
 };
 
+void am_lua_open_dataset(lua_State *L);
+void am_lua_open_source(lua_State *L);
+
+void am_lua_open_eval(lua_State *L); /* l_eval.c */
+
 int luaopen_amalgam_core(lua_State *L) {
     luaL_checkversion(L);
     am_lua_ctx(L);
@@ -426,6 +431,9 @@ int luaopen_amalgam_core(lua_State *L) {
     am_lua_open_matrix(L);
     am_lua_open_store(L);
     am_lua_open_model(L);
+    am_lua_open_eval(L);    /* l_eval.c */
+    am_lua_open_dataset(L); /* l_dataset.c */
+    am_lua_open_source(L);  /* l_source.c */
     return 1;
 }
 

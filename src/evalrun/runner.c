@@ -1,0 +1,661 @@
+/* runner.c - evaluate a model on a task: config resolution and hash, stored results, the
+ * metric calls and the result JSON (see evalrun.h). */
+#define _GNU_SOURCE
+#include "evalrun_internal.h"
+#include "am_base.h"
+#include "metrics.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_DATA 32  /* loaded tasks kept by a runner */
+
+struct EvalRunner {
+    EmbCache *cache;
+    TaskData *data;
+    EvalRunnerStats st;
+};
+
+EvalRunner *evalrun_new(void) {
+    EvalRunner *r = xcalloc(1, sizeof *r);
+    r->cache = embcache_new();
+    return r;
+}
+
+static void drop_data(EvalRunner *r) {
+    for (TaskData *d = r->data, *n; d; d = n) {
+        n = d->next;
+        taskdata_delete(d);
+    }
+    r->data = NULL;
+}
+
+void evalrun_delete(EvalRunner *r) {
+    if (!r) return;
+    embcache_delete(r->cache);
+    drop_data(r);
+    free(r);
+}
+
+void evalrun_clear(EvalRunner *r) {
+    embcache_clear(r->cache);
+    drop_data(r);
+}
+
+void evalrun_set_mem_cap(EvalRunner *r, size_t bytes) { embcache_set_mem_cap(r->cache, bytes); }
+void evalrun_set_disk_cap(EvalRunner *r, size_t bytes) { embcache_set_disk_cap(r->cache, bytes); }
+
+void evalrun_stats(const EvalRunner *r, EvalRunnerStats *out) {
+    *out = r->st;
+    EmbCacheCounts c;
+    embcache_counts(r->cache, &c);
+    out->encode_calls = c.encode_calls;
+    out->texts_encoded = c.texts_encoded;
+    out->texts_cached = c.texts_cached;
+    out->disk_loads = c.disk_loads;
+}
+
+void eval_config_default(EvalConfig *c) {
+    memset(c, 0, sizeof *c);
+    c->mode = AM_EVAL_FULL;
+    c->layer = -1;
+    c->dim = 0;
+    c->pooling = -1;
+    c->normalize = -1;
+    c->max_len = 0;
+    c->batch = 64;
+}
+
+/* ---------------------------------------------------------------- models and configs */
+
+void evalrun_model_info(const EmbedModel *em, EvalModelInfo *out) {
+    memset(out, 0, sizeof *out);
+    if (em->id[0]) {
+        snprintf(out->id, sizeof out->id, "%s", em->id);
+    } else {
+        size_t vlen = 0;
+        const char *vt = vocab_text(em->vocab, &vlen);
+        store_model_id(em->model, vt, vlen, out->id);
+    }
+    const EncoderConfig *cfg = &em->model->cfg;
+    out->layers = cfg->num_layers;
+    out->hidden = cfg->hidden_size;
+    out->max_position = cfg->max_position;
+    out->pooling = em->info.pooling;
+    out->normalize = em->info.normalize;
+    out->max_seq_length = em->info.max_seq_length;
+    out->do_lower_case = em->info.do_lower_case;
+    out->strip_accents = em->info.strip_accents;
+}
+
+int evalrun_model_info_meta(const char *id, const char *meta_json, EvalModelInfo *out) {
+    memset(out, 0, sizeof *out);
+    snprintf(out->id, sizeof out->id, "%s", id);
+    cJSON *j = cJSON_Parse(meta_json ? meta_json : "");
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(j, "config");
+    const cJSON *L = cJSON_GetObjectItemCaseSensitive(cfg, "num_hidden_layers");
+    const cJSON *C = cJSON_GetObjectItemCaseSensitive(cfg, "hidden_size");
+    const cJSON *P = cJSON_GetObjectItemCaseSensitive(cfg, "max_position_embeddings");
+    if (!cJSON_IsNumber(L) || !cJSON_IsNumber(C) || !cJSON_IsNumber(P)) {
+        cJSON_Delete(j);
+        return am_error(AM_EFORMAT, "model %.12s: meta has no config (num_hidden_layers, hidden_size, "
+                        "max_position_embeddings)", id);
+    }
+    out->layers = L->valueint;
+    out->hidden = C->valueint;
+    out->max_position = P->valueint;
+    cJSON_Delete(j);
+    HfInfo info;
+    hf_info_default(&info);
+    int rc = embed_info_from_meta(meta_json, &info);
+    if (rc) return rc;
+    if (info.max_seq_length <= 0 || info.max_seq_length > out->max_position) info.max_seq_length = out->max_position;
+    out->pooling = info.pooling;
+    out->normalize = info.normalize;
+    out->max_seq_length = info.max_seq_length;
+    out->do_lower_case = info.do_lower_case;
+    out->strip_accents = info.strip_accents;
+    return AM_OK;
+}
+
+int evalrun_resolve(const EvalModelInfo *mi, const EvalConfig *c, EvalResolved *out) {
+    out->mode = c->mode;
+    out->layer = c->layer < 0 ? mi->layers : c->layer;
+    if (out->layer > mi->layers)
+        return am_error(AM_EINVAL, "layer %d out of range: model %.12s has %d layers (0 = embeddings)", c->layer, mi->id,
+                        mi->layers);
+    out->dim = c->dim <= 0 ? mi->hidden : c->dim;
+    if (out->dim > mi->hidden)
+        return am_error(AM_EINVAL, "dim %d out of range: model %.12s has %d features", c->dim, mi->id, mi->hidden);
+    out->pooling = c->pooling >= 0 ? c->pooling : mi->pooling;
+    out->normalize = c->normalize >= 0 ? c->normalize : mi->normalize;
+    out->max_len = c->max_len > 0 ? c->max_len : mi->max_seq_length;
+    if (out->max_len > mi->max_position) out->max_len = mi->max_position;
+    if (out->max_len < 2) return am_error(AM_EINVAL, "max_len %d too small (needs [CLS] and [SEP])", out->max_len);
+    return AM_OK;
+}
+
+/* the resolved config for one task: quick mode may cap the tokens per text */
+static EvalResolved for_task(const EvalResolved *rs, const EvalTask *t) {
+    EvalResolved r = *rs;
+    if (r.mode == AM_EVAL_QUICK && t->quick_max_len >= 2 && t->quick_max_len < r.max_len) r.max_len = t->quick_max_len;
+    return r;
+}
+
+static int eff_experiments(const EvalTask *t, EvalMode m) {
+    return m == AM_EVAL_QUICK && t->quick_experiments > 0 ? t->quick_experiments : t->experiments;
+}
+static int eff_cluster_sample(const EvalTask *t, EvalMode m) {
+    return m == AM_EVAL_QUICK && t->quick_cluster_sample > 0 ? t->quick_cluster_sample : t->cluster_sample;
+}
+
+static const int retrieval_ks[] = AM_EVAL_DEFAULT_KS;
+#define NKS AM_EVAL_DEFAULT_NKS
+
+/* the canonical config object (fixed key order) */
+static cJSON *config_json(const EvalResolved *rc, const EvalTask *t, const char *data_hash) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "runner", AM_EVALRUN_VERSION);
+    cJSON_AddStringToObject(j, "mode", evalrun_mode_name(rc->mode));
+    cJSON_AddStringToObject(j, "type", evalrun_type_name(t->type));
+    cJSON_AddNumberToObject(j, "layer", rc->layer);
+    cJSON_AddNumberToObject(j, "dim", rc->dim);
+    cJSON_AddStringToObject(j, "pooling", rc->pooling == HF_POOL_CLS ? "cls" : "mean");
+    cJSON_AddBoolToObject(j, "normalize", rc->normalize);
+    cJSON_AddNumberToObject(j, "max_len", rc->max_len);
+    if (t->split) cJSON_AddStringToObject(j, "split", t->split);
+    else cJSON_AddNullToObject(j, "split");
+    if (t->format && strcmp(t->format, "auto") != 0) cJSON_AddStringToObject(j, "format", t->format);
+    cJSON_AddNumberToObject(j, "seed", (double)t->seed);
+    cJSON *p = cJSON_AddObjectToObject(j, "protocol");
+    cJSON_AddStringToObject(p, "similarity", "cosine");
+    switch (t->type) {
+    case AM_TASK_RETRIEVAL:
+        cJSON_AddItemToObject(p, "ks", cJSON_CreateIntArray(retrieval_ks, NKS));
+        break;
+    case AM_TASK_CLASSIFICATION:
+        cJSON_AddNumberToObject(p, "samples_per_label", t->samples_per_label);
+        cJSON_AddNumberToObject(p, "experiments", eff_experiments(t, rc->mode));
+        cJSON_AddStringToObject(p, "classifier", "logreg(C=1,max_iter=100,tol=1e-4)");
+        break;
+    case AM_TASK_CLUSTERING:
+        cJSON_AddNumberToObject(p, "experiments", eff_experiments(t, rc->mode));
+        cJSON_AddNumberToObject(p, "sample", eff_cluster_sample(t, rc->mode));
+        cJSON_AddNumberToObject(p, "batch", 512);
+        break;
+    default:
+        break;
+    }
+    if (rc->mode == AM_EVAL_QUICK) {
+        cJSON *q = cJSON_AddObjectToObject(j, "quick");
+        cJSON_AddNumberToObject(q, "n", t->quick_n);
+        if (t->type == AM_TASK_RETRIEVAL || t->type == AM_TASK_BITEXT) cJSON_AddNumberToObject(q, "docs", t->quick_docs);
+        if (t->type == AM_TASK_CLASSIFICATION) cJSON_AddNumberToObject(q, "train", t->quick_train);
+    } else {
+        cJSON_AddNullToObject(j, "quick");
+    }
+    cJSON_AddStringToObject(j, "data", data_hash);
+    return j;
+}
+
+static void hash_config(const cJSON *cfg, char out[33]) {
+    char *s = cJSON_PrintUnformatted(cfg);
+    AM_ASSERT(s);
+    AmHasher *h = am_hasher_new();
+    am_hasher_update(h, "amalgam-evalconfig|", 19);
+    am_hasher_update(h, s, strlen(s));
+    am_hasher_hex(h, out);
+    am_hasher_delete(h);
+    free(s);
+}
+
+/* the runner's TaskData for t: fingerprinted always, parsed when `parse` */
+static int get_data(EvalRunner *r, const EvalTask *t, int parse, TaskData **out) {
+    char key[33];
+    evaltask_files_key(t, key);
+    TaskData **pp = &r->data;
+    for (; *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->key, key) == 0) break;
+    if (*pp) {
+        TaskData *d = *pp;
+        if (taskdata_fresh(d)) {
+            int rc = parse ? taskdata_parse(t, d) : AM_OK;
+            if (rc) return rc;
+            d->used = am_now();
+            *out = d;
+            return AM_OK;
+        }
+        *pp = d->next;
+        taskdata_delete(d);
+    }
+    TaskData *d = NULL;
+    int rc = taskdata_load(t, parse, &d);
+    if (rc) return rc;
+    d->used = am_now();
+    d->next = r->data;
+    r->data = d;
+    /* keep at most MAX_DATA: drop the least recently used */
+    int n = 0;
+    for (TaskData *x = r->data; x; x = x->next) n++;
+    while (n-- > MAX_DATA) {
+        TaskData **victim = NULL;
+        for (TaskData **q = &r->data; *q; q = &(*q)->next)
+            if (*q != d && (!victim || (*q)->used < (*victim)->used)) victim = q;
+        if (!victim) break;
+        TaskData *v = *victim;
+        *victim = v->next;
+        taskdata_delete(v);
+    }
+    *out = d;
+    return AM_OK;
+}
+
+static int config_hash_resolved(EvalRunner *r, const EvalResolved *rs0, const EvalTask *t, char hash[33],
+                                char **config_out, char data_hash[33]) {
+    TaskData *d;
+    int rc = get_data(r, t, 0, &d);
+    if (rc) return rc;
+    EvalResolved rs1 = for_task(rs0, t);
+    const EvalResolved *rs = &rs1;
+    cJSON *cfg = config_json(rs, t, d->data_hash);
+    hash_config(cfg, hash);
+    if (config_out) *config_out = cJSON_PrintUnformatted(cfg);
+    if (data_hash) memcpy(data_hash, d->data_hash, 33);
+    cJSON_Delete(cfg);
+    return AM_OK;
+}
+
+int evalrun_config_hash(EvalRunner *r, const EvalModelInfo *mi, const EvalTask *t, const EvalConfig *c, char hash[33],
+                        char **config_json_out) {
+    if (config_json_out) *config_json_out = NULL;
+    EvalResolved rs;
+    int rc = evalrun_resolve(mi, c, &rs);
+    if (rc) return rc;
+    return config_hash_resolved(r, &rs, t, hash, config_json_out, NULL);
+}
+
+/* ---------------------------------------------------------------- results in the store */
+
+size_t evalrun_result_key(uint8_t *out, size_t cap, const char *model_id, const char *task, const char *hash) {
+    size_t n = 0;
+    const char *parts[3] = {model_id, task, hash};
+    for (int i = 0; i < 3 && parts[i]; i++) {
+        size_t l = strlen(parts[i]);
+        if (n + l + 1 > cap) return 0;
+        memcpy(out + n, parts[i], l);
+        n += l;
+        if (i < 2) out[n++] = 0;
+    }
+    return n;
+}
+
+static int get_stored(Store *st, const char *model_id, const char *task, const char *hash, char **json) {
+    *json = NULL;
+    if (!st) return AM_ENOTFOUND;
+    uint8_t key[512];
+    size_t kl = evalrun_result_key(key, sizeof key, model_id, task, hash);
+    if (!kl) return am_error(AM_EINVAL, "task name '%s' too long for a results key", task);
+    void *v = NULL;
+    int rc = store_get(st, "results", key, kl, &v, NULL);
+    if (rc == AM_ENOTFOUND) am_clearerror();
+    if (rc == AM_OK) *json = v;
+    return rc;
+}
+
+int evalrun_lookup(EvalRunner *r, Store *st, const EvalModelInfo *mi, const EvalTask *t, const EvalConfig *c,
+                   char **result_json) {
+    *result_json = NULL;
+    char hash[33];
+    int rc = evalrun_config_hash(r, mi, t, c, hash, NULL);
+    if (rc) return rc;
+    rc = get_stored(st, mi->id, t->name, hash, result_json);
+    if (rc == AM_OK) r->st.results_stored++;
+    return rc;
+}
+
+typedef struct { EvalResultFn cb; void *ud; } ListCtx;
+
+static int list_one(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
+    ListCtx *c = ud;
+    const char *k = key;
+    const char *z1 = memchr(k, 0, klen);
+    if (!z1) return 0;
+    const char *z2 = memchr(z1 + 1, 0, klen - (size_t)(z1 + 1 - k));
+    if (!z2) return 0;
+    char id[AM_ID_HEX + 1], task[256], hash[64];
+    size_t l1 = (size_t)(z1 - k), l2 = (size_t)(z2 - z1 - 1), l3 = klen - (size_t)(z2 + 1 - k);
+    if (l1 > AM_ID_HEX || l2 >= sizeof task || l3 >= sizeof hash) return 0;
+    memcpy(id, k, l1); id[l1] = 0;
+    memcpy(task, z1 + 1, l2); task[l2] = 0;
+    memcpy(hash, z2 + 1, l3); hash[l3] = 0;
+    char *json = xmalloc(vlen + 1);
+    memcpy(json, val, vlen);
+    json[vlen] = 0;
+    int rc = c->cb(c->ud, id, task, hash, json);
+    free(json);
+    return rc;
+}
+
+int evalrun_results_list(Store *st, const char *model_id, EvalResultFn cb, void *ud) {
+    ListCtx c = {cb, ud};
+    uint8_t prefix[64];
+    size_t pl = 0;
+    if (model_id) {
+        pl = strlen(model_id);
+        if (pl > AM_ID_HEX) return am_error(AM_EINVAL, "bad model id '%s'", model_id);
+        memcpy(prefix, model_id, pl);
+        prefix[pl++] = 0;
+    }
+    return store_iter(st, "results", pl ? prefix : NULL, pl, list_one, &c);
+}
+
+/* ---------------------------------------------------------------- embedding */
+
+static int embed_info(EvalRunner *r, EmbedModel *em, const EvalModelInfo *mi, const EvalResolved *c, int batch,
+                      const char *disk_dir, const char *group, const char *const *texts, int n, float *out,
+                      int *encoded, EmbedProgress progress, void *ud) {
+    EmbSpaceKey k = {.model_id = mi->id, .layer = c->layer, .pooling = c->pooling, .max_len = c->max_len,
+                     .do_lower_case = mi->do_lower_case, .strip_accents = mi->strip_accents, .hidden = mi->hidden};
+    return embcache_embed(r->cache, em, &k, batch, disk_dir, group, texts, n, c->dim, c->normalize, out, encoded,
+                          progress, ud);
+}
+
+int evalrun_embed(EvalRunner *r, EmbedModel *em, const EvalResolved *c, int batch, const char *disk_dir,
+                  const char *group, const char *const *texts, int n, float *out, int *encoded,
+                  EmbedProgress progress, void *ud) {
+    EvalModelInfo mi;
+    evalrun_model_info(em, &mi);
+    return embed_info(r, em, &mi, c, batch, disk_dir, group, texts, n, out, encoded, progress, ud);
+}
+
+/* ---------------------------------------------------------------- evaluation */
+
+typedef struct {
+    const EvalConfig *c;
+    const char *task;
+} ProgCtx;
+
+static int emit(const EvalConfig *c, const char *task, int stage, int done, int total) {
+    if (!c->progress) return 0;
+    EvalProgress p = {stage, task, done, total};
+    return c->progress(c->ud, &p);
+}
+
+static int encode_progress(void *ud, int done, int total) {
+    ProgCtx *p = ud;
+    return emit(p->c, p->task, AM_EVAL_STAGE_ENCODE, done, total);
+}
+
+static void add_num(cJSON *o, const char *k, double v) {
+    if (isnan(v) || isinf(v)) cJSON_AddNullToObject(o, k);
+    else cJSON_AddNumberToObject(o, k, v);
+}
+
+/* rows idx (n) of X (., dim) into a new array; idx < 0 gives a zero row */
+static float *gather(const float *X, const int *idx, int n, int dim) {
+    float *o = am_alloc_floats((size_t)(n ? n : 1) * dim);
+    if (!o) return NULL;
+    for (int i = 0; i < n; i++) {
+        if (idx[i] < 0) memset(o + (size_t)i * dim, 0, (size_t)dim * sizeof *o);
+        else memcpy(o + (size_t)i * dim, X + (size_t)idx[i] * dim, (size_t)dim * sizeof *o);
+    }
+    return o;
+}
+
+static void add_pairclass(cJSON *s, const char *name, const PairClassMetrics *m) {
+    char k[64];
+#define F(field) snprintf(k, sizeof k, "%s_" #field, name); add_num(s, k, m->field);
+    F(accuracy) F(accuracy_threshold) F(f1) F(f1_threshold) F(precision) F(recall) F(ap)
+#undef F
+}
+
+/* run the metric of t's type; adds the scores to s and returns the main score's default */
+static int score(const EvalTask *t, const EvalInst *in, const float *X, int dim, cJSON *s, cJSON *sizes) {
+    float *A = gather(X, in->a, in->na, dim);
+    float *B = in->nb ? gather(X, in->b, in->nb, dim) : NULL;
+    int rc = AM_OK;
+    if (!A || (in->nb && !B)) {
+        rc = am_error(AM_ENOMEM, "task '%s': embeddings of %d + %d texts", t->name, in->na, in->nb);
+        goto done;
+    }
+    switch (t->type) {
+    case AM_TASK_RETRIEVAL: {
+        Qrels q = {in->na, in->qoff, in->qdoc, in->qgrade};
+        RetrievalOptions o = {.sim = AM_SIM_COSINE, .self_doc = NULL, .doc_ids = in->doc_ids, .skip_no_relevant = 0};
+        RetrievalScores r;
+        if ((rc = eval_retrieval(&r, A, in->na, B, in->nb, dim, &q, retrieval_ks, NKS, &o))) break;
+        char k[64];
+        static const char *const names[] = {"ndcg", "map", "recall", "precision", "mrr"};
+        for (int m = 0; m < 5; m++)
+            for (int i = 0; i < r.nks; i++) {
+                snprintf(k, sizeof k, "%s_at_%d", names[m], r.ks[i]);
+                double v = m == 0 ? r.ndcg[i] : m == 1 ? r.map[i] : m == 2 ? r.recall[i] : m == 3 ? r.precision[i] : r.mrr[i];
+                add_num(s, k, v);
+            }
+        cJSON_AddNumberToObject(sizes, "evaluated", r.n_evaluated);
+        break;
+    }
+    case AM_TASK_STS: {
+        StsScores r;
+        if ((rc = eval_sts(&r, A, B, in->gold, in->na, dim))) break;
+        add_num(s, "cosine_pearson", r.cosine_pearson);
+        add_num(s, "cosine_spearman", r.cosine_spearman);
+        add_num(s, "manhattan_pearson", r.manhattan_pearson);
+        add_num(s, "manhattan_spearman", r.manhattan_spearman);
+        add_num(s, "euclidean_pearson", r.euclidean_pearson);
+        add_num(s, "euclidean_spearman", r.euclidean_spearman);
+        break;
+    }
+    case AM_TASK_PAIRCLASS: {
+        PairClassScores r;
+        if ((rc = eval_pair_classification(&r, A, B, in->la, in->na, dim))) break;
+        add_pairclass(s, "cosine", &r.cosine);
+        add_pairclass(s, "dot", &r.dot);
+        add_pairclass(s, "manhattan", &r.manhattan);
+        add_pairclass(s, "euclidean", &r.euclidean);
+        add_num(s, "max_accuracy", r.max_accuracy);
+        add_num(s, "max_f1", r.max_f1);
+        add_num(s, "max_precision", r.max_precision);
+        add_num(s, "max_recall", r.max_recall);
+        add_num(s, "max_ap", r.max_ap);
+        int npos = 0;
+        for (int i = 0; i < in->na; i++) npos += in->la[i];
+        cJSON_AddNumberToObject(sizes, "positives", npos);
+        break;
+    }
+    case AM_TASK_CLASSIFICATION: {
+        ClassifOptions o;
+        classif_options_default(&o);
+        o.n_experiments = in->experiments;
+        o.samples_per_label = t->samples_per_label;
+        o.seed = (uint32_t)t->seed;
+        ClassifScores r;
+        if ((rc = eval_classification(&r, B, in->lb, in->nb, A, in->la, in->na, dim, in->n_labels, &o))) break;
+        add_num(s, "accuracy", r.accuracy);
+        add_num(s, "f1", r.f1);
+        add_num(s, "f1_weighted", r.f1_weighted);
+        add_num(s, "precision", r.precision);
+        add_num(s, "precision_weighted", r.precision_weighted);
+        add_num(s, "recall", r.recall);
+        add_num(s, "recall_weighted", r.recall_weighted);
+        if (!isnan(r.ap)) {
+            add_num(s, "ap", r.ap);
+            add_num(s, "ap_weighted", r.ap_weighted);
+        }
+        cJSON_AddNumberToObject(sizes, "labels", in->n_labels);
+        cJSON_AddNumberToObject(sizes, "experiments", r.n_experiments);
+        int enc = 0;
+        for (int j = 0; j < in->nb; j++) enc += in->b[j] >= 0;
+        cJSON_AddNumberToObject(sizes, "train_embedded", enc);
+        break;
+    }
+    case AM_TASK_CLUSTERING: {
+        ClusterOptions o;
+        cluster_options_default(&o);
+        o.n_experiments = in->experiments;
+        o.sample_size = in->cluster_sample;
+        o.seed = (uint32_t)t->seed;
+        ClusterScores r;
+        if ((rc = eval_clustering(&r, A, in->la, in->na, dim, &o))) break;
+        add_num(s, "v_measure", r.v_measure);
+        add_num(s, "v_measure_std", r.v_measure_std);
+        cJSON_AddNumberToObject(sizes, "labels", in->n_labels);
+        cJSON_AddNumberToObject(sizes, "experiments", r.n_experiments);
+        break;
+    }
+    case AM_TASK_BITEXT: {
+        BitextScores r;
+        if ((rc = eval_bitext(&r, A, in->na, B, in->nb, dim, in->gold_idx))) break;
+        add_num(s, "accuracy", r.accuracy);
+        add_num(s, "precision", r.precision);
+        add_num(s, "recall", r.recall);
+        add_num(s, "f1", r.f1);
+        break;
+    }
+    default:
+        rc = am_error(AM_EINVAL, "task '%s': bad type", t->name);
+    }
+    if (rc) am_error_wrap(rc, "task '%s'", t->name);
+done:
+    am_free_aligned(A);
+    am_free_aligned(B);
+    return rc;
+}
+
+static void iso_now(char *buf, size_t n) {
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, const EvalConfig *c, char **result_json,
+                 int *from_store) {
+    *result_json = NULL;
+    if (from_store) *from_store = 0;
+    double t0 = am_now();
+    EvalModelInfo mi;
+    if (c->model_id && strlen(c->model_id) == AM_ID_HEX && !em->id[0]) {
+        EmbedModel tmp = *em;             /* the caller knows the content id: skip hashing weights */
+        memcpy(tmp.id, c->model_id, AM_ID_HEX + 1);
+        evalrun_model_info(&tmp, &mi);
+    } else {
+        evalrun_model_info(em, &mi);
+    }
+    EvalResolved rs;
+    int rc = evalrun_resolve(&mi, c, &rs);
+    if (rc) return rc;
+    rs = for_task(&rs, t);
+    char hash[33], data_hash[33];
+    if ((rc = config_hash_resolved(r, &rs, t, hash, NULL, data_hash))) return rc;
+    if (st && !(c->flags & AM_EVAL_FORCE)) {
+        char *json = NULL;
+        rc = get_stored(st, mi.id, t->name, hash, &json);
+        if (rc == AM_OK) {
+            r->st.results_stored++;
+            if (from_store) *from_store = 1;
+            *result_json = json;
+            emit(c, t->name, AM_EVAL_STAGE_DONE, 1, 1);
+            return AM_OK;
+        }
+        if (rc != AM_ENOTFOUND) return rc;
+    }
+    if (emit(c, t->name, AM_EVAL_STAGE_LOAD, 0, 1)) return am_error(AM_EINTR, "evaluation interrupted");
+    TaskData *d;
+    if ((rc = get_data(r, t, 1, &d))) return rc;
+    EvalInst in;
+    if ((rc = evalinst_build(t, d, rs.mode, &in))) return rc;
+    double t1 = am_now();
+    /* embed the unique texts */
+    float *X = am_alloc_floats((size_t)(in.ntexts ? in.ntexts : 1) * rs.dim);
+    if (!X) {
+        evalinst_free(&in);
+        return am_error(AM_ENOMEM, "task '%s': %d x %d embeddings", t->name, in.ntexts, rs.dim);
+    }
+    char *disk = NULL;
+    if (st && !(c->flags & AM_EVAL_NO_DISK_CACHE)) disk = xasprintf("%s/cache/emb", store_dir(st));
+    ProgCtx pc = {c, t->name};
+    int encoded = 0;
+    if (emit(c, t->name, AM_EVAL_STAGE_ENCODE, 0, in.ntexts)) rc = am_error(AM_EINTR, "evaluation interrupted");
+    if (!rc) rc = embed_info(r, em, &mi, &rs, c->batch, disk, data_hash, in.texts, in.ntexts, X, &encoded,
+                             encode_progress, &pc);
+    free(disk);
+    double t2 = am_now();
+    cJSON *res = NULL, *scores = NULL, *sizes = NULL;
+    if (!rc && emit(c, t->name, AM_EVAL_STAGE_SCORE, 0, 1)) rc = am_error(AM_EINTR, "evaluation interrupted");
+    if (!rc) {
+        scores = cJSON_CreateObject();
+        sizes = cJSON_CreateObject();
+        if (in.size_a) cJSON_AddNumberToObject(sizes, in.size_a, in.na);
+        if (in.size_b) cJSON_AddNumberToObject(sizes, in.size_b, in.nb);
+        cJSON_AddNumberToObject(sizes, "texts", in.ntexts);
+        cJSON_AddNumberToObject(sizes, "encoded", encoded);
+        rc = score(t, &in, X, rs.dim, scores, sizes);
+    }
+    am_free_aligned(X);
+    evalinst_free(&in);
+    double t3 = am_now();
+    if (rc) {
+        cJSON_Delete(scores);
+        cJSON_Delete(sizes);
+        return rc;
+    }
+    /* main score */
+    const char *main = t->main_metric ? t->main_metric : evalrun_type_main_metric(t->type);
+    const cJSON *mv = cJSON_GetObjectItemCaseSensitive(scores, main);
+    if (!mv) {
+        cJSON_Delete(scores);
+        cJSON_Delete(sizes);
+        return am_error(AM_EINVAL, "task '%s': main metric '%s' is not among the %s scores", t->name, main,
+                        evalrun_type_name(t->type));
+    }
+    double main_score = cJSON_IsNumber(mv) ? mv->valuedouble : (double)NAN;
+    add_num(scores, "main_score", main_score);
+
+    res = cJSON_CreateObject();
+    cJSON_AddNumberToObject(res, "version", 1);
+    cJSON_AddStringToObject(res, "model", mi.id);
+    cJSON_AddStringToObject(res, "task", t->name);
+    if (t->dataset) cJSON_AddStringToObject(res, "dataset", t->dataset);
+    else cJSON_AddNullToObject(res, "dataset");
+    cJSON_AddStringToObject(res, "type", evalrun_type_name(t->type));
+    if (t->tag) cJSON_AddStringToObject(res, "tag", t->tag);
+    else cJSON_AddNullToObject(res, "tag");
+    cJSON_AddStringToObject(res, "mode", evalrun_mode_name(rs.mode));
+    cJSON_AddStringToObject(res, "config_hash", hash);
+    cJSON_AddStringToObject(res, "data_hash", data_hash);
+    cJSON_AddItemToObject(res, "config", config_json(&rs, t, data_hash));
+    cJSON_AddItemToObject(res, "scores", scores);
+    cJSON_AddStringToObject(res, "main_metric", main);
+    add_num(res, "main_score", main_score);
+    cJSON_AddItemToObject(res, "sizes", sizes);
+    cJSON *tm = cJSON_AddObjectToObject(res, "time");
+    add_num(tm, "load", t1 - t0);
+    add_num(tm, "encode", t2 - t1);
+    add_num(tm, "score", t3 - t2);
+    add_num(tm, "total", t3 - t0);
+    char now[32];
+    iso_now(now, sizeof now);
+    cJSON_AddStringToObject(res, "created", now);
+    char *json = cJSON_PrintUnformatted(res);
+    cJSON_Delete(res);
+    AM_ASSERT(json);
+    r->st.results_computed++;
+    if (st && !(c->flags & AM_EVAL_NO_STORE)) {
+        uint8_t key[512];
+        size_t kl = evalrun_result_key(key, sizeof key, mi.id, t->name, hash);
+        if (!kl) rc = am_error(AM_EINVAL, "task name '%s' too long for a results key", t->name);
+        else rc = store_put(st, "results", key, kl, json, strlen(json));
+        if (rc) {
+            free(json);
+            return rc;
+        }
+    }
+    emit(c, t->name, AM_EVAL_STAGE_DONE, 1, 1);
+    *result_json = json;
+    return AM_OK;
+}

@@ -1,0 +1,160 @@
+-- test_eval.lua - am.eval, am.compare, am.results and the raw_eval_* primitives on the fixtures
+-- of tests/ref/evalrun/ with the HF fixture models: success, `nil, msg, code`, misuse.
+local T = dofile((arg[0]:match("^(.*)/") or ".") .. "/check.lua")
+local am = require "amalgam"
+local TD = os.getenv("AM_TEST_DIR") or (arg[0]:match("^(.*)/lua/[^/]*$") or "tests")
+local FX = TD .. "/ref/evalrun"
+
+local st = assert(am.store.default())
+local m1 = assert(am.import(TD .. "/ref/hf/bert_tiny", { name = "ev-a" }))
+local m2 = assert(am.import(TD .. "/ref/hf/st_cls_norm", { name = "ev-b" }))
+local TASKS = { "beir:" .. FX .. "/beir", "sts:" .. FX .. "/sts.tsv", "labels:" .. FX .. "/labels",
+  "pairs:" .. FX .. "/pairclass.jsonl", "clustering:" .. FX .. "/clustering.jsonl", "bitext:" .. FX .. "/bitext.jsonl" }
+
+-- ------------------------------------------------------------------ am.eval
+local stats0 = am.raw_eval_stats()
+local r = am.eval(m1, { tasks = TASKS, tag = "ood" })
+T.ok(r, "eval returns results")
+T.eq(#r, 6, "one result per task")
+T.eq(r.model, m1:id(), "results.model is the id")
+T.eq(r.name, "ev-a", "results.name")
+T.eq(r.mode, "full", "default mode is full")
+T.eq(r[1].type, "retrieval", "task 1 type")
+T.eq(r[1].main_metric, "ndcg_at_10", "retrieval main metric")
+T.ok(type(r[1].scores.ndcg_at_10) == "number" and r[1].scores.mrr_at_10 and r[1].scores.recall_at_100
+  and r[1].scores.map_at_100, "MTEB retrieval names")
+T.eq(r[1].main_score, r[1].scores.ndcg_at_10, "main_score = ndcg_at_10")
+T.eq(r[2].main_metric, "cosine_spearman", "sts main")
+T.eq(r[3].main_metric, "accuracy", "classification main")
+T.eq(r[4].main_metric, "max_ap", "pair classification main")
+T.eq(r[5].main_metric, "v_measure", "clustering main")
+T.eq(r[6].main_metric, "f1", "bitext main")
+T.ok(r[6].scores.accuracy ~= nil, "bitext accuracy too")
+T.eq(r[1].from_store, false, "computed the first time")
+T.eq(r[1].tag, "ood", "tag from the options")
+T.eq(r.by_task[r[2].task], r[2], "by_task")
+T.eq(r.id_avg, nil, "no ID task: no ID average")
+local s = 0
+for i = 1, 6 do s = s + r[i].main_score end
+T.near(r.ood_avg, s / 6, 1e-12, "OOD average of the main scores")
+T.eq(r.ood_count, 6, "ood_count")
+T.eq(r[1].sizes.queries, 12, "sizes.queries")
+T.eq(r[1].sizes.docs, 40, "sizes.docs")
+T.ok(r[1].config.layer == 2 and r[1].config.dim == 32, "resolved layer and dim in the config")
+T.eq(#r[1].config_hash, 32, "config hash")
+T.ok(tostring(r):find("OOD avg", 1, true), "tostring of results")
+local stats1 = am.raw_eval_stats()
+T.ok(stats1.texts_encoded > stats0.texts_encoded, "texts were encoded")
+
+-- stored: nothing is encoded again, the numbers are the same
+local r2 = assert(am.eval("ev-a", { tasks = TASKS }))
+T.eq(r2[1].from_store, true, "second eval comes from the store")
+T.eq(r2[2].main_score, r[2].main_score, "same score")
+T.eq(am.raw_eval_stats().texts_encoded, stats1.texts_encoded, "nothing encoded the second time")
+-- force recomputes from the embedding cache (still no encoding)
+local r3 = assert(am.eval(m1, { tasks = { TASKS[2] }, force = true }))
+T.eq(r3[1].from_store, false, "force recomputes")
+T.eq(r3[1].main_score, r[2].main_score, "force: same score")
+T.eq(am.raw_eval_stats().texts_encoded, stats1.texts_encoded, "force: embeddings from the cache")
+-- quick mode and truncated dims are other results
+local q = assert(am.eval(m1, { tasks = { TASKS[1] }, mode = "quick" }))
+T.eq(q.mode, "quick", "mode quick")
+T.eq(q[1].mode, "quick", "result marked quick")
+local d8 = assert(am.eval(m1, { tasks = { TASKS[2] }, dim = 8, layer = 1 }))
+T.ok(d8[1].config.dim == 8 and d8[1].config.layer == 1, "dim 8 / layer 1 in the config")
+T.ok(d8[1].config_hash ~= r[2].config_hash, "another config hash")
+local sq = assert(am.eval(m1, { tasks = { TASKS[2] }, suite = "quick" }))
+T.eq(sq.mode, "quick", "suite quick means quick mode")
+
+-- on_step sees the stages
+local stages = {}
+assert(am.eval(m1, { tasks = { TASKS[4] }, force = true, no_cache = true, on_step = function(p)
+  stages[p.stage] = (stages[p.stage] or 0) + 1
+  T.ok(type(p.task) == "string" and type(p.done) == "number" and type(p.total) == "number", "on_step fields")
+end }))
+T.ok(stages.load and stages.score and stages.done, "on_step: load, score, done")
+-- an error in on_step propagates and stores nothing
+am.raw_eval_clear()
+local n_before = #assert(am.results())
+T.checkerr("stop here", am.eval, m1, { tasks = { "sts:" .. FX .. "/pairclass.jsonl" }, no_cache = true,
+  on_step = function(p) if p.stage == "encode" then error("stop here") end end })
+T.eq(#assert(am.results()), n_before, "nothing stored after an error in on_step")
+
+-- ------------------------------------------------------------------ suite tasks
+-- a prepared dataset directory is found under <store>/datasets/<name>/
+os.execute(("mkdir -p '%s/datasets/wn-sts' && cp '%s/sts.tsv' '%s/datasets/wn-sts/test.tsv'"):format(st:dir(), FX, st:dir()))
+local w = assert(am.eval(m1, { tasks = { "wn-sts" } }))
+T.eq(w[1].task, "wn-sts", "suite task name")
+T.eq(w[1].tag, "id", "suite tag")
+T.eq(w[1].dataset, "wn-sts", "dataset name")
+T.eq(w.id_avg, w[1].main_score, "ID average of one task")
+T.eq(w.ood_avg, nil, "no OOD task")
+T.near(w[1].main_score, r[2].main_score, 1e-12, "same data, same score")
+local e, msg, code = am.eval(m1)            -- the whole default suite: not prepared here
+T.eq(e, nil, "unprepared suite fails")
+T.eq(code, "ENOTFOUND", "ENOTFOUND")
+T.ok(msg and msg:find("amalgam prepare", 1, true), "message has the prepare hint: " .. tostring(msg))
+T.ok(#am.eval_suite() == 13, "13 evaluation tasks in the default suite")
+
+-- ------------------------------------------------------------------ am.compare
+local c = am.compare { m1, "ev-b", tasks = TASKS, tag = "ood" }
+T.ok(c, "compare")
+T.eq(#c.models, 2, "two rows")
+T.eq(c.ref, 1, "first model is the reference")
+T.eq(c.models[1].results[TASKS[1]].from_store, true, "stored result reused")
+T.ok(c.models[2].ood_avg ~= nil, "second model evaluated on the fly")
+local txt = tostring(c)
+T.ok(txt:find("ID avg", 1, true) and txt:find("OOD avg", 1, true), "table shows ID and OOD averages")
+T.ok(txt:find("Δ ev-a", 1, true), "delta row against the reference")
+T.ok(txt:find("beir:beir", 1, true), "ad-hoc tasks get short column titles")
+local jt = c:json_table()
+T.eq(jt.models[1].ood_avg, c.models[1].ood_avg, "json ood_avg")
+T.ok(jt.models[2].delta and jt.models[2].delta.ood_avg, "json delta")
+T.ok(jt.models[1].tasks[TASKS[1]].ndcg_at_10 ~= nil, "json uses MTEB metric names")
+T.ok(am.json.decode(c:json()), "json() is valid JSON")
+local csv = c:csv()
+T.ok(csv:match("^model,name,id_avg,ood_avg,"), "csv header")
+local _, lines = csv:gsub("\n", "\n")
+T.eq(lines, 2, "csv: header + 2 rows")
+local c2 = assert(am.compare { m1, m2, tasks = TASKS, ref = "ev-b" })
+T.eq(c2.ref, 2, "ref by name")
+local c3 = assert(am.compare { m1, m2, tasks = { TASKS[1] }, mode = "quick", dim = 16, no_eval = true })
+T.eq(c3.models[1].scores[TASKS[1]], nil, "no_eval: missing results stay empty")
+T.ok(tostring(c3):find("—", 1, true), "missing shown as —")
+T.checkfail("EINVAL", am.compare, { m1, tasks = { "bogus-task" } })
+T.checkfail("ENOTFOUND", am.compare, { m1, tasks = TASKS, ref = "no-such-model" })
+
+-- ------------------------------------------------------------------ am.results
+local all = assert(am.results())
+T.ok(#all >= 10, "results listed: " .. #all)
+T.ok(all[1].model and all[1].task and #all[1].config_hash == 32 and all[1].result.main_score, "result rows")
+local mine = assert(am.results { model = m2 })
+for _, x in ipairs(mine) do T.eq(x.model, m2:id(), "filtered by model") end
+T.checkfail("ENOTFOUND", am.results, { model = "no-such-model" })
+
+-- ------------------------------------------------------------------ expected failures
+T.checkfail("EINVAL", am.eval, m1, { tasks = { "nosuch" } })
+T.checkfail("EINVAL", am.eval, m1, { tasks = { "foo:bar" } })
+T.checkfail("ENOTFOUND", am.eval, m1, { tasks = { "beir:/nonexistent/dir" } })
+T.checkfail("ENOTFOUND", am.eval, "no-such-model", { tasks = TASKS })
+T.checkfail("EINVAL", am.eval, m1, { tasks = { TASKS[1] }, layer = 9 })
+T.checkfail("EFORMAT", am.eval, m1, { tasks = { "pairs:" .. FX .. "/sts.tsv" } })   -- not 0/1 scores
+T.checkfail("ENOTFOUND", am.raw_eval_lookup, st, m1:id(), { name = "x", type = "sts", path = FX .. "/sts.tsv" },
+  { dim = 3 })
+
+-- ------------------------------------------------------------------ misuse
+T.checkerr("bad argument #1 to 'eval'", am.eval, 42)
+T.checkerr("eval: option 'mode' must be one of full|quick", am.eval, m1, { mode = "fast" })
+T.checkerr("eval: unknown option 'taks'", am.eval, m1, { taks = {} })
+T.checkerr("compare: no models given", am.compare, {})
+T.checkerr("bad argument #1 to 'compare' (table expected", am.compare, "ev-a")
+T.checkerr("ref 3 out of range", am.compare, { m1, tasks = { TASKS[2] }, ref = 3 })
+T.checkerr("option 'dim' must be >= 1", am.raw_eval_task, st, m1, { name = "x", type = "sts", path = "x" }, { dim = -2 })
+T.checkerr("Model expected", am.raw_eval_task, st, "ev-a", { name = "x", type = "sts", path = "x" }, {})
+local closed = assert(am.model("ev-a"))
+closed:close()
+T.checkerr("closed model", am.raw_eval_task, st, closed, { name = "x", type = "sts", path = "x" }, {})
+T.checkfail("EINVAL", am.raw_eval_task, st, m1, { name = "x", type = "nope", path = "x" }, {})
+T.checkfail("EINVAL", am.raw_eval_task, st, m1, { name = "x", type = "sts", path = "x", colour = 1 }, {})
+
+T.done()
