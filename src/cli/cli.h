@@ -35,6 +35,10 @@ int cli_fail(int rc);
 
 extern char **cli_argv; /* main's argv, for re-exec */
 
+/* Run command `name` with argv (after the command word) on store dir, as the command line
+ * would; returns its status code (the caller prints errors). Used by `demo`. */
+int cli_command(const char *store, const char *name, int argc, char **argv);
+
 typedef int (*CliFn)(CliArgs *a);
 int cmd_init_model(CliArgs *a);
 int cmd_import(CliArgs *a);

@@ -192,8 +192,7 @@ int cmd_ls(CliArgs *a) {
     if (strcmp(what, "datasets") == 0) return cmd_ls_datasets(a, json); /* cmd_prepare.c */
     if (strcmp(what, "results") == 0) return cmd_ls_results(a, json); /* cmd_eval.c */
     if (strcmp(what, "models") != 0)
-        return am_error(AM_EINVAL, "ls: unknown kind '%s' (available: models; runs, results and datasets come "
-                        "with training and evaluation)", what);
+        return am_error(AM_EINVAL, "ls: unknown kind '%s' (available: models, datasets, results)", what);
     Store *st = NULL;
     if ((rc = open_store(a, AM_STORE_RDONLY, &st))) return rc;
     Names ns = {0};

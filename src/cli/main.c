@@ -156,6 +156,22 @@ int cli_fail(int rc) {
 
 char **cli_argv;
 
+static int find_command(const char *name) {
+    for (int c = 0; c < NCOMMANDS; c++)
+        if (strcmp(commands[c].name, name) == 0) return c;
+    return -1;
+}
+
+int cli_command(const char *store, const char *name, int argc, char **argv) {
+    int c = find_command(name);
+    if (c < 0) return am_error(AM_EINVAL, "unknown command '%s'", name);
+    CliArgs a;
+    int rc = cli_parse(argc, argv, name, commands[c].flags, commands[c].opts, &a);
+    if (rc) return rc;
+    if (store && !cli_get(&a, "store")) a.store_dir = store;
+    return commands[c].fn(&a);
+}
+
 int main(int argc, char **argv) {
     cli_argv = argv;
     /* global --store may come before the command */
@@ -171,8 +187,8 @@ int main(int argc, char **argv) {
     if (i >= argc) { usage(stderr); return 2; }
     const char *name = argv[i];
     if (strcmp(name, "help") == 0) { usage(stdout); return 0; }
-    for (int c = 0; c < NCOMMANDS; c++) {
-        if (strcmp(commands[c].name, name) != 0) continue;
+    int c = find_command(name);
+    if (c >= 0) {
         CliArgs a;
         int rc = cli_parse(argc - i - 1, argv + i + 1, name, commands[c].flags, commands[c].opts, &a);
         if (rc) return cli_fail(rc);
