@@ -14,6 +14,7 @@
 #include "am_lua.h"
 #include "am_base.h"
 
+#include <dlfcn.h>
 #include <lualib.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -437,7 +438,16 @@ int luaopen_amalgam_core(lua_State *L) {
     return 1;
 }
 
+/* When loaded as a C module (amalgam.so), lua_close() dlcloses the library while the compute
+ * thread pool's workers may still sit in its code: pin it with RTLD_NODELETE instead. */
+static void pin_module(void) {
+    Dl_info info;
+    if (dladdr((void *)pin_module, &info) && info.dli_fname)
+        dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 int luaopen_amalgam(lua_State *L) {
+    pin_module();
     luaL_requiref(L, "amalgam.core", luaopen_amalgam_core, 0); /* [core] */
     install_searcher(L);
     int st = load_bundled(L, "amalgam");                       /* [core, init, origin] */

@@ -115,10 +115,9 @@ typedef struct {
 } AdamJob;
 
 /* torch.optim.AdamW: p *= 1 - lr·wd; p -= lr · m̂ / (sqrt(v̂) + eps); then g = 0 */
-static void adam_task(void *ctx, int tid, int nth) {
+static void adam_task(void *ctx, size_t lo, size_t hi, int tid) {
     const AdamJob *j = ctx;
-    size_t lo, hi;
-    am_split_aligned(j->n, 64, tid, nth, &lo, &hi);
+    (void)tid;
     const float decay = 1.0f - j->lr * j->wd, step = j->lr / j->bc1, rbc2 = 1.0f / sqrtf(j->bc2);
     size_t i = lo;
 #if defined(__AVX2__) && defined(__FMA__)
@@ -202,7 +201,7 @@ int bench_train(const char *config, int batch_pairs, int seq, int threads, int w
         int t = i + 1;
         aj.bc1 = 1.0f - powf(aj.b1, (float)t);
         aj.bc2 = 1.0f - powf(aj.b2, (float)t);
-        am_parallel_run(adam_task, &aj);
+        am_parallel_for(adam_task, &aj, P, 1u << 16, P);
         double t3 = am_now();
         if (i >= warmup) {
             int k = i - warmup;

@@ -54,6 +54,17 @@ struct Encoder {
     float *mask;            /* (N) copy, NULL = no padding */
     size_t tok_cap;
     int has_tt, has_mask;
+    /* packed inference (encoder_embed with right padding): only the Nr real tokens are
+     * computed, sequence b at rows seq_off[b] .. +seq_len[b]; ids/tt/mask hold those rows */
+    int varlen, Nr;
+    int32_t *pos;           /* (Nr) position ids */
+    int *seq_off, *seq_len; /* (B) */
+    size_t *att_off;        /* (B) packed attention probabilities (training) */
+    size_t seq_cap, natt;
+    int states_public;      /* encoder_hidden is valid (after encoder_forward only) */
+    int skip_padding;       /* encoder_set_skip_padding: packed rows in training too */
+    float *hidden_pub[AM_MAX_LAYERS + 1]; /* (B, T, C) unpacked copies (packed training) */
+    uint8_t pub_ready[AM_MAX_LAYERS + 1];
 
     /* forward activations */
     float *emb;             /* (N, C) embeddings before LayerNorm (grad mode) */
@@ -102,6 +113,10 @@ void encoder_delete(Encoder *e) {
     free(e->ids);
     free(e->tt);
     free(e->mask);
+    free(e->pos);
+    free(e->seq_off);
+    free(e->seq_len);
+    free(e->att_off);
     free(e->trainable);
     free(e);
 }
@@ -114,9 +129,17 @@ void encoder_shape(const Encoder *e, int *B, int *T) {
 }
 
 const float *encoder_hidden(const Encoder *e, int layer) {
-    if (layer < 0 || layer > e->n_layers_done || e->B == 0) return NULL;
-    return e->hidden[layer];
+    if (!e->states_public || layer < 0 || layer > e->n_layers_done || e->B == 0) return NULL;
+    if (!e->varlen) return e->hidden[layer];
+    Encoder *w = (Encoder *)e; /* packed rows: unpack this layer once (a cache, not state) */
+    if (!w->pub_ready[layer]) {
+        seq_unpack(w->hidden_pub[layer], w->hidden[layer], w->seq_off, w->seq_len, w->B, w->T, w->m->cfg.hidden_size);
+        w->pub_ready[layer] = 1;
+    }
+    return w->hidden_pub[layer];
 }
+
+void encoder_set_skip_padding(Encoder *e, int on) { e->skip_padding = on != 0; }
 
 void encoder_set_adapter(Encoder *e, const EncoderAdapter *a) {
     e->has_adapter = a != NULL;
@@ -196,15 +219,18 @@ static int emb_needs_grad(const Encoder *e) {
 /* Lay out the activations for (B, T). grad = keep per-layer activations and backward scratch;
  * otherwise one set of layer activations is shared by all layers. With base == NULL only the
  * size is computed. Returns floats needed. */
-static size_t layout(Encoder *e, int B, int T, int grad, float *base) {
+static size_t layout(Encoder *e, int B, int T, int rows, int grad, float *base) {
     const EncoderConfig *cfg = &e->m->cfg;
-    const size_t N = (size_t)B * T, C = (size_t)cfg->hidden_size, FF = (size_t)cfg->intermediate_size;
+    const size_t N = (size_t)rows, C = (size_t)cfg->hidden_size, FF = (size_t)cfg->intermediate_size;
     const size_t NH = (size_t)cfg->num_heads;
     const int L = cfg->num_layers, nth = am_parallel_get_threads();
     size_t off = 0;
 #define TAKE(ptr, n) do { size_t n_ = (n); if (base) (ptr) = base + off; off += (n_ + 15) & ~(size_t)15; } while (0)
     for (int l = 0; l <= L; l++) TAKE(e->hidden[l], N * C);
     TAKE(e->att_scratch, attention_scratch_floats(T) * (size_t)nth);
+    const size_t natt = e->varlen ? e->natt : (size_t)B * NH * T * T;
+    if (grad && e->varlen)
+        for (int l = 0; l <= L; l++) TAKE(e->hidden_pub[l], (size_t)B * T * C);
     if (grad) {
         TAKE(e->emb, N * C);
         TAKE(e->emb_mean, N);
@@ -212,7 +238,7 @@ static size_t layout(Encoder *e, int B, int T, int grad, float *base) {
         for (int l = 0; l < L; l++) {
             LayerActs *a = &e->act[l];
             TAKE(a->qkv, N * 3 * C);
-            TAKE(a->att, (size_t)B * NH * T * T);
+            TAKE(a->att, natt);
             TAKE(a->ctx, N * C);
             TAKE(a->res1, N * C);
             TAKE(a->ln1, N * C);
@@ -253,8 +279,8 @@ static size_t layout(Encoder *e, int B, int T, int grad, float *base) {
     return off;
 }
 
-static int arena_prepare(Encoder *e, int B, int T, int grad) {
-    size_t need = layout(e, B, T, grad, NULL);
+static int arena_prepare(Encoder *e, int B, int T, int rows, int grad) {
+    size_t need = layout(e, B, T, rows, grad, NULL);
     if (need > e->arena_cap) {
         free(e->arena);
         e->arena = NULL;
@@ -272,7 +298,7 @@ static int arena_prepare(Encoder *e, int B, int T, int grad) {
         e->arena = p;
         e->arena_cap = bytes / sizeof(float);
     }
-    layout(e, B, T, grad, e->arena);
+    layout(e, B, T, rows, grad, e->arena);
     return AM_OK;
 }
 
@@ -308,19 +334,56 @@ static int check_inputs(Encoder *e, const int32_t *ids, const int32_t *type_ids,
     return AM_OK;
 }
 
+/* Real tokens per sequence when every mask is a prefix (right padding) and some padding
+ * exists: fills e->seq_len and returns their total; 0 otherwise (then pad rows are computed). */
+static int plan_varlen(Encoder *e, const float *mask, int B, int T) {
+    if (!mask) return 0;
+    if ((size_t)B > e->seq_cap) {
+        e->seq_off = xrealloc(e->seq_off, (size_t)B * sizeof *e->seq_off);
+        e->seq_len = xrealloc(e->seq_len, (size_t)B * sizeof *e->seq_len);
+        e->att_off = xrealloc(e->att_off, (size_t)B * sizeof *e->att_off);
+        e->seq_cap = (size_t)B;
+    }
+    int total = 0;
+    for (int b = 0; b < B; b++) {
+        const float *m = mask + (size_t)b * T;
+        int n = 0;
+        while (n < T && m[n] != 0) n++;
+        for (int t = n; t < T; t++)
+            if (m[t] != 0) return 0; /* a hole: not right padding */
+        e->seq_off[b] = total;
+        e->seq_len[b] = n;
+        total += n;
+    }
+    if (total == B * T) return 0;
+    e->natt = attention_varlen_att_offsets(e->att_off, e->seq_len, B, e->m->cfg.num_heads);
+    return total;
+}
+
 static void keep_inputs(Encoder *e, const int32_t *ids, const int32_t *type_ids, const float *mask, int B, int T) {
     size_t N = (size_t)B * T;
     if (N > e->tok_cap) {
         e->ids = xrealloc(e->ids, N * sizeof *e->ids);
         e->tt = xrealloc(e->tt, N * sizeof *e->tt);
         e->mask = xrealloc(e->mask, N * sizeof *e->mask);
+        e->pos = xrealloc(e->pos, N * sizeof *e->pos);
         e->tok_cap = N;
     }
-    memcpy(e->ids, ids, N * sizeof *ids);
     e->has_tt = type_ids != NULL;
-    if (type_ids) memcpy(e->tt, type_ids, N * sizeof *type_ids);
     e->has_mask = mask != NULL;
-    if (mask) memcpy(e->mask, mask, N * sizeof *mask);
+    if (!e->varlen) {
+        memcpy(e->ids, ids, N * sizeof *ids);
+        if (type_ids) memcpy(e->tt, type_ids, N * sizeof *type_ids);
+        if (mask) memcpy(e->mask, mask, N * sizeof *mask);
+        return;
+    }
+    for (int b = 0; b < B; b++) { /* pack the real tokens */
+        const size_t src = (size_t)b * T, dst = (size_t)e->seq_off[b], n = (size_t)e->seq_len[b];
+        memcpy(e->ids + dst, ids + src, n * sizeof *ids);
+        if (type_ids) memcpy(e->tt + dst, type_ids + src, n * sizeof *type_ids);
+        memcpy(e->mask + dst, mask + src, n * sizeof *mask);
+        for (size_t t = 0; t < n; t++) e->pos[dst + t] = (int32_t)t;
+    }
 }
 
 /* ------------------------------------------------------------------ adapter plumbing */
@@ -357,23 +420,31 @@ static void adapter_backward(Encoder *e, int layer, int which, float *dinp, cons
 static void forward_layers(Encoder *e, int nl, int grad) {
     const EncoderConfig *cfg = &e->m->cfg;
     const ParameterTensors *p = &e->m->p;
-    const int B = e->B, T = e->T, N = B * T, C = cfg->hidden_size, FF = cfg->intermediate_size;
+    const int B = e->B, T = e->T, N = e->varlen ? e->Nr : B * T, C = cfg->hidden_size, FF = cfg->intermediate_size;
     const int NH = cfg->num_heads;
     const float eps = cfg->layer_norm_eps;
     const float ph = e->training ? cfg->hidden_dropout : 0.0f, pa = e->training ? cfg->attention_dropout : 0.0f;
     const int32_t *tt = e->has_tt ? e->tt : NULL;
     const float *mask = e->has_mask ? e->mask : NULL;
 
-    embeddings_layernorm_forward(e->hidden[0], e->emb, e->emb_mean, e->emb_rstd, e->ids, tt,
-                                 p->wte, p->wpe, p->wtt, p->lnew, p->lneb, B, T, C, eps, ph, site_key(e, -1, 0));
+    if (e->varlen) /* packed rows: one list of Nr tokens with explicit positions */
+        embeddings_layernorm_forward(e->hidden[0], e->emb, e->emb_mean, e->emb_rstd, e->ids, tt, e->pos, p->wte,
+                                     p->wpe, p->wtt, p->lnew, p->lneb, 1, N, C, eps, ph, site_key(e, -1, 0));
+    else
+        embeddings_layernorm_forward(e->hidden[0], e->emb, e->emb_mean, e->emb_rstd, e->ids, tt, NULL,
+                                     p->wte, p->wpe, p->wtt, p->lnew, p->lneb, B, T, C, eps, ph, site_key(e, -1, 0));
     for (int l = 0; l < nl; l++) {
         LayerActs *a = &e->act[l];
         const float *h = e->hidden[l];
         HookCtx hc[AM_LIN_COUNT];
         linear_forward_ex(a->qkv, h, p->layer[l].qkvw, p->layer[l].qkvb, N, C, 3 * C,
                           make_hook(e, &hc[0], l, AM_LIN_QKV, N, C, 3 * C));
-        attention_forward(a->ctx, grad ? a->att : NULL, e->att_scratch, a->qkv, mask, B, T, C, NH, pa,
-                          site_key(e, l, SITE_ATT));
+        if (e->varlen)
+            attention_forward_varlen(a->ctx, grad ? a->att : NULL, e->att_scratch, a->qkv, e->seq_off, e->seq_len,
+                                     e->att_off, B, T, C, NH, pa, site_key(e, l, SITE_ATT));
+        else
+            attention_forward(a->ctx, grad ? a->att : NULL, e->att_scratch, a->qkv, mask, B, T, C, NH, pa,
+                              site_key(e, l, SITE_ATT));
         linear_residual_layernorm_forward(a->ln1, a->res1, a->mean1, a->rstd1, a->ctx, p->layer[l].attow,
                                           p->layer[l].attob, h, p->layer[l].ln1w, p->layer[l].ln1b, N, C, C, eps,
                                           ph, site_key(e, l, SITE_ATT_OUT),
@@ -391,9 +462,16 @@ static void forward_layers(Encoder *e, int nl, int grad) {
 static int forward_common(Encoder *e, const int32_t *ids, const int32_t *type_ids, const float *mask,
                           int B, int T, int training, uint64_t seed, int grad, int nl) {
     e->grad_ready = 0;
+    e->states_public = 0;
+    e->B = 0;
     int rc = check_inputs(e, ids, type_ids, mask, B, T);
     if (rc) return rc;
-    rc = arena_prepare(e, B, T, grad);
+    /* right padding: compute the real tokens only, always for inference (exact), and in
+     * training when skip_padding is on (exact for losses that ignore padded positions) */
+    e->Nr = (!grad && !training) || e->skip_padding ? plan_varlen(e, mask, B, T) : 0;
+    e->varlen = e->Nr > 0;
+    memset(e->pub_ready, 0, sizeof e->pub_ready);
+    rc = arena_prepare(e, B, T, e->varlen ? e->Nr : B * T, grad);
     if (rc) return rc;
     keep_inputs(e, ids, type_ids, mask, B, T);
     e->B = B;
@@ -407,7 +485,9 @@ static int forward_common(Encoder *e, const int32_t *ids, const int32_t *type_id
 
 int encoder_forward(Encoder *e, const int32_t *ids, const int32_t *type_ids, const float *mask,
                     int B, int T, int training, uint64_t seed) {
-    return forward_common(e, ids, type_ids, mask, B, T, training != 0, seed, 1, e->m->cfg.num_layers);
+    int rc = forward_common(e, ids, type_ids, mask, B, T, training != 0, seed, 1, e->m->cfg.num_layers);
+    e->states_public = rc == AM_OK;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ backward */
@@ -421,7 +501,7 @@ int encoder_backward(Encoder *e, const float *const *dhidden, float *grads) {
         return am_error(AM_EINVAL, "encoder_backward: the thread count changed since encoder_forward");
     const EncoderConfig *cfg = &e->m->cfg;
     const ParameterTensors *p = &e->m->p;
-    const int B = e->B, T = e->T, N = B * T, C = cfg->hidden_size, FF = cfg->intermediate_size;
+    const int B = e->B, T = e->T, N = e->varlen ? e->Nr : B * T, C = cfg->hidden_size, FF = cfg->intermediate_size;
     const int NH = cfg->num_heads, L = cfg->num_layers;
     const float ph = e->training ? cfg->hidden_dropout : 0.0f, pa = e->training ? cfg->attention_dropout : 0.0f;
     const float *mask = e->has_mask ? e->mask : NULL;
@@ -440,7 +520,8 @@ int encoder_backward(Encoder *e, const float *const *dhidden, float *grads) {
     if (!need[top]) return AM_OK;
 
     float *G = e->g, *D1 = e->d1, *D2 = e->d2;
-    memcpy(G, dhidden[top], NC * sizeof(float));
+    if (e->varlen) seq_pack(G, dhidden[top], e->seq_off, e->seq_len, B, T, C, 0); /* padded rows dropped */
+    else memcpy(G, dhidden[top], NC * sizeof(float));
 #define W_(ll, ww) (e->lin[ll][ww].w ? 1 : 0)
 #define B_(ll, ww) (e->lin[ll][ww].b ? 1 : 0)
     for (int l = top - 1; l >= 0; l--) {
@@ -475,15 +556,23 @@ int encoder_backward(Encoder *e, const float *const *dhidden, float *grads) {
                             a->ctx, p->layer[l].attow, N, C, C);
         adapter_backward(e, l, AM_LIN_ATTN_OUT, e->dctx, DP, a->ctx, N, C, C);
         /* 6. attention core */
-        attention_backward(e->dqkv, e->att_scratch, e->dctx, a->qkv, a->att, mask, B, T, C, NH, pa,
-                           site_key(e, l, SITE_ATT));
+        if (e->varlen)
+            attention_backward_varlen(e->dqkv, e->att_scratch, e->dctx, a->qkv, a->att, e->seq_off, e->seq_len,
+                                      e->att_off, B, T, C, NH, pa, site_key(e, l, SITE_ATT));
+        else
+            attention_backward(e->dqkv, e->att_scratch, e->dctx, a->qkv, a->att, mask, B, T, C, NH, pa,
+                               site_key(e, l, SITE_ATT));
         /* 7. QKV linear: G += dqkv · Wqkv (only if something below needs it) */
         const float *h = e->hidden[l];
         linear_backward(need[l] ? G : NULL, W_(l, 0) ? gp.layer[l].qkvw : NULL, B_(l, 0) ? gp.layer[l].qkvb : NULL,
                         e->dqkv, h, p->layer[l].qkvw, N, C, 3 * C);
-        if (need[l]) adapter_backward(e, l, AM_LIN_QKV, G, e->dqkv, h, N, C, 3 * C);
+        /* the adapter's own gradients are needed even when nothing below is (dinp = NULL) */
+        adapter_backward(e, l, AM_LIN_QKV, need[l] ? G : NULL, e->dqkv, h, N, C, 3 * C);
         if (!need[l]) return AM_OK;
-        if (dhidden[l]) vec_add(G, dhidden[l], NC);
+        if (dhidden[l]) {
+            if (e->varlen) seq_pack(G, dhidden[l], e->seq_off, e->seq_len, B, T, C, 1);
+            else vec_add(G, dhidden[l], NC);
+        }
     }
 #undef W_
 #undef B_
@@ -492,8 +581,13 @@ int encoder_backward(Encoder *e, const float *const *dhidden, float *grads) {
     if (ph > 0) dropout_backward(G, G, NC, ph, site_key(e, -1, 0), 0);
     residual_layernorm_backward(D1, D1, e->emb_tr[3] ? gp.lnew : NULL, e->emb_tr[4] ? gp.lneb : NULL, G, e->emb,
                                 p->lnew, e->emb_mean, e->emb_rstd, e->ln_partials, N, C, 0.0f, 0);
-    embeddings_backward(e->emb_tr[0] ? gp.wte : NULL, e->emb_tr[1] ? gp.wpe : NULL, e->emb_tr[2] ? gp.wtt : NULL,
-                        D1, e->ids, e->has_tt ? e->tt : NULL, B, T, C, cfg->pad_token_id);
+    if (e->varlen)
+        embeddings_backward_rows(e->emb_tr[0] ? gp.wte : NULL, e->emb_tr[1] ? gp.wpe : NULL,
+                                 e->emb_tr[2] ? gp.wtt : NULL, D1, e->ids, e->has_tt ? e->tt : NULL, e->pos, N, C,
+                                 cfg->pad_token_id);
+    else
+        embeddings_backward(e->emb_tr[0] ? gp.wte : NULL, e->emb_tr[1] ? gp.wpe : NULL, e->emb_tr[2] ? gp.wtt : NULL,
+                            D1, e->ids, e->has_tt ? e->tt : NULL, B, T, C, cfg->pad_token_id);
     return AM_OK;
 }
 
@@ -524,6 +618,32 @@ int pool_backward(float *dinp, const float *dout, const float *mask, int B, int 
     }
 }
 
+int encoder_pool_hidden(const Encoder *e, int layer, int pooling, int normalize, int dim, float *out) {
+    const int C = e->m->cfg.hidden_size, B = e->B, T = e->T;
+    if (B == 0) return am_error(AM_EINVAL, "encoder_pool_hidden: no forward pass to pool");
+    if (layer < 0) layer = e->n_layers_done;
+    if (layer > e->n_layers_done)
+        return am_error(AM_EINVAL, "encoder_pool_hidden: layer %d was not computed (last pass went up to %d)",
+                        layer, e->n_layers_done);
+    if (dim == 0) dim = C;
+    if (dim < 1 || dim > C) return am_error(AM_EINVAL, "encoder_pool_hidden: dim %d outside [1, %d]", dim, C);
+    if (pooling != AM_POOL_MEAN && pooling != AM_POOL_CLS)
+        return am_error(AM_EINVAL, "encoder_pool_hidden: unknown pooling %d (mean or cls)", pooling);
+    const float *h = e->hidden[layer];
+    if (e->varlen) {
+        for (int b = 0; b < B; b++) {
+            const float *rows = h + (size_t)e->seq_off[b] * C;
+            if (pooling == AM_POOL_CLS) memcpy(out + (size_t)b * dim, rows, (size_t)dim * sizeof(float));
+            else pool_mean_forward(out + (size_t)b * dim, rows, e->mask + e->seq_off[b], 1, e->seq_len[b], C, dim);
+        }
+    } else {
+        int rc = pool_forward(out, h, e->has_mask ? e->mask : NULL, B, T, C, dim, pooling);
+        if (rc) return rc;
+    }
+    if (normalize) l2norm_forward(out, out, B, dim);
+    return AM_OK;
+}
+
 int encoder_embed(Encoder *e, const int32_t *ids, const int32_t *type_ids, const float *mask,
                   int B, int T, int pooling, int normalize, int layer, int dim, float *out) {
     const EncoderConfig *cfg = &e->m->cfg;
@@ -536,8 +656,5 @@ int encoder_embed(Encoder *e, const int32_t *ids, const int32_t *type_ids, const
         return am_error(AM_EINVAL, "encode: unknown pooling %d (mean or cls)", pooling);
     int rc = forward_common(e, ids, type_ids, mask, B, T, 0, 0, 0, layer);
     if (rc) return rc;
-    rc = pool_forward(out, e->hidden[layer], e->has_mask ? e->mask : NULL, B, T, C, dim, pooling);
-    if (rc) return rc;
-    if (normalize) l2norm_forward(out, out, B, dim);
-    return AM_OK;
+    return encoder_pool_hidden(e, layer, pooling, normalize, dim, out);
 }

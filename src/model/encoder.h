@@ -14,7 +14,15 @@
  * Nothing is allocated per step once the largest shape has been seen.
  *
  * Threads: every kernel runs on the pool in src/tensor (am_parallel_set_threads). An Encoder
- * is not thread-safe; use one per thread (they can share a const Model).
+ * is not thread-safe; use one per thread (they can share a const Model). Results are
+ * bit-identical run to run and between 1 and 2 threads (fixed chunking, counter-based
+ * dropout); encoder_backward must run at the thread count of its encoder_forward.
+ *
+ * Speed: every linear layer is one GEMM fused with its epilogue (bias, GELU, dropout +
+ * residual + LayerNorm) on row chunks while they are in cache; Q, K, V are one (3C, C) GEMM;
+ * attention runs per (sequence, head) with the softmax between its two products; padded keys
+ * are skipped; encoder_embed computes the real tokens only (see there), and so does training
+ * with encoder_set_skip_padding.
  */
 #ifndef AM_ENCODER_H
 #define AM_ENCODER_H
@@ -50,9 +58,10 @@ void encoder_delete(Encoder *e);
 int encoder_forward(Encoder *e, const int32_t *ids, const int32_t *type_ids, const float *mask,
                     int B, int T, int training, uint64_t seed);
 
-/* Hidden states (B, T, C) of the last forward: layer 0 = embeddings output (after LayerNorm
- * and dropout), layer L = last layer. Borrowed: valid until the next encoder_forward /
- * encoder_embed on this encoder. NULL if layer is out of range or was not computed. */
+/* Hidden states (B, T, C) of the last encoder_forward: layer 0 = embeddings output (after
+ * LayerNorm and dropout), layer L = last layer. Borrowed: valid until the next
+ * encoder_forward / encoder_embed on this encoder. NULL if layer is out of range, or the last
+ * call was encoder_embed or failed (use encoder_pool_hidden after encoder_embed). */
 const float *encoder_hidden(const Encoder *e, int layer);
 /* (B, T) of the last forward, and the model. */
 void encoder_shape(const Encoder *e, int *B, int *T);
@@ -69,14 +78,23 @@ const Model *encoder_model(const Encoder *e);
  * Errors: AM_EINVAL if there is no forward to differentiate (encoder_embed does not count). */
 int encoder_backward(Encoder *e, const float *const *dhidden, float *grads);
 
-/* Inference in one call: no-grad forward up to `layer` (0..L, or -1 = L), pooling of that
+/* Inference in one call: eval-mode forward up to `layer` (0..L, or -1 = L), pooling of that
  * layer's hidden states over the mask (AM_POOL_MEAN / AM_POOL_CLS), keep the first `dim`
  * features (1..C, or 0 = C), then L2-normalise if `normalize`.
  *   out (B, dim) OUT.
- * Uses less memory than encoder_forward (one layer's activations) and invalidates the
- * backward state. Same errors as encoder_forward, plus AM_EINVAL for pooling/layer/dim. */
+ * Uses less memory than encoder_forward (one layer's activations, no backward state). When
+ * every mask is a prefix (right padding, what tokenizers produce), padded tokens are not
+ * computed at all: the rows of the real tokens are packed back to back, which gives the same
+ * embeddings (padded positions never influence real ones) and saves the padding's share of
+ * the work. Same errors as encoder_forward, plus AM_EINVAL for pooling / layer / dim. */
 int encoder_embed(Encoder *e, const int32_t *ids, const int32_t *type_ids, const float *mask,
                   int B, int T, int pooling, int normalize, int layer, int dim, float *out);
+
+/* Pool (and normalise) another computed layer of the last encoder_embed / encoder_forward:
+ * one pass gives every (layer, dim) embedding of a 2D-Matryoshka grid, e.g.
+ *   encoder_embed(e, ..., layer = L, ...); for l < L: encoder_pool_hidden(e, l, ...).
+ * Same arguments as encoder_embed. AM_EINVAL if the layer was not computed in that pass. */
+int encoder_pool_hidden(const Encoder *e, int layer, int pooling, int normalize, int dim, float *out);
 
 /* ---- pooling over tokens (thin dispatch over the tensor kernels) ----
  * out (B, D) = pooled inp (B, T, C) keeping the first D <= C channels; mask (B,T) or NULL.
@@ -102,16 +120,30 @@ typedef struct {
  *   forward: out (rows, OC) += delta(inp (rows, IC)) for rows row0..row0+rows of the batch.
  *            Called on pool threads on disjoint chunks right after the base GEMM (bias
  *            included) and before GELU / dropout / residual / LayerNorm: thread-safe and
- *            single-threaded please.
+ *            single-threaded please; blas_gemm_* are fine, the linear_* kernels are not
+ *            (they reuse the caller's packing scratch). Rows are the B*T tokens of the batch
+ *            (encoder_embed with right padding passes only the real tokens, packed).
  *   backward: called once per active linear from the calling thread (may use the pool):
  *            dinp (N, IC) += ∂(delta)/∂inp given dout (N, OC), and accumulate the adapter's
- *            own parameter gradients. inp is the (N, IC) input the forward saw. */
+ *            own parameter gradients. inp is the (N, IC) input the forward saw. dinp is NULL
+ *            when no gradient is needed below this linear (frozen layers and embeddings
+ *            underneath): still accumulate the adapter's own gradients. */
 typedef struct {
     void *ud;
     int (*active)(void *ud, int layer, int which);
     void (*forward)(void *ud, const EncoderLinearInfo *li, float *out, const float *inp, int rows, size_t row0);
     void (*backward)(void *ud, const EncoderLinearInfo *li, float *dinp, const float *dout, const float *inp);
 } EncoderAdapter;
+
+/* Skip padding in training too (default off). With right padding (every mask a prefix),
+ * encoder_forward / encoder_backward then compute only the real tokens, packed back to back:
+ * faster in proportion to the padding. Exact (same hidden states on real tokens, same
+ * parameter gradients up to rounding) for every loss that gives padded positions no gradient
+ * (mean / CLS pooling over the mask, MLM on real tokens). What changes: encoder_hidden
+ * returns zeros at padded positions (not BertModel's values there), gradients given at
+ * padded positions are ignored, and the hidden-dropout masks differ from the padded mode
+ * (still a function of the seed). encoder_embed packs regardless of this flag. */
+void encoder_set_skip_padding(Encoder *e, int on);
 
 /* Attach (copied) or detach (NULL) an adapter. */
 void encoder_set_adapter(Encoder *e, const EncoderAdapter *a);

@@ -38,6 +38,8 @@ typedef struct {
     int pad_token_id;        /* 0 */
     float initializer_range; /* 0.02 */
     int has_pooler;          /* pooler.dense.{weight,bias} present (BertModel default: 1) */
+    int has_mlm_head;        /* BertForMaskedLM's head cls.predictions.* present (default 0); its
+                                decoder is tied to the word embeddings (no tensor of its own) */
 } EncoderConfig;
 
 /* Presets matching ../shared/bench/torch_ref.py: tiny (BERT-tiny), mini (BERT-mini), small (MiniLM-L6). */
@@ -82,6 +84,13 @@ typedef struct {
     } layer[AM_MAX_LAYERS];
     float *poolw; /* (C, C) pooler.dense.weight, NULL if !has_pooler */
     float *poolb; /* (C) */
+    /* MLM head (BertForMaskedLM), all NULL if !has_mlm_head; after everything else in the
+     * buffer, so the encoder's offsets do not depend on it. Decoder weight = wte (tied). */
+    float *mlmw;   /* (C, C) cls.predictions.transform.dense.weight */
+    float *mlmb;   /* (C)    cls.predictions.transform.dense.bias */
+    float *mlmlnw; /* (C)    cls.predictions.transform.LayerNorm.weight */
+    float *mlmlnb; /* (C)    cls.predictions.transform.LayerNorm.bias */
+    float *mlmbias; /* (V)   cls.predictions.bias (the decoder's bias) */
 } ParameterTensors;
 
 void param_table_build(ParamTable *tab, const EncoderConfig *cfg); /* init/free pair */

@@ -108,6 +108,13 @@ void param_table_build(ParamTable *tab, const EncoderConfig *cfg) {
         add(tab, &cap, "pooler.dense.weight", 2, C, C);
         add(tab, &cap, "pooler.dense.bias", 1, C, 0);
     }
+    if (cfg->has_mlm_head) { /* last, so nothing above moves */
+        add(tab, &cap, "cls.predictions.transform.dense.weight", 2, C, C);
+        add(tab, &cap, "cls.predictions.transform.dense.bias", 1, C, 0);
+        add(tab, &cap, "cls.predictions.transform.LayerNorm.weight", 1, C, 0);
+        add(tab, &cap, "cls.predictions.transform.LayerNorm.bias", 1, C, 0);
+        add(tab, &cap, "cls.predictions.bias", 1, cfg->vocab_size, 0);
+    }
 }
 
 void param_table_free(ParamTable *tab) {
@@ -160,6 +167,13 @@ void param_tensors_point(ParameterTensors *pt, const ParamTable *tab, const Enco
     if (cfg->has_pooler) {
         pt->poolw = at(tab, base, "pooler.dense.weight");
         pt->poolb = at(tab, base, "pooler.dense.bias");
+    }
+    if (cfg->has_mlm_head) {
+        pt->mlmw = at(tab, base, "cls.predictions.transform.dense.weight");
+        pt->mlmb = at(tab, base, "cls.predictions.transform.dense.bias");
+        pt->mlmlnw = at(tab, base, "cls.predictions.transform.LayerNorm.weight");
+        pt->mlmlnb = at(tab, base, "cls.predictions.transform.LayerNorm.bias");
+        pt->mlmbias = at(tab, base, "cls.predictions.bias");
     }
 }
 

@@ -91,11 +91,11 @@ typedef struct {
     int M, N, K; float alpha, beta;
 } GemmJob;
 
-static void gemm_task(void *ctx, int tid, int nth) {
+#define PAR_GRAIN 128 /* rows of C per chunk */
+
+static void gemm_task(void *ctx, size_t lo, size_t hi, int tid) {
     const GemmJob *j = ctx;
-    size_t lo, hi;
-    am_split((size_t)j->M, tid, nth, &lo, &hi);
-    if (hi <= lo) return;
+    (void)tid;
     int m = (int)(hi - lo);
     float *c = j->c + lo * (size_t)j->ldc;
     switch (j->kind) {
@@ -108,7 +108,7 @@ static void gemm_task(void *ctx, int tid, int nth) {
 static void gemm_par(int kind, float *c, int ldc, const float *a, int lda, const float *b, int ldb,
                      int M, int N, int K, float alpha, float beta) {
     GemmJob j = { kind, c, ldc, a, lda, b, ldb, M, N, K, alpha, beta };
-    am_parallel_run_min(gemm_task, &j, (size_t)M * N * (K ? K : 1), 1u << 18);
+    am_parallel_for(gemm_task, &j, (size_t)M, PAR_GRAIN, (size_t)M * N * (K ? K : 1) / 8);
 }
 
 void blas_gemm_nt_par(float *c, int ldc, const float *a, int lda, const float *b, int ldb,
@@ -276,13 +276,20 @@ static void micro(int mr, int ta, int kc, const float *a, int lda, const float *
 
 void blas_gemm_packed(float *c, int ldc, const float *a, int lda, int ta, const float *Bp, const float *bias,
                       int M, int N, int K, float beta) {
+    blas_gemm_packed_panels(c, ldc, a, lda, ta, Bp, bias, M, N, K, beta, 0, blas_packed_panels(N));
+}
+
+void blas_gemm_packed_panels(float *c, int ldc, const float *a, int lda, int ta, const float *Bp, const float *bias,
+                             int M, int N, int K, float beta, int p0, int p1) {
     AM_ASSERT(M >= 0 && N >= 0 && K >= 0 && (beta == 0.0f || beta == 1.0f));
     AM_ASSERT(ldc >= (N > 0 ? N : 1) && lda >= ((ta ? M : K) > 0 ? (ta ? M : K) : 1));
+    AM_ASSERT(p0 >= 0 && p1 <= blas_packed_panels(N) && p0 <= p1);
     (void)micro_generic;
     if (M == 0 || N == 0) return;
     if (K == 0) { /* C = beta*C + bias */
+        const int j1 = p1 * PK_NR < N ? p1 * PK_NR : N;
         for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) {
+            for (int j = p0 * PK_NR; j < j1; j++) {
                 float *cij = c + (size_t)i * ldc + j;
                 *cij = (beta != 0 ? *cij : 0.0f) + (bias ? bias[j] : 0.0f);
             }
@@ -294,7 +301,7 @@ void blas_gemm_packed(float *c, int ldc, const float *a, int lda, int ta, const 
         const float *bk = Bp + (size_t)k0 * Npad;
         for (int i0 = 0; i0 < M; i0 += PK_MC) {
             const int mc = M - i0 < PK_MC ? M - i0 : PK_MC;
-            for (int jp = 0; jp < np; jp++) {
+            for (int jp = p0; jp < p1; jp++) {
                 const int j0 = jp * PK_NR, nj = N - j0 < PK_NR ? N - j0 : PK_NR;
                 const float *bp = bk + (size_t)jp * kc * PK_NR;
                 const float *bj = bias ? bias + j0 : NULL;

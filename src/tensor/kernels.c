@@ -4,10 +4,12 @@
  *   B batch, T tokens, C channels, NH heads, HS = C/NH head size, N rows (= B*T),
  *   IC/OC input/output features of a linear layer, D kept channels.
  *
- * Every public kernel here is parallel over the pool in parallel.c with a static split, so a
- * fixed thread count gives bit-identical results. GEMMs go through blas.c (single-threaded
- * OpenBLAS per pool thread, on a disjoint slice). Hot element-wise code is written with AVX2 +
- * FMA intrinsics (masked loads/stores for the tails, so a row of any length takes the same
+ * Every public kernel here is parallel over the pool in parallel.c, in fixed chunks handed
+ * out dynamically (am_parallel_for): chunk boundaries never depend on the thread count, so
+ * results are bit-identical at any thread count (reductions add per-chunk partials in chunk
+ * order). GEMMs go through blas.c: our packed kernel for the linear layers' forward, single-
+ * threaded OpenBLAS for the rest, each call on a disjoint slice. Hot element-wise code is
+ * written with AVX2 + FMA intrinsics (masked loads/stores for the tails, so a row of any length takes the same
  * code path and every lane computes the same formula); a plain C fallback is used when the
  * compiler does not target AVX2. The readable definitions are in ref_kernels.c.
  */
@@ -395,13 +397,15 @@ static inline void add_into(float *y, const float *x, int n) {
     for (; i < n; i++) y[i] += x[i];
 }
 
-/* Rows per GEMM chunk. The epilogue (bias, GELU, residual, LayerNorm) runs on a chunk right
- * after its GEMM while it is still in L2; chunks much smaller than ~128 rows make OpenBLAS
- * repack the weights too often (measured: 64-row chunks lose 15-30 % on K = 128). */
+/* Rows per GEMM chunk (a unit of dynamic scheduling). The epilogue (bias, GELU, residual,
+ * LayerNorm) runs on a chunk right after its GEMM while it is still in cache. The weights are
+ * packed once per call, so small chunks cost nothing measurable (64..2048 rows within +-3 %,
+ * interleaved CPU-time runs on tiny and small); 128 rows gives many chunks, which balances
+ * the threads and bounds the stall when a thread loses its core on a shared machine. */
 int am_tune_chunk_rows = 0;
 static int chunk_rows(int OC) {
-    if (am_tune_chunk_rows > 0) return am_tune_chunk_rows;
-    return OC > 1024 ? 256 : 512;
+    (void)OC;
+    return am_tune_chunk_rows > 0 ? am_tune_chunk_rows : 128;
 }
 
 /* ================================================================== linear */
@@ -415,11 +419,23 @@ typedef struct {
     int kind; /* 0 linear, 1 linear+gelu, 2 linear+dropout+residual+layernorm */
     const LinearHook *hook;
     const float *wp; /* w packed by blas_pack_nt, shared by all threads */
+    int ncb, pcb;    /* plain linear only: column blocks per row chunk, panels per block */
 } LinFwd;
 
 static void lin_fwd_task(void *ctx, size_t lo, size_t hi, int tid) {
     const LinFwd *j = ctx;
     const int OC = j->OC, IC = j->IC;
+    if (j->ncb > 1) { /* plain linear, few rows: items are (row chunk, column block) tiles */
+        const int cr = chunk_rows(OC), np = blas_packed_panels(OC);
+        for (size_t it = lo; it < hi; it++) {
+            const size_t r0 = it / (size_t)j->ncb * (size_t)cr;
+            const int rows = (int)((size_t)j->N - r0 < (size_t)cr ? (size_t)j->N - r0 : (size_t)cr);
+            const int p0 = (int)(it % (size_t)j->ncb) * j->pcb, p1 = p0 + j->pcb < np ? p0 + j->pcb : np;
+            blas_gemm_packed_panels(j->out + r0 * (size_t)OC, OC, j->inp + r0 * (size_t)IC, IC, 0, j->wp, j->b, rows,
+                                    OC, IC, 0.0f, p0, p1);
+        }
+        return;
+    }
     { /* one chunk of rows */
         const size_t r0 = lo;
         const int rows = (int)(hi - lo);
@@ -465,7 +481,24 @@ static const float *pack_weights(const float *w, int OC, int IC, int nn) {
  * tasks and must not call the linear_* kernels (they would repack scratch slot 0). */
 static void lin_fwd_run(LinFwd *j) {
     j->wp = pack_weights(j->w, j->OC, j->IC, 0);
-    am_parallel_for(lin_fwd_task, j, (size_t)j->N, (size_t)chunk_rows(j->OC), work3(j->N, j->IC, j->OC));
+    const size_t work = work3(j->N, j->IC, j->OC), cr = (size_t)chunk_rows(j->OC);
+    const size_t nrc = ((size_t)j->N + cr - 1) / cr;
+    const int np = blas_packed_panels(j->OC);
+    /* a wide output with few rows (e.g. MLM logits over the vocabulary): also split columns,
+     * into blocks of at least 8 panels, aiming at >= 8 tiles per thread; only for the plain
+     * linear without a hook (the epilogues and hooks need whole rows) */
+    if (j->kind == 0 && !j->hook && nrc < 8 && np >= 16) {
+        int want = 8 * am_parallel_get_threads() / (int)nrc;
+        int pcb = np / (want > 1 ? want : 1);
+        j->pcb = pcb < 8 ? 8 : pcb;
+        j->ncb = (np + j->pcb - 1) / j->pcb;
+        if (j->ncb > 1) {
+            am_parallel_for(lin_fwd_task, j, nrc * (size_t)j->ncb, 1, work);
+            return;
+        }
+    }
+    j->ncb = 0;
+    am_parallel_for(lin_fwd_task, j, (size_t)j->N, cr, work);
 }
 
 void linear_forward_ex(float *out, const float *inp, const float *w, const float *b,
@@ -578,7 +611,7 @@ void gelu_linear_backward(float *dpre, float *dw, float *db, const float *dout, 
 
 typedef struct {
     float *out, *emb, *mean, *rstd;
-    const int32_t *ids, *tt;
+    const int32_t *ids, *tt, *pos;
     const float *wte, *wpe, *wtt, *lnw, *lnb;
     int B, T, C;
     float eps, p;
@@ -591,10 +624,16 @@ static void emb_fwd_task(void *ctx, size_t lo, size_t hi, int tid) {
     const int C = j->C, T = j->T;
     float tmp[C];
     for (size_t bt = lo; bt < hi; bt++) {
-        int t = (int)(bt % (size_t)T), tt = j->tt ? j->tt[bt] : 0;
+        int t = j->pos ? j->pos[bt] : (int)(bt % (size_t)T), tt = j->tt ? j->tt[bt] : 0;
         const float *a = j->wte + (size_t)j->ids[bt] * C, *b = j->wpe + (size_t)t * C, *c = j->wtt + (size_t)tt * C;
         float *e = j->ln ? (j->emb ? j->emb + bt * C : tmp) : j->out + bt * C;
-        for (int i = 0; i < C; i++) e[i] = a[i] + b[i] + c[i];
+        int i = 0;
+#ifdef AM_AVX2
+        for (; i + 8 <= C; i += 8)
+            _mm256_storeu_ps(e + i, _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)),
+                                                  _mm256_loadu_ps(c + i)));
+#endif
+        for (; i < C; i++) e[i] = a[i] + b[i] + c[i];
         if (!j->ln) continue;
         float *o = j->out + bt * C;
         ln_row(o, j->mean ? &j->mean[bt] : NULL, j->rstd ? &j->rstd[bt] : NULL, e, j->lnw, j->lnb, C, j->eps);
@@ -611,11 +650,11 @@ void embeddings_forward(float *out, const int32_t *ids, const int32_t *type_ids,
 }
 
 void embeddings_layernorm_forward(float *out, float *emb, float *mean, float *rstd,
-                                  const int32_t *ids, const int32_t *type_ids,
+                                  const int32_t *ids, const int32_t *type_ids, const int32_t *positions,
                                   const float *wte, const float *wpe, const float *wtt,
                                   const float *lnw, const float *lnb,
                                   int B, int T, int C, float eps, float p, uint32_t key) {
-    EmbFwd j = { .out = out, .emb = emb, .mean = mean, .rstd = rstd, .ids = ids, .tt = type_ids,
+    EmbFwd j = { .out = out, .emb = emb, .mean = mean, .rstd = rstd, .ids = ids, .tt = type_ids, .pos = positions,
                  .wte = wte, .wpe = wpe, .wtt = wtt, .lnw = lnw, .lnb = lnb,
                  .B = B, .T = T, .C = C, .eps = eps, .p = p, .key = key, .ln = 1 };
     am_parallel_for(emb_fwd_task, &j, (size_t)B * T, ROW_GRAIN, (size_t)B * T * C);
@@ -624,29 +663,35 @@ void embeddings_layernorm_forward(float *out, float *emb, float *mean, float *rs
 typedef struct {
     float *dwte, *dwpe, *dwtt;
     const float *dout;
-    const int32_t *ids, *tt;
+    const int32_t *ids, *tt, *pos;
     int B, T, C, pad_id;
 } EmbBwd;
 
-static void emb_bwd_task(void *ctx, int tid, int nth) {
+/* chunks of 16 channels: each walks every token, so no two threads touch the same floats */
+static void emb_bwd_task(void *ctx, size_t lo, size_t hi, int tid) {
     const EmbBwd *j = ctx;
     const int C = j->C;
-    size_t c0, c1;
-    am_split_aligned((size_t)C, 16, tid, nth, &c0, &c1);
-    if (c1 <= c0) return;
+    const size_t c0 = lo * 16, c1 = hi * 16 < (size_t)C ? hi * 16 : (size_t)C;
     const int n = (int)(c1 - c0);
+    (void)tid;
     for (size_t bt = 0; bt < (size_t)j->B * j->T; bt++) {
         const float *d = j->dout + bt * C + c0;
         if (j->dwte && j->ids[bt] != j->pad_id) add_into(j->dwte + (size_t)j->ids[bt] * C + c0, d, n);
-        if (j->dwpe) add_into(j->dwpe + (bt % (size_t)j->T) * C + c0, d, n);
+        if (j->dwpe) add_into(j->dwpe + (j->pos ? (size_t)j->pos[bt] : bt % (size_t)j->T) * C + c0, d, n);
         if (j->dwtt) add_into(j->dwtt + (size_t)(j->tt ? j->tt[bt] : 0) * C + c0, d, n);
     }
 }
 
 void embeddings_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
                          const int32_t *ids, const int32_t *type_ids, int B, int T, int C, int pad_id) {
-    EmbBwd j = { dwte, dwpe, dwtt, dout, ids, type_ids, B, T, C, pad_id };
-    am_parallel_run_min(emb_bwd_task, &j, (size_t)B * T * C, MIN_PAR_WORK);
+    EmbBwd j = { dwte, dwpe, dwtt, dout, ids, type_ids, NULL, B, T, C, pad_id };
+    am_parallel_for(emb_bwd_task, &j, ((size_t)C + 15) / 16, 1, (size_t)B * T * C);
+}
+
+void embeddings_backward_rows(float *dwte, float *dwpe, float *dwtt, const float *dout, const int32_t *ids,
+                              const int32_t *type_ids, const int32_t *positions, int N, int C, int pad_id) {
+    EmbBwd j = { dwte, dwpe, dwtt, dout, ids, type_ids, positions, 1, N, C, pad_id };
+    am_parallel_for(emb_bwd_task, &j, ((size_t)C + 15) / 16, 1, (size_t)N * C);
 }
 
 /* ================================================================== layernorm */
@@ -855,6 +900,132 @@ static void att_fwd_task(void *ctx, size_t lo, size_t hi, int tid) {
         /* ctx_h (T, HS) = Pd[:, :nk] · V[:nk] */
         blas_gemm_nn(j->ctx + (size_t)b * T * C + h * HS, C, Pd, T, v, C3, T, HS, nk, 1.0f, 0.0f);
     }
+}
+
+typedef struct {
+    float *ctx, *att, *scratch, *dqkv;
+    const float *qkv, *dctx, *att_c;
+    const int *off, *len;
+    const size_t *att_off;
+    int T, C, NH;
+    float p;
+    uint32_t key;
+} AttVarJob;
+
+size_t attention_varlen_att_offsets(size_t *att_off, const int *len, int B, int NH) {
+    size_t total = 0;
+    for (int b = 0; b < B; b++) {
+        att_off[b] = total;
+        total += (size_t)NH * (size_t)len[b] * (size_t)len[b];
+    }
+    return total;
+}
+
+/* element index of (b, h, i, 0) in the padded (B, NH, T, T) layout: the dropout counter */
+static size_t padded_row_index(int b, int h, int i, int NH, int T) {
+    return (((size_t)b * NH + h) * T + i) * T;
+}
+
+static void att_var_task(void *ctx, size_t lo, size_t hi, int tid) {
+    const AttVarJob *j = ctx;
+    const int C = j->C, NH = j->NH, HS = C / NH, C3 = 3 * C, T = j->T;
+    const float scale = 1.0f / sqrtf((float)HS);
+    float *scr = j->scratch + (size_t)tid * attention_scratch_floats(T);
+    for (size_t it = lo; it < hi; it++) {
+        const int b = (int)(it / NH), h = (int)(it % NH), n = j->len[b];
+        const float *q = j->qkv + (size_t)j->off[b] * C3 + h * HS, *k = q + C, *v = q + 2 * C;
+        float *P = j->att ? j->att + j->att_off[b] + (size_t)h * n * n : scr;
+        blas_gemm_nt(P, n, q, C3, k, C3, n, n, HS, 1.0f, 0.0f);
+        for (int i = 0; i < n; i++) softmax_row(P + (size_t)i * n, P + (size_t)i * n, NULL, n, scale);
+        const float *Pd = P;
+        if (j->p > 0) {
+            float *D = j->att ? scr : P;
+            for (int i = 0; i < n; i++)
+                dropout_range(D + (size_t)i * n, P + (size_t)i * n, (size_t)n, j->p, j->key,
+                              padded_row_index(b, h, i, NH, T));
+            Pd = D;
+        }
+        blas_gemm_nn(j->ctx + (size_t)j->off[b] * C + h * HS, C, Pd, n, v, C3, n, HS, n, 1.0f, 0.0f);
+    }
+}
+
+void attention_forward_varlen(float *ctx, float *att, float *scratch, const float *qkv, const int *off,
+                              const int *len, const size_t *att_off, int B, int T, int C, int NH,
+                              float dropout_p, uint32_t dropout_key) {
+    AM_ASSERT(C % NH == 0 && (att == NULL || att_off != NULL));
+    for (int b = 0; b < B; b++) AM_ASSERT(len[b] >= 1 && len[b] <= T);
+    AttVarJob j = { .ctx = ctx, .att = att, .scratch = scratch, .qkv = qkv, .off = off, .len = len,
+                    .att_off = att_off, .T = T, .C = C, .NH = NH, .p = dropout_p, .key = dropout_key };
+    am_parallel_for(att_var_task, &j, (size_t)B * NH, 1, (size_t)B * NH * T * T * (C / NH));
+}
+
+static void att_var_bwd_task(void *ctx, size_t lo, size_t hi, int tid) {
+    const AttVarJob *j = ctx;
+    const int C = j->C, NH = j->NH, HS = C / NH, C3 = 3 * C, T = j->T;
+    const float scale = 1.0f / sqrtf((float)HS);
+    float *dP = j->scratch + (size_t)tid * attention_scratch_floats(T), *Pd = dP + (size_t)T * T;
+    for (size_t it = lo; it < hi; it++) {
+        const int b = (int)(it / NH), h = (int)(it % NH), n = j->len[b];
+        const size_t r0 = (size_t)j->off[b];
+        const float *q = j->qkv + r0 * C3 + h * HS, *k = q + C, *v = q + 2 * C;
+        const float *P = j->att_c + j->att_off[b] + (size_t)h * n * n, *dc = j->dctx + r0 * C + h * HS;
+        float *dq = j->dqkv + r0 * C3 + h * HS, *dk = dq + C, *dv = dq + 2 * C;
+        const float *Pdrop = P;
+        if (j->p > 0) {
+            for (int i = 0; i < n; i++)
+                dropout_range(Pd + (size_t)i * n, P + (size_t)i * n, (size_t)n, j->p, j->key,
+                              padded_row_index(b, h, i, NH, T));
+            Pdrop = Pd;
+        }
+        blas_gemm_nt(dP, n, dc, C, v, C3, n, n, HS, 1.0f, 0.0f);
+        blas_gemm_tn(dv, C3, Pdrop, n, dc, C, n, HS, n, 1.0f, 0.0f);
+        for (int i = 0; i < n; i++) {
+            float *row = dP + (size_t)i * n;
+            if (j->p > 0) dropout_range(row, row, (size_t)n, j->p, j->key, padded_row_index(b, h, i, NH, T));
+            softmax_bwd_row(row, row, P + (size_t)i * n, n, scale);
+        }
+        blas_gemm_nn(dq, C3, dP, n, k, C3, n, HS, n, 1.0f, 0.0f);
+        blas_gemm_tn(dk, C3, dP, n, q, C3, n, HS, n, 1.0f, 0.0f);
+    }
+}
+
+void attention_backward_varlen(float *dqkv, float *scratch, const float *dctx, const float *qkv, const float *att,
+                               const int *off, const int *len, const size_t *att_off, int B, int T, int C, int NH,
+                               float dropout_p, uint32_t dropout_key) {
+    AM_ASSERT(C % NH == 0);
+    AttVarJob j = { .dqkv = dqkv, .scratch = scratch, .dctx = dctx, .qkv = qkv, .att_c = att, .off = off,
+                    .len = len, .att_off = att_off, .T = T, .C = C, .NH = NH, .p = dropout_p, .key = dropout_key };
+    am_parallel_for(att_var_bwd_task, &j, (size_t)B * NH, 1, (size_t)B * NH * T * T * (C / NH));
+}
+
+typedef struct { float *padded, *packed; const float *src; const int *off, *len; int T, C, acc, unpack; } SeqJob;
+
+static void seq_task(void *ctx, size_t lo, size_t hi, int tid) {
+    const SeqJob *j = ctx;
+    const size_t C = (size_t)j->C;
+    (void)tid;
+    for (size_t b = lo; b < hi; b++) {
+        const size_t n = (size_t)j->len[b];
+        float *pad = j->padded + b * (size_t)j->T * C, *pk = j->packed + (size_t)j->off[b] * C;
+        if (j->unpack) {
+            memcpy(pad, pk, n * C * sizeof(float));
+            memset(pad + n * C, 0, ((size_t)j->T - n) * C * sizeof(float));
+        } else if (j->acc) {
+            for (size_t r = 0; r < n; r++) add_into(pk + r * C, pad + r * C, (int)C);
+        } else {
+            memcpy(pk, pad, n * C * sizeof(float));
+        }
+    }
+}
+
+void seq_unpack(float *padded, const float *packed, const int *off, const int *len, int B, int T, int C) {
+    SeqJob j = { padded, (float *)packed, NULL, off, len, T, C, 0, 1 };
+    am_parallel_for(seq_task, &j, (size_t)B, 1, (size_t)B * T * C);
+}
+
+void seq_pack(float *packed, const float *padded, const int *off, const int *len, int B, int T, int C, int accumulate) {
+    SeqJob j = { (float *)padded, packed, NULL, off, len, T, C, accumulate, 0 };
+    am_parallel_for(seq_task, &j, (size_t)B, 1, (size_t)B * T * C);
 }
 
 void attention_forward(float *ctx, float *att, float *scratch, const float *qkv, const float *mask,

@@ -24,29 +24,48 @@
 #endif
 
 #define AM_MAX_THREADS 256
-/* How long an idle worker spins before sleeping, and how long the caller spins waiting for
- * the workers before blocking. Consecutive kernels follow each other within microseconds, so
- * short spins catch them; blocking (instead of spinning or sched_yield) matters when the
- * machine is shared: a waiting thread that sleeps frees its core, so the scheduler can run a
- * preempted worker there instead of leaving it queued behind another process. */
-static double WORKER_SPIN_NS = 50000.0; /* TEMP: env overridable for experiments */
-static double CALLER_SPIN_NS = 20000.0;
+/* Wait policy. Spinning only pays when a core is free: on a shared machine a spinning
+ * waiter competes for a core with the thread that holds the real work (measured with a third
+ * CPU-bound process on 2 cores: 50 us spins made an encode 4x slower than blocking at once).
+ * So waiters spin for a few microseconds (enough to catch the next kernel of the same
+ * forward pass) and then block. */
+#define WORKER_SPIN_NS 4000.0
+#define CALLER_SPIN_NS 4000.0
+
+/* Join word of the current dynamic job, one 64-bit atomic:
+ *   bits 32..63 job generation, bit 31 closed, bits 0..30 workers inside the job. */
+#define JW_CLOSED (1ull << 31)
+#define JW_COUNT 0x7fffffffull
+
+typedef struct ForJob ForJob;
 
 typedef struct {
     int nth;                      /* threads including the caller */
     pthread_t th[AM_MAX_THREADS];
     _Atomic unsigned gen;         /* job generation */
-    _Atomic int remaining;        /* workers still running the current job */
+    _Atomic int remaining;        /* static jobs: workers still running */
+    _Atomic uint64_t join;        /* dynamic jobs: see JW_* */
     _Atomic int busy;             /* a caller owns the pool */
     _Atomic int caller_waiting;   /* the caller sleeps on done_cv */
-    AmTaskFn fn;
-    void *ctx;
-    int stop;
+    /* job fields: written by the caller between begin_setup and publish, read by workers
+     * under the seqlock (atomics with relaxed order + fences, so there is no data race) */
+    _Atomic int dynamic;          /* current job kind */
+    _Atomic(AmTaskFn) fn;         /* static job */
+    _Atomic(void *) ctx;
+    _Atomic(ForJob *) job;        /* dynamic job (on the caller's stack) */
+    _Atomic int stop;
     pthread_mutex_t mu;           /* workers sleep on cv for a new generation */
     pthread_cond_t cv;
-    pthread_mutex_t done_mu;      /* the caller sleeps on done_cv for remaining == 0 */
+    pthread_mutex_t done_mu;      /* the caller sleeps on done_cv */
     pthread_cond_t done_cv;
 } Pool;
+
+struct ForJob {
+    AmRangeFn fn;
+    void *ctx;
+    size_t n, grain;
+    _Atomic size_t next;
+};
 
 static Pool g_pool = { .nth = 0, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
                        .done_mu = PTHREAD_MUTEX_INITIALIZER, .done_cv = PTHREAD_COND_INITIALIZER };
@@ -62,37 +81,75 @@ static double now_ns(void) {
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+static void wake_caller(Pool *p) {
+    pthread_mutex_lock(&p->done_mu);
+    pthread_cond_signal(&p->done_cv);
+    pthread_mutex_unlock(&p->done_mu);
+}
+
+static void run_chunks(ForJob *j, int tid) {
+    for (;;) {
+        size_t lo = atomic_fetch_add_explicit(&j->next, j->grain, memory_order_relaxed);
+        if (lo >= j->n) return;
+        size_t hi = lo + j->grain < j->n ? lo + j->grain : j->n;
+        j->fn(j->ctx, lo, hi, tid);
+    }
+}
+
+/* Job publication is a seqlock on gen: the caller makes it odd while it writes the job
+ * fields and even (a new value) when the job is ready. A worker that slept through a whole
+ * dynamic job may wake while the NEXT job is being set up, so it reads the fields and then
+ * re-checks gen; if gen moved, it starts over with the newer job. */
 static void *worker_main(void *arg) {
     const int tid = ((WorkerArg *)arg)->tid;
     Pool *p = &g_pool;
     unsigned seen = ((WorkerArg *)arg)->gen0; /* jobs published after creation are ours */
     t_in_task = 1;
     for (;;) {
-        /* wait for a new generation: spin, then sleep */
+        /* wait for a new, fully published generation: spin briefly, then sleep */
+        unsigned g;
         double t0 = 0;
         int spins = 0;
-        while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen) {
-            if (++spins < 64) { CPU_RELAX(); continue; }
+        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen || (g & 1u)) {
+            if (p->stop) return NULL;
+            if (++spins < 32) { CPU_RELAX(); continue; }
             if (t0 == 0) t0 = now_ns();
-            if ((spins & 63) == 0 && now_ns() - t0 > WORKER_SPIN_NS) {
+            if ((spins & 31) == 0 && now_ns() - t0 > WORKER_SPIN_NS) {
                 pthread_mutex_lock(&p->mu);
                 while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen && !p->stop)
                     pthread_cond_wait(&p->cv, &p->mu);
                 pthread_mutex_unlock(&p->mu);
-                break;
+                t0 = 0;
+                spins = 0;
+                continue;
             }
             CPU_RELAX();
         }
         if (p->stop) return NULL;
-        seen = atomic_load_explicit(&p->gen, memory_order_acquire);
-        p->fn(p->ctx, tid, p->nth);
-        /* seq_cst pairs with the caller's store of caller_waiting (Dekker): either we see it
-         * set and signal, or the caller sees remaining == 0 and does not sleep */
-        if (atomic_fetch_sub(&p->remaining, 1) == 1 && atomic_load(&p->caller_waiting)) {
-            pthread_mutex_lock(&p->done_mu);
-            pthread_cond_signal(&p->done_cv);
-            pthread_mutex_unlock(&p->done_mu);
+        const int dynamic = atomic_load_explicit(&p->dynamic, memory_order_relaxed);
+        const AmTaskFn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+        void *const ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&p->gen, memory_order_relaxed) != g) continue; /* being replaced */
+        seen = g;
+        if (!dynamic) { /* a static job cannot finish without us, so its fields stay valid */
+            fn(ctx, tid, p->nth);
+            /* seq_cst pairs with the caller's store of caller_waiting (Dekker): either we see
+             * it set and signal, or the caller sees remaining == 0 and does not sleep */
+            if (atomic_fetch_sub(&p->remaining, 1) == 1 && atomic_load(&p->caller_waiting)) wake_caller(p);
+            continue;
         }
+        /* dynamic job: join only while it is open and still generation g (a late worker must
+         * not touch a finished job: it lives on the caller's stack) */
+        uint64_t w = atomic_load(&p->join);
+        int joined = 0;
+        while ((unsigned)(w >> 32) == g && !(w & JW_CLOSED)) {
+            if (atomic_compare_exchange_weak(&p->join, &w, w + 1)) { joined = 1; break; }
+        }
+        if (!joined) continue;
+        run_chunks(atomic_load(&p->job), tid); /* joined: the caller is still in job g */
+        w = atomic_fetch_sub(&p->join, 1) - 1;
+        if ((w & JW_CLOSED) && (w & JW_COUNT) == 0 && atomic_load(&p->caller_waiting)) wake_caller(p);
     }
 }
 
@@ -101,7 +158,7 @@ static void pool_stop(void) {
     if (p->nth <= 1) return; /* no workers to join */
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    atomic_fetch_add_explicit(&p->gen, 2, memory_order_release); /* stays even at rest */
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->nth; i++) pthread_join(p->th[i], NULL);
@@ -117,8 +174,6 @@ static int default_threads(void) {
 
 static void pool_start(int n) {
     Pool *p = &g_pool;
-    if (getenv("AM_WSPIN")) WORKER_SPIN_NS = atof(getenv("AM_WSPIN"));
-    if (getenv("AM_CSPIN")) CALLER_SPIN_NS = atof(getenv("AM_CSPIN"));
     if (n <= 0) n = default_threads();
     if (n > AM_MAX_THREADS) n = AM_MAX_THREADS;
     p->nth = n;
@@ -165,41 +220,63 @@ static void run_inline(AmTaskFn fn, void *ctx) {
     t_in_task = saved;
 }
 
-void am_parallel_run(AmTaskFn fn, void *ctx) {
-    ensure_pool();
-    Pool *p = &g_pool;
+/* Take the pool for one job; 0 if it must run inline (one thread, nested, or busy). */
+static int pool_acquire(Pool *p) {
     if (!t_in_task) blas_init();
     int expected = 0;
-    if (p->nth <= 1 || t_in_task || !atomic_compare_exchange_strong(&p->busy, &expected, 1)) {
-        run_inline(fn, ctx);
-        return;
-    }
-    p->fn = fn;
-    p->ctx = ctx;
-    atomic_store_explicit(&p->remaining, p->nth - 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
-    /* wake sleepers (cheap when nobody sleeps; taking the lock closes the lost-wakeup race) */
-    pthread_mutex_lock(&p->mu);
+    return p->nth > 1 && !t_in_task && atomic_compare_exchange_strong(&p->busy, &expected, 1);
+}
+
+/* seqlock: mark gen odd before writing the job fields; returns the even gen to publish */
+static unsigned begin_setup(Pool *p) {
+    unsigned g = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1; /* odd */
+    atomic_store_explicit(&p->gen, g, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    return g + 1;
+}
+/* publish the job set up in *p (even generation gen) and wake sleeping workers */
+static void publish(Pool *p, unsigned gen) {
+    atomic_store_explicit(&p->gen, gen, memory_order_release);
+    pthread_mutex_lock(&p->mu); /* closes the lost-wakeup race; cheap when nobody sleeps */
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    t_in_task = 1;
-    fn(ctx, 0, p->nth);
-    t_in_task = 0;
+}
+
+/* caller: wait until done(p) holds; spin briefly, then sleep on done_cv */
+static void caller_wait(Pool *p, int (*done)(Pool *)) {
     double t0 = 0;
     int spins = 0;
-    while (atomic_load_explicit(&p->remaining, memory_order_acquire) > 0) {
-        if (++spins < 64) { CPU_RELAX(); continue; }
+    while (!done(p)) {
+        if (++spins < 32) { CPU_RELAX(); continue; }
         if (t0 == 0) t0 = now_ns();
-        if ((spins & 63) == 0 && now_ns() - t0 > CALLER_SPIN_NS) {
+        if ((spins & 31) == 0 && now_ns() - t0 > CALLER_SPIN_NS) {
             pthread_mutex_lock(&p->done_mu);
             atomic_store(&p->caller_waiting, 1);
-            while (atomic_load(&p->remaining) > 0) pthread_cond_wait(&p->done_cv, &p->done_mu);
+            while (!done(p)) pthread_cond_wait(&p->done_cv, &p->done_mu);
             atomic_store(&p->caller_waiting, 0);
             pthread_mutex_unlock(&p->done_mu);
-            break;
+            return;
         }
         CPU_RELAX();
     }
+}
+static int static_done(Pool *p) { return atomic_load(&p->remaining) == 0; }
+static int dynamic_done(Pool *p) { return (atomic_load(&p->join) & JW_COUNT) == 0; }
+
+void am_parallel_run(AmTaskFn fn, void *ctx) {
+    ensure_pool();
+    Pool *p = &g_pool;
+    if (!pool_acquire(p)) { run_inline(fn, ctx); return; }
+    unsigned gen = begin_setup(p);
+    atomic_store_explicit(&p->dynamic, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
+    atomic_store(&p->remaining, p->nth - 1);
+    publish(p, gen);
+    t_in_task = 1;
+    fn(ctx, 0, p->nth);
+    t_in_task = 0;
+    caller_wait(p, static_done);
     atomic_store_explicit(&p->busy, 0, memory_order_release);
 }
 
@@ -211,31 +288,32 @@ void am_parallel_run_min(AmTaskFn fn, void *ctx, size_t work, size_t min_work) {
     am_parallel_run(fn, ctx);
 }
 
-/* dynamic scheduling: threads grab fixed chunks [k*grain, (k+1)*grain) from a counter */
-typedef struct {
-    AmRangeFn fn;
-    void *ctx;
-    size_t n, grain;
-    _Atomic size_t next;
-} ForJob;
-
-static void for_task(void *ctx, int tid, int nth) {
-    ForJob *j = ctx;
-    (void)nth;
-    for (;;) {
-        size_t lo = atomic_fetch_add_explicit(&j->next, j->grain, memory_order_relaxed);
-        if (lo >= j->n) return;
-        size_t hi = lo + j->grain < j->n ? lo + j->grain : j->n;
-        j->fn(j->ctx, lo, hi, tid);
-    }
-}
-
 void am_parallel_for(AmRangeFn fn, void *ctx, size_t n, size_t grain, size_t work) {
     if (n == 0) return;
     if (grain == 0) grain = 1;
     ForJob j = { fn, ctx, n, grain, 0 };
-    if (n <= grain || work < AM_PAR_MIN_WORK) run_inline(for_task, &j);
-    else am_parallel_run(for_task, &j);
+    ensure_pool();
+    Pool *p = &g_pool;
+    if (n <= grain || work < AM_PAR_MIN_WORK || !pool_acquire(p)) {
+        int saved = t_in_task;
+        t_in_task = 1;
+        run_chunks(&j, 0);
+        t_in_task = saved;
+        return;
+    }
+    unsigned gen = begin_setup(p);
+    atomic_store_explicit(&p->dynamic, 1, memory_order_relaxed);
+    atomic_store_explicit(&p->job, &j, memory_order_relaxed);
+    atomic_store(&p->join, (uint64_t)gen << 32); /* open, nobody inside */
+    publish(p, gen);
+    t_in_task = 1;
+    run_chunks(&j, 0);
+    t_in_task = 0;
+    /* every chunk is taken: close the job (late workers skip it), then wait only for the
+     * workers that joined; they finish the chunks they hold */
+    atomic_fetch_or(&p->join, JW_CLOSED);
+    caller_wait(p, dynamic_done);
+    atomic_store_explicit(&p->busy, 0, memory_order_release);
 }
 
 void am_split_aligned(size_t n, size_t align, int tid, int nth, size_t *lo, size_t *hi) {

@@ -102,8 +102,11 @@ void am_parallel_run_min(AmTaskFn fn, void *ctx, size_t work, size_t min_work);
  * of [0, n) (the last one shorter), each chunk exactly once, by whichever pool thread takes it
  * next. Chunk boundaries do not depend on the thread count, so a kernel whose chunks are
  * independent gives bit-identical results at any thread count, and a thread that loses its
- * core to another process only delays its current chunk. Runs inline (same chunks, tid 0)
- * when n <= grain or `work` (roughly: floats touched) < AM_PAR_MIN_WORK. */
+ * core to another process only delays its current chunk. Workers join a job only while it
+ * has chunks left, and the caller waits only for workers that joined, so a worker without a
+ * core never holds the others up. Runs inline (same chunks, tid 0) when n <= grain, `work`
+ * (roughly: floats touched) < AM_PAR_MIN_WORK, when nested in a task, or when another thread
+ * holds the pool. */
 #define AM_PAR_MIN_WORK 32768
 typedef void (*AmRangeFn)(void *ctx, size_t lo, size_t hi, int tid);
 void am_parallel_for(AmRangeFn fn, void *ctx, size_t n, size_t grain, size_t work);
@@ -164,6 +167,9 @@ void blas_pack_nt_panels(float *Bp, const float *B, int ldb, int N, int K, int p
 void blas_pack_nn_panels(float *Bp, const float *B, int ldb, int K, int N, int p0, int p1);
 void blas_gemm_packed(float *c, int ldc, const float *a, int lda, int ta, const float *Bp, const float *bias,
                       int M, int N, int K, float beta);
+/* The same restricted to the column panels [p0, p1) (columns 16*p0 .. min(16*p1, N)). */
+void blas_gemm_packed_panels(float *c, int ldc, const float *a, int lda, int ta, const float *Bp, const float *bias,
+                             int M, int N, int K, float beta, int p0, int p1);
 /* A per-thread scratch buffer (64-byte aligned, grows, freed at thread exit), for packing.
  * Valid until the next call with the same slot on the same thread. */
 #define BLAS_SCRATCH_SLOTS 2
@@ -202,13 +208,17 @@ void embeddings_forward(float *out, const int32_t *ids, const int32_t *type_ids,
  * and type rows still do. parallel over channels (race free, deterministic). */
 void embeddings_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
                          const int32_t *ids, const int32_t *type_ids, int B, int T, int C, int pad_id);
+/* The same for a list of N rows with explicit position ids (packed sequences). */
+void embeddings_backward_rows(float *dwte, float *dwpe, float *dwtt, const float *dout, const int32_t *ids,
+                              const int32_t *type_ids, const int32_t *positions, int N, int C, int pad_id);
 
 /* Fused embeddings -> LayerNorm -> dropout (BERT's embedding block):
  *   emb (B,T,C) = embeddings (kept for backward; NULL = not kept)
  *   out (B,T,C) = dropout(LayerNorm(emb; lnw, lnb, eps); p, key); mean, rstd (B*T) or NULL.
- * parallel over rows. */
+ * positions (B*T) gives each row's position id (NULL = row % T); with it, rows can be any
+ * list of tokens (B = 1, T = number of rows). parallel over rows. */
 void embeddings_layernorm_forward(float *out, float *emb, float *mean, float *rstd,
-                                  const int32_t *ids, const int32_t *type_ids,
+                                  const int32_t *ids, const int32_t *type_ids, const int32_t *positions,
                                   const float *wte, const float *wpe, const float *wtt,
                                   const float *lnw, const float *lnb,
                                   int B, int T, int C, float eps, float p, uint32_t key);
@@ -252,6 +262,28 @@ void attention_backward(float *dqkv, float *scratch, const float *dctx, const fl
                         const float *att, const float *mask,
                         int B, int T, int C, int NH, float dropout_p, uint32_t dropout_key);
 size_t attention_scratch_floats(int T);
+/* Attention over variable-length sequences packed back to back (no padding rows): sequence b
+ * occupies rows off[b] .. off[b]+len[b]-1 of qkv (rows, 3C) and ctx (rows, C); T >= every len
+ * is the padded length. att (packed probabilities) holds the (len_b, len_b) block of (b, h) at
+ * att + att_off[b] + h*len_b*len_b (NULL = not kept; size and att_off from
+ * attention_varlen_att_offsets). Dropout uses the element indices of the padded (B,NH,T,T)
+ * layout, so it drops exactly what attention_forward would on the real tokens. scratch as
+ * attention_forward. parallel over (b, h). */
+void attention_forward_varlen(float *ctx, float *att, float *scratch, const float *qkv, const int *off,
+                              const int *len, const size_t *att_off, int B, int T, int C, int NH,
+                              float dropout_p, uint32_t dropout_key);
+/* dqkv (rows, 3C) WRITES. */
+void attention_backward_varlen(float *dqkv, float *scratch, const float *dctx, const float *qkv, const float *att,
+                               const int *off, const int *len, const size_t *att_off, int B, int T, int C, int NH,
+                               float dropout_p, uint32_t dropout_key);
+/* att_off (B) OUT; returns the floats of the packed probabilities (Σ_b NH·len_b²). */
+size_t attention_varlen_att_offsets(size_t *att_off, const int *len, int B, int NH);
+
+/* Packed rows <-> padded (B, T, C): sequence b's first len[b] tokens are rows off[b]... of
+ *   packed (rows, C).  seq_unpack: padded = packed rows, padding rows set to zero.
+ *   seq_pack: packed (+)= the real rows of padded (accumulate = 0 writes, 1 adds). parallel. */
+void seq_unpack(float *padded, const float *packed, const int *off, const int *len, int B, int T, int C);
+void seq_pack(float *packed, const float *padded, const int *off, const int *len, int B, int T, int C, int accumulate);
 
 /* Dropout (inverted). out[i] = keep(key, offset+i) ? inp[i] / (1-p) : 0. p == 0 copies.
  * out may alias inp. `offset` lets chunks of one site use global element indices. */

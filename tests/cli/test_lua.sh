@@ -100,7 +100,9 @@ expect "missing recipe file" 1 "cannot open .*nope.lua" "$AM" run "$W/nope.lua"
 # --- REPL on a terminal (script(1) gives it a pty)
 if command -v script >/dev/null 2>&1; then
   printf '1 + 2\nlocal t = {\n1, 2}\nam.version\nerror("oops")\nprint("still here")\n' >"$W/repl.in"
-  timeout 20 script -qec "\"$AM\" lua" /dev/null <"$W/repl.in" >"$W/out" 2>&1
+  # type line by line and keep the pty's input open a while: script(1) hangs up as soon as its
+  # stdin ends, which can cut the REPL off before it has answered every line on a loaded machine
+  { while IFS= read -r l; do printf '%s\n' "$l"; sleep 0.3; done <"$W/repl.in"; sleep 3; } | timeout 20 script -qec "\"$AM\" lua" /dev/null >"$W/out" 2>&1
   if grep -q "^> 3" "$W/out" && grep -q "stdin:1: oops" "$W/out" && grep -q "still here" "$W/out" &&
      grep -q ">> " "$W/out"; then ok "REPL: expressions, continuation lines, errors keep it running"
   else bad "REPL"; fi

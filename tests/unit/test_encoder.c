@@ -84,6 +84,7 @@ typedef struct {
     const int32_t *ids, *tt;
     const float *mask;
     const float *R[AM_MAX_LAYERS + 1], *Rc, *Rh;
+    int no_pad_terms; /* drop the term on every token (padding included) */
 } LossSpec;
 
 /* loss of gen_fixture.py; fills dh[l] (B,T,C) (zeroed here) when dh != NULL */
@@ -131,7 +132,7 @@ static double fixture_loss(const LossSpec *s, Encoder *e, float **dh) {
             loss += (double)hL[(size_t)b * T * C + c] * (double)s->Rc[b * C + c];
             if (dh) dh[L][(size_t)b * T * C + c] += s->Rc[b * C + c];
         }
-    for (size_t i = 0; i < (size_t)B * T * C; i++) {
+    for (size_t i = 0; i < (size_t)B * T * C && !s->no_pad_terms; i++) {
         loss += 0.01 * (double)h1[i] * (double)s->Rh[i];
         if (dh) dh[1][i] += 0.01f * s->Rh[i];
     }
@@ -408,6 +409,66 @@ TEST(thread_count_bit_identical) {
     am_free_aligned(g2);
 }
 
+/* ------------------------------------------------------------------ skip padding in training */
+
+TEST(skip_padding_equivalence) {
+    CHECK(g_ok);
+    if (!g_ok) return;
+    LossSpec s = g_spec;
+    s.no_pad_terms = 1; /* a loss that ignores padded positions: the mode is exact for it */
+    const size_t nh = (size_t)s.B * s.T * s.C;
+    float *g1 = zeros(g_m->tab.total), *g2 = zeros(g_m->tab.total), *h1 = zeros(nh);
+    Encoder *e1, *e2;
+    CHECK_OK(encoder_new(g_m, &e1));
+    CHECK_OK(encoder_new(g_m, &e2));
+    encoder_set_skip_padding(e2, 1);
+    double l1 = run_step(e1, &s, g1, 0, 0);
+    memcpy(h1, encoder_hidden(e1, s.L), nh * sizeof(float));
+    double l2 = run_step(e2, &s, g2, 0, 0);
+    CHECKF(fabs(l1 - l2) < 1e-5 * fabs(l1), "loss %.9g vs %.9g", l1, l2);
+    const float *h2 = encoder_hidden(e2, s.L);
+    double worst = 0;
+    int pad_zero = 1;
+    for (int b = 0; b < s.B; b++)
+        for (int t = 0; t < s.T; t++) {
+            const float *a = h1 + ((size_t)b * s.T + t) * s.C, *c = h2 + ((size_t)b * s.T + t) * s.C;
+            if (s.mask[(size_t)b * s.T + t] != 0) worst = fmax(worst, rel_err(c, a, (size_t)s.C));
+            else for (int k = 0; k < s.C; k++) pad_zero &= c[k] == 0.0f;
+        }
+    CHECKF(worst < 1e-5, "hidden states on real tokens differ: %g", worst);
+    CHECK(pad_zero);
+    for (int i = 0; i < g_m->tab.n; i++) {
+        const ParamInfo *pi = &g_m->tab.t[i];
+        double err = grad_err(&g_m->tab, pi->name, g2 + pi->offset, g1 + pi->offset, pi->numel, g1);
+        CHECKF(err < 1e-5, "skip padding: gradient %s differs (%g)", pi->name, err);
+    }
+    /* training mode: deterministic per seed and consistent with finite differences */
+    float *g3 = zeros(g_m->tab.total);
+    run_step(e2, &s, g3, 1, 42);
+    const char *names[] = { "encoder.layer.0.attention.self.query.weight", "encoder.layer.1.intermediate.dense.weight",
+                            "embeddings.position_embeddings.weight", "encoder.layer.0.output.LayerNorm.bias" };
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        const ParamInfo *pi = param_table_find(&g_m->tab, names[k]);
+        size_t best = 0;
+        for (size_t i = 0; i < pi->numel; i++)
+            if (fabsf(g3[pi->offset + i]) > fabsf(g3[pi->offset + best])) best = i;
+        float *w = g_m->params + pi->offset + best, w0 = *w;
+        const float eps = 1e-2f;
+        *w = w0 + eps; double lp = run_step(e2, &s, NULL, 1, 42);
+        *w = w0 - eps; double lm = run_step(e2, &s, NULL, 1, 42);
+        *w = w0;
+        double num = (lp - lm) / (2.0 * (double)eps), ana = g3[pi->offset + best];
+        CHECKF(fabs(num - ana) / fmax(fabs(ana), 1e-3) < 2e-2, "skip padding, training: d/d %s[%zu]: %.6g vs %.6g",
+               names[k], best, num, ana);
+    }
+    am_free_aligned(g1);
+    am_free_aligned(g2);
+    am_free_aligned(g3);
+    am_free_aligned(h1);
+    encoder_delete(e1);
+    encoder_delete(e2);
+}
+
 /* ------------------------------------------------------------------ odd config vs naive reference */
 
 /* eval-mode BertModel built from the naive kernels only */
@@ -498,15 +559,32 @@ TEST(embed_cls_and_layers) {
     float *full = zeros((size_t)B * C), *out = zeros((size_t)B * C);
     CHECK_OK(encoder_forward(e, ids, NULL, mask, B, T, 0, 0));
     for (int layer = 0; layer <= L; layer++) {
-        pool_cls_forward(full, encoder_hidden(e, layer), B, T, C, C);
-        Encoder *e2;
-        CHECK_OK(encoder_new(m, &e2));
-        CHECK_OK(encoder_embed(e2, ids, NULL, mask, B, T, AM_POOL_CLS, 0, layer, 0, out));
-        CHECKF(rel_err(out, full, (size_t)B * C) < 1e-6, "cls layer %d", layer);
-        CHECK(encoder_hidden(e2, layer) != NULL);
-        if (layer < L) CHECK(encoder_hidden(e2, layer + 1) == NULL); /* stopped early */
-        encoder_delete(e2);
+        /* right padding: encoder_embed packs the real tokens; same embeddings as the padded
+         * forward, for both poolings, with truncation and normalisation */
+        for (int pooling = 0; pooling < 2; pooling++) {
+            const int dim = pooling ? C : 100;
+            CHECK_OK(pool_forward(full, encoder_hidden(e, layer), mask, B, T, C, dim, pooling));
+            if (pooling == 0) l2norm_forward(full, full, B, dim);
+            Encoder *e2;
+            CHECK_OK(encoder_new(m, &e2));
+            CHECK_OK(encoder_embed(e2, ids, NULL, mask, B, T, pooling, pooling == 0, layer, dim, out));
+            CHECKF(rel_err(out, full, (size_t)B * dim) < 1e-5, "pooling %d layer %d: %g", pooling, layer,
+                   rel_err(out, full, (size_t)B * dim));
+            CHECK(encoder_hidden(e2, layer) == NULL); /* embed keeps nothing public */
+            if (layer < L) CHECK(encoder_pool_hidden(e2, layer + 1, pooling, 0, 0, out) == AM_EINVAL); /* stopped early */
+            if (layer > 0) { /* a lower layer of the same pass */
+                CHECK_OK(encoder_pool_hidden(e2, layer - 1, AM_POOL_CLS, 0, 0, out));
+                pool_cls_forward(full, encoder_hidden(e, layer - 1), B, T, C, C);
+                CHECK(rel_err(out, full, (size_t)B * C) < 1e-5);
+            }
+            encoder_delete(e2);
+        }
     }
+    /* encoder_pool_hidden after encoder_forward pools the padded layout */
+    CHECK_OK(encoder_forward(e, ids, NULL, mask, B, T, 0, 0));
+    CHECK_OK(encoder_pool_hidden(e, 1, AM_POOL_MEAN, 0, 0, out));
+    pool_mean_forward(full, encoder_hidden(e, 1), mask, B, T, C, C);
+    CHECK(memcmp(out, full, (size_t)B * C * sizeof(float)) == 0);
     /* errors of encoder_embed */
     CHECK(encoder_embed(e, ids, NULL, mask, B, T, 7, 0, -1, 0, out) == AM_EINVAL);
     CHECK(encoder_embed(e, ids, NULL, mask, B, T, AM_POOL_MEAN, 0, L + 1, 0, out) == AM_EINVAL);
@@ -655,11 +733,13 @@ TEST(input_errors) {
 
 /* ------------------------------------------------------------------ adapters and frozen params */
 
-/* adapter: out += inp · Mᵀ on (layer 0, FFN in) and (layer 1, attention out); grads into dM */
-typedef struct { float *M[2], *dM[2]; int IC[2], OC[2]; } TestAdapter;
+/* adapter: out += inp · Mᵀ on (layer 0, FFN in), (layer 1, attention out) and (layer 0, QKV);
+ * grads into dM */
+typedef struct { float *M[3], *dM[3]; int IC[3], OC[3]; } TestAdapter;
 static int ta_slot(int layer, int which) {
     if (layer == 0 && which == AM_LIN_FFN_IN) return 0;
     if (layer == 1 && which == AM_LIN_ATTN_OUT) return 1;
+    if (layer == 0 && which == AM_LIN_QKV) return 2;
     return -1;
 }
 static int ta_active(void *ud, int layer, int which) { (void)ud; return ta_slot(layer, which) >= 0; }
@@ -672,7 +752,7 @@ static void ta_forward(void *ud, const EncoderLinearInfo *li, float *out, const 
 static void ta_backward(void *ud, const EncoderLinearInfo *li, float *dinp, const float *dout, const float *inp) {
     TestAdapter *a = ud;
     int k = ta_slot(li->layer, li->which);
-    blas_gemm_nn(dinp, li->IC, dout, li->OC, a->M[k], li->IC, li->N, li->IC, li->OC, 1.0f, 1.0f);
+    if (dinp) blas_gemm_nn(dinp, li->IC, dout, li->OC, a->M[k], li->IC, li->N, li->IC, li->OC, 1.0f, 1.0f);
     blas_gemm_tn(a->dM[k], li->IC, dout, li->OC, inp, li->IC, li->OC, li->IC, li->N, 1.0f, 1.0f);
 }
 
@@ -682,10 +762,10 @@ TEST(adapter_equals_weight_delta) {
     const LossSpec *s = &g_spec;
     const int C = s->C, FF = g_m->cfg.intermediate_size;
     const size_t nh = (size_t)s->B * s->T * C;
-    TestAdapter ta = { .IC = { C, C }, .OC = { FF, C } };
+    TestAdapter ta = { .IC = { C, C, C }, .OC = { FF, C, 3 * C } };
     AmRng r;
     am_rng_seed(&r, 11);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         size_t n = (size_t)ta.IC[k] * ta.OC[k];
         ta.M[k] = zeros(n);
         ta.dM[k] = zeros(n);
@@ -697,6 +777,7 @@ TEST(adapter_equals_weight_delta) {
     memcpy(m2->params, g_m->params, g_m->tab.total * sizeof(float));
     for (size_t i = 0; i < (size_t)FF * C; i++) m2->p.layer[0].fcw[i] += ta.M[0][i];
     for (size_t i = 0; i < (size_t)C * C; i++) m2->p.layer[1].attow[i] += ta.M[1][i];
+    for (size_t i = 0; i < (size_t)3 * C * C; i++) m2->p.layer[0].qkvw[i] += ta.M[2][i];
     Encoder *e, *e2;
     CHECK_OK(encoder_new(g_m, &e));
     CHECK_OK(encoder_new(m2, &e2));
@@ -714,20 +795,25 @@ TEST(adapter_equals_weight_delta) {
     }
     CHECK(rel_err(ta.dM[0], g2 + (m2->p.layer[0].fcw - m2->params), (size_t)FF * C) < 1e-4);
     CHECK(rel_err(ta.dM[1], g2 + (m2->p.layer[1].attow - m2->params), (size_t)C * C) < 1e-4);
+    CHECK(rel_err(ta.dM[2], g2 + (m2->p.layer[0].qkvw - m2->params), (size_t)3 * C * C) < 1e-4);
     /* frozen base + adapter: base grads stay zero but the adapter still learns (the whole
      * backward below layer 1 is still needed for the layer-0 adapter) */
     uint8_t *tr = xcalloc((size_t)g_m->tab.n, 1);
     encoder_set_trainable(e, tr);
-    float *dm0 = zeros((size_t)FF * C);
+    float *dm0 = zeros((size_t)FF * C), *dm2 = zeros((size_t)3 * C * C);
     memcpy(dm0, ta.dM[0], (size_t)FF * C * sizeof(float));
+    memcpy(dm2, ta.dM[2], (size_t)3 * C * C * sizeof(float));
     memset(ta.dM[0], 0, (size_t)FF * C * sizeof(float));
+    memset(ta.dM[2], 0, (size_t)3 * C * C * sizeof(float));
     run_step(e, s, g, 1, 4);
     int all_zero = 1;
     for (size_t i = 0; i < g_m->tab.total; i++) all_zero &= g[i] == 0;
     CHECK(all_zero);
     CHECK(rel_err(ta.dM[0], dm0, (size_t)FF * C) < 1e-5);
+    CHECK(rel_err(ta.dM[2], dm2, (size_t)3 * C * C) < 1e-5); /* layer-0 QKV: nothing below needs dinp */
     free(tr);
     am_free_aligned(dm0);
+    am_free_aligned(dm2);
     encoder_set_adapter(e, NULL);
     /* only layer 1 trainable: identical layer-1 grads, nothing else */
     tr = xcalloc((size_t)g_m->tab.n, 1);
@@ -748,7 +834,7 @@ TEST(adapter_equals_weight_delta) {
         }
     }
     free(tr);
-    for (int k = 0; k < 2; k++) { am_free_aligned(ta.M[k]); am_free_aligned(ta.dM[k]); }
+    for (int k = 0; k < 3; k++) { am_free_aligned(ta.M[k]); am_free_aligned(ta.dM[k]); }
     am_free_aligned(g);
     am_free_aligned(g2);
     am_free_aligned(gfull);
@@ -766,6 +852,7 @@ int main(void) {
     RUN(finite_differences_training);
     RUN(dropout_determinism_and_modes);
     RUN(thread_count_bit_identical);
+    RUN(skip_padding_equivalence);
     RUN(odd_config_matches_naive_reference);
     RUN(embed_cls_and_layers);
     RUN(odd_config_finite_differences);

@@ -146,7 +146,8 @@ typedef struct { float *out, *inp, *w, *b; int N, IC, OC; } LinCtx;
 static void lin_fwd(void *c) { LinCtx *x = c; linear_forward(x->out, x->inp, x->w, x->b, x->N, x->IC, x->OC); }
 
 TEST(linear_vs_ref_and_fd) {
-    static const int dims[][3] = { {1, 1, 1}, {7, 13, 5}, {37, 13, 29}, {300, 40, 72}, {1, 312, 17}, {513, 17, 3} };
+    static const int dims[][3] = { {1, 1, 1}, {7, 13, 5}, {37, 13, 29}, {300, 40, 72}, {1, 312, 17}, {513, 17, 3},
+                                   {100, 24, 1003} /* wide and short: column tiles */ };
     for (size_t s = 0; s < sizeof dims / sizeof dims[0]; s++) {
         int N = dims[s][0], IC = dims[s][1], OC = dims[s][2];
         float *inp = rnd((size_t)N * IC, 1), *w = rnd((size_t)OC * IC, 0.5f), *b = rnd(OC, 0.5f);
@@ -466,6 +467,51 @@ TEST(attention_vs_ref_and_fd) {
             }
 }
 
+/* packed variable-length attention == padded attention on the real rows */
+TEST(attention_varlen_matches_padded) {
+    const int B = 4, T = 9, C = 12, NH = 3;
+    int len[4] = { 9, 1, 5, 3 }, off[4];
+    float *qkv = rnd((size_t)B * T * 3 * C, 1.5f), *mask = zeros((size_t)B * T);
+    int nr = 0;
+    for (int b = 0; b < B; b++) { off[b] = nr; nr += len[b]; for (int t = 0; t < len[b]; t++) mask[(size_t)b * T + t] = 1; }
+    float *packed = zeros((size_t)nr * 3 * C), *ctxp = zeros((size_t)nr * C), *ctx = zeros((size_t)B * T * C);
+    for (int b = 0; b < B; b++)
+        memcpy(packed + (size_t)off[b] * 3 * C, qkv + (size_t)b * T * 3 * C, (size_t)len[b] * 3 * C * sizeof(float));
+    float *scr = zeros(attention_scratch_floats(T) * (size_t)am_parallel_get_threads());
+    size_t att_off[4];
+    size_t natt = attention_varlen_att_offsets(att_off, len, B, NH);
+    float *att = zeros((size_t)B * NH * T * T), *attp = zeros(natt);
+    for (int drop = 0; drop < 2; drop++) {
+        const float p = drop ? 0.3f : 0.0f;
+        const uint32_t key = dropout_key(9, 1);
+        attention_forward(ctx, att, scr, qkv, mask, B, T, C, NH, p, key);
+        attention_forward_varlen(ctxp, drop ? attp : NULL, scr, packed, off, len, att_off, B, T, C, NH, p, key);
+        double e = 0;
+        for (int b = 0; b < B; b++)
+            e = fmax(e, rel_err(ctxp + (size_t)off[b] * C, ctx + (size_t)b * T * C, (size_t)len[b] * C));
+        CHECKF(e < 1e-6, "varlen vs padded (dropout %d): %g", drop, e);
+        if (!drop) continue;
+        /* backward: the real rows of the padded dqkv */
+        float *dctx = rnd((size_t)B * T * C, 1), *dctxp = zeros((size_t)nr * C);
+        for (int b = 0; b < B; b++) /* padded query rows get no gradient in the packed view */
+            for (int t = len[b]; t < T; t++) memset(dctx + ((size_t)b * T + t) * C, 0, (size_t)C * sizeof(float));
+        seq_pack(dctxp, dctx, off, len, B, T, C, 0);
+        float *dq = zeros((size_t)B * T * 3 * C), *dqp = zeros((size_t)nr * 3 * C), *dqu = zeros((size_t)B * T * 3 * C);
+        attention_backward(dq, scr, dctx, qkv, att, mask, B, T, C, NH, p, key);
+        attention_backward_varlen(dqp, scr, dctxp, packed, attp, off, len, att_off, B, T, C, NH, p, key);
+        seq_unpack(dqu, dqp, off, len, B, T, 3 * C);
+        CHECKF(rel_err(dqu, dq, (size_t)B * T * 3 * C) < 1e-5, "varlen backward: %g", rel_err(dqu, dq, (size_t)B * T * 3 * C));
+        /* pack with accumulate adds */
+        float *acc = copyf(dctxp, (size_t)nr * C);
+        seq_pack(acc, dctx, off, len, B, T, C, 1);
+        int twice = 1;
+        for (size_t i = 0; i < (size_t)nr * C; i++) twice &= acc[i] == 2.0f * dctxp[i];
+        CHECK(twice);
+        FREE(dctx, dctxp, dq, dqp, dqu, acc);
+    }
+    FREE(qkv, mask, packed, ctxp, ctx, scr, att, attp);
+}
+
 /* ------------------------------------------------------------------ embeddings */
 
 typedef struct { float *out, *wte, *wpe, *wtt; int32_t *ids, *tt; int B, T, C; } EmbCtx;
@@ -508,13 +554,19 @@ TEST(embeddings_vs_ref_and_fd) {
     float *lw = rnd(C, 1), *lb = rnd(C, 1), *emb = zeros(n), *y = zeros(n), *mu = zeros(B * T), *rs = zeros(B * T);
     float *y2 = zeros(n), *mu2 = zeros(B * T), *rs2 = zeros(B * T);
     uint32_t key = dropout_key(3, 0);
-    embeddings_layernorm_forward(y, emb, mu, rs, ids, tt, wte, wpe, wtt, lw, lb, B, T, C, 1e-12f, 0.1f, key);
+    embeddings_layernorm_forward(y, emb, mu, rs, ids, tt, NULL, wte, wpe, wtt, lw, lb, B, T, C, 1e-12f, 0.1f, key);
     ref_embeddings_forward(out2, ids, tt, wte, wpe, wtt, B, T, C);
     CHECK(rel_err(emb, out2, n) < 1e-6);
     ref_layernorm_forward(y2, mu2, rs2, out2, lw, lb, B * T, C, 1e-12f);
     ref_dropout_forward(y2, y2, n, 0.1f, key, 0);
     CHECK(rel_err(y, y2, n) < 1e-5);
-    FREE(wte, wpe, wtt, out, out2, r, g1, g2, g3, h1, h2, h3, lw, lb, emb, y, mu, rs, y2, mu2, rs2);
+    /* explicit positions: rows 1..3 of sequence 1 as one list of 3 rows gives the same rows */
+    int32_t pos[3] = { 1, 2, 3 };
+    float *y3 = zeros((size_t)3 * C);
+    embeddings_layernorm_forward(y3, NULL, NULL, NULL, ids + T + 1, tt + T + 1, pos, wte, wpe, wtt, lw, lb, 1, 3, C, 1e-12f, 0.0f, 0);
+    embeddings_layernorm_forward(y, NULL, NULL, NULL, ids, tt, NULL, wte, wpe, wtt, lw, lb, B, T, C, 1e-12f, 0.0f, 0);
+    CHECK(memcmp(y3, y + (size_t)(T + 1) * C, (size_t)3 * C * sizeof(float)) == 0);
+    FREE(wte, wpe, wtt, out, out2, r, g1, g2, g3, h1, h2, h3, lw, lb, emb, y, mu, rs, y2, mu2, rs2, y3);
 }
 
 /* ------------------------------------------------------------------ pooling, L2 norm */
@@ -603,6 +655,36 @@ TEST(pool_runs_every_thread_and_nests) {
     CHECK(lo % 16 == 0 && hi == 100);
 }
 
+/* alternate static and dynamic jobs, some tiny (workers arrive after the caller finished),
+ * checking that every tid runs each static job once and every chunk runs exactly once */
+typedef struct { int hits[8]; int nth; } StaticCount;
+static void static_count(void *ctx, int tid, int nth) {
+    StaticCount *c = ctx;
+    __atomic_fetch_add(&c->hits[tid], 1, __ATOMIC_RELAXED);
+    if (tid == 0) c->nth = nth; /* the caller; the others only count */
+}
+static void chunk_count(void *ctx, size_t lo, size_t hi, int tid) {
+    int *cnt = ctx;
+    for (size_t i = lo; i < hi; i++) __atomic_fetch_add(&cnt[i], 1, __ATOMIC_RELAXED);
+    if ((lo / 3) % 5 == 0) for (volatile int k = 0; k < 2000; k++) {} /* uneven chunks */
+    (void)tid;
+}
+TEST(pool_stress_exactly_once) {
+    enum { N = 97 };
+    int bad = 0;
+    for (int it = 0; it < 3000; it++) {
+        StaticCount sc;
+        memset(&sc, 0, sizeof sc);
+        am_parallel_run(static_count, &sc);
+        for (int t = 0; t < sc.nth && t < 8; t++) bad += sc.hits[t] != 1;
+        int cnt[N] = { 0 };
+        size_t n = (size_t)(1 + it % N), grain = (size_t)(1 + it % 7);
+        am_parallel_for(chunk_count, cnt, n, grain, AM_PAR_MIN_WORK);
+        for (size_t i = 0; i < N; i++) bad += cnt[i] != (i < n ? 1 : 0);
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
 TEST(thread_counts_agree) {
     /* same results with 1 and 2 threads for row-split kernels (bit-identical), and the
      * reductions agree to rounding */
@@ -638,9 +720,11 @@ int main(void) {
     RUN(softmax_vs_ref_and_fd);
     RUN(dropout_properties);
     RUN(attention_vs_ref_and_fd);
+    RUN(attention_varlen_matches_padded);
     RUN(embeddings_vs_ref_and_fd);
     RUN(pooling_and_l2norm_fd);
     RUN(pool_runs_every_thread_and_nests);
+    RUN(pool_stress_exactly_once);
     RUN(thread_counts_agree);
     return test_report();
 }

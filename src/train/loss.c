@@ -1,0 +1,974 @@
+/* loss.c - losses on pooled embeddings (see loss.h for every definition) and LossSpec evaluation.
+ *
+ * Dims legend: n examples, P positives and K hard negatives per example, R = n(1+P+K) rows,
+ * M = nP + nK candidate rows, d = features used (first d of each row), L layers, C hidden size.
+ *
+ * Each loss is one static function `x_eval(in, opts, demb, w)` that returns the loss and, when demb
+ * is non-NULL, adds w·∂L/∂emb into it; the public x_forward / x_backward are thin wrappers. Inside,
+ * rows are copied to double (normalised for cosine), score matrices come from dgemm, softmaxes and
+ * logs are double, and the gradient flows back through the normalisation into the float rows.
+ */
+#include "loss.h"
+#include "am_base.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NORM_EPS 1e-12 /* torch F.normalize */
+
+/* ------------------------------------------------------------------ rows in double */
+
+typedef struct {
+    int R, d;
+    double *x;    /* (R, d) rows as the similarity sees them (normalised if cosine) */
+    double *nrm;  /* (R) norms of the raw rows */
+    double *dx;   /* (R, d) ∂L/∂x, zeroed; NULL without gradient */
+} Rows;
+
+static void rows_init(Rows *r, const LossInput *in, int sim, int grad) {
+    const int R = loss_input_rows(in), d = in->dim;
+    r->R = R;
+    r->d = d;
+    r->x = xmalloc((size_t)R * d * sizeof(double));
+    r->nrm = xmalloc((size_t)R * sizeof(double));
+    r->dx = grad ? xcalloc((size_t)R * d, sizeof(double)) : NULL;
+    for (int i = 0; i < R; i++) {
+        const float *e = in->emb + (size_t)i * in->ld;
+        double *x = r->x + (size_t)i * d, ss = 0;
+        for (int c = 0; c < d; c++) {
+            x[c] = (double)e[c];
+            ss += x[c] * x[c];
+        }
+        r->nrm[i] = sqrt(ss);
+        if (sim == AM_SIM_COS) {
+            double inv = 1.0 / (r->nrm[i] > NORM_EPS ? r->nrm[i] : NORM_EPS);
+            for (int c = 0; c < d; c++) x[c] *= inv;
+        }
+    }
+}
+
+static void rows_free(Rows *r) {
+    free(r->x);
+    free(r->nrm);
+    free(r->dx);
+}
+
+/* demb (R, ld) += w · ∂L/∂emb, through the normalisation when sim is cosine */
+static void rows_backward(const Rows *r, const LossInput *in, int sim, float *demb, double w) {
+    const int d = r->d;
+    for (int i = 0; i < r->R; i++) {
+        const double *g = r->dx + (size_t)i * d, *x = r->x + (size_t)i * d;
+        float *o = demb + (size_t)i * in->ld;
+        if (sim == AM_SIM_COS) {
+            if (r->nrm[i] > NORM_EPS) {
+                double dot = 0;
+                for (int c = 0; c < d; c++) dot += g[c] * x[c];
+                double inv = w / r->nrm[i];
+                for (int c = 0; c < d; c++) o[c] += (float)((g[c] - x[c] * dot) * inv);
+            } else {
+                for (int c = 0; c < d; c++) o[c] += (float)(g[c] * w / NORM_EPS);
+            }
+        } else {
+            for (int c = 0; c < d; c++) o[c] += (float)(g[c] * w);
+        }
+    }
+}
+
+/* S (m, k) = A (m, d) · B (k, d)ᵀ · alpha */
+static void dgemm_nt(double *S, const double *A, int m, const double *B, int k, int d, double alpha) {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, d, alpha, A, d, B, d, 0.0, S, k);
+}
+/* C (m, n) += A (m, k) · B (k, n) */
+static void dgemm_nn_acc(double *Cm, const double *A, const double *B, int m, int k, int n) {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, A, k, B, n, 1.0, Cm, n);
+}
+/* C (m, n) += A (k, m)ᵀ · B (k, n) */
+static void dgemm_tn_acc(double *Cm, const double *A, const double *B, int m, int k, int n) {
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0, A, m, B, n, 1.0, Cm, n);
+}
+
+/* log Σ exp(t) over m entries */
+static double lse(const double *t, int m) {
+    double mx = -(double)INFINITY;
+    for (int i = 0; i < m; i++) mx = t[i] > mx ? t[i] : mx;
+    if (isinf(mx) && mx < 0) return mx;
+    double s = 0;
+    for (int i = 0; i < m; i++) s += exp(t[i] - mx);
+    return mx + log(s);
+}
+
+/* cross-entropy of logits t (m) against target; g (m) = softmax - onehot (if non-NULL) */
+static double ce_row(const double *t, int m, int target, double *g) {
+    double z = lse(t, m);
+    if (g) {
+        for (int i = 0; i < m; i++) g[i] = exp(t[i] - z);
+        g[target] -= 1.0;
+    }
+    return z - t[target];
+}
+
+/* ------------------------------------------------------------------ InfoNCE */
+
+static double infonce_eval(const LossInput *in, const InfoNCEOptions *o, float *demb, double w) {
+    const int n = in->n, P = in->n_pos, K = in->n_neg, d = in->dim, M = n * P + n * K;
+    AM_ASSERT(n >= 1 && P >= 1 && K >= 0 && d >= 1 && d <= in->ld);
+    const int use_thr = in->gold && isfinite(o->threshold);
+    uint8_t *valid = xmalloc((size_t)n);
+    int nv = 0;
+    for (int i = 0; i < n; i++) nv += valid[i] = !use_thr || in->gold[i] >= o->threshold;
+    if (nv == 0) {
+        free(valid);
+        return 0.0;
+    }
+    Rows r;
+    rows_init(&r, in, o->sim, demb != NULL);
+    const double s = (double)o->scale;
+    const double *Xq = r.x, *Xc = r.x + (size_t)n * d;
+    double *S = xmalloc((size_t)n * M * sizeof(double));
+    double *dS = demb ? xcalloc((size_t)n * M, sizeof(double)) : NULL;
+    dgemm_nt(S, Xq, n, Xc, M, d, s);
+    const int mrow = M + n; /* longest logit row: n + nK (slot), M (all) or n (symmetric) */
+    double *t = xmalloc((size_t)mrow * sizeof(double)), *g = xmalloc((size_t)mrow * sizeof(double));
+    double loss_f = 0, loss_b = 0;
+    if (o->multi_pos == AM_MULTIPOS_LSE && P > 1) {
+        const double wr = 1.0 / nv;
+        for (int i = 0; i < n; i++) {
+            if (!valid[i]) continue;
+            const double *Si = S + (size_t)i * M;
+            double za = lse(Si, M), zp;
+            for (int j = 0; j < P; j++) t[j] = Si[i * P + j];
+            zp = lse(t, P);
+            loss_f += (za - zp) * wr;
+            if (dS) {
+                double *dSi = dS + (size_t)i * M;
+                for (int c = 0; c < M; c++) dSi[c] += exp(Si[c] - za) * wr;
+                for (int j = 0; j < P; j++) dSi[i * P + j] -= exp(t[j] - zp) * wr;
+            }
+        }
+    } else {
+        const double wr = 1.0 / ((double)nv * P);
+        const int m = n + n * K;
+        for (int j = 0; j < P; j++)
+            for (int i = 0; i < n; i++) {
+                if (!valid[i]) continue;
+                const double *Si = S + (size_t)i * M;
+                for (int a = 0; a < n; a++) t[a] = Si[a * P + j];
+                for (int k = 0; k < n * K; k++) t[n + k] = Si[n * P + k];
+                loss_f += ce_row(t, m, i, dS ? g : NULL) * wr;
+                if (dS) {
+                    double *dSi = dS + (size_t)i * M;
+                    for (int a = 0; a < n; a++) dSi[a * P + j] += g[a] * wr;
+                    for (int k = 0; k < n * K; k++) dSi[n * P + k] += g[n + k] * wr;
+                }
+            }
+    }
+    double loss = loss_f;
+    if (o->symmetric) { /* positives -> queries: p_{i,j} against every query, target q_i */
+        const double wr = 1.0 / ((double)nv * P);
+        for (int j = 0; j < P; j++)
+            for (int i = 0; i < n; i++) {
+                if (!valid[i]) continue;
+                const int col = i * P + j;
+                for (int a = 0; a < n; a++) t[a] = S[(size_t)a * M + col];
+                loss_b += ce_row(t, n, i, dS ? g : NULL) * wr;
+                if (dS)
+                    for (int a = 0; a < n; a++) dS[(size_t)a * M + col] += g[a] * wr;
+            }
+        loss = 0.5 * (loss_f + loss_b);
+    }
+    if (dS) {
+        const double f = (o->symmetric ? 0.5 : 1.0) * s;
+        for (size_t i = 0; i < (size_t)n * M; i++) dS[i] *= f;
+        dgemm_nn_acc(r.dx, dS, Xc, n, M, d);                       /* dXq = dS · Xc */
+        dgemm_tn_acc(r.dx + (size_t)n * d, dS, Xq, M, n, d);       /* dXc = dSᵀ · Xq */
+        rows_backward(&r, in, o->sim, demb, w);
+    }
+    free(t);
+    free(g);
+    free(S);
+    free(dS);
+    free(valid);
+    rows_free(&r);
+    return loss;
+}
+
+double infonce_forward(const LossInput *in, const InfoNCEOptions *o) { return infonce_eval(in, o, NULL, 0); }
+void infonce_backward(float *demb, const LossInput *in, const InfoNCEOptions *o, double dloss) {
+    infonce_eval(in, o, demb, dloss);
+}
+
+/* ------------------------------------------------------------------ losses of the pair similarities */
+
+/* A loss of c_i = sim(q_i, p_i) and gold y: returns L, fills dc (n) = ∂L/∂c if dc != NULL. */
+typedef double (*PairFn)(const double *c, const float *y, int n, const void *opt, double *dc);
+
+static void pair_sims(double *c, const Rows *r, int n) {
+    const int d = r->d;
+    for (int i = 0; i < n; i++) {
+        const double *a = r->x + (size_t)i * d, *b = r->x + (size_t)(n + i) * d;
+        double s = 0;
+        for (int k = 0; k < d; k++) s += a[k] * b[k];
+        c[i] = s;
+    }
+}
+
+/* dx += dc_i · (∂c_i/∂q_i, ∂c_i/∂p_i) */
+static void pair_sims_backward(Rows *r, const double *dc, int n) {
+    const int d = r->d;
+    for (int i = 0; i < n; i++) {
+        const double *a = r->x + (size_t)i * d, *b = r->x + (size_t)(n + i) * d;
+        double *da = r->dx + (size_t)i * d, *db = r->dx + (size_t)(n + i) * d;
+        for (int k = 0; k < d; k++) {
+            da[k] += dc[i] * b[k];
+            db[k] += dc[i] * a[k];
+        }
+    }
+}
+
+static void assert_graded(const LossInput *in) {
+    AM_ASSERT(in->n >= 1 && in->n_pos == 1 && in->n_neg == 0 && in->gold != NULL && in->dim >= 1 && in->dim <= in->ld);
+}
+
+static double pair_eval(const LossInput *in, int sim, PairFn fn, const void *opt, float *demb, double w) {
+    assert_graded(in);
+    const int n = in->n;
+    Rows r;
+    rows_init(&r, in, sim, demb != NULL);
+    double *c = xmalloc((size_t)n * sizeof(double)), *dc = demb ? xcalloc((size_t)n, sizeof(double)) : NULL;
+    pair_sims(c, &r, n);
+    double loss = fn(c, in->gold, n, opt, dc);
+    if (demb) {
+        pair_sims_backward(&r, dc, n);
+        rows_backward(&r, in, sim, demb, w);
+    }
+    free(c);
+    free(dc);
+    rows_free(&r);
+    return loss;
+}
+
+/* CoSENT: log(1 + Σ_{y_i > y_j} exp(s (c_j - c_i))) */
+static double cosent_fn(const double *c, const float *y, int n, const void *opt, double *dc) {
+    const double s = (double)((const CoSENTOptions *)opt)->scale;
+    double mx = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            if (y[i] > y[j] && s * (c[j] - c[i]) > mx) mx = s * (c[j] - c[i]);
+    double sum = exp(-mx);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            if (y[i] > y[j]) sum += exp(s * (c[j] - c[i]) - mx);
+    if (dc)
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+                if (y[i] > y[j]) {
+                    double p = exp(s * (c[j] - c[i]) - mx) / sum;
+                    dc[j] += s * p;
+                    dc[i] -= s * p;
+                }
+    return mx + log(sum);
+}
+
+/* 1 - Pearson(c, y) with population statistics */
+static double pearson_fn(const double *c, const float *y, int n, const void *opt, double *dc) {
+    (void)opt;
+    double mc = 0, my = 0, ymin = (double)y[0], ymax = (double)y[0];
+    for (int i = 0; i < n; i++) {
+        const double yi = (double)y[i];
+        mc += c[i];
+        my += yi;
+        ymin = yi < ymin ? yi : ymin;
+        ymax = yi > ymax ? yi : ymax;
+    }
+    if (ymin == ymax) return 0.0;
+    mc /= n;
+    my /= n;
+    double vc = 0, vy = 0, cov = 0;
+    for (int i = 0; i < n; i++) {
+        vc += (c[i] - mc) * (c[i] - mc);
+        vy += ((double)y[i] - my) * ((double)y[i] - my);
+        cov += (c[i] - mc) * ((double)y[i] - my);
+    }
+    vc /= n;
+    vy /= n;
+    cov /= n;
+    double sc = sqrt(vc), sy = sqrt(vy);
+    if (!(sc > 0)) return 1.0; /* [U] undefined in the reference (0/0); no gradient */
+    double rho = cov / (sc * sy);
+    if (dc)
+        for (int i = 0; i < n; i++)
+            dc[i] += -(((double)y[i] - my) / (sc * sy) - rho * (c[i] - mc) / vc) / n;
+    return 1.0 - rho;
+}
+
+typedef struct { double T, eps; } TempOpt;
+
+/* KL(softmax(ideal/T) ‖ softmax(c/T)) / n, ideal from the average descending ranks of y */
+static double rankkl_fn(const double *c, const float *y, int n, const void *opt, double *dc) {
+    const double T = ((const TempOpt *)opt)->T;
+    double *pl = xmalloc((size_t)n * sizeof(double)), *ql = xmalloc((size_t)n * sizeof(double));
+    for (int i = 0; i < n; i++) {
+        int gt = 0, eq = 0;
+        for (int j = 0; j < n; j++) {
+            gt += y[j] > y[i];
+            eq += y[j] == y[i];
+        }
+        double rank = gt + (eq - 1) * 0.5; /* scipy rankdata(-y, 'average') - 1 */
+        double ideal = n > 1 ? (n - 1 - rank) / (n - 1) : 0.0;
+        pl[i] = ideal / T;
+        ql[i] = c[i] / T;
+    }
+    double zp = lse(pl, n), zq = lse(ql, n), kl = 0;
+    for (int i = 0; i < n; i++) {
+        double p = exp(pl[i] - zp), lq = ql[i] - zq;
+        if (p > 0) kl += p * ((pl[i] - zp) - lq);
+        if (dc) dc[i] += (exp(lq) - p) / (n * T);
+    }
+    free(pl);
+    free(ql);
+    return kl / n;
+}
+
+typedef struct { int i; float y; } IdxY;
+static int cmp_idxy(const void *a, const void *b) {
+    const IdxY *x = a, *z = b;
+    if (x->y != z->y) return x->y > z->y ? -1 : 1; /* descending */
+    return x->i - z->i;
+}
+
+/* PRO (CoDiEmb PROLoss) */
+static double pro_fn(const double *c, const float *y, int n, const void *opt, double *dc) {
+    const TempOpt *o = opt;
+    if (n < 2) return 0.0;
+    IdxY *ord = xmalloc((size_t)n * sizeof *ord);
+    for (int i = 0; i < n; i++) ord[i] = (IdxY){ i, y[i] };
+    qsort(ord, (size_t)n, sizeof *ord, cmp_idxy);
+    double *lg = xmalloc((size_t)(n + 1) * sizeof(double)), *wt = xmalloc((size_t)(n + 1) * sizeof(double));
+    int *ix = xmalloc((size_t)(n + 1) * sizeof(int));
+    double total = 0;
+    int count = 0;
+    /* first pass: count the terms (needed to scale the gradient) */
+    for (int k = 0; k < n - 1; k++) {
+        int any = 0;
+        for (int j = k + 1; j < n && !any; j++) any = (double)ord[k].y - (double)ord[j].y > o->eps;
+        count += any;
+    }
+    if (count == 0) goto done;
+    for (int k = 0; k < n - 1; k++) {
+        int m = 1;
+        double wk = 0;
+        for (int j = k + 1; j < n; j++) {
+            double diff = (double)ord[k].y - (double)ord[j].y;
+            if (!(diff > o->eps)) continue;
+            ix[m] = ord[j].i;
+            wt[m] = diff;
+            wk = diff > wk ? diff : wk;
+            m++;
+        }
+        if (m == 1) continue;
+        ix[0] = ord[k].i;
+        wt[0] = wk;
+        for (int a = 0; a < m; a++) lg[a] = wt[a] * c[ix[a]] / o->T;
+        double z = lse(lg, m);
+        total += z - lg[0];
+        if (dc)
+            for (int a = 0; a < m; a++) {
+                double ga = exp(lg[a] - z) - (a == 0);
+                dc[ix[a]] += ga * wt[a] / o->T / count;
+            }
+    }
+done:
+    free(ord);
+    free(lg);
+    free(wt);
+    free(ix);
+    return count ? total / count : 0.0;
+}
+
+double cosent_forward(const LossInput *in, const CoSENTOptions *o) { return pair_eval(in, o->sim, cosent_fn, o, NULL, 0); }
+void cosent_backward(float *demb, const LossInput *in, const CoSENTOptions *o, double dloss) {
+    pair_eval(in, o->sim, cosent_fn, o, demb, dloss);
+}
+double pearson_forward(const LossInput *in, int sim) { return pair_eval(in, sim, pearson_fn, NULL, NULL, 0); }
+void pearson_backward(float *demb, const LossInput *in, int sim, double dloss) {
+    pair_eval(in, sim, pearson_fn, NULL, demb, dloss);
+}
+double rankkl_forward(const LossInput *in, int sim, float temperature) {
+    TempOpt o = { (double)temperature, 0 };
+    return pair_eval(in, sim, rankkl_fn, &o, NULL, 0);
+}
+void rankkl_backward(float *demb, const LossInput *in, int sim, float temperature, double dloss) {
+    TempOpt o = { (double)temperature, 0 };
+    pair_eval(in, sim, rankkl_fn, &o, demb, dloss);
+}
+double pro_forward(const LossInput *in, int sim, float temperature, float eps) {
+    TempOpt o = { (double)temperature, (double)eps };
+    return pair_eval(in, sim, pro_fn, &o, NULL, 0);
+}
+void pro_backward(float *demb, const LossInput *in, int sim, float temperature, float eps, double dloss) {
+    TempOpt o = { (double)temperature, (double)eps };
+    pair_eval(in, sim, pro_fn, &o, demb, dloss);
+}
+
+/* ------------------------------------------------------------------ CoDiEmb composite */
+
+static void add_term(LossResult *r, const char *prefix, const char *name, double v) {
+    if (!r) return;
+    if (r->n_terms >= AM_LOSS_MAX_TERMS) return;
+    char *dst = r->term[r->n_terms].name;
+    const size_t cap = sizeof r->term[0].name;
+    size_t lp = prefix ? strlen(prefix) : 0;
+    if (lp >= cap) lp = cap - 1;
+    memcpy(dst, prefix ? prefix : "", lp);
+    size_t ln = strlen(name);
+    if (ln > cap - 1 - lp) ln = cap - 1 - lp;
+    memcpy(dst + lp, name, ln);
+    dst[lp + ln] = 0;
+    r->term[r->n_terms].value = v;
+    r->n_terms++;
+}
+
+/* Returns the (unweighted) composite; gradients are scaled by gw, the reported terms by tw. */
+static double codiemb_eval(const LossInput *last, const LossInput *mid, const CoDiEmbOptions *o,
+                           float *dlast, float *dmid, double gw, double tw, LossResult *terms, const char *prefix) {
+    assert_graded(last);
+    const int n = last->n;
+    double lmid = 0;
+    if (o->w_mid != 0 && mid) lmid = infonce_eval(mid, &o->mid, dmid, gw * (double)o->w_mid);
+    Rows r;
+    rows_init(&r, last, o->sim, dlast != NULL);
+    double *c = xmalloc((size_t)n * sizeof(double)), *dc = xcalloc((size_t)n, sizeof(double));
+    double *tmp = dlast ? xcalloc((size_t)n, sizeof(double)) : NULL;
+    pair_sims(c, &r, n);
+    TempOpt po = { (double)o->pro_temperature, (double)o->pro_eps }, ko = { (double)o->rankkl_temperature, 0 };
+    const struct { PairFn fn; const void *opt; double wt; const char *name; } parts[3] = {
+        { pro_fn, &po, (double)o->w_pro, "pro" }, { pearson_fn, NULL, (double)o->w_pearson, "pearson" },
+        { rankkl_fn, &ko, (double)o->w_rankkl, "rankkl" },
+    };
+    double total = (double)o->w_mid * lmid;
+    if (mid && o->w_mid != 0) add_term(terms, prefix, "mid", tw * (double)o->w_mid * lmid);
+    for (int k = 0; k < 3; k++) {
+        if (parts[k].wt == 0) continue;
+        if (tmp) memset(tmp, 0, (size_t)n * sizeof(double));
+        double v = parts[k].fn(c, last->gold, n, parts[k].opt, tmp);
+        total += parts[k].wt * v;
+        add_term(terms, prefix, parts[k].name, tw * parts[k].wt * v);
+        if (tmp)
+            for (int i = 0; i < n; i++) dc[i] += parts[k].wt * tmp[i];
+    }
+    if (dlast) {
+        pair_sims_backward(&r, dc, n);
+        rows_backward(&r, last, o->sim, dlast, gw);
+    }
+    free(c);
+    free(dc);
+    free(tmp);
+    rows_free(&r);
+    return total;
+}
+
+double codiemb_sts_forward(const LossInput *last, const LossInput *mid, const CoDiEmbOptions *o, LossResult *terms) {
+    return codiemb_eval(last, mid, o, NULL, NULL, 0.0, 1.0, terms, NULL);
+}
+void codiemb_sts_backward(float *dlast, float *dmid, const LossInput *last, const LossInput *mid,
+                          const CoDiEmbOptions *o, double dloss) {
+    codiemb_eval(last, mid, o, dlast, dmid, dloss, 0.0, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------ KL between distributions */
+
+static double kl_rows(const double *tl, const double *sl, int m, double *g /* (m) += (q - p) */) {
+    double zt = lse(tl, m), zs = lse(sl, m), kl = 0;
+    for (int c = 0; c < m; c++) {
+        double lp = tl[c] - zt, p = exp(lp), lq = sl[c] - zs;
+        if (p > 0) kl += p * (lp - lq);
+        if (g) g[c] += exp(lq) - p;
+    }
+    return kl;
+}
+
+static double kl_eval(const LossInput *te, const LossInput *st, int sim, float temperature, int mode,
+                      float *dst, double w) {
+    AM_ASSERT(te->n == st->n && te->n_pos == st->n_pos && te->n_neg == st->n_neg);
+    const double T = (double)temperature;
+    const int n = st->n, R = loss_input_rows(st);
+    double loss = 0;
+    Rows rs;
+    rows_init(&rs, st, sim, dst != NULL);
+    if (mode == AM_KL_EMBEDDINGS) {
+        LossInput tt = *te;
+        tt.dim = st->dim; /* teacher truncated to the student's dim */
+        AM_ASSERT(tt.dim <= te->ld);
+        Rows rt;
+        rows_init(&rt, &tt, sim, 0);
+        const int d = st->dim;
+        double *a = xmalloc((size_t)d * sizeof(double)), *b = xmalloc((size_t)d * sizeof(double));
+        double *g = xmalloc((size_t)d * sizeof(double));
+        for (int i = 0; i < R; i++) {
+            for (int c = 0; c < d; c++) {
+                a[c] = rt.x[(size_t)i * d + c] / T;
+                b[c] = rs.x[(size_t)i * d + c] / T;
+                g[c] = 0;
+            }
+            loss += kl_rows(a, b, d, dst ? g : NULL);
+            if (dst)
+                for (int c = 0; c < d; c++) rs.dx[(size_t)i * d + c] += g[c] / (R * T);
+        }
+        loss /= R;
+        free(a);
+        free(b);
+        free(g);
+        rows_free(&rt);
+    } else {
+        Rows rt;
+        rows_init(&rt, te, sim, 0);
+        const int M = R - n, ds = st->dim, dt = te->dim;
+        double *St = xmalloc((size_t)n * M * sizeof(double)), *Ss = xmalloc((size_t)n * M * sizeof(double));
+        double *dS = dst ? xcalloc((size_t)n * M, sizeof(double)) : NULL;
+        dgemm_nt(St, rt.x, n, rt.x + (size_t)n * dt, M, dt, 1.0 / T);
+        dgemm_nt(Ss, rs.x, n, rs.x + (size_t)n * ds, M, ds, 1.0 / T);
+        for (int i = 0; i < n; i++)
+            loss += kl_rows(St + (size_t)i * M, Ss + (size_t)i * M, M, dS ? dS + (size_t)i * M : NULL);
+        loss /= n;
+        if (dS) {
+            for (size_t i = 0; i < (size_t)n * M; i++) dS[i] /= n * T;
+            dgemm_nn_acc(rs.dx, dS, rs.x + (size_t)n * ds, n, M, ds);
+            dgemm_tn_acc(rs.dx + (size_t)n * ds, dS, rs.x, M, n, ds);
+        }
+        free(St);
+        free(Ss);
+        free(dS);
+        rows_free(&rt);
+    }
+    if (dst) rows_backward(&rs, st, sim, dst, w);
+    rows_free(&rs);
+    return loss;
+}
+
+double kl_forward(const LossInput *teacher, const LossInput *student, int sim, float temperature, int mode) {
+    return kl_eval(teacher, student, sim, temperature, mode, NULL, 0);
+}
+void kl_backward(float *dstudent, const LossInput *teacher, const LossInput *student, int sim,
+                 float temperature, int mode, double dloss) {
+    kl_eval(teacher, student, sim, temperature, mode, dstudent, dloss);
+}
+
+/* ------------------------------------------------------------------ specs */
+
+static const char *const kind_names[AM_LOSS_KIND_COUNT] = {
+    "infonce", "cosent", "codiemb_sts", "matryoshka", "starbucks", "random_2d", "mlm",
+};
+
+int loss_kind_from_name(const char *name) {
+    if (!name) return -1;
+    for (int k = 0; k < AM_LOSS_KIND_COUNT; k++)
+        if (strcmp(name, kind_names[k]) == 0) return k;
+    return -1;
+}
+
+const char *loss_kind_name(int kind) {
+    return kind >= 0 && kind < AM_LOSS_KIND_COUNT ? kind_names[kind] : NULL;
+}
+
+void loss_spec_default(LossSpec *s, int kind) {
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    s->weight = 1.0f;
+    s->infonce = (InfoNCEOptions){ .scale = 20.0f, .sim = AM_SIM_COS, .symmetric = 0,
+                                   .multi_pos = AM_MULTIPOS_AVG, .threshold = -INFINITY };
+    s->cosent = (CoSENTOptions){ .scale = 20.0f, .sim = AM_SIM_COS };
+    s->codiemb = (CoDiEmbOptions){ .w_mid = 1.0f, .w_pro = 0.5f, .w_pearson = 2.0f, .w_rankkl = 5.0f,
+                                   .pro_temperature = 0.05f, .pro_eps = 1e-8f, .rankkl_temperature = 0.05f,
+                                   .sim = AM_SIM_COS, .mid_layer = -1 };
+    s->codiemb.mid = (InfoNCEOptions){ .scale = 50.0f, .sim = AM_SIM_COS, .symmetric = 0,
+                                       .multi_pos = AM_MULTIPOS_AVG, .threshold = 1.0f };
+    for (int k = 0; k < AM_LOSS_MAX_DIMS; k++) {
+        s->mrl.weights[k] = 1.0f;
+        s->m2d.weights[k] = 1.0f;
+    }
+    s->m2d.w_full = s->m2d.w_sub = 1.0f;
+    s->m2d.kl_weight = 1.0f;
+    s->m2d.kl_temperature = 0.05f;
+    s->m2d.kl_mode = AM_KL_SCORES;
+    s->mlm = (MlmOptions){ .prob = 0.15f, .mask_frac = 0.8f, .random_frac = 0.1f, .mask_token_id = -1 };
+}
+
+int loss_default_dims(int C, int *dims, int max) {
+    int k = 0;
+    for (int d = 32; d < C && k < max - 1; d *= 2) dims[k++] = d;
+    if (k < max) dims[k++] = C;
+    return k;
+}
+
+int loss_default_pairs(int L, int C, int *layers, int *dims, int max) {
+    int D[AM_LOSS_MAX_DIMS];
+    const int k = loss_default_dims(C, D, AM_LOSS_MAX_DIMS);
+    int cnt = 0;
+    if (k <= L) {
+        for (int i = 0; i < k && cnt < max; i++) {
+            int l = (int)floor((double)(i + 1) * L / k + 0.5);
+            layers[cnt] = l < 1 ? 1 : l;
+            dims[cnt++] = D[i];
+        }
+    } else { /* more dims than layers: a staircase (raise the dim, then the layer) */
+        int prev = 0;
+        for (int i = 0; i < k && cnt < max; i++) {
+            int l = (int)ceil((double)(i + 1) * L / k - 1e-9);
+            if (l < 1) l = 1;
+            if (prev > 0 && l > prev && cnt < max) {
+                layers[cnt] = prev;
+                dims[cnt++] = D[i];
+            }
+            if (cnt < max) {
+                layers[cnt] = l;
+                dims[cnt++] = D[i];
+            }
+            prev = l;
+        }
+    }
+    return cnt;
+}
+
+/* the effective Starbucks list of a spec */
+static int spec_pairs(const LossSpec *s, int L, int C, int *layers, int *dims, float *w) {
+    if (s->m2d.n_pairs > 0) {
+        for (int k = 0; k < s->m2d.n_pairs; k++) {
+            layers[k] = s->m2d.layers[k];
+            dims[k] = s->m2d.dims[k];
+            w[k] = s->m2d.weights[k];
+        }
+        return s->m2d.n_pairs;
+    }
+    int n = loss_default_pairs(L, C, layers, dims, AM_LOSS_MAX_DIMS);
+    for (int k = 0; k < n; k++) w[k] = 1.0f;
+    return n;
+}
+
+static int spec_mrl_dims(const LossSpec *s, int dview, int *dims, float *w) {
+    if (s->mrl.n_dims > 0) {
+        for (int k = 0; k < s->mrl.n_dims; k++) {
+            dims[k] = s->mrl.dims[k] ? s->mrl.dims[k] : dview;
+            w[k] = s->mrl.weights[k];
+        }
+        return s->mrl.n_dims;
+    }
+    int n = loss_default_dims(dview, dims, AM_LOSS_MAX_DIMS);
+    for (int k = 0; k < n; k++) w[k] = 1.0f;
+    return n;
+}
+
+/* RANDOM_2D draw for this seed */
+static void draw_2d(const LossSpec *s, int L, int C, uint64_t seed, int *layer, int *dim) {
+    AmRng rng;
+    am_rng_seed(&rng, am_hash64("2dmse", 5, seed));
+    int D[AM_LOSS_MAX_DIMS], nd;
+    if (s->m2d.n_dims > 0) {
+        nd = s->m2d.n_dims;
+        memcpy(D, s->m2d.sample_dims, (size_t)nd * sizeof(int));
+    } else {
+        nd = loss_default_dims(C, D, AM_LOSS_MAX_DIMS);
+    }
+    *layer = L > 1 ? 1 + (int)am_rng_below(&rng, (uint32_t)(L - 1)) : L;
+    *dim = D[am_rng_below(&rng, (uint32_t)nd)];
+}
+
+/* the similarity a (possibly nested) spec scores with: the KL terms use the same */
+static int spec_sim(const LossSpec *s) {
+    switch (s->kind) {
+    case AM_LOSS_INFONCE: return s->infonce.sim;
+    case AM_LOSS_COSENT: return s->cosent.sim;
+    case AM_LOSS_CODIEMB_STS: return s->codiemb.sim;
+    default: return s->inner ? spec_sim(s->inner) : AM_SIM_COS;
+    }
+}
+
+static int mid_of(const LossSpec *s, int layer) {
+    return s->codiemb.mid_layer >= 0 ? s->codiemb.mid_layer : (layer + 1) / 2;
+}
+
+static int check_infonce(const InfoNCEOptions *o, const char *what) {
+    if (!(o->scale > 0) || !isfinite(o->scale))
+        return am_error(AM_EINVAL, "loss %s: scale must be > 0 (got %g)", what, (double)o->scale);
+    if (o->sim != AM_SIM_COS && o->sim != AM_SIM_DOT)
+        return am_error(AM_EINVAL, "loss %s: unknown similarity %d (cos or dot)", what, o->sim);
+    if (o->multi_pos != AM_MULTIPOS_AVG && o->multi_pos != AM_MULTIPOS_LSE)
+        return am_error(AM_EINVAL, "loss %s: unknown multi_pos mode %d (avg or lse)", what, o->multi_pos);
+    return AM_OK;
+}
+
+static int check_node(const LossSpec *s, int depth, int layer, int dim, int L, int C, int n, int P, int K,
+                      int gold) {
+    if (depth > 4) return am_error(AM_EINVAL, "loss: nesting deeper than 4 (a cycle?)");
+    if (s->kind < 0 || s->kind >= AM_LOSS_KIND_COUNT) return am_error(AM_EINVAL, "loss: unknown kind %d", s->kind);
+    const char *nm = kind_names[s->kind];
+    if (!isfinite(s->weight)) return am_error(AM_EINVAL, "loss %s: weight is not finite", nm);
+    if (layer < 0 || layer > L) return am_error(AM_EINVAL, "loss %s: layer %d outside [0, %d]", nm, layer, L);
+    if (dim < 1 || dim > C) return am_error(AM_EINVAL, "loss %s: dim %d outside [1, %d]", nm, dim, C);
+    int rc;
+    switch (s->kind) {
+    case AM_LOSS_INFONCE:
+        if (n < 1 || P < 1 || K < 0) return am_error(AM_EINVAL, "loss infonce: needs >= 1 query with >= 1 positive");
+        return check_infonce(&s->infonce, nm);
+    case AM_LOSS_COSENT:
+    case AM_LOSS_CODIEMB_STS:
+        if (!gold || P != 1 || K != 0)
+            return am_error(AM_EINVAL, "loss %s: needs graded pairs (sentence1, sentence2, score) without hard "
+                            "negatives%s", nm, gold ? "" : "\nHINT: the batch has no gold scores");
+        if (s->kind == AM_LOSS_COSENT) {
+            if (!(s->cosent.scale > 0)) return am_error(AM_EINVAL, "loss cosent: scale must be > 0");
+            if (s->cosent.sim != AM_SIM_COS && s->cosent.sim != AM_SIM_DOT)
+                return am_error(AM_EINVAL, "loss cosent: unknown similarity %d", s->cosent.sim);
+            return AM_OK;
+        }
+        if (!(s->codiemb.pro_temperature > 0) || !(s->codiemb.rankkl_temperature > 0))
+            return am_error(AM_EINVAL, "loss codiemb_sts: temperatures must be > 0");
+        if (s->codiemb.sim != AM_SIM_COS && s->codiemb.sim != AM_SIM_DOT)
+            return am_error(AM_EINVAL, "loss codiemb_sts: unknown similarity %d", s->codiemb.sim);
+        if (s->codiemb.w_mid != 0) {
+            int ml = mid_of(s, layer);
+            if (ml < 0 || ml > L) return am_error(AM_EINVAL, "loss codiemb_sts: mid_layer %d outside [0, %d]", ml, L);
+            return check_infonce(&s->codiemb.mid, "codiemb_sts mid");
+        }
+        return AM_OK;
+    case AM_LOSS_MATRYOSHKA:
+    case AM_LOSS_STARBUCKS:
+    case AM_LOSS_RANDOM_2D:
+        if (!s->inner) return am_error(AM_EINVAL, "loss %s: needs an inner loss", nm);
+        if (s->inner->kind == AM_LOSS_MLM) return am_error(AM_EINVAL, "loss %s: mlm cannot be an inner loss", nm);
+        break;
+    case AM_LOSS_MLM:
+        if (depth > 0) return am_error(AM_EINVAL, "loss mlm: only at the root of a spec");
+        if (s->mlm.mask_token_id < 0)
+            return am_error(AM_EINVAL, "loss mlm: mask_token_id is not set\nHINT: the id of [MASK] in the vocab");
+        if (!(s->mlm.prob > 0 && s->mlm.prob <= 1) || s->mlm.mask_frac < 0 || s->mlm.random_frac < 0 ||
+            s->mlm.mask_frac + s->mlm.random_frac > 1.0f + 1e-6f)
+            return am_error(AM_EINVAL, "loss mlm: need 0 < prob <= 1 and mask_frac + random_frac <= 1");
+        if (s->mlm.n_special < 0 || s->mlm.n_special > 16)
+            return am_error(AM_EINVAL, "loss mlm: at most 16 special ids");
+        return AM_OK;
+    }
+    if (s->kind == AM_LOSS_MATRYOSHKA) {
+        int dims[AM_LOSS_MAX_DIMS];
+        float w[AM_LOSS_MAX_DIMS];
+        if (s->mrl.n_dims < 0 || s->mrl.n_dims > AM_LOSS_MAX_DIMS)
+            return am_error(AM_EINVAL, "loss matryoshka: 1..%d dims", AM_LOSS_MAX_DIMS);
+        if (s->mrl.n_dims_per_step < 0)
+            return am_error(AM_EINVAL, "loss matryoshka: n_dims_per_step must be >= 0 (0 = all)");
+        int nd = spec_mrl_dims(s, dim, dims, w);
+        for (int k = 0; k < nd; k++) {
+            if (dims[k] < 1 || dims[k] > dim)
+                return am_error(AM_EINVAL, "loss matryoshka: dim %d outside [1, %d]", dims[k], dim);
+            if (!isfinite(w[k])) return am_error(AM_EINVAL, "loss matryoshka: weight %d is not finite", k);
+            if ((rc = check_node(s->inner, depth + 1, layer, dims[k], L, C, n, P, K, gold))) return rc;
+        }
+        return AM_OK;
+    }
+    if (!(s->m2d.kl_temperature > 0) || !isfinite(s->m2d.kl_weight))
+        return am_error(AM_EINVAL, "loss %s: kl_temperature must be > 0 and kl_weight finite", nm);
+    if (s->m2d.kl_mode != AM_KL_SCORES && s->m2d.kl_mode != AM_KL_EMBEDDINGS)
+        return am_error(AM_EINVAL, "loss %s: unknown kl_mode %d (scores or embeddings)", nm, s->m2d.kl_mode);
+    if (s->kind == AM_LOSS_STARBUCKS) {
+        int ls[AM_LOSS_MAX_DIMS], ds[AM_LOSS_MAX_DIMS];
+        float w[AM_LOSS_MAX_DIMS];
+        if (s->m2d.n_pairs < 0 || s->m2d.n_pairs > AM_LOSS_MAX_DIMS)
+            return am_error(AM_EINVAL, "loss starbucks: 1..%d (layer, dim) pairs", AM_LOSS_MAX_DIMS);
+        int np = spec_pairs(s, L, C, ls, ds, w);
+        for (int k = 0; k < np; k++) {
+            if (ls[k] < 0 || ls[k] > L || ds[k] < 1 || ds[k] > C)
+                return am_error(AM_EINVAL, "loss starbucks: pair %d = (layer %d, dim %d) outside (0..%d, 1..%d)", k,
+                                ls[k], ds[k], L, C);
+            if (!isfinite(w[k])) return am_error(AM_EINVAL, "loss starbucks: weight %d is not finite", k);
+            if ((rc = check_node(s->inner, depth + 1, ls[k], ds[k], L, C, n, P, K, gold))) return rc;
+        }
+        return check_node(s->inner, depth + 1, layer, dim, L, C, n, P, K, gold);
+    }
+    /* RANDOM_2D */
+    if (s->m2d.n_dims < 0 || s->m2d.n_dims > AM_LOSS_MAX_DIMS)
+        return am_error(AM_EINVAL, "loss random_2d: 1..%d dims", AM_LOSS_MAX_DIMS);
+    for (int k = 0; k < s->m2d.n_dims; k++)
+        if (s->m2d.sample_dims[k] < 1 || s->m2d.sample_dims[k] > C)
+            return am_error(AM_EINVAL, "loss random_2d: dim %d outside [1, %d]", s->m2d.sample_dims[k], C);
+    if ((rc = check_node(s->inner, depth + 1, layer, dim, L, C, n, P, K, gold))) return rc;
+    int D[AM_LOSS_MAX_DIMS], nd = s->m2d.n_dims;
+    if (nd > 0) memcpy(D, s->m2d.sample_dims, (size_t)nd * sizeof(int));
+    else nd = loss_default_dims(C, D, AM_LOSS_MAX_DIMS);
+    for (int l = 1; l <= L; l++) /* any draw must fit */
+        for (int k = 0; k < nd; k++)
+            if ((rc = check_node(s->inner, depth + 1, l, D[k], L, C, n, P, K, gold))) return rc;
+    return AM_OK;
+}
+
+int loss_spec_check(const LossSpec *s, int L, int C, int n, int n_pos, int n_neg, int gold_present) {
+    if (!s) return am_error(AM_EINVAL, "loss: no spec");
+    return check_node(s, 0, L, C, L, C, n, n_pos, n_neg, gold_present);
+}
+
+static void node_layers(const LossSpec *s, int layer, int dim, int L, int C, uint64_t seed, uint8_t *need) {
+    switch (s->kind) {
+    case AM_LOSS_INFONCE:
+    case AM_LOSS_COSENT:
+        need[layer] = 1;
+        return;
+    case AM_LOSS_CODIEMB_STS:
+        need[layer] = 1;
+        if (s->codiemb.w_mid != 0) need[mid_of(s, layer)] = 1;
+        return;
+    case AM_LOSS_MATRYOSHKA: {
+        int dims[AM_LOSS_MAX_DIMS];
+        float w[AM_LOSS_MAX_DIMS];
+        int nd = spec_mrl_dims(s, dim, dims, w);
+        for (int k = 0; k < nd; k++) node_layers(s->inner, layer, dims[k], L, C, seed, need);
+        return;
+    }
+    case AM_LOSS_STARBUCKS: {
+        int ls[AM_LOSS_MAX_DIMS], ds[AM_LOSS_MAX_DIMS];
+        float w[AM_LOSS_MAX_DIMS];
+        int np = spec_pairs(s, L, C, ls, ds, w);
+        for (int k = 0; k < np; k++) node_layers(s->inner, ls[k], ds[k], L, C, seed, need);
+        need[layer] = 1; /* the KL teacher */
+        return;
+    }
+    case AM_LOSS_RANDOM_2D: {
+        int l, d;
+        draw_2d(s, L, C, seed, &l, &d);
+        node_layers(s->inner, layer, dim, L, C, seed, need);
+        node_layers(s->inner, l, d, L, C, seed, need);
+        return;
+    }
+    default:
+        return;
+    }
+}
+
+void loss_spec_layers(const LossSpec *s, int L, int C, uint64_t seed, uint8_t *need) {
+    memset(need, 0, (size_t)L + 1);
+    if (s->kind == AM_LOSS_MLM) {
+        need[L] = 1;
+        return;
+    }
+    node_layers(s, L, C, L, C, seed, need);
+}
+
+typedef struct {
+    const LossViews *v;
+    double scale;       /* gradient scale */
+    LossResult *res;
+    int missing;        /* a needed layer had no embeddings */
+} EvalCtx;
+
+static LossInput view_input(EvalCtx *c, int layer, int dim) {
+    const LossViews *v = c->v;
+    if (!v->emb[layer]) c->missing = layer + 1;
+    return (LossInput){ v->emb[layer], v->C, dim, v->n, v->n_pos, v->n_neg, v->gold };
+}
+
+static float *view_grad(EvalCtx *c, int layer) { return c->v->demb[layer]; }
+
+static double node_eval(EvalCtx *c, const LossSpec *s, int layer, int dim, double w, const char *prefix) {
+    const LossViews *v = c->v;
+    w *= (double)s->weight;
+    char pre[40];
+    switch (s->kind) {
+    case AM_LOSS_INFONCE:
+    case AM_LOSS_COSENT: {
+        LossInput in = view_input(c, layer, dim);
+        if (c->missing) return 0;
+        float *g = view_grad(c, layer);
+        double val = s->kind == AM_LOSS_INFONCE ? infonce_eval(&in, &s->infonce, g, c->scale * w)
+                                                : pair_eval(&in, s->cosent.sim, cosent_fn, &s->cosent, g, c->scale * w);
+        add_term(c->res, prefix, kind_names[s->kind], w * val);
+        return w * val;
+    }
+    case AM_LOSS_CODIEMB_STS: {
+        LossInput last = view_input(c, layer, dim), mid;
+        int ml = mid_of(s, layer);
+        int use_mid = s->codiemb.w_mid != 0;
+        if (use_mid) mid = view_input(c, ml, dim);
+        if (c->missing) return 0;
+        double val = codiemb_eval(&last, use_mid ? &mid : NULL, &s->codiemb, view_grad(c, layer),
+                                  use_mid ? view_grad(c, ml) : NULL, c->scale * w, w, c->res, prefix);
+        return w * val;
+    }
+    case AM_LOSS_MATRYOSHKA: {
+        int dims[AM_LOSS_MAX_DIMS];
+        float wd[AM_LOSS_MAX_DIMS];
+        int nd = spec_mrl_dims(s, dim, dims, wd);
+        if (s->mrl.n_dims_per_step > 0 && s->mrl.n_dims_per_step < nd) { /* partial Fisher-Yates */
+            AmRng rng;
+            am_rng_seed(&rng, am_hash64("mrl", 3, v->seed));
+            for (int k = 0; k < s->mrl.n_dims_per_step; k++) {
+                int j = k + (int)am_rng_below(&rng, (uint32_t)(nd - k));
+                int td = dims[k];
+                float tw = wd[k];
+                dims[k] = dims[j];
+                wd[k] = wd[j];
+                dims[j] = td;
+                wd[j] = tw;
+            }
+            nd = s->mrl.n_dims_per_step;
+        }
+        double tot = 0;
+        for (int k = 0; k < nd; k++) {
+            snprintf(pre, sizeof pre, "%sd%d/", prefix, dims[k]);
+            tot += node_eval(c, s->inner, layer, dims[k], w * (double)wd[k], pre);
+        }
+        return tot;
+    }
+    case AM_LOSS_STARBUCKS: {
+        int ls[AM_LOSS_MAX_DIMS], ds[AM_LOSS_MAX_DIMS];
+        float wp[AM_LOSS_MAX_DIMS];
+        int np = spec_pairs(s, v->L, v->C, ls, ds, wp);
+        double tot = 0;
+        LossInput te = view_input(c, layer, dim);
+        for (int k = 0; k < np; k++) {
+            snprintf(pre, sizeof pre, "%sl%dd%d/", prefix, ls[k], ds[k]);
+            tot += node_eval(c, s->inner, ls[k], ds[k], w * (double)wp[k], pre);
+            if ((ls[k] == layer && ds[k] == dim) || s->m2d.kl_weight == 0) continue;
+            LossInput st = view_input(c, ls[k], ds[k]);
+            if (c->missing) return 0;
+            double kw = w * (double)s->m2d.kl_weight;
+            double val = kl_eval(&te, &st, spec_sim(s->inner), s->m2d.kl_temperature, s->m2d.kl_mode, view_grad(c, ls[k]), c->scale * kw);
+            snprintf(pre, sizeof pre, "%skl/l%dd%d", prefix, ls[k], ds[k]);
+            add_term(c->res, pre, "", kw * val);
+            tot += kw * val;
+        }
+        return tot;
+    }
+    case AM_LOSS_RANDOM_2D: {
+        int l, d;
+        draw_2d(s, v->L, v->C, v->seed, &l, &d);
+        snprintf(pre, sizeof pre, "%sfull/", prefix);
+        double tot = node_eval(c, s->inner, layer, dim, w * (double)s->m2d.w_full, pre);
+        if (l == layer && d == dim) return tot;
+        snprintf(pre, sizeof pre, "%sl%dd%d/", prefix, l, d);
+        tot += node_eval(c, s->inner, l, d, w * (double)s->m2d.w_sub, pre);
+        if (s->m2d.kl_weight != 0) {
+            LossInput te = view_input(c, layer, dim), st = view_input(c, l, d);
+            if (c->missing) return 0;
+            double kw = w * (double)s->m2d.kl_weight;
+            double val = kl_eval(&te, &st, spec_sim(s->inner), s->m2d.kl_temperature, s->m2d.kl_mode, view_grad(c, l), c->scale * kw);
+            snprintf(pre, sizeof pre, "%skl/l%dd%d", prefix, l, d);
+            add_term(c->res, pre, "", kw * val);
+            tot += kw * val;
+        }
+        return tot;
+    }
+    default:
+        return 0;
+    }
+}
+
+int loss_eval(const LossSpec *s, const LossViews *v, double grad_scale, LossResult *out) {
+    memset(out, 0, sizeof *out);
+    if (s->kind == AM_LOSS_MLM) return am_error(AM_EINVAL, "loss_eval: mlm works on token states (mlm.h)");
+    int rc = loss_spec_check(s, v->L, v->C, v->n, v->n_pos, v->n_neg, v->gold != NULL);
+    if (rc) return rc;
+    EvalCtx c = { v, grad_scale, out, 0 };
+    out->total = node_eval(&c, s, v->L, v->C, 1.0, "");
+    if (c.missing)
+        return am_error(AM_EINVAL, "loss_eval: the embeddings of layer %d are needed but were not given", c.missing - 1);
+    return AM_OK;
+}
