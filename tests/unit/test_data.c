@@ -18,26 +18,8 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static char *tmp_roots[64];
-static int n_tmp_roots;
-
-static char *tmpdir(void) {
-    char *d = xstrdup("/tmp/am_test_data_XXXXXX");
-    AM_ASSERT(mkdtemp(d) != NULL);
-    AM_ASSERT(n_tmp_roots < 64);
-    tmp_roots[n_tmp_roots++] = d;
-    return d;
-}
-
-static void cleanup_tmp(void) {
-    for (int i = 0; i < n_tmp_roots; i++) {
-        char *cmd = xasprintf("rm -rf '%s'", tmp_roots[i]);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_roots[i]);
-        free(cmd);
-        free(tmp_roots[i]);
-    }
-    n_tmp_roots = 0;
-}
+#define TEST_TMP_PREFIX "/tmp/am_test_data_"
+#include "tmpdir.h"
 
 /* Write `len` bytes (len < 0: strlen) to dir/name (creating parent dirs); returns the path. */
 static char *put_file(const char *dir, const char *name, const char *data, long len) {

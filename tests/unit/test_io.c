@@ -31,26 +31,8 @@ static const char *fixtures[] = {"bert_tiny", "bert_mlm_f16", "bert_pretrain_bf1
 
 /* ---------------------------------------------------------------- helpers */
 
-static char *tmp_roots[64];
-static int n_tmp_roots;
-
-static char *tmpdir(void) {
-    char *d = xstrdup("/tmp/am_test_io_XXXXXX");
-    AM_ASSERT(mkdtemp(d) != NULL);
-    AM_ASSERT(n_tmp_roots < 64);
-    tmp_roots[n_tmp_roots++] = d;
-    return d;
-}
-
-static void cleanup_tmp(void) {
-    for (int i = 0; i < n_tmp_roots; i++) {
-        char *cmd = xasprintf("rm -rf '%s'", tmp_roots[i]);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_roots[i]);
-        free(cmd);
-        free(tmp_roots[i]);
-    }
-    n_tmp_roots = 0;
-}
+#define TEST_TMP_PREFIX "/tmp/am_test_io_"
+#include "tmpdir.h"
 
 /* Copy a fixture directory into a fresh temp dir; returns the copy's path (malloc'd). */
 static char *copy_fixture(const char *name) {

@@ -4,6 +4,7 @@
  *
  * Fixtures: tests/ref/train/{losses,mlm_head,adamw,lora}.bin made by gen_fixture.py (README). */
 #include "harness.h"
+#include "fixture.h"
 #include "am_base.h"
 #include "encoder.h"
 #include "lora.h"
@@ -19,66 +20,13 @@
 
 /* ------------------------------------------------------------------ fixture reader (AMFX v1) */
 
-typedef struct {
-    char name[128];
-    int dtype; /* 0 f32, 1 i32 */
-    int ndim;
-    uint32_t dims[4];
-    size_t n;
-    const void *data;
-} FxArray;
-
-typedef struct {
-    char *buf;
-    size_t len;
-    int n;
-    FxArray a[256];
-} Fixture;
-
-static int fx_load(Fixture *fx, const char *name) {
-    memset(fx, 0, sizeof *fx);
+/* fixtures live in tests/ref/train/ */
+static int fx_load_train(Fixture *fx, const char *name) {
     char path[512];
     snprintf(path, sizeof path, "%s/ref/train/%s", AM_TEST_DIR, name);
-    if (am_read_file(path, &fx->buf, &fx->len) != AM_OK) return -1;
-    const char *p = fx->buf, *end = fx->buf + fx->len;
-    uint32_t u[3];
-    if (fx->len < 12 || memcmp(p, "AMFX", 4) != 0) return -2;
-    memcpy(u, p + 4, 8);
-    if (u[0] != 1) return -3;
-    int count = (int)u[1];
-    p += 12;
-    for (int i = 0; i < count && i < 256; i++) {
-        FxArray *a = &fx->a[fx->n++];
-        uint32_t nl;
-        if (p + 4 > end) return -4;
-        memcpy(&nl, p, 4); p += 4;
-        if (nl >= sizeof a->name || p + nl + 8 > end) return -4;
-        memcpy(a->name, p, nl); a->name[nl] = 0; p += nl;
-        memcpy(u, p, 8); p += 8;
-        a->dtype = (int)u[0];
-        a->ndim = (int)u[1];
-        if (a->ndim > 4 || p + 4 * a->ndim > end) return -4;
-        a->n = 1;
-        for (int d = 0; d < a->ndim; d++) { memcpy(&a->dims[d], p, 4); p += 4; a->n *= a->dims[d]; }
-        if (p + 4 * a->n > end) return -4;
-        void *copy = xmalloc(4 * a->n + 4);
-        memcpy(copy, p, 4 * a->n);
-        a->data = copy;
-        p += 4 * a->n;
-    }
-    return p == end ? 0 : -5;
+    return fx_load(fx, path);
 }
 
-static void fx_free(Fixture *fx) {
-    for (int i = 0; i < fx->n; i++) free((void *)fx->a[i].data);
-    free(fx->buf);
-}
-
-static const FxArray *fx_get(const Fixture *fx, const char *name) {
-    for (int i = 0; i < fx->n; i++)
-        if (strcmp(fx->a[i].name, name) == 0) return &fx->a[i];
-    return NULL;
-}
 static const float *fx_f32(const Fixture *fx, const char *name, size_t *n) {
     const FxArray *a = fx_get(fx, name);
     if (!a || a->dtype != 0) { printf("  fixture: %s missing\n", name); return NULL; }
@@ -591,7 +539,7 @@ TEST(spec_defaults_and_errors) {
 
 TEST(mlm_head_matches_pytorch) {
     Fixture fx;
-    int rc = fx_load(&fx, "mlm_head.bin");
+    int rc = fx_load_train(&fx, "mlm_head.bin");
     CHECK_EQ_INT(rc, 0);
     if (rc) return;
     const int32_t *cfgv = fx_get(&fx, "config")->data;
@@ -696,7 +644,7 @@ TEST(mlm_masking_rules) {
 
 TEST(adamw_schedules_clipping_match_pytorch) {
     Fixture fx;
-    int rc = fx_load(&fx, "adamw.bin");
+    int rc = fx_load_train(&fx, "adamw.bin");
     CHECK_EQ_INT(rc, 0);
     if (rc) return;
     /* a table with the fixture's 4 tensors: names decide the decay */
@@ -820,7 +768,7 @@ static double lora_fixture_loss(Encoder *e, const float *mask, const float *R1, 
 
 TEST(lora_matches_pytorch) {
     Fixture fx;
-    int rc = fx_load(&fx, "lora.bin");
+    int rc = fx_load_train(&fx, "lora.bin");
     CHECK_EQ_INT(rc, 0);
     if (rc) return;
     const int32_t *c = fx_get(&fx, "config")->data;
@@ -997,7 +945,7 @@ TEST(lora_dropout_finite_differences_and_init) {
 int main(void) {
     am_parallel_set_threads(2);
     blas_init();
-    g_loss_ok = fx_load(&g_loss, "losses.bin") == 0;
+    g_loss_ok = fx_load_train(&g_loss, "losses.bin") == 0;
     if (!g_loss_ok) printf("cannot load tests/ref/train/losses.bin\n");
     RUN(infonce_matches_pytorch);
     RUN(sts_losses_match_pytorch);
