@@ -206,4 +206,12 @@ M.log = setmetatable({
 
 M.recipe = require "amalgam.recipe"
 
+-- training (lua/amalgam/train.lua, schedule.lua; C side src/lua/l_train.c)
+do
+  local train = require "amalgam.train"
+  M.train, M.resume, M.loss = train.train, train.resume, train.loss
+  M.runs, M.run_info, M.run_metrics = train.runs, train.run_info, train.run_metrics
+  M.schedule = require "amalgam.schedule"
+end
+
 return M

@@ -185,12 +185,57 @@ static int ls_row(void *ud, const char *id, const char *meta_json) {
     return 0;
 }
 
+/* ---- runs (records written by lua/amalgam/train.lua: runs db, key = run id, JSON) ---- */
+static int ls_run_one(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
+    int *count = ud;
+    if (memchr(key, '/', klen)) return 0; /* "<id>/state", "<id>/cursors" */
+    cJSON *j = cJSON_ParseWithLength(val, vlen);
+    if (!j) return 0;
+    const cJSON *mod = cJSON_GetObjectItemCaseSensitive(j, "models");
+    printf("%-44.*s %-8s %5d/%-5d %-20s %.12s\n", (int)klen, (const char *)key, jstr(j, "status", "?"),
+           (int)jnum(j, "step"), (int)jnum(j, "steps"), jstr(j, "start", ""), jstr(mod, "final", "-"));
+    (*count)++;
+    cJSON_Delete(j);
+    return 0;
+}
+
+static int cmd_ls_runs(CliArgs *a) {
+    Store *st = NULL;
+    int rc, count = 0;
+    if ((rc = open_store(a, AM_STORE_RDONLY, &st))) return rc;
+    printf("%-44s %-8s %11s %-20s %s\n", "RUN", "STATUS", "STEP", "START", "FINAL");
+    rc = store_iter(st, "runs", NULL, 0, ls_run_one, &count);
+    if (!rc && count == 0) printf("(no runs in %s; try: amalgam run recipes/train_tasks.lua)\n", a->store_dir);
+    store_close(st);
+    return rc;
+}
+
+/* amalgam info RUN: the run record without the recipe source; 1 = not a run */
+static int info_run(Store *st, const char *key) {
+    void *val = NULL;
+    size_t vlen = 0;
+    if (strchr(key, '/') || store_get(st, "runs", key, strlen(key), &val, &vlen) != AM_OK) {
+        am_clearerror();
+        return 1;
+    }
+    cJSON *j = cJSON_ParseWithLength(val, vlen);
+    free(val);
+    cJSON *rec = j ? cJSON_GetObjectItemCaseSensitive(j, "recipe") : NULL;
+    if (rec) cJSON_DeleteItemFromObjectCaseSensitive(rec, "source");
+    char *s = j ? cJSON_Print(j) : NULL;
+    if (s) puts(s);
+    free(s);
+    cJSON_Delete(j);
+    return 0;
+}
+
 int cmd_ls(CliArgs *a) {
     int json = cli_flag(a, "json"), rc;
     if ((rc = cli_check_unused(a))) return rc;
     const char *what = a->npos ? a->pos[0] : "models";
     if (strcmp(what, "datasets") == 0) return cmd_ls_datasets(a, json); /* cmd_prepare.c */
     if (strcmp(what, "results") == 0) return cmd_ls_results(a, json); /* cmd_eval.c */
+    if (strcmp(what, "runs") == 0) return cmd_ls_runs(a);
     if (strcmp(what, "models") != 0)
         return am_error(AM_EINVAL, "ls: unknown kind '%s' (available: models, datasets, results)", what);
     Store *st = NULL;
@@ -249,6 +294,7 @@ int cmd_info(CliArgs *a) {
     char *meta = NULL;
     Model *m = NULL;
     Names ns = {0};
+    if (info_run(st, a->pos[0]) == 0) goto done;
     if ((rc = store_resolve(st, a->pos[0], id)) || (rc = store_model_meta(st, id, &meta))) goto done;
     if (json && !tensors) {
         puts(meta);

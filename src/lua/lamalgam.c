@@ -413,6 +413,7 @@ void am_lua_open_dataset(lua_State *L);
 void am_lua_open_source(lua_State *L);
 
 void am_lua_open_eval(lua_State *L); /* l_eval.c */
+void am_lua_open_train(lua_State *L); /* l_train.c */
 
 int luaopen_amalgam_core(lua_State *L) {
     luaL_checkversion(L);
@@ -435,6 +436,7 @@ int luaopen_amalgam_core(lua_State *L) {
     am_lua_open_eval(L);    /* l_eval.c */
     am_lua_open_dataset(L); /* l_dataset.c */
     am_lua_open_source(L);  /* l_source.c */
+    am_lua_open_train(L);   /* l_train.c */
     return 1;
 }
 

@@ -1,0 +1,519 @@
+-- amalgam/train.lua - multi-task training runs on top of the C trainer (src/lua/l_train.c).
+--
+--   am.train{ name=, init=Model|name, tasks={ {data=name|path|Dataset, loss=am.loss.infonce{...},
+--             batch=32, kind=, role=, name=}, ... }, schedule=am.schedule.X{...}|function,
+--             steps=, lr=, warmup=, lr_schedule=, weight_decay=, clip=, accumulation=, seed=,
+--             lora=, max_len=, dropout=, checkpoint_every=, metrics_every=, on_step=function(s),
+--             progress=true, store= }
+--     -> run {id=, model=Model (final checkpoint), task_vector=id, status=, losses={...}}
+--        | nil, msg, code for expected failures (unknown dataset/model, batch > dataset, ...)
+--   am.resume(run_id [, {steps=, on_step=, progress=}]) -> run | nil, msg, code
+--   am.runs([store]) -> { run records (decoded JSON), ... }; am.run_info(id [, store]) -> record
+--   am.run_metrics(id [, store]) -> { {step=, ...}, ... }
+--   am.loss.infonce{temperature=0.05, symmetric=, hard_negatives=} / cosent{scale=20} /
+--     codiemb_sts{...} / matryoshka{dims=, inner=} / starbucks{pairs=, inner=} / random_2d{...} / mlm{}
+--
+-- Runs db: key = run id, value = JSON {id, name, status (running|done|stopped|failed), pid,
+--   start, ["end"], seed, args, recipe {path, source, hash}, init, steps, step, data {manifest},
+--   models {checkpoints = [...], final, task_vector}, error}; key = run id .. "/state": the
+--   trainer state blob of the last checkpoint plus the iterator cursors (JSON "cursors").
+-- Metrics db: key = run id .. be32(step), value = JSON {task, loss, terms, lr, tokens_per_s,
+--   ids (1-based row ids of the batch)}, written every metrics_every steps in one transaction.
+local core = require "amalgam.core"
+local schedule = require "amalgam.schedule"
+local json = core.json
+
+local M = {}
+
+-- ------------------------------------------------------------------ losses
+
+M.loss = {}
+for _, k in ipairs { "infonce", "cosent", "codiemb_sts", "matryoshka", "starbucks", "random_2d", "mlm" } do
+  M.loss[k] = function(o)
+    o = o or {}
+    if type(o) ~= "table" then error(("loss.%s: options must be a table"):format(k), 2) end
+    local s = { kind = k }
+    for key, v in pairs(o) do s[key] = v end
+    return s
+  end
+end
+
+-- ------------------------------------------------------------------ helpers
+
+local function fnv64(s)
+  local h = 0xcbf29ce484222325
+  for i = 1, #s do h = ((h ~ s:byte(i)) * 0x100000001b3) end
+  return ("%016x"):format(h)
+end
+
+local function pid()
+  local f = io.open("/proc/self/stat")
+  if not f then return 0 end
+  local n = f:read("n")
+  f:close()
+  return n or 0
+end
+
+local function now() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
+
+local function is_dataset(x) return type(x) == "userdata" and tostring(x):match("^Dataset") ~= nil end
+
+local function file_exists(p)
+  local f = io.open(p, "r")
+  if f then f:close() return true end
+  return false
+end
+
+-- resolve a task's data -> Dataset, manifest entry | nil, msg, code
+local function resolve_data(st, t, i)
+  local d = t.data
+  if is_dataset(d) then
+    if d:n() == 0 then return nil, ("train: task %d: the dataset is empty"):format(i), "EINVAL" end
+    return d, { task = i, source = "handle", kind = d:kind(), rows = d:n(), hash = d:hash() }
+  end
+  if type(d) ~= "string" then return nil, ("train: task %d: 'data' must be a dataset name, path or Dataset"):format(i), "EINVAL" end
+  local reg_text = st:get("datasets", d)
+  if reg_text then
+    local reg = json.decode(reg_text)
+    local role = t.role or reg.train or "train"
+    local f = reg.files and reg.files[role]
+    if not f then return nil, ("train: dataset '%s' has no '%s' file to train on"):format(d, role), "ENOTFOUND" end
+    local dir = reg.path or (st:dir() .. "/datasets/" .. d)
+    local path = f.path:sub(1, 1) == "/" and f.path or (dir .. "/" .. f.path)
+    local ds, msg, code = core.dataset.load(t.kind or f.kind, path)
+    if not ds then return nil, msg, code end
+    if ds:n() == 0 then return nil, ("train: task %d: dataset '%s' is empty"):format(i, d), "EINVAL" end
+    return ds, { task = i, source = d, role = role, path = path, kind = ds:kind(), rows = ds:n(), hash = ds:hash() }
+  end
+  if file_exists(d) then
+    local kind = t.kind
+    if not kind then
+      kind = (d:match("%.txt$") or d:match("%.txt%.gz$")) and "text" or "pairs"
+      if d:match("sts") then kind = "graded" end
+    end
+    local ds, msg, code = core.dataset.load(kind, d)
+    if not ds then return nil, msg, code end
+    if ds:n() == 0 then return nil, ("train: task %d: dataset '%s' is empty"):format(i, d), "EINVAL" end
+    return ds, { task = i, source = "file", path = d, kind = ds:kind(), rows = ds:n(), hash = ds:hash() }
+  end
+  return nil, ("train: unknown dataset '%s' (not in the datasets registry, not a file)"):format(d), "ENOTFOUND"
+end
+
+local function default_loss(kind)
+  if kind == "graded" then return { kind = "cosent" } end
+  if kind == "text" then return { kind = "mlm" } end
+  return { kind = "infonce" }
+end
+
+-- the batch table for rows ids of ds
+local function make_batch(ds, ids, loss)
+  local kind = ds:kind()
+  if kind == "pairs" then
+    local q, p, n = {}, {}, {}
+    local want_neg = loss.kind ~= "mlm" and loss.hard_negatives ~= false
+    local kneg
+    for j, id in ipairs(ids) do
+      local r = ds:row(id)
+      q[j] = r.query
+      p[j] = r.pos[1]
+      if want_neg then
+        local c = #r.neg
+        if kneg == nil then kneg = c elseif kneg ~= c then want_neg = false end
+        n[j] = r.neg[1]
+      end
+    end
+    local b = { queries = q, positives = p }
+    if want_neg and kneg and kneg > 0 then b.negatives = n end
+    if loss.kind == "mlm" then return { texts = q } end
+    return b
+  elseif kind == "graded" then
+    local a, b, s = {}, {}, {}
+    for j, id in ipairs(ids) do
+      local r = ds:row(id)
+      a[j], b[j], s[j] = r.sentence1, r.sentence2, r.score
+    end
+    return { sentence1 = a, sentence2 = b, scores = s }
+  else
+    local t = {}
+    for j, id in ipairs(ids) do t[j] = ds:row(id).text end
+    return { texts = t }
+  end
+end
+
+-- per-task iterator over dataset_batch_order permutations (drop_last)
+local function next_ids(task, cur, bs, seed)
+  local n = task.n
+  if cur.pos + bs > n then
+    cur.epoch = cur.epoch + 1
+    cur.pos = 0
+  end
+  if not task.order or task.order_epoch ~= cur.epoch then
+    task.order = core.raw_batch_order(n, seed + task.index * 7919, cur.epoch)
+    task.order_epoch = cur.epoch
+  end
+  local ids = {}
+  for j = 1, bs do ids[j] = task.order[cur.pos + j] end
+  cur.pos = cur.pos + bs
+  return ids
+end
+
+local function fmt_time(s)
+  if s ~= s or s == math.huge then return "?" end
+  s = math.floor(s + 0.5)
+  if s >= 3600 then return ("%dh%02dm"):format(s // 3600, (s % 3600) // 60) end
+  if s >= 60 then return ("%dm%02ds"):format(s // 60, s % 60) end
+  return ("%ds"):format(s)
+end
+
+local function metric_key(id, step) return id .. string.pack(">I4", step) end
+
+local spec_train = {
+  name = "string", init = "Model|string", tasks = "table", schedule = "table|function", steps = "integer",
+  lr = "number", warmup = "integer", lr_schedule = { "linear", "cosine", "constant" }, weight_decay = "number",
+  clip = "number", accumulation = "integer", seed = "integer", lora = "table", max_len = "integer",
+  dropout = "boolean", checkpoint_every = "integer", metrics_every = "integer", on_step = "function",
+  progress = "boolean", store = "Store", train_base = "boolean", stop_after = "integer", pooling = { "mean", "cls" },
+}
+
+-- ------------------------------------------------------------------ the loop
+
+-- run the steps of a prepared run `R` (fresh or resumed); returns R
+local function loop(R)
+  local st, tr, tasks, rec = R.store, R.trainer, R.tasks, R.rec
+  local steps = rec.steps
+  local seq = schedule.sequence(R.schedule, R.sched_tasks, steps - rec.step, rec.seed, rec.step + 1)
+  local pending = {}
+  local t0 = os.clock()
+  local wall0 = os.time()
+  local tokens_total = 0
+  local last = {}
+  local every = R.metrics_every
+  local progress = R.progress
+
+  local function flush()
+    if #pending > 0 then
+      assert(core.raw_put_many(st, "metrics", pending))
+      pending = {}
+    end
+  end
+  local function put_rec() assert(st:put("runs", rec.id, json.encode(rec))) end
+
+  local function checkpoint(final)
+    local label = final and rec.name or (rec.name .. "@" .. rec.step)
+    local ck, tv = tr:save(final and rec.name or nil, st, json.encode { run = rec.id, step = rec.step })
+    if not ck then error("train: saving the checkpoint failed: " .. tostring(tv), 0) end
+    rec.models.checkpoints[#rec.models.checkpoints + 1] = { step = rec.step, id = ck, label = label }
+    rec.models.last = ck
+    if final then rec.models.final, rec.models.task_vector = ck, tv end
+    local cursors = { step = rec.step, tasks = {} }
+    for i, c in ipairs(R.cursors) do cursors.tasks[i] = { epoch = c.epoch, pos = c.pos } end
+    assert(core.raw_put_many(st, "runs", { rec.id .. "/state", tr:state(), rec.id .. "/cursors", json.encode(cursors) }))
+    flush()
+    put_rec()
+    return ck, tv
+  end
+  R.checkpoint = checkpoint
+
+  local function body()
+    for k, pair in ipairs(seq) do
+      local ti, bs = pair[1], pair[2]
+      local task = tasks[ti]
+      local cur = R.cursors[ti]
+      local save_cur = { epoch = cur.epoch, pos = cur.pos }
+      local ids = next_ids(task, cur, bs, rec.seed)
+      local batch = make_batch(task.ds, ids, task.loss)
+      local c0 = os.clock()
+      local s, msg = tr:step(batch, task.loss)
+      if not s then
+        cur.epoch, cur.pos = save_cur.epoch, save_cur.pos
+        if tostring(msg):match("non%-finite") or tostring(msg):match("NaN") or tostring(msg):match("nan") or tostring(msg):match("inf") then
+          R.nan = ("step %d: %s"):format(rec.step + 1, tostring(msg))
+          return
+        end
+        error(("train: task %d (%s) step %d: %s"):format(ti, task.label, rec.step + 1, tostring(msg)), 0)
+      end
+      if s.loss ~= s.loss or s.loss == math.huge or s.loss == -math.huge then
+        R.nan = ("step %d: loss is %s"):format(rec.step + 1, tostring(s.loss))
+        return
+      end
+      rec.step = rec.step + 1
+      tokens_total = tokens_total + s.tokens
+      local dt = math.max(os.clock() - c0, 1e-9)
+      last[ti] = s.loss
+      R.losses[#R.losses + 1] = s.loss
+      local m = { step = rec.step, task = ti, loss = s.loss, terms = s.terms, lr = s.lr, grad_norm = s.grad_norm,
+        tokens = s.tokens, tokens_per_s = s.tokens / dt, ids = ids }
+      if s.mlm_accuracy then m.mlm_accuracy = s.mlm_accuracy end
+      pending[#pending + 1] = metric_key(rec.id, rec.step)
+      pending[#pending + 1] = json.encode(m)
+      if #pending >= 2 * every then flush() end
+      if R.on_step then R.on_step(m) end
+      if progress then
+        local el = os.clock() - t0
+        local eta = el / k * (#seq - k)
+        local parts = {}
+        for i = 1, #tasks do
+          if last[i] then parts[#parts + 1] = ("%s %.4f"):format(tasks[i].label, last[i]) end
+        end
+        io.stderr:write(("\r[%s] step %d/%d  %s  lr %.2e  %.0f tok/s  ETA %s   "):format(rec.name, rec.step, steps,
+          table.concat(parts, "  "), s.lr, tokens_total / math.max(el, 1e-9), fmt_time(eta)))
+      end
+      if R.stop_after and rec.step >= R.stop_after and rec.step < steps then
+        R.stopped = true
+        return
+      end
+      if R.checkpoint_every > 0 and rec.step % R.checkpoint_every == 0 and rec.step < steps then checkpoint(false) end
+    end
+  end
+
+  rec.status = "running"
+  rec.pid = pid()
+  put_rec()
+  local ok, err, sig = core.raw_pcall_interruptible(body)
+  if progress then io.stderr:write("\n") end
+  if ok and R.stopped then
+    rec.status = "stopped"
+    rec["end"] = now()
+    checkpoint(false)
+    R.model = st:model(rec.models.last)
+  elseif ok and not R.nan then
+    rec.status = "done"
+    rec["end"] = now()
+    local ck = checkpoint(true)
+    R.model = st:model(ck)
+  elseif R.nan then
+    rec.status = "failed"
+    rec.error = "non-finite loss at " .. R.nan .. " (the last good checkpoint is kept)"
+    rec["end"] = now()
+    flush()
+    put_rec()
+    io.stderr:write("amalgam: train: " .. rec.error .. "\n")
+    if rec.models.last then R.model = st:model(rec.models.last) end
+    return nil, rec.error, "EFORMAT"
+  elseif sig then
+    rec.status = "stopped"
+    rec["end"] = now()
+    io.stderr:write(("amalgam: train: interrupted at step %d, saving a checkpoint (resume with am.resume('%s'))\n")
+      :format(rec.step, rec.id))
+    checkpoint(false)
+    core.raw_interrupt(sig) -- re-raise: the host exits with 130 / 143
+    return R
+  else
+    rec.status = "failed"
+    rec.error = tostring(err)
+    rec["end"] = now()
+    flush()
+    put_rec()
+    error(err, 0)
+  end
+  R.id = rec.id
+  R.status = rec.status
+  R.task_vector = rec.models.task_vector
+  wall0 = os.time() - wall0
+  R.seconds = wall0
+  return R
+end
+
+local function new_trainer(R, model, o)
+  local need_mlm = false
+  for _, t in ipairs(R.tasks) do if t.loss.kind == "mlm" then need_mlm = true end end
+  return core.raw_trainer(model, {
+    lr = o.lr or 5e-5, warmup = o.warmup or 0, schedule = o.lr_schedule or "linear", steps = o.steps,
+    weight_decay = o.weight_decay, clip = o.clip, accumulation = o.accumulation, seed = o.seed or 42,
+    lora = o.lora, max_len = o.max_len, dropout = o.dropout, mlm = need_mlm, train_base = o.train_base,
+    pooling = o.pooling,
+  })
+end
+
+-- prepare tasks from the stored/given options -> tasks, manifest | nil, msg, code
+local function prepare_tasks(st, list)
+  local tasks, manifest = {}, {}
+  for i, t in ipairs(list) do
+    if type(t) ~= "table" then error(("train: tasks[%d] must be a table"):format(i), 3) end
+    local ds, info, code = resolve_data(st, t, i)
+    if not ds then return nil, info, code end
+    local bs = math.tointeger(t.batch or 32)
+    if not bs or bs < 1 then error(("train: tasks[%d].batch must be a positive integer"):format(i), 3) end
+    if ds:n() == 0 then return nil, ("train: task %d: dataset '%s' is empty"):format(i, tostring(t.data)), "EINVAL" end
+    if bs > ds:n() then
+      return nil, ("train: task %d: batch %d larger than the dataset (%d rows)"):format(i, bs, ds:n()), "EINVAL"
+    end
+    local loss = t.loss or default_loss(ds:kind())
+    if type(loss) ~= "table" or not loss.kind then error(("train: tasks[%d].loss must be an am.loss.* spec"):format(i), 3) end
+    info.batch = bs
+    info.loss = loss
+    manifest[i] = info
+    tasks[i] = { index = i, ds = ds, n = ds:n(), batch = bs, loss = loss,
+      label = t.name or (type(t.data) == "string" and t.data:match("([^/]+)$")) or ("task" .. i) }
+  end
+  return tasks, manifest
+end
+
+local function sched_tasks(tasks)
+  local out = {}
+  for i, t in ipairs(tasks) do out[i] = { n = t.n, batch = t.batch } end
+  return out
+end
+
+function M.train(o)
+  o = core.check_options("train", o, spec_train)
+  if not o.init then error("train: option 'init' (the model to start from) is required", 2) end
+  if not o.tasks or #o.tasks == 0 then error("train: option 'tasks' needs at least one task", 2) end
+  local st = o.store or core.store.default()
+  local model = o.init
+  if type(model) == "string" then
+    local m, msg, code = st:model(model)
+    if not m then return nil, ("train: unknown model '%s': %s"):format(o.init, tostring(msg)), code end
+    model = m
+  end
+  local tasks, manifest, code = prepare_tasks(st, o.tasks)
+  if not tasks then return nil, manifest, code end
+  local steps = o.steps or 100
+  local seed = o.seed or 42
+  local name = o.name or ("run-" .. os.date("!%Y%m%d-%H%M%S"))
+  local rid = ("%s-%s-%s"):format(name, os.date("!%Y%m%d%H%M%S"), fnv64(tostring(os.clock()) .. pid() .. tostring({})):sub(1, 6))
+  local recipe
+  local script = rawget(_G, "arg") and arg[0]
+  if type(script) == "string" and file_exists(script) then
+    local f = io.open(script)
+    local src = f:read("a")
+    f:close()
+    recipe = { path = script, source = src, hash = fnv64(src) }
+  end
+  local sched = o.schedule or schedule.shuffled_batches { seed = seed }
+  local args = {}
+  for k, v in pairs(o) do
+    if type(v) ~= "function" and type(v) ~= "userdata" and k ~= "tasks" and k ~= "schedule" then args[k] = v end
+  end
+  local hashes = {}
+  for i, m in ipairs(manifest) do hashes[i] = m.hash end
+  local rec = {
+    id = rid, name = name, status = "running", pid = pid(), start = now(), seed = seed, steps = steps, step = 0,
+    init = model:id(), args = args, recipe = recipe,
+    schedule = type(sched) == "table" and sched or "function",
+    data = { tasks = manifest, hash = fnv64(table.concat(hashes, ",")) },
+    models = { checkpoints = {} },
+  }
+  local R = { store = st, tasks = tasks, rec = rec, schedule = sched, sched_tasks = sched_tasks(tasks),
+    cursors = {}, losses = {}, on_step = o.on_step, progress = o.progress ~= false,
+    checkpoint_every = o.checkpoint_every or 0, metrics_every = o.metrics_every or 20, opts = o,
+    stop_after = o.stop_after }
+  for i = 1, #tasks do R.cursors[i] = { epoch = 0, pos = 0 } end
+  local tr, msg, c2 = new_trainer(R, model, { lr = o.lr, warmup = o.warmup, lr_schedule = o.lr_schedule, steps = steps,
+    weight_decay = o.weight_decay, clip = o.clip, accumulation = o.accumulation, seed = seed, lora = o.lora,
+    max_len = o.max_len, dropout = o.dropout, train_base = o.train_base, pooling = o.pooling })
+  if not tr then return nil, msg, c2 end
+  R.trainer = tr
+  rec.trainer = { lr = o.lr, warmup = o.warmup, lr_schedule = o.lr_schedule, weight_decay = o.weight_decay,
+    clip = o.clip, accumulation = o.accumulation, lora = o.lora, max_len = o.max_len, dropout = o.dropout,
+    train_base = o.train_base, pooling = o.pooling }
+  rec.task_specs = {}
+  for i, t in ipairs(o.tasks) do
+    rec.task_specs[i] = { data = (not is_dataset(t.data)) and t.data or nil, batch = t.batch, loss = tasks[i].loss,
+      kind = t.kind, role = t.role, name = t.name }
+  end
+  return loop(R)
+end
+
+--- am.resume(run_id [, {steps=, on_step=, progress=, schedule=}]) -> run | nil, msg, code
+function M.resume(id, o)
+  core.check_arg(id, 1, "resume", "string")
+  o = core.check_options("resume", o, { steps = "integer", on_step = "function", progress = "boolean", stop_after = "integer",
+    schedule = "table|function", store = "Store" })
+  local st = o.store or core.store.default()
+  local text, msg, code = st:get("runs", id)
+  if not text then return nil, ("resume: unknown run '%s'"):format(id), code end
+  local rec = json.decode(text)
+  if rec.status == "done" and not o.steps then return nil, ("resume: run '%s' is already done"):format(id), "EINVAL" end
+  local blob = st:get("runs", id .. "/state")
+  local specs = {}
+  for i, t in ipairs(rec.task_specs or {}) do
+    if not t.data then return nil, "resume: task " .. i .. " was given as a Dataset handle and cannot be re-opened", "EINVAL" end
+    specs[i] = t
+  end
+  local tasks, manifest, c = prepare_tasks(st, specs)
+  if not tasks then return nil, manifest, c end
+  local sched = o.schedule or (type(rec.schedule) == "table" and rec.schedule) or nil
+  if not sched then return nil, "resume: the run used a schedule function; pass schedule=", "EINVAL" end
+  local base = st:model(rec.init)
+  if not base then return nil, "resume: the initial model " .. tostring(rec.init) .. " is gone", "ENOTFOUND" end
+  if o.steps then rec.steps = o.steps end
+  local R = { store = st, tasks = tasks, rec = rec, schedule = sched, sched_tasks = sched_tasks(tasks), cursors = {},
+    losses = {}, on_step = o.on_step, progress = o.progress ~= false, checkpoint_every = 0, metrics_every = 20,
+    stop_after = o.stop_after }
+  local to = rec.trainer or {}
+  local tr, m2, c2 = new_trainer(R, base, { lr = to.lr, warmup = to.warmup, lr_schedule = to.lr_schedule,
+    steps = rec.steps, weight_decay = to.weight_decay, clip = to.clip, accumulation = to.accumulation, seed = rec.seed,
+    lora = to.lora, max_len = to.max_len, dropout = to.dropout, train_base = to.train_base, pooling = to.pooling })
+  if not tr then return nil, m2, c2 end
+  R.trainer = tr
+  if blob then
+    local ok, lm, lc = tr:load_state(blob)
+    if not ok then return nil, "resume: " .. tostring(lm), lc end
+    local cur = json.decode(assert(st:get("runs", id .. "/cursors")))
+    for i = 1, #tasks do R.cursors[i] = cur.tasks[i] or { epoch = 0, pos = 0 } end
+    -- the step of the stored state (a later crash may have advanced rec.step beyond it)
+    rec.step = cur.step or tr:steps()
+  else
+    rec.step = 0
+    for i = 1, #tasks do R.cursors[i] = { epoch = 0, pos = 0 } end
+  end
+  rec.resumed = (rec.resumed or 0) + 1
+  return loop(R)
+end
+
+--- am.runs([store]) -> { record, ... } (sorted by start)
+function M.runs(st)
+  st = st or core.store.default()
+  local out = {}
+  for _, k in ipairs(st:keys("runs")) do
+    if not k:find("/", 1, true) then
+      local r = json.decode(st:get("runs", k))
+      r.recipe = r.recipe and { path = r.recipe.path, hash = r.recipe.hash } or nil
+      out[#out + 1] = r
+    end
+  end
+  table.sort(out, function(a, b) return (a.start or "") < (b.start or "") end)
+  return out
+end
+
+function M.run_info(id, st)
+  st = st or core.store.default()
+  local t, msg, code = st:get("runs", id)
+  if not t then return nil, msg, code end
+  return json.decode(t)
+end
+
+function M.run_metrics(id, st)
+  st = st or core.store.default()
+  local out = {}
+  local i = 1
+  while true do
+    local v = st:get("metrics", metric_key(id, i))
+    if not v then break end
+    out[#out + 1] = json.decode(v)
+    i = i + 1
+  end
+  return out
+end
+
+--- the `amalgam ls runs` / `amalgam info RUN` hooks: print to stdout
+function M.cli_ls_runs()
+  local runs = M.runs()
+  print(("%-44s %-8s %9s  %-20s %s"):format("RUN", "STATUS", "STEP", "START", "FINAL MODEL"))
+  for _, r in ipairs(runs) do
+    print(("%-44s %-8s %4d/%-4d  %-20s %s"):format(r.id, r.status or "?", r.step or 0, r.steps or 0, r.start or "",
+      r.models and r.models.final and r.models.final:sub(1, 12) or "-"))
+  end
+  return true
+end
+
+function M.cli_info_run(id)
+  local r = M.run_info(id)
+  if not r then return false end
+  if r.recipe then r.recipe.source = nil end
+  print(json.encode(r, { pretty = true }))
+  return true
+end
+
+return M

@@ -1,0 +1,684 @@
+/* l_train.c - "amalgam.Trainer": the C training core (src/train/trainer.h) from Lua.
+ *
+ *   core.raw_trainer(model, opts)          -> Trainer | nil, msg, code
+ *       opts: lr, warmup, schedule ("linear"|"cosine"|"constant"), steps (total updates, for the
+ *       decay), weight_decay, clip, accumulation, seed, dropout (bool), max_len, mlm (bool: add
+ *       an MLM head, initialised from the seed), train_base (bool), keep_theta0 (bool, default
+ *       true), lora = {rank, alpha, dropout, targets = {"query", "value", ...}}
+ *   tr:step(batch, loss)                   -> stats | nil, msg, code
+ *       batch: {queries=, positives=, negatives=} | {sentence1=, sentence2=, scores=} | {texts=}
+ *       loss:  {kind="infonce"|"cosent"|"codiemb_sts"|"matryoshka"|"starbucks"|"random_2d"|"mlm", ...}
+ *       stats: {loss, terms = {name = value}, lr, grad_norm, tokens, step, updated, sequences,
+ *               mlm_accuracy}
+ *   tr:save(name [, store [, extra_meta_json]]) -> checkpoint id, task vector id | nil, msg, code
+ *   tr:state() -> blob; tr:load_state(blob) -> true | nil, msg, code; tr:steps(); tr:close()
+ *   core.raw_batch_order(n, seed, epoch)   -> { 1-based row ids } (dataset_batch_order)
+ *   core.raw_put_many(store, db, {k1, v1, k2, v2, ...}) -> true | nil, msg, code (one write txn)
+ *   core.raw_pcall_interruptible(f, ...)   -> true, results... | false, err [, signal]
+ *       a pcall that, when the error came from an interrupt (Ctrl-C / SIGTERM), clears the
+ *       interrupt so the caller can save a checkpoint, and returns the signal number as 3rd value.
+ *   core.raw_interrupt(sig)                -> re-raise a cleared interrupt.
+ *
+ * The trainer owns a copy of the model's parameters (with an MLM head if asked), so the
+ * Model handle it was made from is not modified. The handle is kept alive (user value 1).
+ */
+#define _GNU_SOURCE
+#include "am_lua.h"
+#include "am_base.h"
+#include "dataset.h"
+#include "trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void am_lua_open_train(lua_State *L);
+
+#define AM_TRAINER_MT "amalgam.Trainer"
+
+typedef struct {
+    Trainer *t;        /* NULL = closed */
+    Model *m;          /* owned copy trained in place */
+    EmbedModel *em;    /* borrowed from the model handle (user value 1) */
+    size_t enc_total;  /* floats of the encoder without the MLM head */
+    int max_len;
+    char base_id[AM_ID_HEX + 1];
+    TokenBatch tb[3];
+    float *scores;
+    int cap_scores;
+} TrainerBox;
+
+static int tr_close(lua_State *L) {
+    TrainerBox *b = luaL_checkudata(L, 1, AM_TRAINER_MT);
+    trainer_delete(b->t);
+    b->t = NULL;
+    model_delete(b->m);
+    b->m = NULL;
+    for (int i = 0; i < 3; i++) token_batch_free(&b->tb[i]);
+    free(b->scores);
+    b->scores = NULL;
+    b->cap_scores = 0;
+    return 0;
+}
+
+static TrainerBox *checktr(lua_State *L, int i) {
+    TrainerBox *b = luaL_checkudata(L, i, AM_TRAINER_MT);
+    if (!b->t) luaL_error(L, "attempt to use a closed trainer");
+    return b;
+}
+
+static int tr_tostring(lua_State *L) {
+    TrainerBox *b = luaL_checkudata(L, 1, AM_TRAINER_MT);
+    if (!b->t) lua_pushliteral(L, "Trainer (closed)");
+    else lua_pushfstring(L, "Trainer (base %s, step %d)", b->base_id, (int)trainer_steps(b->t));
+    return 1;
+}
+
+/* ---------------------------------------------------------------- creation */
+
+static const char *const tr_known[] = {"lr", "warmup", "schedule", "steps", "weight_decay", "clip", "accumulation",
+                                       "seed", "dropout", "max_len", "mlm", "train_base", "keep_theta0", "lora",
+                                       "pooling", "skip_padding", NULL};
+static const char *const sched_names[] = {"constant", "linear", "cosine", NULL};
+static const char *const lora_known[] = {"rank", "alpha", "dropout", "targets", NULL};
+
+/* core.raw_trainer(model, opts) */
+static int l_raw_trainer(lua_State *L) {
+    AmModelBox *mb = am_lua_checkmodelbox(L, 1);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    am_lua_opt_check(L, 2, 2, tr_known);
+    TrainConfig cfg;
+    train_config_default(&cfg);
+    cfg.adamw.lr = (float)am_lua_opt_num(L, 2, 2, "lr", 5e-5);
+    cfg.sched.warmup_steps = am_lua_opt_int(L, 2, 2, "warmup", 0);
+    cfg.sched.kind = am_lua_opt_enum(L, 2, 2, "schedule", sched_names, AM_SCHED_LINEAR);
+    cfg.sched.total_steps = am_lua_opt_int(L, 2, 2, "steps", 0);
+    cfg.adamw.weight_decay = (float)am_lua_opt_num(L, 2, 2, "weight_decay", cfg.adamw.weight_decay);
+    cfg.max_grad_norm = (float)am_lua_opt_num(L, 2, 2, "clip", cfg.max_grad_norm);
+    cfg.grad_accum = (int)am_lua_opt_int(L, 2, 2, "accumulation", 1);
+    cfg.seed = (uint64_t)am_lua_opt_int(L, 2, 2, "seed", 42);
+    int dropout = am_lua_opt_bool(L, 2, 2, "dropout", -1);
+    if (dropout >= 0) cfg.dropout = dropout;
+    int max_len = (int)am_lua_opt_int(L, 2, 2, "max_len", 0);
+    int mlm = am_lua_opt_bool(L, 2, 2, "mlm", 0);
+    int train_base = am_lua_opt_bool(L, 2, 2, "train_base", -1);
+    cfg.keep_theta0 = am_lua_opt_bool(L, 2, 2, "keep_theta0", 1);
+    int skip = am_lua_opt_bool(L, 2, 2, "skip_padding", -1);
+    if (skip >= 0) cfg.skip_padding = skip;
+    static const char *const pool_names[] = {"mean", "cls", NULL};
+    int pooling = am_lua_opt_enum(L, 2, 2, "pooling", pool_names, -1);
+    luaL_argcheck(L, cfg.grad_accum >= 1, 2, "option 'accumulation' must be >= 1");
+    luaL_argcheck(L, cfg.adamw.lr > 0, 2, "option 'lr' must be > 0");
+    luaL_argcheck(L, max_len == 0 || max_len >= 3, 2, "option 'max_len' must be >= 3");
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "lora");                 /* [.., lora] */
+        if (!lua_isnil(L, -1)) {
+            luaL_argcheck(L, lua_istable(L, -1), 2, "option 'lora' must be a table");
+            int li = lua_gettop(L);
+            am_lua_opt_check(L, li, 2, lora_known);
+            lora_config_default(&cfg.lora);
+            cfg.lora.rank = (int)am_lua_opt_int(L, li, 2, "rank", 8);
+            cfg.lora.alpha = (float)am_lua_opt_num(L, li, 2, "alpha", cfg.lora.alpha);
+            cfg.lora.dropout = (float)am_lua_opt_num(L, li, 2, "dropout", 0);
+            luaL_argcheck(L, cfg.lora.rank >= 1, 2, "option 'lora.rank' must be >= 1");
+            lua_getfield(L, li, "targets");
+            if (lua_istable(L, -1)) {
+                unsigned bits = 0;
+                lua_Integer n = luaL_len(L, -1);
+                for (lua_Integer i = 1; i <= n; i++) {
+                    lua_geti(L, -1, i);
+                    const char *s = lua_tostring(L, -1);
+                    unsigned bit = s ? lora_target_from_name(s) : 0;
+                    if (!bit) luaL_argerror(L, 2, lua_pushfstring(L, "option 'lora.targets': unknown target '%s'", s ? s : "?"));
+                    bits |= bit;
+                    lua_pop(L, 1);
+                }
+                cfg.lora.targets = bits;
+            } else if (!lua_isnil(L, -1)) luaL_argerror(L, 2, "option 'lora.targets' must be a list of names");
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    cfg.train_base = train_base >= 0 ? train_base : (cfg.lora.rank > 0 ? 0 : 1);
+
+    EmbedModel *em;
+    int rc = am_lua_model_load(mb, &em);
+    if (rc) return am_lua_fail(L, rc);
+    if (pooling >= 0) cfg.pooling = pooling;
+    else cfg.pooling = em->info.pooling;
+
+    TrainerBox *b = lua_newuserdatauv(L, sizeof *b, 1); /* [model, opts, tr] */
+    memset(b, 0, sizeof *b);
+    luaL_setmetatable(L, AM_TRAINER_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    b->em = em;
+    snprintf(b->base_id, sizeof b->base_id, "%s", am_lua_model_id(mb));
+    int ml = em->info.max_seq_length > 0 ? em->info.max_seq_length : em->model->cfg.max_position;
+    b->max_len = max_len ? (max_len < ml ? max_len : ml) : ml;
+    b->enc_total = em->model->tab.total;
+    EncoderConfig ec = em->model->cfg;
+    if (mlm) ec.has_mlm_head = 1;
+    if ((rc = model_new(&ec, &b->m))) return am_lua_fail(L, rc);
+    if (ec.has_mlm_head && !em->model->cfg.has_mlm_head) model_init_bert(b->m, cfg.seed);
+    AM_ASSERT(b->m->tab.total >= b->enc_total);
+    memcpy(b->m->params, em->model->params,
+           (em->model->cfg.has_mlm_head == ec.has_mlm_head ? b->m->tab.total : b->enc_total) * sizeof(float));
+    if ((rc = trainer_new(b->m, &cfg, &b->t))) return am_lua_fail(L, rc);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- loss specs */
+
+#define MAX_SPECS 8
+typedef struct { LossSpec s[MAX_SPECS]; int n; } SpecPool;
+
+static const char *const sim_names[] = {"cos", "dot", NULL};
+
+static void read_dims(lua_State *L, int t, const char *key, int *dims, int *n, int max) {
+    lua_getfield(L, t, key);
+    if (lua_istable(L, -1)) {
+        lua_Integer len = luaL_len(L, -1);
+        if (len < 1 || len > max) luaL_error(L, "loss option '%s': 1..%d entries expected", key, max);
+        for (lua_Integer i = 1; i <= len; i++) {
+            lua_geti(L, -1, i);
+            dims[i - 1] = (int)luaL_checkinteger(L, -1);
+            lua_pop(L, 1);
+        }
+        *n = (int)len;
+    } else if (!lua_isnil(L, -1)) luaL_error(L, "loss option '%s' must be a list of integers", key);
+    lua_pop(L, 1);
+}
+
+static void read_floats(lua_State *L, int t, const char *key, float *w, int max) {
+    lua_getfield(L, t, key);
+    if (lua_istable(L, -1)) {
+        lua_Integer len = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= len && i <= max; i++) {
+            lua_geti(L, -1, i);
+            w[i - 1] = (float)luaL_checknumber(L, -1);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+static void read_infonce(lua_State *L, int t, int arg, InfoNCEOptions *o) {
+    lua_getfield(L, t, "temperature");
+    if (!lua_isnil(L, -1)) {
+        double T = luaL_checknumber(L, -1);
+        if (!(T > 0)) luaL_error(L, "loss option 'temperature' must be > 0");
+        o->scale = (float)(1.0 / T);
+    }
+    lua_pop(L, 1);
+    o->scale = (float)am_lua_opt_num(L, t, arg, "scale", o->scale);
+    o->sim = am_lua_opt_enum(L, t, arg, "sim", sim_names, o->sim);
+    o->symmetric = am_lua_opt_bool(L, t, arg, "symmetric", o->symmetric);
+    static const char *const mp[] = {"avg", "lse", NULL};
+    o->multi_pos = am_lua_opt_enum(L, t, arg, "multi_pos", mp, o->multi_pos);
+    o->threshold = (float)am_lua_opt_num(L, t, arg, "threshold", o->threshold);
+}
+
+/* parse the loss table at index t into pool; returns the spec */
+static LossSpec *parse_spec(lua_State *L, int t, int arg, SpecPool *pool, const EmbedModel *em, int depth) {
+    t = lua_absindex(L, t);
+    luaL_argcheck(L, lua_istable(L, t), arg, "loss spec must be a table");
+    if (pool->n >= MAX_SPECS || depth > 3) luaL_argerror(L, arg, "loss spec nested too deeply");
+    const char *kname = am_lua_opt_str(L, t, arg, "kind", NULL);
+    if (!kname) luaL_argerror(L, arg, "loss spec needs a 'kind'");
+    int kind = loss_kind_from_name(kname);
+    if (kind < 0)
+        luaL_argerror(L, arg, lua_pushfstring(L, "unknown loss kind '%s' (infonce, cosent, codiemb_sts, matryoshka, "
+                                                 "starbucks, random_2d, mlm)", kname));
+    LossSpec *s = &pool->s[pool->n++];
+    loss_spec_default(s, kind);
+    s->weight = (float)am_lua_opt_num(L, t, arg, "weight", s->weight);
+    switch (kind) {
+    case AM_LOSS_INFONCE: read_infonce(L, t, arg, &s->infonce); break;
+    case AM_LOSS_COSENT:
+        s->cosent.scale = (float)am_lua_opt_num(L, t, arg, "scale", s->cosent.scale);
+        s->cosent.sim = am_lua_opt_enum(L, t, arg, "sim", sim_names, s->cosent.sim);
+        break;
+    case AM_LOSS_CODIEMB_STS: {
+        CoDiEmbOptions *o = &s->codiemb;
+        o->w_mid = (float)am_lua_opt_num(L, t, arg, "w_mid", o->w_mid);
+        o->w_pro = (float)am_lua_opt_num(L, t, arg, "w_pro", o->w_pro);
+        o->w_pearson = (float)am_lua_opt_num(L, t, arg, "w_pearson", o->w_pearson);
+        o->w_rankkl = (float)am_lua_opt_num(L, t, arg, "w_rankkl", o->w_rankkl);
+        o->pro_temperature = (float)am_lua_opt_num(L, t, arg, "pro_temperature", o->pro_temperature);
+        o->rankkl_temperature = (float)am_lua_opt_num(L, t, arg, "rankkl_temperature", o->rankkl_temperature);
+        o->mid.threshold = (float)am_lua_opt_num(L, t, arg, "mid_threshold", o->mid.threshold);
+        o->mid.scale = (float)am_lua_opt_num(L, t, arg, "mid_scale", o->mid.scale);
+        o->mid_layer = (int)am_lua_opt_int(L, t, arg, "mid_layer", o->mid_layer);
+        break;
+    }
+    case AM_LOSS_MATRYOSHKA:
+        read_dims(L, t, "dims", s->mrl.dims, &s->mrl.n_dims, AM_LOSS_MAX_DIMS);
+        read_floats(L, t, "weights", s->mrl.weights, AM_LOSS_MAX_DIMS);
+        s->mrl.n_dims_per_step = (int)am_lua_opt_int(L, t, arg, "n_dims_per_step", s->mrl.n_dims_per_step);
+        break;
+    case AM_LOSS_STARBUCKS:
+    case AM_LOSS_RANDOM_2D: {
+        Matryoshka2DOptions *o = &s->m2d;
+        lua_getfield(L, t, "pairs");
+        if (lua_istable(L, -1)) {
+            lua_Integer n = luaL_len(L, -1);
+            if (n < 1 || n > AM_LOSS_MAX_DIMS) luaL_error(L, "loss option 'pairs': 1..%d pairs expected", AM_LOSS_MAX_DIMS);
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_geti(L, -1, i);
+                if (!lua_istable(L, -1)) luaL_error(L, "loss option 'pairs': entry %d must be {layer, dim}", (int)i);
+                lua_geti(L, -1, 1);
+                lua_geti(L, -2, 2);
+                o->layers[i - 1] = (int)luaL_checkinteger(L, -2);
+                o->dims[i - 1] = (int)luaL_checkinteger(L, -1);
+                lua_pop(L, 3);
+            }
+            o->n_pairs = (int)n;
+        }
+        lua_pop(L, 1);
+        read_floats(L, t, "weights", o->weights, AM_LOSS_MAX_DIMS);
+        read_dims(L, t, "dims", o->sample_dims, &o->n_dims, AM_LOSS_MAX_DIMS);
+        o->w_full = (float)am_lua_opt_num(L, t, arg, "w_full", o->w_full);
+        o->w_sub = (float)am_lua_opt_num(L, t, arg, "w_sub", o->w_sub);
+        o->kl_weight = (float)am_lua_opt_num(L, t, arg, "kl_weight", o->kl_weight);
+        o->kl_temperature = (float)am_lua_opt_num(L, t, arg, "kl_temperature", o->kl_temperature);
+        static const char *const klm[] = {"scores", "embeddings", NULL};
+        o->kl_mode = am_lua_opt_enum(L, t, arg, "kl_mode", klm, o->kl_mode);
+        break;
+    }
+    case AM_LOSS_MLM: {
+        MlmOptions *o = &s->mlm;
+        o->prob = (float)am_lua_opt_num(L, t, arg, "prob", o->prob);
+        o->mask_frac = (float)am_lua_opt_num(L, t, arg, "mask_frac", o->mask_frac);
+        o->random_frac = (float)am_lua_opt_num(L, t, arg, "random_frac", o->random_frac);
+        VocabSpecials sp = vocab_specials(em->vocab);
+        o->mask_token_id = sp.mask;
+        o->n_special = 0;
+        int ids[4] = {sp.cls, sp.sep, sp.unk, sp.mask};
+        for (int i = 0; i < 4; i++)
+            if (ids[i] >= 0) o->special[o->n_special++] = ids[i];
+        if (o->mask_token_id < 0) luaL_error(L, "mlm: the vocabulary has no [MASK] token");
+        break;
+    }
+    }
+    if (kind == AM_LOSS_MATRYOSHKA || kind == AM_LOSS_STARBUCKS || kind == AM_LOSS_RANDOM_2D) {
+        lua_getfield(L, t, "inner");
+        if (lua_istable(L, -1)) s->inner = parse_spec(L, -1, arg, pool, em, depth + 1);
+        else {
+            if (!lua_isnil(L, -1)) luaL_argerror(L, arg, "loss option 'inner' must be a loss spec table");
+            LossSpec *in = &pool->s[pool->n++];
+            loss_spec_default(in, AM_LOSS_INFONCE);
+            s->inner = in;
+        }
+        lua_pop(L, 1);
+    }
+    return s;
+}
+
+/* ---------------------------------------------------------------- batches */
+
+/* collect a list of strings from field `key` of table t into an autofree array; returns count, -1 if absent */
+typedef struct { const char **v; int n, cap; } StrList;
+static void strlist_free(void *p) {
+    StrList *s = p;
+    if (s) free(s->v);
+    free(s);
+}
+static StrList *newlist(lua_State *L) {
+    AmAutoFree *a = am_lua_newautofree(L, strlist_free);
+    StrList *s = a->p = xcalloc(1, sizeof *s);
+    return s;
+}
+static void strlist_push(StrList *s, const char *x) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 32;
+        s->v = xrealloc(s->v, s->cap * sizeof *s->v);
+    }
+    s->v[s->n++] = x;
+}
+
+/* field key of table t: list of strings, or list of lists of strings (per = entries per row, must
+ * be equal). Pushes nothing net besides the autofree box (kept on the stack). per=-1 if absent. */
+static StrList *get_texts(lua_State *L, int t, const char *key, int *per) {
+    StrList *s = newlist(L);                       /* [.., box] */
+    lua_getfield(L, t, key);                       /* [.., box, list] */
+    *per = -1;
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return s;
+    }
+    if (!lua_istable(L, -1)) luaL_error(L, "batch field '%s' must be a list of strings", key);
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, -1, i);                        /* [.., box, list, x] */
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            if (*per != -1 && *per != 1) luaL_error(L, "batch field '%s': row %d has 1 entry, others %d", key, (int)i, *per);
+            *per = 1;
+            strlist_push(s, lua_tostring(L, -1));  /* kept alive by the list */
+        } else if (lua_istable(L, -1)) {
+            int m = (int)luaL_len(L, -1);
+            if (*per != -1 && *per != m) luaL_error(L, "batch field '%s': row %d has %d entries, others %d", key, (int)i, m, *per);
+            *per = m;
+            for (int j = 1; j <= m; j++) {
+                lua_geti(L, -1, j);
+                if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "batch field '%s': row %d entry %d is not a string", key, (int)i, j);
+                strlist_push(s, lua_tostring(L, -1));
+                lua_pop(L, 1);
+            }
+        } else luaL_error(L, "batch field '%s': row %d is not a string", key, (int)i);
+        lua_pop(L, 1);
+    }
+    if (n == 0) *per = 0;
+    lua_pop(L, 1);                                 /* the list stays referenced by the batch table */
+    return s;
+}
+
+static int tokenize(TrainerBox *b, int which, StrList *s, TrainTokens *out) {
+    memset(out, 0, sizeof *out);
+    if (s->n == 0) return AM_OK;
+    int rc = tokenizer_batch(b->em->tok, s->v, NULL, s->n, b->max_len, &b->tb[which]);
+    if (rc) return rc;
+    TokenBatch *tb = &b->tb[which];
+    out->ids = tb->ids;
+    out->type_ids = tb->type_ids;
+    out->mask = tb->mask;
+    out->B = tb->B;
+    out->T = tb->T;
+    return AM_OK;
+}
+
+static void push_stats(lua_State *L, const StepStats *st) {
+    lua_createtable(L, 0, 12);
+    lua_pushnumber(L, st->loss);
+    lua_setfield(L, -2, "loss");
+    lua_createtable(L, 0, st->terms.n_terms);
+    for (int i = 0; i < st->terms.n_terms; i++) {
+        lua_pushnumber(L, st->terms.term[i].value);
+        lua_setfield(L, -2, st->terms.term[i].name);
+    }
+    lua_setfield(L, -2, "terms");
+    lua_pushnumber(L, st->lr);
+    lua_setfield(L, -2, "lr");
+    lua_pushnumber(L, st->grad_norm);
+    lua_setfield(L, -2, "grad_norm");
+    lua_pushinteger(L, st->tokens);
+    lua_setfield(L, -2, "tokens");
+    lua_pushinteger(L, st->step);
+    lua_setfield(L, -2, "step");
+    lua_pushboolean(L, st->updated);
+    lua_setfield(L, -2, "updated");
+    lua_pushinteger(L, st->sequences);
+    lua_setfield(L, -2, "sequences");
+    if (st->mlm_masked > 0) {
+        lua_pushnumber(L, (double)st->mlm_correct / st->mlm_masked);
+        lua_setfield(L, -2, "mlm_accuracy");
+    }
+}
+
+/* tr:step(batch, loss) -> stats | nil, msg, code */
+static int l_step(lua_State *L) {
+    TrainerBox *b = checktr(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    SpecPool *pool = lua_newuserdatauv(L, sizeof *pool, 0); /* scratch, GC'd */
+    pool->n = 0;
+    LossSpec *spec = parse_spec(L, 3, 3, pool, b->em, 0);
+    TrainBatch tb;
+    memset(&tb, 0, sizeof tb);
+    int per_a, per_p, per_n, rc;
+    StrList *a = NULL, *p = NULL, *ng = NULL;
+    const char *shape;
+    lua_getfield(L, 2, "queries");
+    int has_q = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 2, "sentence1");
+    int has_s = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (has_q) {
+        shape = "pairs";
+        a = get_texts(L, 2, "queries", &per_a);
+        p = get_texts(L, 2, "positives", &per_p);
+        ng = get_texts(L, 2, "negatives", &per_n);
+        if (per_a != 1) return luaL_argerror(L, 2, "batch 'queries' must be a non-empty list of strings");
+        if (per_p < 1 || p->n != a->n * per_p)
+            return luaL_argerror(L, 2, "batch 'positives' must have one entry (or list) per query");
+        if (per_n >= 0 && ng->n != a->n * per_n)
+            return luaL_argerror(L, 2, "batch 'negatives' must have one entry (or list) per query");
+        int hn = am_lua_opt_bool(L, 3, 3, "hard_negatives", 1);
+        if (!hn) ng->n = 0;
+    } else if (has_s) {
+        shape = "graded";
+        a = get_texts(L, 2, "sentence1", &per_a);
+        p = get_texts(L, 2, "sentence2", &per_p);
+        ng = newlist(L);
+        if (per_a != 1 || per_p != 1 || p->n != a->n)
+            return luaL_argerror(L, 2, "batch 'sentence1' / 'sentence2' must be lists of strings of equal length");
+        lua_getfield(L, 2, "scores");
+        if (!lua_istable(L, -1) || luaL_len(L, -1) != a->n)
+            return luaL_argerror(L, 2, "batch 'scores' must be a list of numbers, one per pair");
+        if (b->cap_scores < a->n) {
+            b->scores = xrealloc(b->scores, (size_t)a->n * sizeof(float));
+            b->cap_scores = a->n;
+        }
+        for (int i = 0; i < a->n; i++) {
+            lua_geti(L, -1, i + 1);
+            if (!lua_isnumber(L, -1)) return luaL_argerror(L, 2, "batch 'scores' must be numbers");
+            b->scores[i] = (float)lua_tonumber(L, -1);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        tb.scores = b->scores;
+    } else {
+        shape = "texts";
+        a = get_texts(L, 2, "texts", &per_a);
+        p = newlist(L);
+        ng = newlist(L);
+        if (per_a != 1) return luaL_argerror(L, 2, "batch needs 'queries', 'sentence1' or 'texts' (non-empty list of strings)");
+    }
+    (void)shape;
+    if ((rc = tokenize(b, 0, a, &tb.a)) || (rc = tokenize(b, 1, p, &tb.pos)) || (rc = tokenize(b, 2, ng, &tb.neg)))
+        return am_lua_fail(L, rc);
+    StepStats st;
+    memset(&st, 0, sizeof st);
+    rc = trainer_step(b->t, &tb, spec, &st);
+    if (rc) return am_lua_fail(L, rc);
+    push_stats(L, &st);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- save / state */
+
+/* tr:save(name [, store [, meta_patch_json]]) -> checkpoint id, task vector id | nil, msg, code */
+static int l_save(lua_State *L) {
+    TrainerBox *b = checktr(L, 1);
+    const char *name = luaL_optstring(L, 2, NULL);
+    Store *st;
+    if (lua_isnoneornil(L, 3)) {
+        st = am_lua_default_store(L);
+        if (!st) return am_lua_fail(L, AM_ESTORE);
+    } else st = am_lua_checkstore(L, 3);
+    const char *patch = luaL_optstring(L, 4, NULL);
+    EncoderConfig ec = b->m->cfg;
+    ec.has_mlm_head = 0;
+    AmAutoFree *af = am_lua_newautofree(L, (void (*)(void *))model_delete);
+    Model *out = NULL;
+    int rc = model_new(&ec, &out);
+    if (rc) return am_lua_fail(L, rc);
+    af->p = out;
+    AM_ASSERT(out->tab.total == b->enc_total);
+    AmAutoFree *fb = am_lua_newautofree(L, free);
+    float *buf = fb->p = xmalloc(b->m->tab.total * sizeof(float));
+    trainer_merged_params(b->t, buf);
+    memcpy(out->params, buf, b->enc_total * sizeof(float));
+    size_t vlen;
+    const char *vtext = vocab_text(b->em->vocab, &vlen);
+    char parents[128], ck[AM_ID_HEX + 1], tv[AM_ID_HEX + 1];
+    snprintf(parents, sizeof parents, "[{\"id\":\"%s\"}]", b->base_id);
+    rc = embed_store_model(st, out, vtext, vlen, &b->em->info, name, "checkpoint", parents, ck);
+    if (rc) return am_lua_fail(L, rc);
+    if (patch && (rc = store_model_meta_update(st, ck, patch))) return am_lua_fail(L, rc);
+    if (trainer_task_vector(b->t, buf) == AM_OK) {
+        memcpy(out->params, buf, b->enc_total * sizeof(float));
+        char tvname[256];
+        if (name) snprintf(tvname, sizeof tvname, "%s.tau", name);
+        rc = embed_store_model(st, out, vtext, vlen, &b->em->info, name ? tvname : NULL, "task_vector", parents, tv);
+        if (rc) return am_lua_fail(L, rc);
+        char p2[160];
+        snprintf(p2, sizeof p2, "{\"checkpoint\":\"%s\"}", ck);
+        if ((rc = store_model_meta_update(st, tv, p2))) return am_lua_fail(L, rc);
+        am_lua_autofree_now(L, -1);
+        am_lua_autofree_now(L, -2);
+        lua_pushstring(L, ck);
+        lua_pushstring(L, tv);
+        return 2;
+    }
+    am_clearerror();
+    lua_pushstring(L, ck);
+    return 1;
+}
+
+/* tr:state() -> blob string */
+static int l_state(lua_State *L) {
+    TrainerBox *b = checktr(L, 1);
+    AmAutoFree *a = am_lua_newautofree(L, free);
+    size_t len;
+    int rc = trainer_state_save(b->t, &a->p, &len);
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushlstring(L, a->p, len);
+    return 1;
+}
+
+/* tr:load_state(blob) -> true | nil, msg, code */
+static int l_load_state(lua_State *L) {
+    TrainerBox *b = checktr(L, 1);
+    size_t len;
+    const char *blob = luaL_checklstring(L, 2, &len);
+    int rc = trainer_state_load(b->t, blob, len);
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_steps(lua_State *L) {
+    lua_pushinteger(L, trainer_steps(checktr(L, 1)->t));
+    return 1;
+}
+
+static int l_base(lua_State *L) {
+    lua_pushstring(L, checktr(L, 1)->base_id);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+/* core.raw_batch_order(n, seed, epoch) -> { 1-based ids } */
+static int l_raw_batch_order(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    lua_Integer seed = luaL_checkinteger(L, 2);
+    lua_Integer epoch = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, n >= 1 && n <= (1 << 28), 1, "n must be in 1..2^28");
+    AmAutoFree *a = am_lua_newautofree(L, free);
+    int64_t *o = a->p = xmalloc((size_t)n * sizeof *o);
+    dataset_batch_order(n, (uint64_t)seed, epoch, o);
+    lua_createtable(L, (int)n, 0);
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_pushinteger(L, o[i] + 1);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+typedef struct { lua_State *L; int t; const char *db; lua_Integer n; } PutCtx;
+static int put_many_fn(StoreTxn *txn, void *ud) {
+    PutCtx *c = ud;
+    for (lua_Integer i = 1; i + 1 <= c->n; i += 2) {
+        lua_geti(c->L, c->t, i);
+        lua_geti(c->L, c->t, i + 1);
+        size_t kl, vl;
+        const char *k = lua_tolstring(c->L, -2, &kl), *v = lua_tolstring(c->L, -1, &vl);
+        int rc = (k && v) ? store_txn_put(txn, c->db, k, kl, v, vl) : AM_EINVAL;
+        lua_pop(c->L, 2);
+        if (rc) return rc;
+    }
+    return AM_OK;
+}
+
+/* core.raw_put_many(store, db, {k1, v1, ...}) -> true | nil, msg, code */
+static int l_raw_put_many(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    const char *db = luaL_checkstring(L, 2);
+    luaL_argcheck(L, strcmp(db, "runs") == 0 || strcmp(db, "metrics") == 0 || strcmp(db, "results") == 0, 2,
+                  "db must be runs, metrics or results");
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 3);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 3, i);
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, 3, "keys and values must be strings");
+        lua_pop(L, 1);
+    }
+    PutCtx c = {L, 3, db, n};
+    int rc = store_write(s, 0, put_many_fn, &c);
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* core.raw_pcall_interruptible(f, ...) */
+static int l_raw_pcall_interruptible(lua_State *L) {
+    luaL_checkany(L, 1);
+    int n = lua_gettop(L) - 1;
+    int status = lua_pcall(L, n, LUA_MULTRET, 0);
+    if (status == LUA_OK) {
+        lua_pushboolean(L, 1);
+        lua_insert(L, 1);
+        return lua_gettop(L);
+    }
+    AmLuaCtx *c = am_lua_ctx(L);
+    int sig = c->interrupted;
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);                              /* [false, err] */
+    if (sig) {
+        am_lua_clear_interrupt(L);
+        lua_pushinteger(L, sig);
+        return 3;
+    }
+    return 2;
+}
+
+/* core.raw_interrupt(sig) */
+static int l_raw_interrupt(lua_State *L) {
+    am_lua_interrupt(am_lua_ctx(L), (int)luaL_optinteger(L, 1, -1));
+    return 0;
+}
+
+/* core.raw_interrupted() -> signal number or false (does not clear) */
+static int l_raw_interrupted(lua_State *L) {
+    int s = am_lua_ctx(L)->interrupted;
+    if (s) lua_pushinteger(L, s);
+    else lua_pushboolean(L, 0);
+    return 1;
+}
+
+static const luaL_Reg tr_methods[] = {
+    {"step", l_step},   {"save", l_save},   {"state", l_state}, {"load_state", l_load_state},
+    {"steps", l_steps}, {"base", l_base},   {"close", tr_close}, {NULL, NULL},
+};
+static const luaL_Reg tr_meta[] = {
+    {"__index", NULL}, {"__gc", tr_close}, {"__close", tr_close}, {"__tostring", tr_tostring}, {NULL, NULL},
+};
+static const luaL_Reg tr_funcs[] = {
+    {"raw_trainer", l_raw_trainer},
+    {"raw_batch_order", l_raw_batch_order},
+    {"raw_put_many", l_raw_put_many},
+    {"raw_pcall_interruptible", l_raw_pcall_interruptible},
+    {"raw_interrupt", l_raw_interrupt},
+    {"raw_interrupted", l_raw_interrupted},
+    {NULL, NULL},
+};
+
+/* [core] -> [core] */
+void am_lua_open_train(lua_State *L) {
+    am_lua_newclass(L, AM_TRAINER_MT, tr_methods, tr_meta);
+    luaL_setfuncs(L, tr_funcs, 0);
+}

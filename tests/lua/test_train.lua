@@ -1,0 +1,219 @@
+-- test_train.lua - schedules, the Trainer binding, am.train runs in the store, determinism, bad input.
+local T = dofile((arg[0]:match("^(.*)/") or ".") .. "/check.lua")
+local S = am.schedule
+local tdir = os.getenv("AM_TEST_DIR") or ((arg[0]:match("^(.*)/") or ".") .. "/..")
+
+-- ------------------------------------------------------------------ schedules
+local tasks = { { n = 100, batch = 10 }, { n = 300, batch = 10 }, { n = 600, batch = 20 } }
+local function counts(seq)
+  local c = { 0, 0, 0 }
+  for _, p in ipairs(seq) do c[p[1]] = c[p[1]] + 1 end
+  return c
+end
+
+do -- round robin
+  local seq = S.sequence(S.round_robin(), tasks, 9, 1)
+  local ok = true
+  for i, p in ipairs(seq) do ok = ok and p[1] == (i - 1) % 3 + 1 and p[2] == tasks[p[1]].batch end
+  T.ok(ok, "round_robin cycles 1,2,3 with each task's batch")
+end
+
+do -- shuffled batches: one epoch = 10 + 30 + 30 batches, every batch once
+  local seq = S.sequence(S.shuffled_batches { seed = 1 }, tasks, 70, 1)
+  local c = counts(seq)
+  T.ok(c[1] == 10 and c[2] == 30 and c[3] == 30, "shuffled_batches: one epoch holds floor(n/b) batches per task")
+  local again = S.sequence(S.shuffled_batches { seed = 1 }, tasks, 70, 1)
+  local same = true
+  for i = 1, 70 do same = same and again[i][1] == seq[i][1] end
+  T.ok(same, "shuffled_batches is replayable for a seed")
+  local other = S.sequence(S.shuffled_batches { seed = 2 }, tasks, 70, 1)
+  local diff = false
+  for i = 1, 70 do diff = diff or other[i][1] ~= seq[i][1] end
+  T.ok(diff, "another seed, another order")
+  T.checkerr("mixed=true", S.shuffled_batches, { mixed = true })
+end
+
+do -- proportional and temperature
+  local n = 6000
+  local c = counts(S.sequence(S.proportional { seed = 3 }, tasks, n, 1))
+  T.near(c[1] / n, 0.1, 0.02, "proportional p1 = 0.1")
+  T.near(c[3] / n, 0.6, 0.02, "proportional p3 = 0.6")
+  local c2 = counts(S.sequence(S.temperature { T = 2, seed = 3 }, tasks, n, 1))
+  local z = 100 ^ 0.5 + 300 ^ 0.5 + 600 ^ 0.5
+  T.near(c2[1] / n, 100 ^ 0.5 / z, 0.02, "temperature T=2 p1 ∝ n^(1/2)")
+  T.near(c2[3] / n, 600 ^ 0.5 / z, 0.02, "temperature T=2 p3 ∝ n^(1/2)")
+  T.checkerr("T must be > 0", S.temperature, { T = 0 })
+end
+
+do -- sequential, two-stage, codiemb, function
+  local seq = S.sequence(S.sequential { order = { 3, 1 }, steps = { 4, 6 } }, tasks, 10, 1)
+  local str = {}
+  for i, p in ipairs(seq) do str[i] = p[1] end
+  T.eq(table.concat(str), "3333111111", "sequential follows the order and steps")
+  local two = S.sequence(S.two_stage { stage1 = S.round_robin(), stage2 = S.sequential { order = { 2 } }, split = 0.4 }, tasks, 10, 1)
+  str = {}
+  for i, p in ipairs(two) do str[i] = p[1] end
+  T.eq(table.concat(str), "1231222222", "two_stage: stage1 then stage2")
+  local cd = S.sequence(S.codiemb { batch_sizes = { 5, 10, 40 }, seed = 4 }, tasks, 65, 1)
+  local okb = true
+  for _, p in ipairs(cd) do okb = okb and p[2] == ({ 5, 10, 40 })[p[1]] end
+  T.ok(okb, "codiemb: per-task batch sizes")
+  local c = counts(cd)
+  T.ok(c[1] == 20 and c[2] == 30 and c[3] == 15, "codiemb: one epoch of single-task batches (20/30/15)")
+  local fseq = S.sequence(function(step) return step % 2 + 1, 7 end, tasks, 4, 1)
+  T.ok(fseq[1][1] == 2 and fseq[2][1] == 1 and fseq[1][2] == 7, "function schedule")
+  T.checkerr("returned task", S.sequence, function() return 9 end, tasks, 2, 1)
+  -- windows are consistent: steps 5..10 of a sequence equal the tail of the whole
+  local whole = S.sequence(S.proportional { seed = 9 }, tasks, 10, 1)
+  local tail = S.sequence(S.proportional { seed = 9 }, tasks, 6, 1, 5)
+  local same = true
+  for i = 1, 6 do same = same and tail[i][1] == whole[i + 4][1] end
+  T.ok(same, "a window of the sequence (resume) equals the same steps of the whole")
+end
+
+-- ------------------------------------------------------------------ data: pairs64 as text
+local words = {}
+local pairs_list = {}
+for line in io.lines(tdir .. "/ref/train/pairs64.txt") do
+  if line:match("^# %[PAD%]") then
+    for w in line:sub(3):gmatch("%S+") do words[#words + 1] = w end
+  elseif not line:match("^#") and line:match("%S") then
+    local a, b = line:match("^(.-)\t(.*)$")
+    local function dec(s)
+      local out = {}
+      for id in s:gmatch("%d+") do
+        local w = words[tonumber(id) + 1]
+        if w ~= "[CLS]" and w ~= "[SEP]" then out[#out + 1] = w end
+      end
+      return table.concat(out, " ")
+    end
+    pairs_list[#pairs_list + 1] = { dec(a), dec(b) }
+  end
+end
+T.eq(#pairs_list, 64, "pairs64 decoded")
+local ds = am.dataset.new("pairs")
+for _, p in ipairs(pairs_list) do assert(ds:add_pair(p[1], p[2])) end
+local path = os.tmpname() .. ".jsonl"
+assert(ds:write(path))
+
+local base = assert(am.init_model { config = "tiny", name = "base", seed = 7 })
+
+-- ------------------------------------------------------------------ Trainer binding
+do
+  local tr = assert(am.raw_trainer(base, { lr = 1e-3, seed = 1 }))
+  T.ok(tostring(tr):match("^Trainer"), "tostring")
+  local b = { queries = { "a cat", "a dog", "the sun" }, positives = { "kitten", "hound", "star" } }
+  local s = assert(tr:step(b, am.loss.infonce { temperature = 0.05 }))
+  T.ok(s.loss > 0 and s.tokens > 0 and s.updated and s.step == 1, "step returns stats")
+  T.ok(s.terms and next(s.terms) ~= nil, "stats have terms")
+  T.ok(tr:step({ sentence1 = { "a", "b", "c" }, sentence2 = { "a", "x", "c" }, scores = { 1, 0, 0.5 } }, am.loss.cosent {}),
+    "cosent on graded batch")
+  T.ok(tr:step(b, am.loss.matryoshka { dims = { 32, 64, 128 } }), "matryoshka")
+  T.ok(tr:step(b, am.loss.starbucks {}), "starbucks default pairs")
+  T.ok(tr:step(b, am.loss.random_2d {}), "random_2d")
+  T.checkerr("unknown loss kind", tr.step, tr, b, { kind = "nope" })
+  T.checkerr("positives", tr.step, tr, { queries = { "a" }, positives = {} }, am.loss.infonce {})
+  local blob = tr:state()
+  T.ok(type(blob) == "string" and #blob > 1000, "state blob")
+  T.ok(tr:load_state(blob), "load_state")
+  local ok, msg = tr:load_state("garbage")
+  T.ok(ok == nil and type(msg) == "string", "bad blob -> nil, msg")
+  local ck, tv = tr:save("tr-ck")
+  T.ok(ck and tv, "save -> checkpoint and task vector")
+  T.eq(am.model(ck):kind(), "checkpoint", "checkpoint kind")
+  T.eq(am.model(tv):kind(), "task_vector", "task vector kind")
+  T.eq(am.model(tv):meta().parents[1].id, base:id(), "task vector parent = base")
+  tr:close()
+  T.checkerr("closed trainer", tr.step, tr, b, am.loss.infonce {})
+  T.checkerr("unknown option", am.raw_trainer, base, { lrr = 1 })
+  local mt = assert(am.raw_trainer(base, { mlm = true, lr = 1e-3 }))
+  local sm = assert(mt:step({ texts = { "the cat sat on the mat", "a dog ran" } }, am.loss.mlm {}))
+  T.ok(sm.loss > 0, "mlm step")
+  local lt = assert(am.raw_trainer(base, { lora = { rank = 4, alpha = 8, targets = { "query", "value" } } }))
+  T.ok(lt:step(b, am.loss.infonce {}), "lora step")
+end
+
+-- ------------------------------------------------------------------ end-to-end run
+local function losses_of(run) return run.losses end
+local st = am.store.default()
+local run = assert(am.train { name = "e2e", init = base, steps = 40, lr = 2e-3, seed = 5, progress = false,
+  tasks = { { data = path, loss = am.loss.infonce { temperature = 0.05 }, batch = 16 } },
+  schedule = am.schedule.shuffled_batches { seed = 1 }, checkpoint_every = 20 })
+local L = losses_of(run)
+local first, last = 0, 0
+for i = 1, 5 do first = first + L[i] end
+for i = #L - 4, #L do last = last + L[i] end
+T.ok(last < first * 0.7, ("loss falls (%.3f -> %.3f)"):format(first / 5, last / 5))
+T.eq(run.status, "done", "run done")
+T.eq(am.model(run.model:id()):kind(), "checkpoint", "final model is a checkpoint")
+local rec = assert(am.run_info(run.id))
+T.eq(rec.status, "done", "run record status")
+T.ok(rec.models.task_vector and am.model(rec.models.task_vector):kind() == "task_vector", "task vector stored")
+T.eq(#rec.models.checkpoints, 2, "checkpoint at step 20 and the final one")
+T.ok(rec.data.tasks[1].rows == 64 and rec.data.hash, "data manifest")
+local met = am.run_metrics(run.id)
+T.eq(#met, 40, "metrics for every step")
+T.ok(met[1].lr and met[1].tokens_per_s and #met[1].ids == 16, "metrics fields incl. example ids")
+T.ok(st:get("runs", run.id .. "/state"), "trainer state stored")
+local found = false
+for _, r in ipairs(am.runs()) do found = found or r.id == run.id end
+T.ok(found, "am.runs lists the run")
+
+-- retrieval on the training pairs improves
+local function top1(model)
+  local q, d = {}, {}
+  for i, p in ipairs(pairs_list) do q[i], d[i] = p[1], p[2] end
+  local eq, ed = model:encode(q), model:encode(d)
+  local hits = 0
+  for i = 1, #q do
+    local best, bi = -2, 0
+    for j = 1, #d do
+      local c = 0
+      local a, b = eq:row(i), ed:row(j)
+      for k = 1, #a do c = c + a[k] * b[k] end
+      if c > best then best, bi = c, j end
+    end
+    if bi == i then hits = hits + 1 end
+  end
+  return hits
+end
+local h0, h1 = top1(base), top1(run.model)
+T.ok(h1 > h0, ("top-1 retrieval on the training pairs improves (%d -> %d of 64)"):format(h0, h1))
+
+-- ------------------------------------------------------------------ determinism
+local function twenty()
+  local r = assert(am.train { name = "det", init = base, steps = 20, lr = 1e-3, seed = 11, progress = false,
+    tasks = { { data = path, batch = 8 } } })
+  return r.losses
+end
+local a, b = twenty(), twenty()
+local same = #a == 20
+for i = 1, 20 do same = same and a[i] == b[i] end
+T.ok(same, "same seed -> bit-identical losses for 20 steps")
+
+-- resume continues exactly: stop after 10 steps, resume to 20 == the straight 20
+do
+  local r10 = assert(am.train { name = "res", init = base, steps = 20, lr = 1e-3, seed = 11, progress = false,
+    tasks = { { data = path, batch = 8 } }, stop_after = 10 })
+  T.eq(r10.status, "stopped", "stop_after -> stopped")
+  T.eq(am.run_info(r10.rec.id).status, "stopped", "run stopped after 10 steps")
+  local r2 = assert(am.resume(r10.rec.id, { progress = false }))
+  T.eq(r2.status, "done", "resumed run done")
+  local same2 = #r2.losses == 10
+  for i = 1, 10 do same2 = same2 and r2.losses[i] == a[10 + i] end
+  T.ok(same2, "resume continues bit-exactly")
+  T.eq(#am.run_metrics(r10.rec.id), 20, "metrics of both parts")
+end
+
+-- ------------------------------------------------------------------ bad input
+T.checkfail("ENOTFOUND", am.train, { init = base, steps = 2, progress = false, tasks = { { data = "no-such-dataset" } } })
+local okm, msgm = am.train { init = "no-such-model", steps = 2, progress = false, tasks = { { data = path } } }
+T.ok(okm == nil and msgm:match("unknown model"), "unknown model -> nil, msg")
+T.checkfail("EINVAL", am.train, { init = base, steps = 2, progress = false, tasks = { { data = path, batch = 65 } } })
+local empty = am.dataset.new("pairs")
+T.checkfail("EINVAL", am.train, { init = base, steps = 2, progress = false, tasks = { { data = empty } } })
+T.checkerr("test_train.lua:", function() am.train { init = base, tasks = { { data = path } }, stpes = 3 } end)
+T.checkerr("unknown option 'stpes'", am.train, { init = base, tasks = { { data = path } }, stpes = 3 })
+T.checkerr("'init'", am.train, { tasks = { { data = path } } })
+os.remove(path)
+T.done()
