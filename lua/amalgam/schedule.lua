@@ -8,7 +8,12 @@
 --
 --   shuffled_batches{seed=}        every task's batches of one epoch (floor(n/batch) each),
 --                                  shuffled together; the next epoch reshuffles (homogeneous
---                                  single-task batches). mixed=true is not supported yet.
+--                                  single-task batches).
+--   shuffled_batches{mixed=true, batch=, seed=}  mixed batches: each step draws its `batch`
+--                                  (default tasks[1].batch) examples from all tasks, each slot
+--                                  task i with p_i ∝ n_i; the entry is {task with the most
+--                                  examples, batch, mix = {count per task}}. The tasks must share
+--                                  one loss kind (am.train checks it).
 --   proportional{seed=}            task i drawn with p_i ∝ n_i at every step
 --   round_robin{}                  1, 2, ..., k, 1, 2, ...
 --   temperature{T=, seed=}         p_i ∝ n_i^(1/T)  (T = 1 proportional, T -> inf uniform)
@@ -76,8 +81,12 @@ local function spec(kind, opts, allowed)
 end
 
 function M.shuffled_batches(o)
-  local s = spec("shuffled_batches", o, { seed = true, mixed = true })
-  if s.mixed then error("schedule.shuffled_batches: mixed=true (multi-task batches) is not supported", 2) end
+  local s = spec("shuffled_batches", o, { seed = true, mixed = true, batch = true })
+  if s.mixed ~= nil and type(s.mixed) ~= "boolean" then error("schedule.shuffled_batches: mixed must be a boolean", 2) end
+  if s.batch ~= nil and (math.type(s.batch) ~= "integer" or s.batch < 1) then
+    error("schedule.shuffled_batches: batch must be a positive integer", 2)
+  end
+  if s.batch and not s.mixed then error("schedule.shuffled_batches: batch= is for mixed=true", 2) end
   return s
 end
 function M.proportional(o) return spec("proportional", o, { seed = true }) end
@@ -119,7 +128,23 @@ function M.sequence(s, tasks, steps, seed, first)
   if type(s) ~= "table" or not s.kind then error("schedule: a schedule spec or a function expected", 2) end
   local r = rng((s.seed or seed or 1) * 1000003 + 17)
   local kind = s.kind
-  if kind == "shuffled_batches" or kind == "codiemb" then
+  if kind == "shuffled_batches" and s.mixed then
+    local B, N = s.batch or tasks[1].batch, 0
+    for i = 1, k do N = N + tasks[i].n end
+    if B > N then error(("schedule.shuffled_batches: mixed batch %d larger than all tasks' rows (%d)"):format(B, N), 2) end
+    for _ = 1, steps do
+      local mix, w = {}, {}
+      for i = 1, k do mix[i], w[i] = 0, tasks[i].n end
+      for _ = 1, B do
+        local i = categorical(w, r)
+        mix[i] = mix[i] + 1
+        if mix[i] == tasks[i].n then w[i] = 0 end -- a task never gives more rows than it has
+      end
+      local top = 1
+      for i = 2, k do if mix[i] > mix[top] then top = i end end
+      out[#out + 1] = { top, B, mix = mix }
+    end
+  elseif kind == "shuffled_batches" or kind == "codiemb" then
     while #out < steps do
       local epoch = {}
       for i = 1, k do

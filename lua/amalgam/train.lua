@@ -18,7 +18,7 @@
 --   models {checkpoints = [...], final, task_vector}, error}; key = run id .. "/state": the
 --   trainer state blob of the last checkpoint plus the iterator cursors (JSON "cursors").
 -- Metrics db: key = run id .. be32(step), value = JSON {task, loss, terms, lr, tokens_per_s,
---   ids (1-based row ids of the batch)}, written every metrics_every steps in one transaction.
+--   ids (1-based row ids of the batch; a mixed step: { {task=, ids=}, ... })}, written every metrics_every steps in one transaction.
 local core = require "amalgam.core"
 local schedule = require "amalgam.schedule"
 local json = core.json
@@ -140,6 +140,40 @@ local function make_batch(ds, ids, loss)
   end
 end
 
+-- one batch from several batches of the same shape (a mixed step): lists concatenated;
+-- negatives only when every part has them
+local function merge_batches(parts)
+  if #parts == 1 then return parts[1] end
+  local out = {}
+  for _, b in ipairs(parts) do
+    for k, list in pairs(b) do
+      local o = out[k] or {}
+      out[k] = o
+      for _, v in ipairs(list) do o[#o + 1] = v end
+    end
+  end
+  for _, b in ipairs(parts) do if not b.negatives then out.negatives = nil end end
+  return out
+end
+
+-- a mixed schedule (shuffled_batches{mixed=true}, also inside two_stage) needs tasks of one
+-- loss kind and one data kind; raises at the recipe's line otherwise
+local function check_mixed(s, tasks, level)
+  if type(s) ~= "table" then return end
+  if s.kind == "two_stage" then
+    check_mixed(s.stage1, tasks, level + 1)
+    check_mixed(s.stage2, tasks, level + 1)
+  elseif s.kind == "shuffled_batches" and s.mixed then
+    for i = 2, #tasks do
+      local a, b = tasks[1], tasks[i]
+      if a.loss.kind ~= b.loss.kind or a.ds:kind() ~= b.ds:kind() then
+        error(("train: shuffled_batches{mixed=true} needs tasks of one loss kind: task 1 is %s (%s), task %d is %s (%s)")
+          :format(a.loss.kind, a.ds:kind(), i, b.loss.kind, b.ds:kind()), level + 1)
+      end
+    end
+  end
+end
+
 -- per-task iterator over dataset_batch_order permutations (drop_last)
 local function next_ids(task, cur, bs, seed)
   local n = task.n
@@ -216,16 +250,32 @@ local function loop(R)
 
   local function body()
     for k, pair in ipairs(seq) do
+      -- a signal during the step and its bookkeeping is raised after them: the stored state,
+      -- cursors and step count always agree (resume is exact)
+      core.raw_defer_interrupts(true)
       local ti, bs = pair[1], pair[2]
       local task = tasks[ti]
-      local cur = R.cursors[ti]
-      local save_cur = { epoch = cur.epoch, pos = cur.pos }
-      local ids = next_ids(task, cur, bs, rec.seed)
-      local batch = make_batch(task.ds, ids, task.loss)
+      local save_cur = {}
+      for i, c in ipairs(R.cursors) do save_cur[i] = { epoch = c.epoch, pos = c.pos } end
+      local ids, batch
+      if pair.mix then -- a mixed step: mix[i] rows of task i, one batch, task ti's loss
+        local parts, mixed = {}, {}
+        for i, c in ipairs(pair.mix) do
+          if c > 0 then
+            local pi = next_ids(tasks[i], R.cursors[i], c, rec.seed)
+            parts[#parts + 1] = make_batch(tasks[i].ds, pi, task.loss)
+            mixed[#mixed + 1] = { task = i, ids = pi }
+          end
+        end
+        batch, ids = merge_batches(parts), mixed
+      else
+        ids = next_ids(task, R.cursors[ti], bs, rec.seed)
+        batch = make_batch(task.ds, ids, task.loss)
+      end
       local c0 = os.clock()
       local s, msg = tr:step(batch, task.loss)
       if not s then
-        cur.epoch, cur.pos = save_cur.epoch, save_cur.pos
+        for i, c in ipairs(save_cur) do R.cursors[i].epoch, R.cursors[i].pos = c.epoch, c.pos end
         if tostring(msg):match("non%-finite") or tostring(msg):match("NaN") or tostring(msg):match("nan") or tostring(msg):match("inf") then
           R.nan = ("step %d: %s"):format(rec.step + 1, tostring(msg))
           return
@@ -242,11 +292,12 @@ local function loop(R)
       last[ti] = s.loss
       R.losses[#R.losses + 1] = s.loss
       local m = { step = rec.step, task = ti, loss = s.loss, terms = s.terms, lr = s.lr, grad_norm = s.grad_norm,
-        tokens = s.tokens, tokens_per_s = s.tokens / dt, ids = ids }
+        tokens = s.tokens, tokens_per_s = s.tokens / dt, ids = ids } -- mixed: ids = { {task=, ids=}, ... }
       if s.mlm_accuracy then m.mlm_accuracy = s.mlm_accuracy end
       pending[#pending + 1] = metric_key(rec.id, rec.step)
       pending[#pending + 1] = json.encode(m)
       if #pending >= 2 * every then flush() end
+      core.raw_defer_interrupts(false)
       if R.on_step then R.on_step(m) end
       if progress then
         local el = os.clock() - t0
@@ -270,6 +321,7 @@ local function loop(R)
   rec.pid = pid()
   put_rec()
   local ok, err, sig = core.raw_pcall_interruptible(body)
+  core.raw_defer_interrupts(false)
   if progress then io.stderr:write("\n") end
   if ok and R.stopped then
     rec.status = "stopped"
@@ -381,6 +433,7 @@ function M.train(o)
     recipe = { path = script, source = src, hash = fnv64(src) }
   end
   local sched = o.schedule or schedule.shuffled_batches { seed = seed }
+  check_mixed(sched, tasks, 2)
   local args = {}
   for k, v in pairs(o) do
     if type(v) ~= "function" and type(v) ~= "userdata" and k ~= "tasks" and k ~= "schedule" then args[k] = v end
@@ -435,6 +488,7 @@ function M.resume(id, o)
   if not tasks then return nil, manifest, c end
   local sched = o.schedule or (type(rec.schedule) == "table" and rec.schedule) or nil
   if not sched then return nil, "resume: the run used a schedule function; pass schedule=", "EINVAL" end
+  check_mixed(sched, tasks, 2)
   local base = st:model(rec.init)
   if not base then return nil, "resume: the initial model " .. tostring(rec.init) .. " is gone", "ENOTFOUND" end
   if o.steps then rec.steps = o.steps end

@@ -187,25 +187,42 @@ static int ls_row(void *ud, const char *id, const char *meta_json) {
 
 /* ---- runs (records written by lua/amalgam/train.lua: runs db, key = run id, JSON) ---- */
 static int ls_run_one(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
-    int *count = ud;
+    LsCtx *c = ud;
     if (memchr(key, '/', klen)) return 0; /* "<id>/state", "<id>/cursors" */
     cJSON *j = cJSON_ParseWithLength(val, vlen);
     if (!j) return 0;
+    c->count++;
+    if (c->json) { /* the record as `amalgam info RUN` shows it: without the recipe source */
+        cJSON *rec = cJSON_GetObjectItemCaseSensitive(j, "recipe");
+        if (rec) cJSON_DeleteItemFromObjectCaseSensitive(rec, "source");
+        cJSON_AddItemToArray(c->arr, j);
+        return 0;
+    }
     const cJSON *mod = cJSON_GetObjectItemCaseSensitive(j, "models");
     printf("%-44.*s %-8s %5d/%-5d %-20s %.12s\n", (int)klen, (const char *)key, jstr(j, "status", "?"),
            (int)jnum(j, "step"), (int)jnum(j, "steps"), jstr(j, "start", ""), jstr(mod, "final", "-"));
-    (*count)++;
     cJSON_Delete(j);
     return 0;
 }
 
-static int cmd_ls_runs(CliArgs *a) {
+static int cmd_ls_runs(CliArgs *a, int json) {
     Store *st = NULL;
-    int rc, count = 0;
-    if ((rc = open_store(a, AM_STORE_RDONLY, &st))) return rc;
-    printf("%-44s %-8s %11s %-20s %s\n", "RUN", "STATUS", "STEP", "START", "FINAL");
-    rc = store_iter(st, "runs", NULL, 0, ls_run_one, &count);
-    if (!rc && count == 0) printf("(no runs in %s; try: amalgam run recipes/train_tasks.lua)\n", a->store_dir);
+    int rc;
+    LsCtx c = {.json = json, .arr = json ? cJSON_CreateArray() : NULL};
+    if ((rc = open_store(a, AM_STORE_RDONLY, &st))) {
+        cJSON_Delete(c.arr);
+        return rc;
+    }
+    if (!json) printf("%-44s %-8s %11s %-20s %s\n", "RUN", "STATUS", "STEP", "START", "FINAL");
+    rc = store_iter(st, "runs", NULL, 0, ls_run_one, &c);
+    if (!rc && json) {
+        char *s = cJSON_Print(c.arr);
+        puts(s);
+        free(s);
+    } else if (!rc && c.count == 0) {
+        printf("(no runs in %s; try: amalgam run recipes/train_tasks.lua)\n", a->store_dir);
+    }
+    cJSON_Delete(c.arr);
     store_close(st);
     return rc;
 }
@@ -235,9 +252,9 @@ int cmd_ls(CliArgs *a) {
     const char *what = a->npos ? a->pos[0] : "models";
     if (strcmp(what, "datasets") == 0) return cmd_ls_datasets(a, json); /* cmd_prepare.c */
     if (strcmp(what, "results") == 0) return cmd_ls_results(a, json); /* cmd_eval.c */
-    if (strcmp(what, "runs") == 0) return cmd_ls_runs(a);
+    if (strcmp(what, "runs") == 0) return cmd_ls_runs(a, json);
     if (strcmp(what, "models") != 0)
-        return am_error(AM_EINVAL, "ls: unknown kind '%s' (available: models, datasets, results)", what);
+        return am_error(AM_EINVAL, "ls: unknown kind '%s' (available: models, datasets, results, runs)", what);
     Store *st = NULL;
     if ((rc = open_store(a, AM_STORE_RDONLY, &st))) return rc;
     Names ns = {0};

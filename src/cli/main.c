@@ -26,7 +26,7 @@ static const struct {
      "encode MODEL [--pooling mean|cls] [--normalize|--no-normalize] [--layer L] [--dim D] [--batch N] [--max-length T]\n"
      "                [--input FILE] [--output FILE] < texts.txt > emb.npy",
      "embed one text per line; writes a NumPy .npy float32 array (n, dim) to stdout or FILE"},
-    {"ls", cmd_ls, (const char *const[]){"json", NULL}, NULL, "ls [models|datasets|results] [--json]", "list what the store holds"},
+    {"ls", cmd_ls, (const char *const[]){"json", NULL}, NULL, "ls [models|datasets|results|runs] [--json]", "list what the store holds"},
     {"info", cmd_info, (const char *const[]){"json", "tensors", NULL}, NULL, "info MODEL [--tensors] [--json]",
      "config, size, tensors and lineage of a model"},
     {"bench", cmd_bench, (const char *const[]){"no-peer", NULL}, (const char *const[]){"config", "threads", NULL},

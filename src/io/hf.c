@@ -245,6 +245,8 @@ static int load_weights(const char *wpath, const char *cfg_path, EncoderConfig *
         return rc;
     }
     cfg->has_pooler = find_tensor(st, prefix, "pooler.dense.weight") != NULL;
+    /* BertForMaskedLM / BertForPreTraining: the MLM head (the decoder weight is tied to wte) */
+    cfg->has_mlm_head = find_tensor(st, "", "cls.predictions.transform.dense.weight") != NULL;
     Model *m = NULL;
     rc = model_new(cfg, &m);
     if (rc) {
@@ -257,9 +259,10 @@ static int load_weights(const char *wpath, const char *cfg_path, EncoderConfig *
     unsigned dtypes_seen = 0;
     for (int i = 0; i < m->tab.n && rc == AM_OK; i++) {
         const ParamInfo *p = &m->tab.t[i];
-        const SafeTensorEntry *e = find_tensor(st, prefix, p->name);
+        const char *pre = strncmp(p->name, "cls.", 4) == 0 ? "" : prefix; /* the head is outside "bert." */
+        const SafeTensorEntry *e = find_tensor(st, pre, p->name);
         if (!e) {
-            rc = am_error(AM_EFORMAT, "%s: required tensor '%s%s' not found", wpath, prefix, p->name);
+            rc = am_error(AM_EFORMAT, "%s: required tensor '%s%s' not found", wpath, pre, p->name);
             break;
         }
         int same = e->ndim == p->ndim;
@@ -457,7 +460,7 @@ static cJSON *num(double v) { return cJSON_CreateNumber(v); }
 static int write_config(const char *dir, const EncoderConfig *c) {
     cJSON *j = cJSON_CreateObject();
     cJSON *arch = cJSON_AddArrayToObject(j, "architectures");
-    cJSON_AddItemToArray(arch, cJSON_CreateString("BertModel"));
+    cJSON_AddItemToArray(arch, cJSON_CreateString(c->has_mlm_head ? "BertForMaskedLM" : "BertModel"));
     cJSON_AddItemToObject(j, "attention_probs_dropout_prob", num(io_float_json(c->attention_dropout)));
     cJSON_AddNullToObject(j, "classifier_dropout");
     cJSON_AddStringToObject(j, "hidden_act", "gelu");
@@ -576,9 +579,12 @@ static int write_weights(const char *dir, const Model *m) {
     const int64_t **shapes = xcalloc((size_t)n, sizeof *shapes);
     const float **data = xcalloc((size_t)n, sizeof *data);
     int *ndims = xcalloc((size_t)n, sizeof *ndims);
+    char **owned = xcalloc((size_t)n, sizeof *owned);
     for (int i = 0; i < n; i++) {
         const ParamInfo *p = &m->tab.t[i];
         names[i] = p->name;
+        /* with an MLM head, the BertForMaskedLM layout: encoder under "bert.", head cls.predictions.* */
+        if (m->cfg.has_mlm_head && strncmp(p->name, "cls.", 4) != 0) names[i] = owned[i] = xasprintf("bert.%s", p->name);
         shapes[i] = p->shape;
         ndims[i] = p->ndim;
         data[i] = m->params + p->offset;
@@ -586,6 +592,8 @@ static int write_weights(const char *dir, const Model *m) {
     char *path = xasprintf("%s/model.safetensors", dir);
     int rc = safetensors_write(path, n, names, shapes, ndims, data, "{\"format\":\"pt\"}");
     free(path);
+    for (int i = 0; i < n; i++) free(owned[i]);
+    free(owned);
     free(names);
     free(shapes);
     free(data);

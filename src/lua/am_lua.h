@@ -57,6 +57,7 @@ typedef struct AmLuaCtx {
     volatile sig_atomic_t interrupted; /* 0, or the signal number (SIGINT, SIGTERM) / -1 for "stop" */
     lua_State *L;                      /* the main thread (for lua_sethook from a signal handler) */
     char *store_dir;                   /* default store dir (malloc'd) or NULL = store_default_dir() */
+    int deferred;                      /* >0: the hook does not raise yet (a training step's bookkeeping) */
 } AmLuaCtx;
 
 /* The context of L (created on first use, kept in the registry). */
@@ -68,7 +69,8 @@ void am_lua_set_store_dir(lua_State *L, const char *dir);
 /* Ask the running Lua code to stop: sets ctx->interrupted = sig and a count hook that raises
  * "interrupted" at the next Lua instruction, and again at every following one, so a recipe
  * cannot swallow it with pcall (redis line-hook idea). Async-signal-safe (lua.c laction).
- * Long C calls (encode, training steps) poll am_lua_interrupted() and stop too. */
+ * Long C calls (encode, training steps) poll am_lua_interrupted() and stop too. While
+ * ctx->deferred is set (core.raw_defer_interrupts) the hook waits for it to be cleared. */
 void am_lua_interrupt(AmLuaCtx *ctx, int sig);
 int am_lua_interrupted(lua_State *L);
 /* Clear the flag and the hook (the host does it after am_docall returned). */

@@ -85,6 +85,7 @@ static int l_new(lua_State *L) {
     const char *origin = luaL_optstring(L, 2, NULL);
     DatasetBox *b = newbox(L);
     b->ds = dataset_new(kind, origin);
+    b->dirty = 1; /* never finished: the first read finishes it (even when empty) */
     return 1;
 }
 

@@ -157,8 +157,9 @@ static int l_raw_trainer(lua_State *L) {
     snprintf(b->base_id, sizeof b->base_id, "%s", am_lua_model_id(mb));
     int ml = em->info.max_seq_length > 0 ? em->info.max_seq_length : em->model->cfg.max_position;
     b->max_len = max_len ? (max_len < ml ? max_len : ml) : ml;
-    b->enc_total = em->model->tab.total;
-    EncoderConfig ec = em->model->cfg;
+    const ParamInfo *head = param_table_find(&em->model->tab, "cls.predictions.transform.dense.weight");
+    b->enc_total = head ? head->offset : em->model->tab.total; /* the head is last in the table */
+    EncoderConfig ec = em->model->cfg; /* a stored head is kept (and reused by mlm) */
     if (mlm) ec.has_mlm_head = 1;
     if ((rc = model_new(&ec, &b->m))) return am_lua_fail(L, rc);
     if (ec.has_mlm_head && !em->model->cfg.has_mlm_head) model_init_bert(b->m, cfg.seed);
@@ -499,18 +500,17 @@ static int l_save(lua_State *L) {
         if (!st) return am_lua_fail(L, AM_ESTORE);
     } else st = am_lua_checkstore(L, 3);
     const char *patch = luaL_optstring(L, 4, NULL);
-    EncoderConfig ec = b->m->cfg;
-    ec.has_mlm_head = 0;
+    /* the checkpoint keeps the MLM head (if any); the task vector is the encoder's only */
     AmAutoFree *af = am_lua_newautofree(L, (void (*)(void *))model_delete);
     Model *out = NULL;
-    int rc = model_new(&ec, &out);
+    int rc = model_new(&b->m->cfg, &out);
     if (rc) return am_lua_fail(L, rc);
     af->p = out;
-    AM_ASSERT(out->tab.total == b->enc_total);
+    AM_ASSERT(out->tab.total == b->m->tab.total);
     AmAutoFree *fb = am_lua_newautofree(L, free);
     float *buf = fb->p = xmalloc(b->m->tab.total * sizeof(float));
     trainer_merged_params(b->t, buf);
-    memcpy(out->params, buf, b->enc_total * sizeof(float));
+    memcpy(out->params, buf, b->m->tab.total * sizeof(float));
     size_t vlen;
     const char *vtext = vocab_text(b->em->vocab, &vlen);
     char parents[128], ck[AM_ID_HEX + 1], tv[AM_ID_HEX + 1];
@@ -519,6 +519,15 @@ static int l_save(lua_State *L) {
     if (rc) return am_lua_fail(L, rc);
     if (patch && (rc = store_model_meta_update(st, ck, patch))) return am_lua_fail(L, rc);
     if (trainer_task_vector(b->t, buf) == AM_OK) {
+        if (out->cfg.has_mlm_head) { /* tau of the encoder only */
+            EncoderConfig ec = out->cfg;
+            ec.has_mlm_head = 0;
+            Model *enc = NULL;
+            if ((rc = model_new(&ec, &enc))) return am_lua_fail(L, rc);
+            model_delete(out);
+            af->p = out = enc;
+        }
+        AM_ASSERT(out->tab.total == b->enc_total);
         memcpy(out->params, buf, b->enc_total * sizeof(float));
         char tvname[256];
         if (name) snprintf(tvname, sizeof tvname, "%s.tau", name);
@@ -652,6 +661,13 @@ static int l_raw_interrupt(lua_State *L) {
     return 0;
 }
 
+/* core.raw_defer_interrupts(on): while on, an interrupt only sets the flag; it is raised at the
+ * first Lua instruction after it is turned off (a training step and its bookkeeping stay whole) */
+static int l_raw_defer_interrupts(lua_State *L) {
+    am_lua_ctx(L)->deferred = lua_toboolean(L, 1);
+    return 0;
+}
+
 /* core.raw_interrupted() -> signal number or false (does not clear) */
 static int l_raw_interrupted(lua_State *L) {
     int s = am_lua_ctx(L)->interrupted;
@@ -674,6 +690,7 @@ static const luaL_Reg tr_funcs[] = {
     {"raw_pcall_interruptible", l_raw_pcall_interruptible},
     {"raw_interrupt", l_raw_interrupt},
     {"raw_interrupted", l_raw_interrupted},
+    {"raw_defer_interrupts", l_raw_defer_interrupts},
     {NULL, NULL},
 };
 

@@ -71,6 +71,7 @@ void am_lua_set_store_dir(lua_State *L, const char *dir) {
 
 /* Raise again at every instruction until the host clears the hook: pcall cannot swallow it. */
 static void stop_hook(lua_State *L, lua_Debug *ar) {
+    if (am_lua_ctx(L)->deferred) return; /* raised at the first instruction after the deferral ends */
     /* level 0 is the Lua function running when the hook fired: name its line */
     if (lua_getstack(L, 0, ar) && lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
         lua_pushfstring(L, "%s:%d: interrupted", ar->short_src, ar->currentline);

@@ -949,6 +949,7 @@ static cJSON *config_to_json(const EncoderConfig *c) {
     add_float(o, "attention_probs_dropout_prob", c->attention_dropout);
     cJSON_AddNumberToObject(o, "pad_token_id", c->pad_token_id);
     add_float(o, "initializer_range", c->initializer_range);
+    if (c->has_mlm_head) cJSON_AddBoolToObject(o, "has_mlm_head", 1); /* absent = no head (older stores) */
     return o;
 }
 
@@ -996,6 +997,9 @@ static int config_from_meta(const cJSON *meta, const char *id, EncoderConfig *c,
         return rc;
     const cJSON *hp = cJSON_GetObjectItemCaseSensitive(meta, "has_pooler");
     c->has_pooler = hp ? cJSON_IsTrue(hp) : 1;
+    const cJSON *mh = cJSON_GetObjectItemCaseSensitive(cfg, "has_mlm_head");
+    if (mh && !cJSON_IsBool(mh)) return am_error(AM_EFORMAT, "model %s: meta config 'has_mlm_head' is not a boolean", id);
+    c->has_mlm_head = cJSON_IsTrue(mh);
     const cJSON *vh = cJSON_GetObjectItemCaseSensitive(meta, "vocab");
     vhash[0] = 0;
     if (cJSON_IsString(vh)) {

@@ -327,6 +327,27 @@ do
   l:close()
   T.checkerr("closed dataset", l.n, l)
   T.checkfail("ENOTFOUND", D.import, "pairs:" .. dir .. "/missing.jsonl")
+  -- empty, never-finished datasets: every read answers (no abort on an unfinished dataset)
+  for _, kind in ipairs { "pairs", "graded", "labelled", "text", "retrieval" } do
+    local e = D.new(kind)
+    T.eq(#e:hash(), 32, "hash of an empty " .. kind .. " dataset")
+    T.eq(e:n(), 0, "n of an empty " .. kind .. " dataset")
+    T.eq(#e, 0, "# of an empty " .. kind .. " dataset")
+    T.eq(e:docs(), 0, "docs of an empty " .. kind .. " dataset")
+    T.eq(#e:labels(), 0, "labels of an empty " .. kind .. " dataset")
+    T.ok(am.json.decode(e:describe()), "describe of an empty " .. kind .. " dataset")
+    T.checkerr("out of range", e.row, e, 1)
+    local sel = assert(e:select({}))
+    T.eq(sel:n(), 0, "select{} of an empty " .. kind .. " dataset")
+    T.eq(sel:hash(), e:hash(), "select{} keeps the empty hash")
+    T.eq(e:finish(), e, "finish of an empty " .. kind .. " dataset")
+    T.checkfail("EINVAL", e.write, e, dir .. "/empty_" .. kind .. (kind == "retrieval" and "" or ".jsonl"))
+    if kind == "retrieval" then
+      T.eq(#e:qrels(), 0, "qrels of an empty retrieval dataset")
+      T.checkerr("out of range", e.doc, e, 1)
+    end
+    e:close()
+  end
 end
 
 -- ------------------------------------------------------------------ suite builders and splits on the excerpts

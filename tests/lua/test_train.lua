@@ -30,7 +30,40 @@ do -- shuffled batches: one epoch = 10 + 30 + 30 batches, every batch once
   local diff = false
   for i = 1, 70 do diff = diff or other[i][1] ~= seq[i][1] end
   T.ok(diff, "another seed, another order")
-  T.checkerr("mixed=true", S.shuffled_batches, { mixed = true })
+  T.checkerr("mixed must be a boolean", S.shuffled_batches, { mixed = 1 })
+  T.checkerr("batch= is for mixed=true", S.shuffled_batches, { batch = 8 })
+end
+
+do -- shuffled batches, mixed: every step one batch of `batch` examples drawn from all tasks ∝ n_i
+  local n = 2000
+  local seq = S.sequence(S.shuffled_batches { mixed = true, seed = 4 }, tasks, n, 1)
+  local tot, ok = { 0, 0, 0 }, true
+  for _, p in ipairs(seq) do
+    local sum, top = 0, 1
+    for i = 1, 3 do
+      sum = sum + p.mix[i]
+      tot[i] = tot[i] + p.mix[i]
+      if p.mix[i] > p.mix[top] then top = i end
+    end
+    ok = ok and sum == 10 and p[2] == 10 and p[1] == top
+  end
+  T.ok(ok, "mixed: each step holds tasks[1].batch examples, labelled with its largest task")
+  T.near(tot[1] / (10 * n), 0.1, 0.01, "mixed: task 1 gives 10% of the examples")
+  T.near(tot[2] / (10 * n), 0.3, 0.01, "mixed: task 2 gives 30%")
+  T.near(tot[3] / (10 * n), 0.6, 0.01, "mixed: task 3 gives 60%")
+  local again = S.sequence(S.shuffled_batches { mixed = true, seed = 4 }, tasks, n, 1)
+  local same = true
+  for i = 1, n do for j = 1, 3 do same = same and again[i].mix[j] == seq[i].mix[j] end end
+  T.ok(same, "mixed: replayable for a seed")
+  local tail = S.sequence(S.shuffled_batches { mixed = true, seed = 4 }, tasks, 5, 1, 11)
+  local win = true
+  for i = 1, 5 do for j = 1, 3 do win = win and tail[i].mix[j] == seq[10 + i].mix[j] end end
+  T.ok(win, "mixed: a window (resume) equals the same steps of the whole")
+  local big = S.sequence(S.shuffled_batches { mixed = true, batch = 32, seed = 1 }, { { n = 2, batch = 1 }, { n = 40, batch = 1 } }, 50, 1)
+  local cap = true
+  for _, p in ipairs(big) do cap = cap and p[2] == 32 and p.mix[1] <= 2 and p.mix[1] + p.mix[2] == 32 end
+  T.ok(cap, "mixed: batch= overrides, a task never gives more rows than it has")
+  T.checkerr("larger than all tasks' rows", S.sequence, S.shuffled_batches { mixed = true, batch = 50 }, { { n = 2, batch = 1 }, { n = 40, batch = 1 } }, 1, 1)
 end
 
 do -- proportional and temperature
@@ -129,6 +162,20 @@ do
   local mt = assert(am.raw_trainer(base, { mlm = true, lr = 1e-3 }))
   local sm = assert(mt:step({ texts = { "the cat sat on the mat", "a dog ran" } }, am.loss.mlm {}))
   T.ok(sm.loss > 0, "mlm step")
+  -- the MLM head is kept in the checkpoint and reused (not re-initialised) by the next trainer
+  local mck, mtv = assert(mt:save())
+  T.eq(am.model(mck):config().has_mlm_head, true, "an MLM checkpoint stores its head")
+  T.eq(am.model(mtv):config().has_mlm_head, nil, "the task vector has no head")
+  T.eq(am.model(base):config().has_mlm_head, nil, "the base has no head")
+  mt:close()
+  local m2 = assert(am.raw_trainer(am.model(mck), { mlm = true, lr = 1e-3, seed = 99 }))
+  T.eq(m2:save(), mck, "a stored head is reused as is (same content id after no step)")
+  T.ok(m2:step({ texts = { "the cat sat on the mat", "a dog ran" } }, am.loss.mlm {}), "mlm step on a stored head")
+  m2:close()
+  local m3 = assert(am.raw_trainer(am.model(mck), { lr = 1e-3 }))
+  T.eq(m3:save(), mck, "a non-MLM trainer keeps the stored head")
+  T.ok(m3:step(b, am.loss.infonce {}), "infonce step on a model with a head")
+  m3:close()
   local lt = assert(am.raw_trainer(base, { lora = { rank = 4, alpha = 8, targets = { "query", "value" } } }))
   T.ok(lt:step(b, am.loss.infonce {}), "lora step")
 end
@@ -191,6 +238,21 @@ local same = #a == 20
 for i = 1, 20 do same = same and a[i] == b[i] end
 T.ok(same, "same seed -> bit-identical losses for 20 steps")
 
+-- a signal during a step's bookkeeping is raised after it (so state, cursors and step agree)
+do
+  local core = require "amalgam.core"
+  local reached
+  local ok, _, sig = core.raw_pcall_interruptible(function()
+    core.raw_defer_interrupts(true)
+    core.raw_interrupt(15)
+    for i = 1, 100 do reached = i end
+    core.raw_defer_interrupts(false)
+    reached = "after"
+  end)
+  core.raw_defer_interrupts(false)
+  T.ok(not ok and sig == 15 and reached == 100, "a deferred interrupt is raised when the deferral ends")
+end
+
 -- resume continues exactly: stop after 10 steps, resume to 20 == the straight 20
 do
   local r10 = assert(am.train { name = "res", init = base, steps = 20, lr = 1e-3, seed = 11, progress = false,
@@ -203,6 +265,37 @@ do
   for i = 1, 10 do same2 = same2 and r2.losses[i] == a[10 + i] end
   T.ok(same2, "resume continues bit-exactly")
   T.eq(#am.run_metrics(r10.rec.id), 20, "metrics of both parts")
+end
+
+-- mixed batches in a run: two pair sets in one batch per step; mixed loss kinds are an error
+do
+  local half = {}
+  for i = 1, 32 do half[i] = i end
+  local d1, d2 = assert(ds:select(half)), nil
+  for i = 1, 32 do half[i] = 32 + i end
+  d2 = assert(ds:select(half))
+  local seen = {}
+  local r = assert(am.train { name = "mixed", init = base, steps = 6, lr = 1e-3, seed = 2, progress = false,
+    tasks = { { data = d1, batch = 8 }, { data = d2, batch = 8 } },
+    schedule = am.schedule.shuffled_batches { mixed = true, batch = 12, seed = 3 },
+    on_step = function(m) seen[#seen + 1] = m end })
+  T.eq(r.status, "done", "mixed run done")
+  local ok, both = true, false
+  for _, m in ipairs(seen) do
+    local n, tasks_in = 0, {}
+    for _, part in ipairs(m.ids) do n = n + #part.ids; tasks_in[part.task] = true end
+    ok = ok and n == 12
+    both = both or (tasks_in[1] and tasks_in[2])
+  end
+  T.ok(ok and both, "mixed run: 12 examples per step, drawn from both datasets in one batch")
+  local g = am.dataset.new("graded")
+  for i = 1, 10 do g:add_graded("a" .. i, "b" .. i, i / 10) end
+  T.checkerr("one loss kind", am.train, { init = base, steps = 2, progress = false,
+    tasks = { { data = d1, batch = 4 }, { data = g, batch = 4 } }, schedule = am.schedule.shuffled_batches { mixed = true } })
+  T.checkerr("test_train.lua:", function()
+    am.train { init = base, steps = 2, progress = false, tasks = { { data = d1, batch = 4 }, { data = g, batch = 4 } },
+      schedule = am.schedule.two_stage { stage1 = am.schedule.round_robin(), stage2 = am.schedule.shuffled_batches { mixed = true } } }
+  end)
 end
 
 -- ------------------------------------------------------------------ bad input

@@ -484,7 +484,8 @@ static void check_tensors(const Model *m, const cJSON *tensors, const char *fixt
         CHECKF(fabs(s - es) <= 1e-9 * (1 + fabs(es)) && fabs(s2 - es2) <= 1e-9 * (1 + es2),
                "%s: %s sum %.17g / %.17g, expected %.17g / %.17g", fixture, p->name, s, s2, es, es2);
     }
-    CHECK_EQ_INT(seen, m->tab.n);
+    /* the record covers the encoder; an MLM head's 5 tensors are checked by hf_mlm_head */
+    CHECK_EQ_INT(seen, m->tab.n - (m->cfg.has_mlm_head ? 5 : 0));
 }
 
 /* ---- a naive float64 BERT forward (independent of src/model's encoder) ---- */
@@ -645,13 +646,13 @@ static void check_parity(const Model *m, const HfInfo *info, const cJSON *exp, c
 
 TEST(hf_import_fixtures) {
     static const struct {
-        int pooling, normalize, is_st, max_seq, lower, has_pooler, n_ignored, layers;
+        int pooling, normalize, is_st, max_seq, lower, has_pooler, n_ignored, layers, has_mlm_head;
         const char *dtype;
     } want[N_FIXTURES] = {
-        {HF_POOL_MEAN, 0, 0, 32, 1, 1, 0, 2, "F32"},
-        {HF_POOL_MEAN, 0, 0, 32, 0, 0, 5, 1, "F16"},  /* model_max_length 1e30 clamped to 32 */
-        {HF_POOL_MEAN, 0, 0, 32, 1, 1, 8, 1, "BF16"}, /* cls.* x7 + position_ids ignored */
-        {HF_POOL_CLS, 1, 1, 16, 1, 1, 0, 1, "F32"},
+        {HF_POOL_MEAN, 0, 0, 32, 1, 1, 0, 2, 0, "F32"},
+        {HF_POOL_MEAN, 0, 0, 32, 0, 0, 0, 1, 1, "F16"},  /* model_max_length 1e30 clamped to 32; MLM head */
+        {HF_POOL_MEAN, 0, 0, 32, 1, 1, 3, 1, 1, "BF16"}, /* cls.seq_relationship.* x2 + position_ids ignored */
+        {HF_POOL_CLS, 1, 1, 16, 1, 1, 0, 1, 0, "F32"},
     };
     for (int f = 0; f < N_FIXTURES; f++) {
         char *dir = xasprintf("%s/%s", HF_DIR, fixtures[f]), *ep = xasprintf("%s/expected/%s.json", HF_DIR, fixtures[f]);
@@ -670,6 +671,7 @@ TEST(hf_import_fixtures) {
             CHECK_EQ_INT(info.do_lower_case, want[f].lower);
             CHECK_EQ_INT(info.strip_accents, -1);
             CHECK_EQ_INT(m->cfg.has_pooler, want[f].has_pooler);
+            CHECK_EQ_INT(m->cfg.has_mlm_head, want[f].has_mlm_head);
             CHECK_EQ_INT(info.n_ignored, want[f].n_ignored);
             CHECK_EQ_INT(m->cfg.num_layers, want[f].layers);
             CHECKF(strcmp(info.dtype, want[f].dtype) == 0, "%s: dtype %s", fixtures[f], info.dtype);
@@ -784,6 +786,79 @@ static int count_tmp_leftovers(const char *dir) {
     while (d && (de = readdir(d)) != NULL) n += strstr(de->d_name, ".tmp") != NULL;
     if (d) closedir(d);
     return n;
+}
+
+/* BertForMaskedLM: cls.predictions.transform.* and cls.predictions.bias are imported into the
+ * head (values as in the file), exported back in the BertForMaskedLM layout, and a model
+ * without a head exports none. */
+TEST(hf_mlm_head) {
+    static const char *const head[] = {"cls.predictions.transform.dense.weight", "cls.predictions.transform.dense.bias",
+                                       "cls.predictions.transform.LayerNorm.weight",
+                                       "cls.predictions.transform.LayerNorm.bias", "cls.predictions.bias"};
+    char *src = xasprintf("%s/bert_mlm_f16", HF_DIR), *wp = xasprintf("%s/model.safetensors", src);
+    char *root = tmpdir(), *out = xasprintf("%s/mlm_out", root), *out2 = xasprintf("%s/plain_out", root);
+    Model *m = NULL, *plain = NULL;
+    Vocab *v = NULL;
+    HfInfo info;
+    SafeTensors *st = NULL;
+    CHECK_OK(hf_import(src, &m, &v, &info));
+    CHECK_OK(safetensors_open(wp, &st));
+    if (!m || !st) return;
+    CHECK_EQ_INT(m->cfg.has_mlm_head, 1);
+    CHECK(m->p.mlmbias != NULL);
+    for (int i = 0; i < 5; i++) {
+        const ParamInfo *p = param_table_find(&m->tab, head[i]);
+        const SafeTensorEntry *e = safetensors_find(st, head[i]);
+        CHECKF(p && e, "%s missing", head[i]);
+        if (!p || !e) continue;
+        float *want = xmalloc(p->numel * sizeof(float));
+        CHECK_OK(safetensors_read_f32(st, e, want, p->numel));
+        CHECKF(bits_equal(m->params + p->offset, want, p->numel), "%s: values differ from the file", head[i]);
+        free(want);
+    }
+    safetensors_close(st);
+    st = NULL;
+    /* export: BertForMaskedLM layout ("bert." encoder, head at cls.predictions.*) */
+    CHECK_OK(hf_export(out, m, v, &info));
+    char *op = xasprintf("%s/model.safetensors", out), *cp = xasprintf("%s/config.json", out);
+    CHECK_OK(safetensors_open(op, &st));
+    if (st) {
+        CHECK_EQ_INT(safetensors_count(st), m->tab.n);
+        for (int i = 0; i < 5; i++) CHECKF(safetensors_find(st, head[i]) != NULL, "export lacks %s", head[i]);
+        CHECK(safetensors_find(st, "bert.embeddings.word_embeddings.weight") != NULL);
+        CHECK(safetensors_find(st, "embeddings.word_embeddings.weight") == NULL);
+        safetensors_close(st);
+        st = NULL;
+    }
+    cJSON *cfg = load_json(cp);
+    CHECK(cfg && strcmp(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(cfg, "architectures"), 0)->valuestring,
+                        "BertForMaskedLM") == 0);
+    cJSON_Delete(cfg);
+    /* the same encoder without its head exports no cls.* tensor */
+    EncoderConfig ec = m->cfg;
+    ec.has_mlm_head = 0;
+    CHECK_OK(model_new(&ec, &plain));
+    if (plain) {
+        memcpy(plain->params, m->params, plain->tab.total * sizeof(float));
+        CHECK_OK(hf_export(out2, plain, v, &info));
+        char *pp = xasprintf("%s/model.safetensors", out2);
+        CHECK_OK(safetensors_open(pp, &st));
+        if (st) {
+            CHECK(safetensors_find(st, "cls.predictions.bias") == NULL);
+            CHECK(safetensors_find(st, "embeddings.word_embeddings.weight") != NULL);
+            safetensors_close(st);
+        }
+        free(pp);
+    }
+    model_delete(plain);
+    model_delete(m);
+    vocab_delete(v);
+    free(op);
+    free(cp);
+    free(out);
+    free(out2);
+    free(wp);
+    free(src);
 }
 
 TEST(hf_export_roundtrip) {
@@ -1277,6 +1352,7 @@ int main(void) {
     RUN(st_mutations_do_not_crash);
     RUN(hf_import_fixtures);
     RUN(hf_encoder_parity);
+    RUN(hf_mlm_head);
     RUN(hf_export_roundtrip);
     RUN(hf_export_files);
     RUN(hf_export_refuses_and_leaves_nothing);

@@ -179,6 +179,54 @@ TEST(model_roundtrip) {
     rmrf(dir);
 }
 
+/* An MLM head (cls.predictions.*) survives put/get: config key has_mlm_head, absent = no head
+ * (what stores written before the key hold). */
+TEST(model_mlm_head_roundtrip) {
+    char *dir = tmpdir();
+    Store *s;
+    CHECK_OK(store_open(dir, 0, &s));
+    Model *plain = make_model(32, 1, 50, 3);
+    EncoderConfig cfg = plain->cfg;
+    cfg.has_mlm_head = 1;
+    Model *m = NULL;
+    CHECK_OK(model_new(&cfg, &m));
+    model_init_bert(m, 4);
+    size_t vlen;
+    char *vocab = make_vocab(50, &vlen);
+    char id[33], pid[33];
+    CHECK_OK(store_model_put(s, m, "{\"name\":\"mlm\"}", vocab, vlen, id));
+    CHECK_OK(store_model_put(s, plain, "{\"name\":\"plain\"}", vocab, vlen, pid));
+    CHECK(strcmp(id, pid) != 0);
+    Model *g = NULL;
+    char *meta = NULL;
+    CHECK_OK(store_model_get(s, id, &g, &meta, NULL, NULL));
+    CHECK(g && g->cfg.has_mlm_head == 1 && same_model(g, m));
+    CHECK(g && param_table_find(&g->tab, "cls.predictions.bias") != NULL);
+    cJSON *j = cJSON_Parse(meta);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "config"), "has_mlm_head")));
+    CHECK(cJSON_GetObjectItem(j, "n_tensors")->valueint == m->tab.n);
+    cJSON_Delete(j);
+    free(meta);
+    model_delete(g);
+    g = NULL;
+    meta = NULL;
+    CHECK_OK(store_model_get(s, pid, &g, &meta, NULL, NULL));
+    CHECK(g && g->cfg.has_mlm_head == 0 && same_model(g, plain));
+    j = cJSON_Parse(meta);
+    CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "config"), "has_mlm_head") == NULL);
+    cJSON_Delete(j);
+    free(meta);
+    model_delete(g);
+    /* the key is reserved (part of the config), not patchable */
+    CHECK_EQ_INT(store_model_meta_update(s, pid, "{\"config\":{\"has_mlm_head\":true}}"), AM_EINVAL);
+    am_clearerror();
+    model_delete(m);
+    model_delete(plain);
+    free(vocab);
+    store_close(s);
+    rmrf(dir);
+}
+
 TEST(model_dedup_and_delete) {
     char *dir = tmpdir();
     Store *s;
@@ -1021,6 +1069,7 @@ TEST(keys_and_headers) {
 int main(void) {
     RUN(keys_and_headers);
     RUN(model_roundtrip);
+    RUN(model_mlm_head_roundtrip);
     RUN(model_dedup_and_delete);
     RUN(names_resolve);
     RUN(generic_kv);
