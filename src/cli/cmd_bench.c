@@ -47,7 +47,8 @@ static const char *torch_ref_path(void) {
 static cJSON *run_peer(const char *mode, const char *config, int threads) {
     const char *py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
     if (access(torch_ref_path(), R_OK) != 0) {
-        am_error(AM_ENOTFOUND, "PyTorch peer %s not found (set AMALGAM_TORCH_REF)", torch_ref_path());
+        am_error(AM_ENOTFOUND, "PyTorch peer %s not found\nHINT: it lives in ../shared/bench/ beside the "
+                 "repository; set AMALGAM_TORCH_REF=PATH, or run with --no-peer for the C side alone", torch_ref_path());
         return NULL;
     }
     char *cmd = xasprintf("%s %s --mode %s --config %s --threads %d", py, torch_ref_path(), mode, config, threads);
