@@ -143,26 +143,9 @@ char *src_html_text(const char *h, size_t len) {
         i++;
     }
     /* tidy: squash spaces inside lines, trim lines, at most one blank line in a row */
-    SrcBuf o = {0};
-    sbuf_grow(&o, b.n);
-    const char *p = b.p ? b.p : "";
-    int blank = 0;
-    while (*p) {
-        const char *nl = strchr(p, '\n');
-        size_t n = nl ? (size_t)(nl - p) : strlen(p);
-        char *sq = src_squash(p, n);
-        if (*sq) {
-            if (o.n) sbuf_adds(&o, blank ? "\n\n" : "\n");
-            sbuf_adds(&o, sq);
-            blank = 0;
-        } else if (o.n) {
-            blank = 1;
-        }
-        free(sq);
-        p += n + (nl ? 1 : 0);
-    }
+    char *out = src_tidy_lines(b.p);
     sbuf_free(&b);
-    return sbuf_take(&o);
+    return out;
 }
 
 /* ---------------------------------------------------------------- headers */

@@ -216,25 +216,10 @@ static void end_section(Man *m) {
     }
     char *raw = sbuf_take(&m->text);
     /* squash spaces inside each line, keep line structure */
-    SrcBuf o = {0};
-    int blank = 0;
-    for (const char *q = raw; *q;) {
-        const char *nl = strchr(q, '\n');
-        size_t n = nl ? (size_t)(nl - q) : strlen(q);
-        char *sq = src_squash(q, n);
-        if (*sq) {
-            if (o.n) sbuf_adds(&o, blank ? "\n\n" : "\n");
-            sbuf_adds(&o, sq);
-            blank = 0;
-        } else if (o.n) {
-            blank = 1;
-        }
-        free(sq);
-        q += n + (nl ? 1 : 0);
-    }
+    char *tidy = src_tidy_lines(raw);
     free(raw);
     p->sections[p->n_sections].name = m->name;
-    p->sections[p->n_sections].text = sbuf_take(&o);
+    p->sections[p->n_sections].text = tidy;
     p->n_sections++;
     m->name = NULL;
 }

@@ -159,6 +159,9 @@ int src_utf8_valid(const char *s, size_t len);
 char *src_to_utf8(const char *s, size_t len, const char *charset);
 /* Collapse runs of white space (ASCII and U+00A0) into one space and trim both ends. */
 char *src_squash(const char *s, size_t len);
+/* src_squash every line, drop leading blank lines and keep at most one blank line in a row
+ * (paragraph breaks survive). Returns a new malloc'd string. */
+char *src_tidy_lines(const char *s);
 /* Decode one HTML/XML entity at s (s[0] == '&'); on success writes UTF-8 to out (<= 4 bytes
  * + NUL), sets *used to the bytes consumed and returns the output length; 0 if not an entity. */
 int src_entity(const char *s, size_t len, char out[8], size_t *used);

@@ -132,6 +132,26 @@ char *src_squash(const char *s, size_t len) {
     return sbuf_take(&b);
 }
 
+char *src_tidy_lines(const char *s) {
+    SrcBuf o = {0};
+    int blank = 0;
+    for (const char *p = s ? s : ""; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        char *sq = src_squash(p, n);
+        if (*sq) {
+            if (o.n) sbuf_adds(&o, blank ? "\n\n" : "\n");
+            sbuf_adds(&o, sq);
+            blank = 0;
+        } else if (o.n) {
+            blank = 1;
+        }
+        free(sq);
+        p += n + (nl ? 1 : 0);
+    }
+    return sbuf_take(&o);
+}
+
 /* ---------------------------------------------------------------- entities */
 
 static const struct { const char *name; uint32_t cp; } entities[] = {
