@@ -7,21 +7,9 @@ set -u
 AM="$1"
 T="${AM_TEST_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
 F="$T/ref/evalrun"
-W=$(mktemp -d /tmp/am_cli_eval_XXXXXX)
-trap 'rm -rf "$W"' EXIT
-export AMALGAM_STORE="$W/store"
-unset AMALGAM_LUA_PATH
+source "$(dirname "$0")/lib.bash"
+am_test_init am_cli_eval
 PY=python3
-pass=0; fail=0
-ok()   { pass=$((pass + 1)); echo "ok   $1"; }
-bad()  { fail=$((fail + 1)); echo "FAIL $1"; [ -f "$W/err" ] && sed 's/^/    /' "$W/err" | head -20; }
-# expect_fail NAME PATTERN CMD...: non-zero exit and stderr matching PATTERN
-expect_fail() {
-  local name="$1" pat="$2"; shift 2
-  if "$@" >"$W/out" 2>"$W/err"; then bad "$name (exit 0)"; return; fi
-  if grep -qiE "$pat" "$W/err"; then ok "$name"; else bad "$name (message lacks /$pat/)"; fi
-}
-store_state() { mdb_dump -a "$AMALGAM_STORE" 2>/dev/null | md5sum; }
 json_check() { # json_check NAME PYTHON-EXPR-ON-d < json
   $PY -c "import json,sys; d=json.load(sys.stdin); sys.exit(0 if ($2) else 1)" <"$W/out" && ok "$1" || bad "$1"
 }
@@ -102,5 +90,4 @@ expect_fail "ls unknown kind" "unknown kind" "$AM" ls resultz
 [ "$before" = "$(store_state)" ] && ok "failed commands leave the store unchanged" || bad "store changed by failures"
 "$AM" eval nope --task nosuch >/dev/null 2>&1; [ $? -ne 0 ] && ok "non-zero exit" || bad "exit 0"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+am_test_finish

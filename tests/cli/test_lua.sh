@@ -7,25 +7,8 @@ set -u
 AM="$1"
 BUILD="$(cd "$(dirname "$AM")" && pwd)"
 T="${AM_TEST_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
-W=$(mktemp -d /tmp/am_lua_XXXXXX)
-trap 'rm -rf "$W"' EXIT
-export AMALGAM_STORE="$W/store"
-unset AMALGAM_LUA_PATH
-pass=0; fail=0
-ok()   { pass=$((pass + 1)); echo "ok   $1"; }
-bad()  { fail=$((fail + 1)); echo "FAIL $1"; for f in "$W/out" "$W/err"; do [ -f "$f" ] && sed 's/^/    /' "$f" | head -20; done; }
-store_state() { mdb_dump -a "$AMALGAM_STORE" 2>/dev/null | md5sum; }
-# expect NAME CODE PATTERN CMD...: exit code CODE and stdout+stderr matching every |-separated ERE in PATTERN
-expect() {
-  local name="$1" code="$2" pats="$3"; shift 3
-  "$@" >"$W/out" 2>"$W/err"; local rc=$?
-  if [ "$rc" != "$code" ]; then bad "$name (exit $rc, want $code)"; return; fi
-  local IFS='|'
-  for p in $pats; do
-    if ! cat "$W/out" "$W/err" | grep -qE -- "$p"; then bad "$name (output lacks /$p/)"; return; fi
-  done
-  ok "$name"
-}
+source "$(dirname "$0")/lib.bash"
+am_test_init am_lua
 
 "$AM" --help >"$W/out" 2>&1
 grep -q "^  run " "$W/out" && grep -q "^  lua " "$W/out" && ok "help lists run and lua" || bad "help lists run and lua"
@@ -148,5 +131,4 @@ else
   bad "lua5.4 or $BUILD/amalgam.so missing"
 fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+am_test_finish

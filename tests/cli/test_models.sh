@@ -5,20 +5,9 @@
 set -u
 AM="$1"
 T="${AM_TEST_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
-W=$(mktemp -d /tmp/am_cli_XXXXXX)
-trap 'rm -rf "$W"' EXIT
-export AMALGAM_STORE="$W/store"
+source "$(dirname "$0")/lib.bash"
+am_test_init am_cli
 PY=python3
-pass=0; fail=0
-ok()   { pass=$((pass + 1)); echo "ok   $1"; }
-bad()  { fail=$((fail + 1)); echo "FAIL $1"; [ -f "$W/err" ] && sed 's/^/    /' "$W/err" | head -20; }
-# expect_fail NAME PATTERN CMD...: non-zero exit and stderr matching PATTERN
-expect_fail() {
-  local name="$1" pat="$2"; shift 2
-  if "$@" >"$W/out" 2>"$W/err"; then bad "$name (exit 0)"; return; fi
-  if grep -qiE "$pat" "$W/err"; then ok "$name"; else bad "$name (message lacks /$pat/)"; fi
-}
-store_state() { mdb_dump -a "$AMALGAM_STORE" 2>/dev/null | md5sum; }
 # npy helper: prints "rows cols" and checks every row's L2 norm if asked
 npy_shape() {
   $PY - "$1" "${2:-}" <<'PYEOF'
@@ -103,5 +92,4 @@ expect_fail "unknown option" "unknown option --bogus" "$AM" ls models --bogus
 expect_fail "export to a non-empty dir" "exist|empty" "$AM" export base "$W/st"
 [ "$(store_state)" = "$before" ] && ok "store unchanged by failed commands" || bad "store changed by failed commands"
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+am_test_finish

@@ -7,18 +7,10 @@
 set -u
 AM="$1"
 T="${AM_TEST_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
-W=$(mktemp -d /tmp/am_cli_prep_XXXXXX)
-trap 'rm -rf "$W"' EXIT
-export AMALGAM_STORE="$W/store"
+EXPECT_FAIL_FLAGS=""
+source "$(dirname "$0")/lib.bash"
+am_test_init am_cli_prep
 D="$T/ref/data"
-pass=0; fail=0
-ok()   { pass=$((pass + 1)); echo "ok   $1"; }
-bad()  { fail=$((fail + 1)); echo "FAIL $1"; [ -f "$W/err" ] && sed 's/^/    /' "$W/err" | head -20; }
-expect_fail() {
-  local name="$1" pat="$2"; shift 2
-  if "$@" >"$W/out" 2>"$W/err"; then bad "$name (exit 0)"; return; fi
-  if grep -qE -- "$pat" "$W/err"; then ok "$name"; else bad "$name (message lacks /$pat/)"; fi
-}
 state() { { mdb_dump -s datasets "$AMALGAM_STORE" 2>/dev/null; ls -R "$AMALGAM_STORE/datasets" 2>/dev/null; } | md5sum; }
 # import_fails NAME PATTERN SPEC: the import fails with PATTERN and leaves the store as it was
 import_fails() {
@@ -103,5 +95,4 @@ expect_fail "apt unreachable: names the command" \
 grep -q "Temporary failure resolving" "$W/err" && ok "apt error output is shown" || bad "apt error output"
 [ "$(state)" = "$before" ] && ok "failed fetches leave the registry unchanged" || bad "failed fetch changed the store"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+am_test_finish

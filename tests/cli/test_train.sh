@@ -8,25 +8,8 @@
 set -u
 AM="$1"
 T="${AM_TEST_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
-W=$(mktemp -d /tmp/am_train_XXXXXX)
-trap 'rm -rf "$W"' EXIT
-export AMALGAM_STORE="$W/store"
-unset AMALGAM_LUA_PATH
-pass=0; fail=0
-ok()   { pass=$((pass + 1)); echo "ok   $1"; }
-bad()  { fail=$((fail + 1)); echo "FAIL $1"; for f in "$W/out" "$W/err"; do [ -f "$f" ] && sed 's/^/    /' "$f" | head -20; done; }
-store_state() { mdb_dump -a "$AMALGAM_STORE" 2>/dev/null | md5sum; }
-# expect NAME CODE PATTERN CMD...: exit code CODE and stdout+stderr matching every |-separated ERE in PATTERN
-expect() {
-  local name="$1" code="$2" pats="$3"; shift 3
-  "$@" >"$W/out" 2>"$W/err"; local rc=$?
-  if [ "$rc" != "$code" ]; then bad "$name (exit $rc, want $code)"; return; fi
-  local IFS='|'
-  for p in $pats; do
-    if ! cat "$W/out" "$W/err" | grep -qE -- "$p"; then bad "$name (output lacks /$p/)"; return; fi
-  done
-  ok "$name"
-}
+source "$(dirname "$0")/lib.bash"
+am_test_init am_train
 
 # --- fixture: a tiny base model and tests/ref/train/pairs64.txt as a JSONL pair file
 "$AM" init-model --config tiny --name base --seed 7 >/dev/null 2>"$W/err" || bad "init-model for the fixture store"
@@ -155,5 +138,4 @@ printf 'local am = require "amalgam"\nlocal f = io.open(args.f)\nlocal t = am.js
 expect "ls runs --json gives every run record" 0 "^4	nan=failed,ref=done,sigINT=done,sigTERM=done$" \
   "$AM" run "$W/lsjson.lua" f="$W/runs.json"
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+am_test_finish
