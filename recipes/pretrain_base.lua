@@ -2,8 +2,6 @@
 -- corpus (<store>/datasets/pretrain/corpus.txt, one document per line).
 --   amalgam run recipes/pretrain_base.lua [steps=1500] [batch=64] [lr=2e-3] [max_len=32] [warmup=steps/10]
 --       [rows=200000] [dropout=false] [name=base-tiny] [init=init-tiny]
--- The store cannot persist the MLM head (EncoderConfig.has_mlm_head is not in the stored config),
--- so the trainer adds a fresh head and the saved checkpoint is the encoder without it.
 local args = ... or {}
 local function num(k, d) return tonumber(args[k]) or d end
 local function int(k, d) return math.tointeger(num(k, d)) end
@@ -17,6 +15,11 @@ local batch = int("batch", 64)
 local max_len = int("max_len", 32)
 local name = args.name or "base-tiny"
 local st = am.store.default()
+local freeze = nil
+if args.freeze and args.freeze ~= "" then
+  freeze = {}
+  for f in args.freeze:gmatch("[^,]+") do freeze[#freeze + 1] = f end
+end
 
 local init = am.model(args.init or "init-tiny")
 if not init then init = assert(am.init_model { config = "tiny", name = "init-tiny", seed = 1 }) end
@@ -47,7 +50,7 @@ local t0 = os.time()
 local run = assert(am.train {
   name = name, init = init, steps = steps, seed = 1,
   lr = num("lr", 2e-3), warmup = int("warmup", math.max(1, steps // 10)), lr_schedule = "linear",
-  max_len = max_len, weight_decay = 0.01, dropout = args.dropout == "true",
+  max_len = max_len, weight_decay = 0.01, dropout = args.dropout == "true", freeze = freeze,
   tasks = { { data = ds, loss = am.loss.mlm {}, batch = batch, name = "mlm" } },
   checkpoint_every = math.max(100, steps // 2),
   on_step = function(m)

@@ -207,6 +207,7 @@ local spec_train = {
   clip = "number", accumulation = "integer", seed = "integer", lora = "table", max_len = "integer",
   dropout = "boolean", checkpoint_every = "integer", metrics_every = "integer", on_step = "function",
   progress = "boolean", store = "Store", train_base = "boolean", stop_after = "integer", pooling = { "mean", "cls" },
+  freeze = "table",
 }
 
 -- ------------------------------------------------------------------ the loop
@@ -217,7 +218,10 @@ local function loop(R)
   local steps = rec.steps
   local seq = schedule.sequence(R.schedule, R.sched_tasks, steps - rec.step, rec.seed, rec.step + 1)
   local pending = {}
-  local t0 = os.clock()
+  local clock = core.source.now -- wall time: os.clock() is CPU time, summed over the threads
+  local t0 = clock()
+  local tty = core.source.isatty(2)
+  local next_line = 0 -- not a terminal: one plain line per ~5 % of the steps instead of \r redraws
   local wall0 = os.time()
   local tokens_total = 0
   local last = {}
@@ -272,12 +276,12 @@ local function loop(R)
         ids = next_ids(task, R.cursors[ti], bs, rec.seed)
         batch = make_batch(task.ds, ids, task.loss)
       end
-      local c0 = os.clock()
+      local c0 = clock()
       local s, msg = tr:step(batch, task.loss)
       if not s then
         for i, c in ipairs(save_cur) do R.cursors[i].epoch, R.cursors[i].pos = c.epoch, c.pos end
         if tostring(msg):match("non%-finite") or tostring(msg):match("NaN") or tostring(msg):match("nan") or tostring(msg):match("inf") then
-          R.nan = ("step %d: %s"):format(rec.step + 1, tostring(msg))
+          R.nan = ("step %d: %s"):format(rec.step + 1, (tostring(msg):gsub("^train step %d+: ", "")))
           return
         end
         error(("train: task %d (%s) step %d: %s"):format(ti, task.label, rec.step + 1, tostring(msg)), 0)
@@ -288,7 +292,7 @@ local function loop(R)
       end
       rec.step = rec.step + 1
       tokens_total = tokens_total + s.tokens
-      local dt = math.max(os.clock() - c0, 1e-9)
+      local dt = math.max(clock() - c0, 1e-9)
       last[ti] = s.loss
       R.losses[#R.losses + 1] = s.loss
       local m = { step = rec.step, task = ti, loss = s.loss, terms = s.terms, lr = s.lr, grad_norm = s.grad_norm,
@@ -299,15 +303,16 @@ local function loop(R)
       if #pending >= 2 * every then flush() end
       core.raw_defer_interrupts(false)
       if R.on_step then R.on_step(m) end
-      if progress then
-        local el = os.clock() - t0
+      if progress and (tty or k >= next_line or k == #seq) then
+        if not tty then next_line = k + math.max(1, #seq // 20) end
+        local el = clock() - t0
         local eta = el / k * (#seq - k)
         local parts = {}
         for i = 1, #tasks do
           if last[i] then parts[#parts + 1] = ("%s %.4f"):format(tasks[i].label, last[i]) end
         end
-        io.stderr:write(("\r[%s] step %d/%d  %s  lr %.2e  %.0f tok/s  ETA %s   "):format(rec.name, rec.step, steps,
-          table.concat(parts, "  "), s.lr, tokens_total / math.max(el, 1e-9), fmt_time(eta)))
+        io.stderr:write(((tty and "\r" or "") .. "[%s] step %d/%d  %s  lr %.2e  %.0f tok/s  ETA %s" .. (tty and "   " or "\n"))
+          :format(rec.name, rec.step, steps, table.concat(parts, "  "), s.lr, tokens_total / math.max(el, 1e-9), fmt_time(eta)))
       end
       if R.stop_after and rec.step >= R.stop_after and rec.step < steps then
         R.stopped = true
@@ -322,7 +327,7 @@ local function loop(R)
   put_rec()
   local ok, err, sig = core.raw_pcall_interruptible(body)
   core.raw_defer_interrupts(false)
-  if progress then io.stderr:write("\n") end
+  if progress and tty then io.stderr:write("\n") end
   if ok and R.stopped then
     rec.status = "stopped"
     rec["end"] = now()
@@ -335,12 +340,19 @@ local function loop(R)
     R.model = st:model(ck)
   elseif R.nan then
     rec.status = "failed"
-    rec.error = "non-finite loss at " .. R.nan .. " (the last good checkpoint is kept)"
+    -- rec.step is the last step with a finite loss; its update was never checked by a forward pass,
+    -- so the last good checkpoint is the newest one saved before it
+    local good
+    for _, c in ipairs(rec.models.checkpoints) do if c.step < rec.step then good = c end end
+    rec.models.good = good and good.id or nil
+    local what, hint = R.nan:match("^(.-)(\nHINT:.*)$")
+    rec.error = "non-finite loss at " .. (what or R.nan) .. (good and ("; the last good checkpoint (step %d) is kept: %s")
+      :format(good.step, good.id) or "; no checkpoint before it: the last good weights are the initial model") .. (hint or "")
     rec["end"] = now()
     flush()
     put_rec()
     io.stderr:write("amalgam: train: " .. rec.error .. "\n")
-    if rec.models.last then R.model = st:model(rec.models.last) end
+    if good then R.model = st:model(good.id) end
     return nil, rec.error, "EFORMAT"
   elseif sig then
     rec.status = "stopped"
@@ -366,6 +378,21 @@ local function loop(R)
   return R
 end
 
+-- up to `max` texts spread evenly over the MLM tasks' datasets: the token prior of a fresh MLM head
+local function mlm_prior_texts(tasks, max)
+  local out, mlm = {}, {}
+  for _, t in ipairs(tasks) do if t.loss.kind == "mlm" then mlm[#mlm + 1] = t end end
+  for _, t in ipairs(mlm) do
+    local n = t.ds:n()
+    local k = math.min(n, max // #mlm)
+    for j = 1, k do
+      local r = t.ds:row((j - 1) * n // k + 1)
+      out[#out + 1] = r.text or r.query
+    end
+  end
+  return out
+end
+
 local function new_trainer(R, model, o)
   local need_mlm = false
   for _, t in ipairs(R.tasks) do if t.loss.kind == "mlm" then need_mlm = true end end
@@ -373,7 +400,7 @@ local function new_trainer(R, model, o)
     lr = o.lr or 5e-5, warmup = o.warmup or 0, schedule = o.lr_schedule or "linear", steps = o.steps,
     weight_decay = o.weight_decay, clip = o.clip, accumulation = o.accumulation, seed = o.seed or 42,
     lora = o.lora, max_len = o.max_len, dropout = o.dropout, mlm = need_mlm, train_base = o.train_base,
-    pooling = o.pooling,
+    pooling = o.pooling, freeze = o.freeze, mlm_prior = need_mlm and mlm_prior_texts(R.tasks, 20000) or nil,
   })
 end
 
@@ -454,12 +481,12 @@ function M.train(o)
   for i = 1, #tasks do R.cursors[i] = { epoch = 0, pos = 0 } end
   local tr, msg, c2 = new_trainer(R, model, { lr = o.lr, warmup = o.warmup, lr_schedule = o.lr_schedule, steps = steps,
     weight_decay = o.weight_decay, clip = o.clip, accumulation = o.accumulation, seed = seed, lora = o.lora,
-    max_len = o.max_len, dropout = o.dropout, train_base = o.train_base, pooling = o.pooling })
+    max_len = o.max_len, dropout = o.dropout, train_base = o.train_base, pooling = o.pooling, freeze = o.freeze })
   if not tr then return nil, msg, c2 end
   R.trainer = tr
   rec.trainer = { lr = o.lr, warmup = o.warmup, lr_schedule = o.lr_schedule, weight_decay = o.weight_decay,
     clip = o.clip, accumulation = o.accumulation, lora = o.lora, max_len = o.max_len, dropout = o.dropout,
-    train_base = o.train_base, pooling = o.pooling }
+    train_base = o.train_base, pooling = o.pooling, freeze = o.freeze }
   rec.task_specs = {}
   for i, t in ipairs(o.tasks) do
     rec.task_specs[i] = { data = (not is_dataset(t.data)) and t.data or nil, batch = t.batch, loss = tasks[i].loss,
@@ -498,7 +525,8 @@ function M.resume(id, o)
   local to = rec.trainer or {}
   local tr, m2, c2 = new_trainer(R, base, { lr = to.lr, warmup = to.warmup, lr_schedule = to.lr_schedule,
     steps = rec.steps, weight_decay = to.weight_decay, clip = to.clip, accumulation = to.accumulation, seed = rec.seed,
-    lora = to.lora, max_len = to.max_len, dropout = to.dropout, train_base = to.train_base, pooling = to.pooling })
+    lora = to.lora, max_len = to.max_len, dropout = to.dropout, train_base = to.train_base, pooling = to.pooling,
+    freeze = to.freeze })
   if not tr then return nil, m2, c2 end
   R.trainer = tr
   if blob then

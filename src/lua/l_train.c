@@ -79,9 +79,67 @@ static int tr_tostring(lua_State *L) {
 
 static const char *const tr_known[] = {"lr", "warmup", "schedule", "steps", "weight_decay", "clip", "accumulation",
                                        "seed", "dropout", "max_len", "mlm", "train_base", "keep_theta0", "lora",
-                                       "pooling", "skip_padding", NULL};
+                                       "pooling", "skip_padding", "freeze", "mlm_prior", NULL};
 static const char *const sched_names[] = {"constant", "linear", "cosine", NULL};
 static const char *const lora_known[] = {"rank", "alpha", "dropout", "targets", NULL};
+
+/* opts.freeze = {"word_embeddings", ...}: a tensor whose HF name contains one of the strings is not
+ * updated. A string that matches no tensor is an error (a typo would silently train everything). */
+static uint8_t *freeze_mask(lua_State *L, int fi, const ParamTable *tab) {
+    luaL_argcheck(L, lua_istable(L, fi), 2, "option 'freeze' must be a list of tensor-name substrings");
+    uint8_t *tr = xmalloc((size_t)tab->n);
+    memset(tr, 1, (size_t)tab->n);
+    lua_Integer n = luaL_len(L, fi);
+    for (lua_Integer k = 1; k <= n; k++) {
+        lua_geti(L, fi, k);
+        const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        int hits = 0;
+        for (int i = 0; s && *s && i < tab->n; i++)
+            if (strstr(tab->t[i].name, s)) tr[i] = 0, hits++;
+        lua_pop(L, 1);
+        if (!hits) {
+            free(tr);
+            if (!s || !*s) luaL_argerror(L, 2, "option 'freeze' must be a list of non-empty strings");
+            luaL_argerror(L, 2, lua_pushfstring(L, "option 'freeze': '%s' matches no tensor of the model", s));
+        }
+    }
+    return tr;
+}
+
+/* opts.mlm_prior = {text, ...}: a fresh MLM head starts with its output bias at the log unigram
+ * prior of these texts' tokens (add-0.5 smoothing), so the first steps are not spent learning token
+ * frequencies from a zero bias (Adam moves a bias ~lr per step; log-probabilities span ~15) and
+ * tokens that never occur get almost no softmax gradient into their (tied) embeddings. */
+static void mlm_prior_bias(lua_State *L, int pi, TrainerBox *b) {
+    luaL_argcheck(L, lua_istable(L, pi), 2, "option 'mlm_prior' must be a list of strings");
+    const ParamInfo *pb = param_table_find(&b->m->tab, "cls.predictions.bias");
+    AM_ASSERT(pb);
+    const int V = (int)pb->numel;
+    double *cnt = xcalloc((size_t)V, sizeof *cnt);
+    enum { CAP = 512 };
+    int32_t ids[CAP];
+    double total = 0;
+    lua_Integer n = luaL_len(L, pi);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, pi, i);
+        size_t len;
+        const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        int k = 0;
+        if (!s || tokenizer_encode(b->em->tok, s, len, ids, CAP, &k) != AM_OK) {
+            free(cnt);
+            luaL_argerror(L, 2, lua_pushfstring(L, "option 'mlm_prior': entry %d is not a valid UTF-8 string", (int)i));
+        }
+        if (k > CAP) k = CAP;
+        for (int j = 0; j < k; j++)
+            if (ids[j] >= 0 && ids[j] < V) cnt[ids[j]] += 1, total += 1;
+        lua_pop(L, 1);
+    }
+    float *bias = b->m->params + pb->offset;
+    double mean = 0;
+    for (int v = 0; v < V; v++) mean += (cnt[v] = log((cnt[v] + 0.5) / (total + 0.5 * V))) / V;
+    for (int v = 0; v < V; v++) bias[v] = (float)(cnt[v] - mean); /* centred: the softmax is unchanged */
+    free(cnt);
+}
 
 /* core.raw_trainer(model, opts) */
 static int l_raw_trainer(lua_State *L) {
@@ -162,11 +220,27 @@ static int l_raw_trainer(lua_State *L) {
     EncoderConfig ec = em->model->cfg; /* a stored head is kept (and reused by mlm) */
     if (mlm) ec.has_mlm_head = 1;
     if ((rc = model_new(&ec, &b->m))) return am_lua_fail(L, rc);
-    if (ec.has_mlm_head && !em->model->cfg.has_mlm_head) model_init_bert(b->m, cfg.seed);
+    if (ec.has_mlm_head && !em->model->cfg.has_mlm_head) {
+        model_init_bert(b->m, cfg.seed);
+        if (lua_istable(L, 2)) {
+            lua_getfield(L, 2, "mlm_prior");
+            if (!lua_isnil(L, -1)) mlm_prior_bias(L, lua_gettop(L), b);
+            lua_pop(L, 1);
+        }
+    }
     AM_ASSERT(b->m->tab.total >= b->enc_total);
     memcpy(b->m->params, em->model->params,
            (em->model->cfg.has_mlm_head == ec.has_mlm_head ? b->m->tab.total : b->enc_total) * sizeof(float));
-    if ((rc = trainer_new(b->m, &cfg, &b->t))) return am_lua_fail(L, rc);
+    uint8_t *trainable = NULL;
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "freeze");
+        if (!lua_isnil(L, -1)) trainable = freeze_mask(L, lua_gettop(L), &b->m->tab);
+        lua_pop(L, 1);
+    }
+    cfg.trainable = trainable;
+    rc = trainer_new(b->m, &cfg, &b->t);
+    free(trainable);
+    if (rc) return am_lua_fail(L, rc);
     return 1;
 }
 
@@ -510,6 +584,13 @@ static int l_save(lua_State *L) {
     AmAutoFree *fb = am_lua_newautofree(L, free);
     float *buf = fb->p = xmalloc(b->m->tab.total * sizeof(float));
     trainer_merged_params(b->t, buf);
+    for (int i = 0; i < b->m->tab.n; i++) { /* a checkpoint is never a poisoned model */
+        const ParamInfo *p = &b->m->tab.t[i];
+        for (size_t j = 0; j < p->numel; j++)
+            if (!isfinite(buf[p->offset + j]))
+                return am_lua_fail(L, am_error(AM_EFORMAT, "save: %s has a non-finite weight (%g at %zu); nothing saved",
+                                               p->name, (double)buf[p->offset + j], j));
+    }
     memcpy(out->params, buf, b->m->tab.total * sizeof(float));
     size_t vlen;
     const char *vtext = vocab_text(b->em->vocab, &vlen);

@@ -97,21 +97,24 @@ for sig in TERM INT; do
     || bad "SIG$sig: resumed final loss $got != $ref_loss"
 done
 
-# --- NaN loss: the run fails with a message, the last good checkpoint is kept
+# --- NaN loss: the run fails with a message, the last good checkpoint is kept. lr 1e5 (seed 3)
+# first gives a non-finite loss a few steps in; the checkpoint of the step before the failing one
+# produced that loss, so "last good" is the one before it.
 cat >"$W/nan.lua" <<'LUA'
 local am = require "amalgam"
-local run, msg = am.train { name = "nan", init = "base", steps = 20, lr = 1e30, seed = 3, progress = false,
+local run, msg = am.train { name = "nan", init = "base", steps = 20, lr = tonumber(args.lr), seed = 3, progress = false,
   checkpoint_every = 1, tasks = { { data = args.data, batch = 8 } } }
 assert(run == nil, "the run should fail")
 error(msg, 0)
 LUA
-expect "NaN loss stops the run with a message" 1 "non-finite loss at step [0-9]+" "$AM" run "$W/nan.lua" data="$W/pairs.jsonl"
+expect "NaN loss stops the run with a message" 1 "non-finite loss at step [0-9]+: .*the last good checkpoint \(step [0-9]+\) is kept" \
+  "$AM" run "$W/nan.lua" data="$W/pairs.jsonl" lr=1e5
 "$AM" ls runs >"$W/ls" 2>"$W/err"
 nid=$(awk '$2 == "failed" {print $1; exit}' "$W/ls")
 "$AM" info "$nid" >"$W/info" 2>"$W/err"
 grep -q '"status":[[:space:]]*"failed"' "$W/info" && ok "NaN: run marked failed" || bad "NaN: run not failed"
 grep -q '"error":[[:space:]]*"non-finite loss' "$W/info" && ok "NaN: the record keeps the message" || bad "NaN: no error message"
-ck=$(grep -o '"last":[[:space:]]*"[0-9a-f]\{32\}"' "$W/info" | grep -o '[0-9a-f]\{32\}')
+ck=$(grep -o '"good":[[:space:]]*"[0-9a-f]\{32\}"' "$W/info" | grep -o '[0-9a-f]\{32\}')
 [ -n "$ck" ] && "$AM" info "$ck" >"$W/out" 2>"$W/err" && ok "NaN: the last good checkpoint is kept" \
   || bad "NaN: no last good checkpoint"
 cat >"$W/nancheck.lua" <<'LUA'
@@ -119,14 +122,24 @@ local am = require "amalgam"
 local r = assert(am.run_info(args.id))
 local bad = tonumber(r.error:match("at step (%d+)"))
 local cks = r.models.checkpoints
-assert(bad and bad >= 2, "the failing step")
+assert(bad and bad >= 3, "the failing step")
 assert(r.step == bad - 1, ("run step %s, want %d"):format(r.step, bad - 1))
-assert(#cks == bad - 1 and cks[#cks].step == bad - 1 and cks[#cks].id == r.models.last, "checkpoint of the last good step")
-assert(am.model(r.models.last):kind() == "checkpoint", "the checkpoint loads")
-print(("last good %d"):format(r.step))
+assert(#cks == bad - 1 and cks[#cks].step == bad - 1 and cks[#cks].id == r.models.last, "a checkpoint per finite step")
+assert(cks[#cks - 1].step == bad - 2 and cks[#cks - 1].id == r.models.good, "good = the checkpoint before the last")
+local m = assert(am.model(r.models.good))
+assert(m:kind() == "checkpoint", "the checkpoint loads")
+-- its weights give a finite embedding
+local e = assert(m:encode({ "a finite embedding" }))
+for j = 1, e:cols() do local x = e:get(1, j); assert(x == x and math.abs(x) < math.huge, "finite") end
+print(("last good %d of %d"):format(bad - 2, bad))
 LUA
-expect "NaN: the checkpoint of the last finite step is the run's last" 0 "^last good [0-9]+$" \
+expect "NaN: the last good checkpoint is the one before the last finite step" 0 "^last good [0-9]+ of [0-9]+$" \
   "$AM" run "$W/nancheck.lua" id="$nid"
+# lr 1e30: the very first update already poisons the weights: no good checkpoint, the message says so
+"$AM" --store "$W/s30" init-model --config tiny --name base --seed 7 >/dev/null 2>&1
+expect "NaN at step 2: no good checkpoint, the initial model is the last good one" 1 \
+  "non-finite loss at step 2: .*no checkpoint before it: the last good weights are the initial model" \
+  "$AM" --store "$W/s30" run "$W/nan.lua" data="$W/pairs.jsonl" lr=1e30
 
 # --- amalgam ls runs / amalgam info RUN
 expect "ls runs lists every run" 0 "^RUN +STATUS|^ref-[^ ]+ +done +40/40|^sigTERM-[^ ]+ +done +40/40|^sigINT-[^ ]+ +done +40/40|^nan-[^ ]+ +failed" "$AM" ls runs

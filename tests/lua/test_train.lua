@@ -178,6 +178,43 @@ do
   m3:close()
   local lt = assert(am.raw_trainer(base, { lora = { rank = 4, alpha = 8, targets = { "query", "value" } } }))
   T.ok(lt:step(b, am.loss.infonce {}), "lora step")
+
+  -- freeze: tensors whose name contains a listed string are not updated
+  local function tsum(m)
+    local s = 0
+    for i = 1, m:rows() do for j = 1, m:cols() do s = s + m:get(i, j) end end
+    return s
+  end
+  local fz = assert(am.raw_trainer(base, { lr = 1e-2, freeze = { "word_embeddings", "encoder.layer.0." } }))
+  for _ = 1, 2 do assert(fz:step(b, am.loss.infonce {})) end
+  local fck = am.model((assert(fz:save())))
+  T.eq(tsum(fck:tensor("embeddings.word_embeddings.weight")), tsum(base:tensor("embeddings.word_embeddings.weight")),
+    "freeze: word embeddings unchanged")
+  T.eq(tsum(fck:tensor("encoder.layer.0.attention.self.query.weight")),
+    tsum(base:tensor("encoder.layer.0.attention.self.query.weight")), "freeze: layer 0 unchanged")
+  T.ok(tsum(fck:tensor("encoder.layer.1.attention.self.query.weight"))
+    ~= tsum(base:tensor("encoder.layer.1.attention.self.query.weight")), "freeze: layer 1 trained")
+  T.ok(tsum(fck:tensor("embeddings.position_embeddings.weight"))
+    ~= tsum(base:tensor("embeddings.position_embeddings.weight")), "freeze: position embeddings trained")
+  fz:close()
+  T.checkerr("matches no tensor", am.raw_trainer, base, { freeze = { "word_embedings" } })
+  T.checkerr("non-empty strings", am.raw_trainer, base, { freeze = { "" } })
+  T.checkerr("must be a list", am.raw_trainer, base, { freeze = "word_embeddings" })
+
+  -- mlm_prior: a fresh MLM head starts from the texts' log unigram prior, so the first loss is
+  -- near the unigram entropy of the batch instead of log(vocab)
+  local texts = { "the cat sat on the mat", "the dog sat on the log", "the cat and the dog" }
+  local p0 = assert(am.raw_trainer(base, { mlm = true, seed = 5 }))
+  local prior = {}
+  for i = 1, 600 do prior[i] = texts[(i - 1) % 3 + 1] end
+  local pp = assert(am.raw_trainer(base, { mlm = true, seed = 5, mlm_prior = prior }))
+  local l0 = assert(p0:step({ texts = texts }, am.loss.mlm { prob = 0.5 })).loss
+  local lp = assert(pp:step({ texts = texts }, am.loss.mlm { prob = 0.5 })).loss
+  T.ok(l0 > math.log(30522) - 1 and lp < l0 - 3, ("mlm_prior: first loss %.2f vs %.2f from a zero bias"):format(lp, l0))
+  local bias = tsum(am.model((assert(pp:save()))):tensor("cls.predictions.bias"))
+  T.ok(math.abs(bias) < 1e-2 * 30522, "mlm_prior: the bias is centred")
+  p0:close(); pp:close()
+  T.checkerr("mlm_prior", am.raw_trainer, base, { mlm = true, mlm_prior = "text" })
 end
 
 -- ------------------------------------------------------------------ end-to-end run
