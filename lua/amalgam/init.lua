@@ -42,6 +42,12 @@ end
 
 --- check_arg(v, n, fname, want [, level]): want is "string", "integer", "Model|string", ...
 local function check_arg(v, n, fname, want, level)
+  if type(want) ~= "string" or math.type(n) ~= "integer" or type(fname) ~= "string" then
+    -- misuse of check_arg itself: name the bad argument of check_arg
+    local bad = math.type(n) ~= "integer" and 2 or type(fname) ~= "string" and 3 or 4
+    local wants = { [2] = "integer", [3] = "string", [4] = "string" }
+    argerror(bad, "check_arg", ("%s expected, got %s"):format(wants[bad], typeof(({ v, n, fname, want })[bad])), 2)
+  end
   if not matches(v, want) then
     argerror(n, fname, ("%s expected, got %s"):format(want:gsub("|", " or "), typeof(v)), (level or 2) + 1)
   end
@@ -54,6 +60,8 @@ end
 -- Unknown keys, wrong types and values outside the list raise at `level` (default: the caller
 -- of the function that called check_options).
 function M.check_options(fname, opts, spec, level)
+  if type(fname) ~= "string" then argerror(1, "check_options", "string expected, got " .. typeof(fname)) end
+  if type(spec) ~= "table" then argerror(3, "check_options", "table expected, got " .. typeof(spec)) end
   level = (level or 2) + 1
   if opts == nil then return {} end
   if type(opts) ~= "table" then
@@ -85,9 +93,18 @@ M.typeof = typeof
 
 -- ------------------------------------------------------------------ store
 
+-- a closed Store handle given by the caller raises at the caller's line (level), not in here
+local store_dir = core.raw_methods("Store").dir
+local function check_open(st, level)
+  if not pcall(store_dir, st) then error("attempt to use a closed store", level + 1) end
+end
+
 -- store_of(opts): opts.store or the default store; returns store or nil, msg, code
 local function store_of(opts)
-  if opts and opts.store then return opts.store end
+  if opts and opts.store then
+    check_open(opts.store, 3)
+    return opts.store
+  end
   return core.store.default()
 end
 
@@ -95,6 +112,7 @@ end
 local function pick_store(store, n, fname)
   if store == nil then return core.store.default() end
   check_arg(store, n, fname, "Store", 3)
+  check_open(store, 3)
   return store
 end
 
@@ -162,8 +180,36 @@ end
 -- Model methods written in Lua
 local Model = core.raw_methods("Model")
 
+local encode_spec = {
+  pooling = { "mean", "cls" }, normalize = "boolean", layer = "integer", dim = "integer", batch = "integer",
+  max_len = "integer",
+}
+
+-- check the m:encode options here, so a bad one raises at the caller's line and names fname
+-- (m:encode would name itself and point into this file); level 3 = the caller of fname
+local model_id = Model.id
+local function check_encode_opts(self, opts, fname)
+  if core.type(self) ~= "Model" then
+    error(("calling '%s' on bad self (Model expected, got %s)"):format(fname, typeof(self)), 3)
+  end
+  if not pcall(model_id, self) then error("attempt to use a closed model", 3) end
+  core.check_options(fname, opts, encode_spec, 3)
+  if not opts then return end
+  local function range(key, ok, what)
+    if opts[key] ~= nil and not ok(opts[key]) then
+      error(("%s: option '%s': %s out of range %s"):format(fname, key, tostring(opts[key]), what), 4)
+    end
+  end
+  local nl, nd = self:layers(), self:dim()
+  range("layer", function(v) return v >= -1 and v <= nl end, ("0..%d (-1 = last)"):format(nl))
+  range("dim", function(v) return v >= 0 and v <= nd end, ("1..%d (0 = all)"):format(nd))
+  range("batch", function(v) return v >= 1 and v <= 65536 end, "1..65536")
+  range("max_len", function(v) return v == 0 or (v >= 2 and v <= 1 << 20) end, "2..1048576 (0 = the model's)")
+end
+
 --- m:similarity(a, b [, encode_opts]) -> cosine similarity of two texts | nil, msg, code
 function Model:similarity(a, b, opts)
+  check_encode_opts(self, opts, "similarity")
   check_arg(a, 1, "similarity", "string")
   check_arg(b, 2, "similarity", "string")
   local e, msg, code = self:encode({ a, b }, opts)
@@ -173,6 +219,7 @@ end
 
 --- m:embed(text [, encode_opts]) -> { x1, ..., xd } | nil, msg, code
 function Model:embed(text, opts)
+  check_encode_opts(self, opts, "embed")
   check_arg(text, 1, "embed", "string")
   local e, msg, code = self:encode(text, opts)
   if not e then return nil, msg, code end
@@ -197,7 +244,10 @@ M.log = setmetatable({
   warn = function(...) core.raw_log("warn", fmt(...)) end,
   error = function(...) core.raw_log("error", fmt(...)) end,
   tail = function(n)
-    if n ~= nil then check_arg(n, 1, "tail", "integer") end
+    if n ~= nil then
+      check_arg(n, 1, "tail", "integer")
+      if n < 0 or n > 4096 then argerror(1, "tail", "expected 0..4096, got " .. n) end
+    end
     return core.raw_log_tail(n or 20)
   end,
 }, {

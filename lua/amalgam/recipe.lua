@@ -13,8 +13,14 @@
 
 local M = {}
 
+-- "bad argument #n to 'fname' (want expected, got T)" at the caller of the API function
+local function argerror(n, fname, want, v)
+  error(("bad argument #%d to '%s' (%s expected, got %s)"):format(n, fname, want, type(v)), 3)
+end
+
 --- M.env([base]) -> a fresh strict environment reading through to base (default _G)
 function M.env(base)
+  if base ~= nil and type(base) ~= "table" then argerror(1, "env", "table", base) end
   base = base or _G
   local declared = {}
   return setmetatable({}, {
@@ -34,6 +40,12 @@ end
 
 --- M.parse_args(list) -> args table from {"k=v", "pos", ...}
 function M.parse_args(list, script)
+  if type(list) ~= "table" then argerror(1, "parse_args", "table", list) end
+  for i, a in ipairs(list) do
+    if type(a) ~= "string" then
+      error(("bad argument #1 to 'parse_args' (list of strings expected, item %d is a %s)"):format(i, type(a)), 2)
+    end
+  end
   local args = { [0] = script }
   for _, a in ipairs(list) do
     local k, v = a:match("^([%a_][%w_%.%-]*)=(.*)$")
@@ -53,8 +65,9 @@ M.handlers = {}
 
 --- M.register{match=function(spec) ... end, run=function(spec, args) ... end}
 function M.register(h)
-  assert(type(h) == "table" and type(h.match) == "function" and type(h.run) == "function",
-    "recipe.register expects {match=function, run=function}")
+  if not (type(h) == "table" and type(h.match) == "function" and type(h.run) == "function") then
+    error("bad argument #1 to 'register' (recipe.register expects {match=function, run=function})", 2)
+  end
   M.handlers[#M.handlers + 1] = h
 end
 

@@ -30,6 +30,9 @@ local MASK = 0xFFFFFFFFFFFFFFFF
 
 -- splitmix64 PRNG over Lua 5.4 integers
 local function rng(seed)
+  if seed ~= nil and type(seed) ~= "number" then
+    error(("bad argument #1 to 'rng' (number expected, got %s)"):format(type(seed)), 2)
+  end
   local s = math.tointeger(seed) or 0
   local r = {}
   function r.next()
@@ -108,8 +111,27 @@ local function batch_of(tasks, i, s)
   return (s.batch_sizes and s.batch_sizes[i]) or tasks[i].batch
 end
 
+local function check_int(v, n, min, optional)
+  if (v == nil and optional) or (math.type(v) == "integer" and v >= min) then return end
+  error(("bad argument #%d to 'sequence' (integer%s expected, got %s)"):format(n,
+    min > math.mininteger and (" >= " .. min) or "", math.type(v) == "integer" and tostring(v) or type(v)), 3)
+end
+
 -- sequence(spec, tasks, steps, seed [, first]) -> { {task, batch}, ... } for steps first..first+steps-1
 function M.sequence(s, tasks, steps, seed, first)
+  if type(tasks) ~= "table" then
+    error(("bad argument #2 to 'sequence' (list of {n=, batch=} expected, got %s)"):format(type(tasks)), 2)
+  end
+  for i, t in ipairs(tasks) do
+    if type(t) ~= "table" or math.type(t.n) ~= "integer" or math.type(t.batch) ~= "integer" or t.batch < 1 then
+      error(("bad argument #2 to 'sequence' (task %d must be {n = integer, batch = integer >= 1})"):format(i), 2)
+    end
+  end
+  check_int(steps, 3, math.mininteger) -- <= 0: no steps
+  if seed ~= nil and type(seed) ~= "number" then
+    error(("bad argument #4 to 'sequence' (number expected, got %s)"):format(type(seed)), 2)
+  end
+  check_int(first, 5, 1, true)
   first = first or 1
   local k = #tasks
   local out = {}
@@ -191,7 +213,7 @@ function M.sequence(s, tasks, steps, seed, first)
     local total = first + steps - 1
     local n1 = math.floor((s.split or 0.5) * total + 0.5)
     local a = M.sequence(s.stage1, tasks, n1, seed)
-    local b = M.sequence(s.stage2, tasks, total - n1, seed + 1)
+    local b = M.sequence(s.stage2, tasks, total - n1, seed and seed + 1)
     for step = first, total do out[#out + 1] = step <= n1 and a[step] or b[step - n1] end
     return out
   else

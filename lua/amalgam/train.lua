@@ -27,11 +27,32 @@ local M = {}
 
 -- ------------------------------------------------------------------ losses
 
+-- the options of each loss (src/lua/l_train.c reads them; a typo must not silently train with a default)
+local sim = { "cos", "dot" }
+local m2d = { pairs = "table", weights = "table", dims = "table", w_full = "number", w_sub = "number",
+  kl_weight = "number", kl_temperature = "number", kl_mode = { "scores", "embeddings" }, inner = "table" }
+local loss_specs = {
+  infonce = { temperature = "number", scale = "number", sim = sim, symmetric = "boolean", multi_pos = { "avg", "lse" },
+    threshold = "number", hard_negatives = "boolean" },
+  cosent = { scale = "number", sim = sim },
+  codiemb_sts = { w_mid = "number", w_pro = "number", w_pearson = "number", w_rankkl = "number",
+    pro_temperature = "number", rankkl_temperature = "number", mid_threshold = "number", mid_scale = "number",
+    mid_layer = "integer" },
+  matryoshka = { dims = "table", weights = "table", n_dims_per_step = "integer", inner = "table" },
+  starbucks = m2d, random_2d = m2d,
+  mlm = { prob = "number", mask_frac = "number", random_frac = "number" },
+}
 M.loss = {}
 for _, k in ipairs { "infonce", "cosent", "codiemb_sts", "matryoshka", "starbucks", "random_2d", "mlm" } do
+  local spec = { weight = "number" }
+  for key, t in pairs(loss_specs[k]) do spec[key] = t end
   M.loss[k] = function(o)
-    o = o or {}
-    if type(o) ~= "table" then error(("loss.%s: options must be a table"):format(k), 2) end
+    if o ~= nil and type(o) ~= "table" then error(("loss.%s: options must be a table"):format(k), 2) end
+    o = core.check_options("loss." .. k, o, spec)
+    if o.temperature and not (o.temperature > 0) then error(("loss.%s: temperature must be > 0"):format(k), 2) end
+    if o.inner ~= nil and type(o.inner.kind) ~= "string" then
+      error(("loss.%s: inner must be a loss (am.loss.infonce{...})"):format(k), 2)
+    end
     local s = { kind = k }
     for key, v in pairs(o) do s[key] = v end
     return s
@@ -460,7 +481,21 @@ function M.train(o)
     recipe = { path = script, source = src, hash = fnv64(src) }
   end
   local sched = o.schedule or schedule.shuffled_batches { seed = seed }
+  if type(sched) == "table" and not sched.kind then
+    error("train: option 'schedule' must be am.schedule.<name>{...} or a function(step, state)", 2)
+  end
   check_mixed(sched, tasks, 2)
+  if o.freeze then -- checked here so the error points at the recipe, not at the trainer
+    local names = {}
+    for _, t in ipairs(assert(model:tensors())) do names[#names + 1] = t.name end
+    names = table.concat(names, "\n")
+    for i, f in ipairs(o.freeze) do
+      if type(f) ~= "string" or f == "" then error(("train: freeze[%d] must be a non-empty string"):format(i), 2) end
+      if not names:find(f, 1, true) then
+        error(("train: freeze: '%s' matches no tensor of %s (names as in `amalgam info MODEL --tensors`)"):format(f, model:name() or model:id()), 2)
+      end
+    end
+  end
   local args = {}
   for k, v in pairs(o) do
     if type(v) ~= "function" and type(v) ~= "userdata" and k ~= "tasks" and k ~= "schedule" then args[k] = v end
@@ -546,6 +581,7 @@ end
 
 --- am.runs([store]) -> { record, ... } (sorted by start)
 function M.runs(st)
+  if st ~= nil then core.check_arg(st, 1, "runs", "Store") end
   st = st or core.store.default()
   local out = {}
   for _, k in ipairs(st:keys("runs")) do
@@ -560,6 +596,8 @@ function M.runs(st)
 end
 
 function M.run_info(id, st)
+  core.check_arg(id, 1, "run_info", "string")
+  if st ~= nil then core.check_arg(st, 2, "run_info", "Store") end
   st = st or core.store.default()
   local t, msg, code = st:get("runs", id)
   if not t then return nil, msg, code end
@@ -567,6 +605,8 @@ function M.run_info(id, st)
 end
 
 function M.run_metrics(id, st)
+  core.check_arg(id, 1, "run_metrics", "string")
+  if st ~= nil then core.check_arg(st, 2, "run_metrics", "Store") end
   st = st or core.store.default()
   local out = {}
   local i = 1

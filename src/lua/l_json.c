@@ -66,7 +66,31 @@ static void push_value(lua_State *L, const cJSON *j, int depth) {
 
 static void delete_json(void *p) { cJSON_Delete(p); }
 
+/* offset of the first \u0000 escape inside a JSON string of text, or -1 (cJSON would cut the
+ * string there: refuse it instead of losing the rest silently) */
+static long long find_nul_escape(const char *text, size_t len) {
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!in_str) {
+            if (text[i] == '"') in_str = 1;
+        } else if (text[i] == '"') {
+            in_str = 0;
+        } else if (text[i] == '\\' && i + 1 < len) {
+            if (text[i + 1] == 'u' && i + 5 < len && !memcmp(text + i + 2, "0000", 4)) return (long long)i;
+            i++; /* skip the escaped character */
+        }
+    }
+    return -1;
+}
+
 int am_lua_pushjson(lua_State *L, const char *text, size_t len) {
+    long long nul = find_nul_escape(text, len);
+    if (nul >= 0) {
+        size_t line = 1;
+        for (long long i = 0; i < nul; i++) line += text[i] == '\n';
+        return am_error(AM_EFORMAT, "JSON string with a \\u0000 escape at line %zu (byte %lld) is not supported", line,
+                        nul + 1);
+    }
     AmAutoFree *a = am_lua_newautofree(L, delete_json);    /* [box] */
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
@@ -158,6 +182,8 @@ static cJSON *table_to_json(lua_State *L, int idx, int depth) {
         lua_pop(L, 1);
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "json.encode: object keys must be strings, got a %s key", luaL_typename(L, -1));
+        size_t klen;
+        if (strlen(lua_tolstring(L, -1, &klen)) != klen) luaL_error(L, "json.encode: an object key contains a NUL byte");
         count++;
     }
     KeyRef *keys = lua_newuserdatauv(L, (count ? count : 1) * sizeof *keys, 0); /* GC-owned */
@@ -205,7 +231,12 @@ static cJSON *to_json(lua_State *L, int idx, int depth) {
         if (strtod(buf, NULL) != d) snprintf(buf, sizeof buf, "%.17g", d);
         return cJSON_CreateRaw(buf);
     }
-    case LUA_TSTRING: return cJSON_CreateString(lua_tostring(L, idx));
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        if (strlen(s) != len) luaL_error(L, "json.encode: a string contains a NUL byte (at byte %d)", (int)strlen(s) + 1);
+        return cJSON_CreateString(s);
+    }
     case LUA_TTABLE: return table_to_json(L, idx, depth);
     case LUA_TLIGHTUSERDATA:
         if (is_null(L, idx)) return cJSON_CreateNull();

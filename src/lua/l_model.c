@@ -387,11 +387,11 @@ static int l_raw_import(lua_State *L) {
     return 1;
 }
 
-/* type(v) -> "Store" | "Model" | "Matrix" | nil */
+/* type(v) -> "Store" | "Model" | "Matrix" | "Dataset" | "Trainer" | nil */
 static int l_type(lua_State *L) {
-    static const char *const mts[] = {AM_STORE_MT, AM_MODEL_MT, AM_MATRIX_MT};
+    static const char *const mts[] = {AM_STORE_MT, AM_MODEL_MT, AM_MATRIX_MT, "amalgam.Dataset", "amalgam.Trainer"};
     luaL_checkany(L, 1);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < (int)(sizeof mts / sizeof mts[0]); i++)
         if (luaL_testudata(L, 1, mts[i])) {
             lua_pushstring(L, mts[i] + 8); /* after "amalgam." */
             return 1;

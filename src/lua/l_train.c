@@ -452,6 +452,11 @@ static StrList *get_texts(lua_State *L, int t, const char *key, int *per) {
 static int tokenize(TrainerBox *b, int which, StrList *s, TrainTokens *out) {
     memset(out, 0, sizeof *out);
     if (s->n == 0) return AM_OK;
+    for (int i = 0; i < s->n; i++) { /* as m:encode: bad bytes are an error, not silent [UNK]s */
+        size_t bad;
+        if (am_utf8_validate(s->v[i], strlen(s->v[i]), &bad))
+            return am_error(AM_EUTF8, "batch text %d: invalid UTF-8 at byte %zu", i + 1, bad);
+    }
     int rc = tokenizer_batch(b->em->tok, s->v, NULL, s->n, b->max_len, &b->tb[which]);
     if (rc) return rc;
     TokenBatch *tb = &b->tb[which];

@@ -157,4 +157,50 @@ T.checkerr("closed model", am.raw_eval_task, st, closed, { name = "x", type = "s
 T.checkfail("EINVAL", am.raw_eval_task, st, m1, { name = "x", type = "nope", path = "x" }, {})
 T.checkfail("EINVAL", am.raw_eval_task, st, m1, { name = "x", type = "sts", path = "x", colour = 1 }, {})
 
+
+-- ------------------------------------------------------------------ API contract additions
+-- EvalResults:table, am.eval_suite, am.results misuse
+local rt = assert(am.eval(m2, { tasks = { TASKS[2] } }))
+T.eq(rt:table(), tostring(rt), "results:table() is tostring(results)")
+T.ok(rt:table():find("ev-b", 1, true) and rt:table():find("ID avg", 1, true), "results:table() has the name and averages")
+local suite = am.eval_suite()
+suite[1].name = "changed"
+T.eq(am.eval_suite()[1].name, "wn-def", "eval_suite() returns a copy")
+T.checkerr("results: options must be a table, got integer", function() am.results(5) end)
+T.checkerr("results: unknown option 'modle'", function() am.results { modle = "x" } end)
+T.checkerr("eval: option 'store' must be Store, got string", function() am.eval(m2, { store = "x" }) end)
+T.checkerr("compare: option 'no_eval' must be boolean", function() am.compare { m2, no_eval = 1 } end)
+-- the raw primitives
+do
+  local spec = assert(am.raw_eval_spec("sts:" .. FX .. "/sts.tsv"))
+  T.ok(spec.type == "sts" and spec.path == FX .. "/sts.tsv", "raw_eval_spec -> spec table")
+  T.checkfail("EINVAL", am.raw_eval_spec, "nokind")
+  T.checkerr("bad argument #1 to 'raw_eval_spec' (string expected, got no value)", function() am.raw_eval_spec() end)
+  local res, from = assert(am.raw_eval_task(st, m2, spec, {}))
+  T.ok(res.main_score and from == true, "raw_eval_task: a stored result (from_store)")
+  local nostore = assert(am.raw_eval_task(nil, m2, spec, { mode = "quick" }))
+  T.eq(nostore.mode, "quick", "raw_eval_task without a store")
+  local looked = assert(am.raw_eval_lookup(st, m2:id(), spec, {}))
+  T.eq(looked.config_hash, res.config_hash, "raw_eval_lookup finds the stored result")
+  T.checkfail("ENOTFOUND", am.raw_eval_lookup, st, "no-such-model", spec, {})
+  T.checkerr("bad argument #1 to 'raw_eval_lookup' (amalgam.Store expected, got nil)", function() am.raw_eval_lookup(nil, "x", spec, {}) end)
+  local hash, cfg = am.raw_eval_config_hash(st, m2:id(), spec, {})
+  T.eq(hash, res.config_hash, "raw_eval_config_hash = the stored result's hash")
+  T.ok(type(cfg) == "string" and am.json.decode(cfg).type == "sts", "raw_eval_config_hash: the config JSON")
+  T.checkfail("ENOTFOUND", am.raw_eval_config_hash, st, "no-such-model", spec, {})
+  T.checkerr("bad argument #3 to 'raw_eval_config_hash' (table expected, got number)", function() am.raw_eval_config_hash(st, "x", 5, {}) end)
+  T.checkerr("bad argument #4 to 'raw_eval_config_hash' (unknown option 'modes'", function() am.raw_eval_config_hash(st, m2:id(), spec, { modes = 1 }) end)
+  local raw = assert(am.raw_eval_results(st, m2:id()))
+  T.ok(#raw > 0 and raw[1].model == m2:id() and raw[1].result, "raw_eval_results(store, model)")
+  T.ok(#assert(am.raw_eval_results(st)) >= #raw, "raw_eval_results(store)")
+  T.checkfail("ENOTFOUND", am.raw_eval_results, st, "no-such-model")
+  T.checkerr("bad argument #1 to 'raw_eval_results' (amalgam.Store expected, got nil)", function() am.raw_eval_results(nil) end)
+  local s0 = am.raw_eval_stats()
+  for _, k in ipairs { "encode_calls", "texts_encoded", "texts_cached", "disk_loads", "results_stored", "results_computed" } do
+    T.eq(math.type(s0[k]), "integer", "raw_eval_stats()." .. k)
+  end
+  am.raw_eval_clear()
+  T.ok(am.raw_eval_task(st, m2, spec, { force = true, no_cache = true, no_store = true }), "evaluates after raw_eval_clear")
+end
+
 T.done()

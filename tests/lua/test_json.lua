@@ -68,4 +68,24 @@ T.ok(msg and msg:find("line 3", 1, true), "decode error names the line: " .. tos
 T.checkerr("string expected, got table", json.decode, {})
 T.checkerr("string expected, got no value", json.decode)
 
+
+-- ------------------------------------------------------------------ API contract additions
+-- NUL bytes: JSON here cannot carry them losslessly, so encode raises and decode refuses \u0000
+T.checkerr("json.encode: a string contains a NUL byte (at byte 2)", json.encode, "a\0b")
+T.checkerr("json.encode: an object key contains a NUL byte", json.encode, { ["k\0"] = 1 })
+T.checkfail("EFORMAT", json.decode, '["a\\u0000b"]')
+T.eq(json.decode('"a\\\\u0000"'), "a\\u0000", "an escaped backslash before u0000 is no NUL")
+T.eq(json.decode('{"\\u0001": 1}')["\1"], 1, "other control escapes decode")
+local _, m2 = json.decode('[\n"x\\u0000"]')
+T.ok(m2 and m2:find("line 2", 1, true), "the \\u0000 message names the line: " .. tostring(m2))
+-- deep nesting
+T.checkfail("EFORMAT", json.decode, string.rep("[", 5000) .. string.rep("]", 5000))
+-- array(): success and misuse
+local arr = json.array({})
+T.eq(getmetatable(arr), json.array_mt, "array(t) sets array_mt")
+T.eq(json.array(arr), arr, "array(t) returns t")
+T.checkerr("bad argument #1 to 'array' (table expected, got number)", function() json.array(5) end)
+T.checkerr("bad argument #2 to 'encode' (table expected, got string)", function() json.encode(1, "pretty") end)
+T.eq(type(json.null), "userdata", "json.null is a light userdata")
+
 T.done()

@@ -74,4 +74,41 @@ m:close() -- twice is fine
 T.checkerr("attempt to use a closed matrix", m.get, m, 1, 1)
 T.checkerr("attempt to use a closed matrix", function() return #m end)
 
+
+-- ------------------------------------------------------------------ API contract additions
+T.checkfail("ENOMEM", am.matrix, 1000000, 1000000)                 -- too large: nil, msg, "ENOMEM"
+T.checkerr("bad argument #1 to 'matrix' (number has no integer representation)", function() am.matrix(1.5, 2) end)
+T.checkerr("bad argument #2 to 'matrix' (columns must be >= 0)", function() am.matrix(1, -2) end)
+do
+  local a = am.matrix { { 3, 4 }, { 1, 0 } }
+  T.eq(a:totable()[1][2], 4.0, "totable")
+  T.near(a:dot(1, 2), 3, 1e-6, "dot(i, j)")
+  T.checkerr("bad argument #1 to 'norm' (row 3 out of range 1..2)", function() a:norm(3) end)
+  T.checkerr("bad argument #2 to 'dot' (matrices have 2 and 3 columns)", function() a:dot(1, am.matrix(1, 3), 1) end)
+  T.checkerr("bad argument #2 to 'dot' (row 5 out of range 1..2)", function() a:dot(1, 5) end)
+  T.checkerr("bad argument #1 to 'save_npy' (string expected, got table)", function() a:save_npy({}) end)
+  T.checkerr("bad argument #1 to 'totable' (amalgam.Matrix expected, got no value)", function() a.totable() end)
+  T.checkerr("bad argument #1 to 'shape' (amalgam.Matrix expected, got string)", function() a.shape("x") end)
+  T.checkerr("bad argument #1 to 'cols' (amalgam.Matrix expected, got number)", function() a.cols(1) end)
+  T.checkerr("bad argument #1 to 'load_npy' (string expected, got table)", function() am.load_npy({}) end)
+  -- a 1-D .npy loads as n x 1
+  local d = T.tmpdir("npy1d")
+  os.execute("mkdir -p '" .. d .. "'")
+  local f1 = assert(io.open(d .. "/v.npy", "wb"))
+  local header = "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }"
+  header = header .. string.rep(" ", 64 - 10 - #header - 1) .. "\n"
+  f1:write("\x93NUMPY\1\0", string.pack("<I2", #header), header, string.pack("<fff", 1, 2, 3))
+  f1:close()
+  local v = am.load_npy(d .. "/v.npy")
+  T.ok(v and v:rows() == 3 and v:cols() == 1 and v:get(3, 1) == 3, "a 1-D array loads as n x 1")
+  local f2 = assert(io.open(d .. "/i.npy", "wb"))
+  local h2 = "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }"
+  h2 = h2 .. string.rep(" ", 64 - 10 - #h2 - 1) .. "\n"
+  f2:write("\x93NUMPY\1\0", string.pack("<I2", #h2), h2, string.pack("<i4i4", 1, 2))
+  f2:close()
+  T.checkfail("EDTYPE", am.load_npy, d .. "/i.npy")
+  a:close()
+  T.checkerr("attempt to use a closed matrix", function() a:totable() end)
+end
+
 T.done()

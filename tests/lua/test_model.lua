@@ -165,4 +165,67 @@ local line = debug.getinfo(1, "l").currentline + 1
 local function bad_self() return base.id(42) end
 T.checkerr("test_model.lua:" .. line .. ": bad argument #1 to 'id' (amalgam.Model expected, got number)", bad_self)
 
+
+-- ------------------------------------------------------------------ API contract additions
+-- a model whose weights are gone from the store: every method that loads them fails with
+-- ENOTFOUND, the ones that only read the meta still answer
+do
+  local gone = assert(am.init_model { name = "gone", seed = 77 })
+  assert(am.store.default():delete("gone"))
+  T.eq(gone:kind(), "pretrained", "kind() reads the meta kept by the handle")
+  T.eq(#gone:names(), 0, "names() of a deleted model is empty")
+  T.checkfail("ENOTFOUND", gone.tensors, gone)
+  T.checkfail("ENOTFOUND", gone.tensor, gone, "embeddings.LayerNorm.weight")
+  T.checkfail("ENOTFOUND", gone.encode, gone, "x")
+  T.checkfail("ENOTFOUND", gone.similarity, gone, "a", "b")
+  T.checkfail("ENOTFOUND", gone.embed, gone, "a")
+  T.checkfail("ENOTFOUND", gone.export, gone, T.tmpdir("gone_export"))
+end
+-- similarity / embed: encode options are checked here, naming the method, at the caller's line
+T.near(base:similarity("a cat", "a cat", { dim = 16, normalize = true }), 1, 1e-5, "similarity with options")
+T.eq(#base:embed("a cat", { dim = 16 }), 16, "embed with options")
+T.checkfail("EUTF8", base.similarity, base, "ok", "\xff")
+T.checkerr("similarity: unknown option 'pool'", function() base:similarity("a", "b", { pool = "cls" }) end)
+T.checkerr("embed: option 'pooling' must be one of mean|cls, got 'max'", function() base:embed("a", { pooling = "max" }) end)
+do
+  local line = debug.getinfo(1, "l").currentline + 1
+  local ok, err = pcall(function() base:embed("a", { layer = 9 }) end)
+  T.ok(not ok and err:find("test_model.lua:" .. line .. ": embed: option 'layer': 9 out of range 0..2", 1, true),
+    "embed: a layer out of range raises at the caller: " .. tostring(err))
+end
+T.checkerr("embed: option 'dim': 999 out of range", function() base:embed("a", { dim = 999 }) end)
+T.checkerr("bad argument #1 to 'embed' (string expected, got table)", function() base:embed({}) end)
+T.checkerr("calling 'embed' on bad self (Model expected, got integer)", function() base.embed(5, "x") end)
+-- the other methods: misuse of self
+for name, call in pairs {
+  id = function() base.id(5) end, name = function() base.name(5) end, names = function() base.names(5) end,
+  kind = function() base.kind(5) end, meta = function() base.meta(5) end, config = function() base.config(5) end,
+  layers = function() base.layers(5) end, dim = function() base.dim(5) end, tensors = function() base.tensors(5) end,
+  tensor = function() base.tensor(5) end, encode = function() base.encode(5) end, export = function() base.export(5) end,
+  close = function() base.close(5) end,
+} do
+  T.checkerr("bad argument #1 to '" .. name .. "' (amalgam.Model expected, got number)", call)
+end
+T.eq(base:meta().kind, base:kind(), "meta().kind")
+T.ok(type(base:config()) == "table", "config() is a table")
+T.checkerr("bad argument #1 to 'export' (string expected, got table)", function() base:export({}) end)
+T.checkfail("EEXIST", base.export, base, arg[0])   -- a file
+
+-- raw primitives (what am.init_model / am.import wrap)
+do
+  local st = am.store.default()
+  local r = assert(am.raw_init_model(st, "tiny", "raw-init", 7, nil, 128))
+  T.eq(r:id(), base:id(), "raw_init_model = init_model with the same config and seed")
+  T.eq(assert(am.raw_init_model(st, "tiny")):id(), am.init_model {}:id(), "raw_init_model defaults (seed 42, 128)")
+  T.checkfail("ENOTFOUND", am.raw_init_model, st, "tiny", nil, 1, "/nonexistent/vocab.txt", 128)
+  T.checkfail("EINVAL", am.raw_init_model, st, "tiny", "-bad")
+  T.checkerr("bad argument #2 to 'raw_init_model' (invalid option 'huge')", function() am.raw_init_model(st, "huge") end)
+  T.checkerr("bad argument #1 to 'raw_init_model' (amalgam.Store expected, got nil)", function() am.raw_init_model(nil, "tiny") end)
+  T.checkerr("bad argument #6 to 'raw_init_model' (max_seq_length must be >= 2)", function() am.raw_init_model(st, "tiny", nil, 1, nil, 1) end)
+  local ri = assert(am.raw_import(st, HF, nil))
+  T.eq(ri:dim(), 32, "raw_import")
+  T.checkfail("ENOTFOUND", am.raw_import, st, TD .. "/ref/hf/no_such_model")
+  T.checkerr("bad argument #2 to 'raw_import' (string expected, got nil)", function() am.raw_import(st, nil) end)
+end
+
 T.done()

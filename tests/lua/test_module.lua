@@ -114,4 +114,51 @@ T.ok(info.short_src:match("lua/amalgam/init%.lua$"), "init.lua chunk name: " .. 
 local ok3, err3 = pcall(require, "amalgam.nope")
 T.ok(not ok3 and err3:find("no bundled module 'amalgam.nope'", 1, true), "missing bundled module")
 
+
+-- ------------------------------------------------------------------ API contract additions
+-- (lua/API.md "Module", "Log", "Recipes", "Raw primitives of the module": success, failure, misuse)
+T.eq(am.type(am.dataset.new("text")), "Dataset", "am.type of a Dataset")
+T.eq(am.type(setmetatable({}, { __name = "amalgam.Model" })), nil, "am.type of a table is nil")
+T.eq(am.typeof(am.matrix(1, 1)), "Matrix", "typeof a handle")
+T.eq(am.typeof(nil), "nil", "typeof nil")
+T.ok(am.check_options("f", { d = am.dataset.new("pairs") }, { d = "Dataset" }).d, "check_options: Dataset type")
+T.checkerr("bad argument #1 to 'check_options' (string expected, got nil)", function() am.check_options(nil, {}, {}) end)
+T.checkerr("bad argument #3 to 'check_options' (table expected, got nil)", function() am.check_options("f", {}, nil) end)
+T.eq(am.check_arg(5, 1, "g", "integer"), 5, "check_arg returns the value")
+T.eq(am.check_arg("s", 1, "g", "Model|string"), "s", "check_arg with alternatives")
+T.checkerr("bad argument #4 to 'check_arg' (string expected, got nil)", function() am.check_arg(5, 1, "g", nil) end)
+T.checkerr("bad argument #2 to 'check_arg' (integer expected, got string)", function() am.check_arg(5, "1", "g", "integer") end)
+do -- check_arg's error points at the caller of the function that called it
+  local function greet(name) am.check_arg(name, 1, "greet", "string") return name end
+  local l = debug.getinfo(1, "l").currentline + 1
+  local ok4, err4 = pcall(function() greet(42) end)
+  T.ok(not ok4 and err4:find("test_module.lua:" .. l .. ": bad argument #1 to 'greet' (string expected, got integer)", 1, true),
+    "check_arg blames the caller: " .. tostring(err4))
+end
+am.log.info("an info line")
+am.log.error("an error line")
+local t2 = am.log.tail(2)
+T.ok(t2[1] == "info: an info line" and t2[2] == "error: an error line", "log.info / log.error")
+T.eq(#am.log.tail(), math.min(20, #am.log.tail(4096)), "log.tail() = the last 20")
+T.checkerr("bad argument #1 to 'tail' (expected 0..4096, got 5000)", function() am.log.tail(5000) end)
+T.checkerr("bad argument #1 to 'tail' (expected 0..4096, got -1)", function() am.log.tail(-1) end)
+-- raw primitives of the module
+am.raw_log("warn", "raw warning")
+T.eq(am.raw_log_tail(1)[1], "warn: raw warning", "raw_log + raw_log_tail")
+T.checkerr("bad argument #1 to 'raw_log_tail' (expected 0..4096)", function() am.raw_log_tail(-1) end)
+T.checkerr("bad argument #2 to 'raw_log' (string expected, got no value)", function() am.raw_log("info") end)
+local Mm = am.raw_methods("Matrix")
+T.ok(type(Mm) == "table" and Mm.rows ~= nil, "raw_methods('Matrix') is the method table")
+T.ok(am.raw_methods("Model").similarity ~= nil, "raw_methods('Model') has the Lua methods")
+T.ok(am.raw_methods("Store").dir ~= nil, "raw_methods('Store')")
+T.checkerr("bad argument #1 to 'raw_methods' (invalid option 'Dataset')", function() am.raw_methods("Dataset") end)
+-- recipe pieces: misuse
+T.checkerr("bad argument #1 to 'env' (table expected, got number)", function() R.env(5) end)
+local env2 = R.env({ x = 1 })
+T.eq(env2.x, 1, "env(base) reads through to base")
+T.checkerr("undefined global 'print'", function() return env2.print end)
+T.checkerr("bad argument #1 to 'parse_args' (table expected, got nil)", function() R.parse_args(nil) end)
+T.checkerr("bad argument #1 to 'parse_args' (list of strings expected, item 1 is a number)", function() R.parse_args({ 5 }) end)
+T.eq(type(R.handlers), "table", "am.recipe.handlers is the list of handlers")
+
 T.done()

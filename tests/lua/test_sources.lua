@@ -447,4 +447,92 @@ do
   end
 end
 
+
+-- ------------------------------------------------------------------ am.source API contract additions
+-- (lua/API.md "Source helpers": each function's success, nil/fail and misuse cases)
+do
+  local dir = T.tmpdir("src_api")
+  T.eq(S.mkdir_p(dir .. "/a/b"), true, "mkdir_p creates parents")
+  T.eq(S.mkdir_p(dir .. "/a/b"), true, "mkdir_p of an existing directory")
+  local f = assert(io.open(dir .. "/a/file.txt", "wb"))
+  f:write("hello")
+  f:close()
+  T.checkfail("EIO", S.mkdir_p, dir .. "/a/file.txt/sub")
+  T.checkerr("bad argument #1 to 'mkdir_p' (string expected, got nil)", function() S.mkdir_p(nil) end)
+  -- listdir
+  T.eq(table.concat(assert(S.listdir(dir .. "/a")), ","), "b,file.txt", "listdir: sorted names")
+  T.checkfail("ENOTFOUND", S.listdir, dir .. "/missing")
+  T.checkfail("EIO", S.listdir, dir .. "/a/file.txt")
+  T.checkerr("bad argument #1 to 'listdir' (string expected, got nil)", function() S.listdir(nil) end)
+  -- stat
+  local stf = S.stat(dir .. "/a/file.txt")
+  T.ok(stf and stf.type == "file" and stf.size == 5 and math.type(stf.mtime) == "integer", "stat of a file")
+  T.eq(S.stat(dir .. "/a").type, "dir", "stat of a directory")
+  os.execute(("ln -s '%s/a/file.txt' '%s/link'"):format(dir, dir))
+  T.eq(S.stat(dir .. "/link").type, "link", "stat does not follow links")
+  T.eq(S.stat(dir .. "/missing"), nil, "stat of a missing path is nil")
+  T.checkerr("bad argument #1 to 'stat' (string expected, got table)", function() S.stat({}) end)
+  -- realpath
+  T.eq(assert(S.realpath(dir .. "/link")), assert(S.realpath(dir .. "/a/file.txt")), "realpath resolves links")
+  T.checkfail("ENOTFOUND", S.realpath, dir .. "/missing")
+  T.checkerr("bad argument #1 to 'realpath' (string expected, got nil)", function() S.realpath(nil) end)
+  -- hash_file / hash / hash64
+  local h, size = S.hash_file(dir .. "/a/file.txt")
+  T.ok(h == S.hash("hello") and size == 5, "hash_file = hash of the bytes, and the size")
+  T.checkfail("ENOTFOUND", S.hash_file, dir .. "/missing")
+  T.checkfail("EIO", S.hash_file, dir .. "/a")
+  T.checkerr("bad argument #1 to 'hash_file' (string expected, got nil)", function() S.hash_file(nil) end)
+  T.ok(#S.hash("") == 32 and S.hash("a") ~= S.hash("b"), "hash: 32 hex chars")
+  T.checkerr("bad argument #1 to 'hash' (string expected, got nil)", function() S.hash(nil) end)
+  T.eq(math.type(S.hash64("x")), "integer", "hash64 is an integer")
+  T.eq(S.hash64("x", 0), S.hash64("x"), "hash64 seed defaults to 0")
+  T.ok(S.hash64("x", 1) ~= S.hash64("x", 2), "hash64 depends on the seed")
+  T.checkerr("bad argument #2 to 'hash64' (number expected, got string)", function() S.hash64("x", "y") end)
+  -- read / gunzip
+  T.eq(assert(S.read(dir .. "/a/file.txt")), "hello", "read of a plain file")
+  T.checkfail("EIO", S.read, dir .. "/a")
+  T.checkerr("bad argument #1 to 'read' (string expected, got nil)", function() S.read(nil) end)
+  os.execute(("gzip -k '%s/a/file.txt'"):format(dir))
+  local gz = assert(io.open(dir .. "/a/file.txt.gz", "rb")):read("a")
+  T.eq(assert(S.gunzip(gz)), "hello", "gunzip")
+  T.eq(assert(S.read(dir .. "/a/file.txt.gz")), "hello", "read gunzips")
+  T.checkerr("bad argument #1 to 'gunzip' (string expected, got table)", function() S.gunzip({}) end)
+  -- now / isatty / getpid
+  local t0 = S.now()
+  T.ok(type(t0) == "number" and S.now() >= t0, "now() is monotonic")
+  T.eq(type(S.isatty(0)), "boolean", "isatty(fd) -> boolean")
+  T.checkerr("bad argument #1 to 'isatty' (number expected, got nil)", function() S.isatty(nil) end)
+  local pid = S.getpid()
+  T.ok(math.type(pid) == "integer" and S.stat("/proc/" .. pid) ~= nil, "getpid is this process")
+  -- text helpers: misuse, and the cases not covered above
+  T.eq(S.dictd_b64(""), nil, "dictd_b64 of an empty string is nil")
+  T.checkerr("bad argument #1 to 'dictd_b64' (string expected, got table)", function() S.dictd_b64({}) end)
+  local page = S.man("")
+  T.ok(type(page) == "table" and type(page.sections) == "table", "man of an empty text")
+  T.checkerr("bad argument #1 to 'man' (string expected, got nil)", function() S.man(nil) end)
+  local mail = S.mail("From: a@b\nSubject: s\n\nbody")
+  T.ok(mail.headers[1].name and mail.header.from == "a@b" and mail.html == false and mail.parts >= 0, "mail fields")
+  T.checkerr("bad argument #1 to 'mail' (string expected, got nil)", function() S.mail(nil) end)
+  T.checkerr("bad argument #1 to 'qp_decode' (string expected, got nil)", function() S.qp_decode(nil) end)
+  T.eq(S.b64_decode("!!"), "", "b64_decode stops at an invalid character")
+  T.checkerr("bad argument #1 to 'b64_decode' (string expected, got nil)", function() S.b64_decode(nil) end)
+  T.checkerr("bad argument #1 to 'html_text' (string expected, got nil)", function() S.html_text(nil) end)
+  T.checkerr("bad argument #1 to 'pod_inline' (string expected, got nil)", function() S.pod_inline(nil) end)
+  T.checkerr("bad argument #1 to 'osis_text' (string expected, got nil)", function() S.osis_text(nil) end)
+  T.eq(S.utf8_clean("a\0b"), "ab", "utf8_clean drops NUL bytes")
+  T.checkerr("bad argument #1 to 'utf8_clean' (string expected, got nil)", function() S.utf8_clean(nil) end)
+  T.eq(S.utf8_valid("a\0b"), false, "utf8_valid: a NUL byte is not valid")
+  T.checkerr("bad argument #1 to 'utf8_valid' (string expected, got nil)", function() S.utf8_valid(nil) end)
+  T.eq(S.to_utf8("abc", "klingon"), "abc", "to_utf8 with an unknown charset keeps valid UTF-8")
+  T.checkerr("bad argument #2 to 'to_utf8' (string expected, got table)", function() S.to_utf8("a", {}) end)
+  T.checkerr("bad argument #1 to 'squash' (string expected, got nil)", function() S.squash(nil) end)
+  local seen = 0
+  T.eq(S.stanzas("A: 1\n\nA: 2\n\nA: 3\n", "x", nil, function() seen = seen + 1; return false end), 1,
+    "stanzas: fn returning false stops")
+  T.checkerr("bad argument #4 to 'stanzas' (function expected, got no value)", function() S.stanzas("A: 1\n", "x", nil) end)
+  T.checkerr("bad argument #3 to 'stanzas' (table expected, got string)", function() S.stanzas("A: 1\n", "x", "A", print) end)
+  T.checkerr("bad argument #2 to 'sword_ztext' (invalid option 'xt')", function() S.sword_ztext(dir, "xt") end)
+  T.checkfail("ENOTFOUND", S.sword_ztext, dir, "ot")
+end
+
 T.done()

@@ -118,4 +118,53 @@ T.eq(ro:readonly(), true, "readonly()")
 T.checkfail("EINVAL", ro.put, ro, "runs", "k", "v")
 ro:close()
 
+
+-- ------------------------------------------------------------------ API contract additions
+do
+  local d = T.tmpdir("store_api")
+  local sa = assert(am.store.open(d))
+  local m = assert(am.init_model { store = sa, name = "sa-base", seed = 5 })
+  -- resolve / names / unname / delete / keys / stat: the cases not covered above
+  T.checkerr("bad argument #1 to 'resolve' (string expected, got no value)", function() sa:resolve() end)
+  T.checkfail("ENOTFOUND", sa.names, sa, "no-such-model")
+  T.checkerr("bad argument #1 to 'names' (amalgam.Model or string expected, got number)", function() sa:names(5) end)
+  T.checkerr("bad argument #1 to 'unname' (string expected, got nil)", function() sa:unname(nil) end)
+  T.checkerr("bad argument #1 to 'delete' (value expected)", function() sa:delete() end)
+  T.checkerr("bad argument #1 to 'delete' (amalgam.Model or string expected, got table)", function() sa:delete({}) end)
+  T.checkfail("EINVAL", sa.keys, sa, "runs", string.rep("k", 600))  -- a prefix longer than any key
+  T.checkerr("bad argument #1 to 'keys' (unknown database 'nope'", function() sa:keys("nope") end)
+  T.checkerr("bad argument #1 to 'stat' (amalgam.Store expected, got number)", function() sa.stat(5) end)
+  T.checkerr("bad argument #1 to 'get' (string expected, got nil)", function() sa:get(nil, "k") end)
+  T.checkerr("bad argument #3 to 'put' (string expected, got table)", function() sa:put("runs", "k", {}) end)
+  T.checkerr("bad argument #1 to 'dir' (amalgam.Store expected, got string)", function() sa.dir("x") end)
+  T.checkerr("bad argument #1 to 'readonly' (amalgam.Store expected, got no value)", function() sa.readonly() end)
+  T.checkerr("bad argument #1 to 'model' (string expected, got table)", function() sa:model({}) end)
+  T.checkerr("bad argument #1 to 'models' (amalgam.Store expected, got number)", function() sa.models(1) end)
+  -- a read-only store refuses every write with EINVAL
+  m:close()
+  sa:close()
+  collectgarbage()
+  local ro = assert(am.store.open(d, { readonly = true }))
+  T.checkfail("EINVAL", ro.name, ro, "x", "sa-base")
+  T.checkfail("EINVAL", ro.unname, ro, "sa-base")
+  T.checkfail("EINVAL", ro.delete, ro, "sa-base")
+  T.checkfail("EINVAL", ro.del, ro, "runs", "k")
+  T.eq(#ro:models(), 1, "a read-only store can be read")
+  -- a closed store passed to the Lua wrappers raises at the caller's line
+  ro:close()
+  local line = debug.getinfo(1, "l").currentline + 1
+  local ok, err = pcall(function() am.model("sa-base", ro) end)
+  T.ok(not ok and err:find("test_store.lua:" .. line .. ": attempt to use a closed store", 1, true),
+    "am.model(name, closed store) raises at the caller: " .. tostring(err))
+  T.checkerr("attempt to use a closed store", function() am.init_model { store = ro } end)
+end
+-- am.store.default(): a default store that cannot be opened is nil, msg, code (another process)
+do
+  local bin = io.popen("readlink /proc/" .. am.source.getpid() .. "/exe"):read("l")
+  local p = io.popen(("'%s' --store /dev/null/nope lua -e 'print(am.store.default())' 2>&1"):format(bin))
+  local out = p:read("a")
+  p:close()
+  T.ok(out:match("^nil\t.+\tE%u+\n$"), "store.default() of an unusable directory -> nil, msg, code: " .. out)
+end
+
 T.done()
