@@ -53,9 +53,10 @@
  *    avoids two thread pools fighting over 2 cores. Anyone calling cblas directly gets one
  *    thread: use blas_*_par for a large standalone GEMM that should use every thread.
  *
- *  - GEMMs: the linear layers' forward (and dinp when IC <= 128) run on our own packed AVX2
+ *  - GEMMs: the linear layers' forward and input gradient (dinp) run on our own packed AVX2
  *    kernel (blas_gemm_packed: weights packed once per call and shared by the threads,
- *    activations read in place, bias added at the store); everything else on OpenBLAS.
+ *    activations packed per block by each thread, bias added at the store); the weight
+ *    gradient and everything else on OpenBLAS.
  *    Measured, per pattern, in blas.c / kernels.c comments.
  */
 #ifndef AM_TENSOR_H
@@ -125,7 +126,7 @@ void am_split_aligned(size_t n, size_t align, int tid, int nth, size_t *lo, size
 /* One wrapper per sgemm pattern, single-threaded (call them from inside pool tasks), with
  * explicit leading dimensions (row strides, in floats). All assert their shapes.
  *   nt: C (M,N) = alpha · A (M,K) · B (N,K)ᵀ + beta · C      Q·Kᵀ, dP = dctx·Vᵀ
- *   nn: C (M,N) = alpha · A (M,K) · B (K,N)   + beta · C      dinp = dout·W (IC > 128), P·V, dS·K
+ *   nn: C (M,N) = alpha · A (M,K) · B (K,N)   + beta · C      P·V, dS·K
  *   tn: C (M,N) = alpha · A (K,M)ᵀ · B (K,N)  + beta · C      dW += doutᵀ·inp, Pᵀ·dctx, dSᵀ·Q
  * beta = 0 means C is write-only (may hold garbage / NaN). These go to OpenBLAS; the linear
  * forward uses blas_gemm_packed below. */

@@ -147,7 +147,8 @@ static void lin_fwd(void *c) { LinCtx *x = c; linear_forward(x->out, x->inp, x->
 
 TEST(linear_vs_ref_and_fd) {
     static const int dims[][3] = { {1, 1, 1}, {7, 13, 5}, {37, 13, 29}, {300, 40, 72}, {1, 312, 17}, {513, 17, 3},
-                                   {100, 24, 1003} /* wide and short: column tiles */ };
+                                   {100, 24, 1003} /* wide and short: column tiles */,
+                                   {401, 312, 97} /* dW: 2 K blocks, 2 row blocks (96 + 1), odd panels */ };
     for (size_t s = 0; s < sizeof dims / sizeof dims[0]; s++) {
         int N = dims[s][0], IC = dims[s][1], OC = dims[s][2];
         float *inp = rnd((size_t)N * IC, 1), *w = rnd((size_t)OC * IC, 0.5f), *b = rnd(OC, 0.5f);
@@ -171,6 +172,12 @@ TEST(linear_vs_ref_and_fd) {
         linear_backward_set(di3, NULL, NULL, r, inp, w, N, IC, OC);
         ref_linear_backward(di4, NULL, NULL, r, inp, w, N, IC, OC);
         CHECKF(rel_err(di3, di4, (size_t)N * IC) < 1e-5, "dinp set %dx%dx%d", N, IC, OC);
+        /* the bias gradient alone (no dW: not fused into the packing) */
+        float *db3 = rnd(OC, 1), *db4 = copyf(db3, OC);
+        linear_backward(NULL, NULL, db3, r, inp, w, N, IC, OC);
+        ref_linear_backward(NULL, NULL, db4, r, inp, w, N, IC, OC);
+        CHECKF(rel_err(db3, db4, OC) < 1e-5, "db alone %dx%dx%d", N, IC, OC);
+        FREE(db3, db4);
         if (N * IC * OC < 20000) { /* finite differences on the small ones */
             float *gi = zeros((size_t)N * IC), *gw = zeros((size_t)OC * IC), *gb = zeros(OC);
             linear_backward(gi, gw, gb, r, inp, w, N, IC, OC);
