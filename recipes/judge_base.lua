@@ -3,7 +3,7 @@
 -- random init). A base is useful when its fine-tuned models beat the reference's on ID and OOD.
 --   amalgam run recipes/judge_base.lua [base=base-tiny] [ref=init-tiny] [steps=200] [batch=32]
 --       [lr=1e-4] [suite=default|quick] [tasks=wn-def,deb-desc,wn-sts]
--- Fine-tuned models are named <id8 of the base>+<task>, so a rerun on the same base reuses them.
+-- Fine-tuned models are named <id8 of the base>+<task>@<steps>,lr<lr>, so a rerun on the same base reuses them.
 local args = ... or {}
 local steps = math.tointeger(tonumber(args.steps) or 200)
 local batch = math.tointeger(tonumber(args.batch) or 32)
@@ -13,7 +13,7 @@ local list = {}
 for t in (args.tasks or "wn-def,deb-desc,wn-sts"):gmatch("[^,]+") do list[#list + 1] = t end
 
 local function finetune(base, task)
-  local name = ("%s+%s@%d"):format(base:id():sub(1, 8), task, steps)
+  local name = ("%s+%s@%d,lr%g"):format(base:id():sub(1, 8), task, steps, lr)
   local m = am.model(name)
   if m then return m end
   local loss = task:match("sts") and am.loss.cosent { scale = 20 } or am.loss.infonce { temperature = 0.05 }
