@@ -301,7 +301,7 @@ local function loop(R)
       local s, msg = tr:step(batch, task.loss)
       if not s then
         for i, c in ipairs(save_cur) do R.cursors[i].epoch, R.cursors[i].pos = c.epoch, c.pos end
-        if tostring(msg):match("non%-finite") or tostring(msg):match("NaN") or tostring(msg):match("nan") or tostring(msg):match("inf") then
+        if tostring(msg):match("^train step %d+: non%-finite") then -- trainer_step's message (trainer.c)
           R.nan = ("step %d: %s"):format(rec.step + 1, (tostring(msg):gsub("^train step %d+: ", "")))
           return
         end
