@@ -1,4 +1,5 @@
-/* blas.c - the only file that calls cblas: one wrapper per sgemm pattern, shapes asserted.
+/* blas.c - the only file that calls cblas: one wrapper per sgemm pattern, shapes asserted;
+ * and our packed AVX2 kernel (blas_gemm_packed, blas_gemm_{tn,nt,nn}_packed).
  *
  * All wrappers are row-major and single-threaded (OpenBLAS is set to one thread by
  * blas_init); kernels call them from inside pool tasks on disjoint row ranges. The *_par
@@ -179,10 +180,54 @@ size_t blas_packed_floats(int N, int K) {
 
 int blas_packed_panels(int N) { return (N + PK_NR - 1) / PK_NR; }
 
+#ifdef AM_AVX2
+/* 8 rows (r, stride ld) x 8 floats, transposed: float j of row i goes to d[j*dstride + i] */
+static inline void transpose8x8(float *d, size_t dstride, const float *r, size_t ld) {
+    const __m256 r0 = _mm256_loadu_ps(r), r1 = _mm256_loadu_ps(r + ld), r2 = _mm256_loadu_ps(r + 2 * ld);
+    const __m256 r3 = _mm256_loadu_ps(r + 3 * ld), r4 = _mm256_loadu_ps(r + 4 * ld), r5 = _mm256_loadu_ps(r + 5 * ld);
+    const __m256 r6 = _mm256_loadu_ps(r + 6 * ld), r7 = _mm256_loadu_ps(r + 7 * ld);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    const __m256 q0 = _mm256_shuffle_ps(t0, t2, 0x44), q1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 q2 = _mm256_shuffle_ps(t1, t3, 0x44), q3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 q4 = _mm256_shuffle_ps(t4, t6, 0x44), q5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 q6 = _mm256_shuffle_ps(t5, t7, 0x44), q7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(d, _mm256_permute2f128_ps(q0, q4, 0x20));
+    _mm256_storeu_ps(d + dstride, _mm256_permute2f128_ps(q1, q5, 0x20));
+    _mm256_storeu_ps(d + 2 * dstride, _mm256_permute2f128_ps(q2, q6, 0x20));
+    _mm256_storeu_ps(d + 3 * dstride, _mm256_permute2f128_ps(q3, q7, 0x20));
+    _mm256_storeu_ps(d + 4 * dstride, _mm256_permute2f128_ps(q0, q4, 0x31));
+    _mm256_storeu_ps(d + 5 * dstride, _mm256_permute2f128_ps(q1, q5, 0x31));
+    _mm256_storeu_ps(d + 6 * dstride, _mm256_permute2f128_ps(q2, q6, 0x31));
+    _mm256_storeu_ps(d + 7 * dstride, _mm256_permute2f128_ps(q3, q7, 0x31));
+}
+#endif
+
 void blas_pack_nt_panels(float *Bp, const float *B, int ldb, int N, int K, int p0, int p1) {
     AM_ASSERT(N >= 0 && K >= 0 && ldb >= (K > 0 ? K : 1) && p0 >= 0 && p1 <= blas_packed_panels(N));
     const int Npad = npad16(N);
-    for (int k0 = 0; k0 < K; k0 += PK_KC) {
+#ifdef AM_AVX2
+    /* full panels, 8 k at a time: two 8 x 8 transposes (the element-wise gather of PACK_BLOCK
+     * is ~4x slower; this packs the weights of every forward and K for every attention head) */
+    const int pf = p1 * PK_NR <= N ? p1 : N / PK_NR; /* full panels are [p0, pf) */
+    for (int k0 = 0; k0 < K && pf > p0; k0 += PK_KC) {
+        const int kc = K - k0 < PK_KC ? K - k0 : PK_KC, kc8 = kc / 8 * 8;
+        for (int jp = p0; jp < pf; jp++) {
+            float *d = Bp + (size_t)k0 * Npad + (size_t)jp * kc * PK_NR;
+            const float *src = B + (size_t)jp * PK_NR * ldb + k0;
+            for (int k = 0; k < kc8; k += 8) {
+                transpose8x8(d + (size_t)k * PK_NR, PK_NR, src + k, (size_t)ldb);
+                transpose8x8(d + (size_t)k * PK_NR + 8, PK_NR, src + (size_t)8 * ldb + k, (size_t)ldb);
+            }
+            for (int k = kc8; k < kc; k++)
+                for (int c = 0; c < PK_NR; c++) d[(size_t)k * PK_NR + c] = src[(size_t)c * ldb + k];
+        }
+    }
+    if (pf > p0) p0 = pf;
+#endif
+    for (int k0 = 0; k0 < K && p1 > p0; k0 += PK_KC) {
         const int kc = K - k0 < PK_KC ? K - k0 : PK_KC;
         PACK_BLOCK(B[(size_t)(j0 + c) * ldb + k0 + k])
     }
@@ -404,6 +449,154 @@ static void gemm_packed(float *c, int ldc, const float *a, int lda, int ta, cons
             }
         }
     }
+}
+
+/* ------------------------------------------------------------------ weight-gradient GEMM
+ *
+ * C (M,N) = beta·C + Aᵀ·B with A (K,M) and B (K,N) row-major: dW = doutᵀ · inp, K = tokens
+ * (4096 on small's training step) against M, N = 384..1536. Both operands arrive k-major, so
+ * per K block of DW_KC rows B is packed into 16-column panels (kc x Npad, scratch slot 2,
+ * in L2 / L3) and then, per PK_MC-row block, A is packed into 6-row micro-panels (scratch slot
+ * 1); both copies read each source row once, contiguously (the k-outer order). The loops
+ * below are gemm_packed's, with the same micro-kernel. Column sums of A (the bias gradient)
+ * are taken while A is packed, which saves a separate pass over dout.
+ *
+ * The packing is the price of the long K: each source float is used 2*N (A) or 2*M (B)
+ * times only, and the rows come from L3 / memory in short strided segments the hardware
+ * prefetcher does not follow, hence prefetch_row. Single thread, 4096 tokens, CPU time: 84-89
+ * GFLOP/s on small's shapes (OpenBLAS 78-83), of which ~10 % is packing; reading B in place
+ * instead of packing it (its 16-float rows are whole cache lines) was slower on 3 of the 4
+ * shapes (up to 20 %, IC = 1536). DW_KC 256-512, PK_MC 96-192, PK_NP 4-24 and DW_PF 4-16 were
+ * within the noise of the shared machine (DW_PF 0, no prefetch: ~4 % slower); prefetching the
+ * next A block while the micro-kernel runs did not help.
+ * Measurements against OpenBLAS in kernels.c (linear backward). */
+#define DW_KC 384 /* K rows per block */
+#define DW_PF 8   /* rows ahead to prefetch while packing */
+
+/* Fetch floats [0, n) at p into L1: the rows of dout / inp come from L3 or memory, in short
+ * strided segments the hardware prefetcher does not follow (the packing loads were ~1/8 of
+ * the GEMM's time without this, ~1/10 with it). always_inline: GCC finds an out-of-line copy
+ * "const" (prefetches have no side effects) and deletes the calls. */
+static inline __attribute__((always_inline)) void prefetch_row(const float *p, int n) {
+    for (int i = 0; i < n; i += 16) __builtin_prefetch(p + i, 0, 3);
+    __builtin_prefetch(p + n - 1, 0, 3);
+}
+
+/* rows [0, kc) x columns [0, n) of B (row k at b + k*ldb) into ceil(n/16) panels of kc x 16 */
+static void pack_b_kmajor(float *bp, const float *b, int ldb, int kc, int n) {
+    const int nf = n / PK_NR, rest = n - nf * PK_NR;
+    for (int k = 0; k < kc; k++) {
+        const float *s = b + (size_t)k * ldb;
+        int p = 0;
+        if (k + DW_PF < kc) prefetch_row(s + (size_t)DW_PF * ldb, n);
+#ifdef AM_AVX2
+        for (; p < nf; p++) {
+            float *d = bp + ((size_t)p * kc + k) * PK_NR;
+            _mm256_store_ps(d, _mm256_loadu_ps(s + p * PK_NR));
+            _mm256_store_ps(d + 8, _mm256_loadu_ps(s + p * PK_NR + 8));
+        }
+#endif
+        for (; p < nf; p++) memcpy(bp + ((size_t)p * kc + k) * PK_NR, s + p * PK_NR, PK_NR * sizeof(float));
+        if (rest) {
+            float *d = bp + ((size_t)nf * kc + k) * PK_NR;
+            for (int q = 0; q < PK_NR; q++) d[q] = q < rest ? s[nf * PK_NR + q] : 0.0f;
+        }
+    }
+}
+
+/* rows [0, kc) x columns [0, mc) of A (row k at a + k*lda) into ceil(mc/6) micro-panels of
+ * kc x 6 (pack_a's layout); `avail` columns may be read from a (>= mc); colsum (mc), if not
+ * NULL, gets += the column sums. */
+static void pack_at_kmajor(float *ap, const float *a, int lda, int kc, int mc, int avail, float *colsum) {
+    const int nf = mc / PK_MR, rest = mc - nf * PK_MR;
+    for (int k = 0; k < kc; k++) {
+        const float *s = a + (size_t)k * lda;
+        int p = 0;
+        if (k + DW_PF < kc) prefetch_row(s + (size_t)DW_PF * lda, mc);
+#ifdef AM_AVX2
+        const __m256i m6 = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+        /* 8-float copies overlap the next k of the same panel, except at the last k */
+        if (k + 1 < kc)
+            for (; p < nf && p * PK_MR + 8 <= avail; p++)
+                _mm256_storeu_ps(ap + ((size_t)p * kc + k) * PK_MR, _mm256_loadu_ps(s + p * PK_MR));
+        for (; p < nf; p++)
+            _mm256_maskstore_ps(ap + ((size_t)p * kc + k) * PK_MR, m6, _mm256_maskload_ps(s + p * PK_MR, m6));
+#endif
+        for (; p < nf; p++) memcpy(ap + ((size_t)p * kc + k) * PK_MR, s + p * PK_MR, PK_MR * sizeof(float));
+        if (rest) {
+            float *d = ap + ((size_t)nf * kc + k) * PK_MR;
+            for (int r = 0; r < PK_MR; r++) d[r] = r < rest ? s[nf * PK_MR + r] : 0.0f;
+        }
+        if (colsum) {
+            int i = 0;
+#ifdef AM_AVX2
+            for (; i + 8 <= mc; i += 8)
+                _mm256_storeu_ps(colsum + i, _mm256_add_ps(_mm256_loadu_ps(colsum + i), _mm256_loadu_ps(s + i)));
+#endif
+            for (; i < mc; i++) colsum[i] += s[i];
+        }
+    }
+}
+
+void blas_gemm_tn_packed(float *c, int ldc, const float *a, int lda, const float *b, int ldb,
+                         int M, int N, int K, float beta, float *colsum_a) {
+    check(M, N, K, ldc, lda, M, ldb, N); /* A (K,M), B (K,N) */
+    AM_ASSERT(beta == 0.0f || beta == 1.0f);
+    if (M == 0 || N == 0) return;
+    if (K == 0) { zero_or_scale(c, ldc, M, N, beta); return; }
+    const int np = (N + PK_NR - 1) / PK_NR;
+    /* row blocks of equal size (a multiple of 6), at most PK_MC */
+    const int nmb = (M + PK_MC - 1) / PK_MC;
+    const int mcs = ((M + nmb - 1) / nmb + PK_MR - 1) / PK_MR * PK_MR;
+    float *bp = blas_scratch(2, (size_t)np * PK_NR * DW_KC);
+    float *ap = blas_scratch(1, (size_t)mcs * DW_KC + 8);
+    for (int k0 = 0; k0 < K; k0 += DW_KC) {
+        const int kc = K - k0 < DW_KC ? K - k0 : DW_KC, first = k0 == 0;
+        pack_b_kmajor(bp, b + (size_t)k0 * ldb, ldb, kc, N);
+        for (int i0 = 0; i0 < M; i0 += mcs) {
+            const int mc = M - i0 < mcs ? M - i0 : mcs;
+            pack_at_kmajor(ap, a + (size_t)k0 * lda + i0, lda, kc, mc, M - i0, colsum_a ? colsum_a + i0 : NULL);
+            for (int jq = 0; jq < np; jq += PK_NP) {
+                const int jq1 = np - jq < PK_NP ? np : jq + PK_NP;
+                for (int i = 0; i < mc; i += PK_MR) {
+                    const int mr = mc - i < PK_MR ? mc - i : PK_MR;
+                    const float *ai = ap + (size_t)i * kc;
+                    float *ci = c + (size_t)(i0 + i) * ldc;
+                    for (int jp = jq; jp < jq1; jp++) {
+                        const int j0 = jp * PK_NR, nj = N - j0 < PK_NR ? N - j0 : PK_NR;
+                        micro(kc, ai, bp + (size_t)jp * kc * PK_NR, ci + j0, ldc, NULL, mr, nj, first, beta);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* C (M,N) = [beta·C +] A (M,K) · op(B) on the packed kernel, B packed on every call into the
+ * calling thread's scratch slot 2: for attention's per-head products (T x T x HS), where
+ * OpenBLAS's fixed cost per call (a beta pass over C, its own copies) is a large part of the
+ * work. */
+/* b_trans: B is (N,K) (nt) or (K,N) (nn) */
+static void gemm_b_packed(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M, int N, int K,
+                          float beta, int b_trans) {
+    check(M, N, K, ldc, lda, K, ldb, b_trans ? K : N);
+    AM_ASSERT(beta == 0.0f || beta == 1.0f);
+    if (M == 0 || N == 0) return;
+    if (K == 0) { zero_or_scale(c, ldc, M, N, beta); return; }
+    float *bp = blas_scratch(2, blas_packed_floats(N, K));
+    if (b_trans) blas_pack_nt(bp, b, ldb, N, K);
+    else blas_pack_nn(bp, b, ldb, K, N);
+    gemm_packed(c, ldc, a, lda, 0, bp, NULL, M, N, K, beta, 0, blas_packed_panels(N));
+}
+
+void blas_gemm_nt_packed(float *c, int ldc, const float *a, int lda, const float *b, int ldb,
+                         int M, int N, int K, float beta) {
+    gemm_b_packed(c, ldc, a, lda, b, ldb, M, N, K, beta, 1);
+}
+
+void blas_gemm_nn_packed(float *c, int ldc, const float *a, int lda, const float *b, int ldb,
+                         int M, int N, int K, float beta) {
+    gemm_b_packed(c, ldc, a, lda, b, ldb, M, N, K, beta, 0);
 }
 #undef micro
 

@@ -7,8 +7,8 @@
  * Every public kernel here is parallel over the pool in parallel.c, in fixed chunks handed
  * out dynamically (am_parallel_for): chunk boundaries never depend on the thread count, so
  * results are bit-identical at any thread count (reductions add per-chunk partials in chunk
- * order). GEMMs go through blas.c: our packed kernel for the linear layers' forward, single-
- * threaded OpenBLAS for the rest, each call on a disjoint slice. Hot element-wise code is
+ * order). GEMMs go through blas.c: our packed kernel for the linear layers (forward, dinp, dW)
+ * and attention's per-head products, each call single-threaded on a disjoint slice. Hot element-wise code is
  * written with AVX2 + FMA intrinsics (masked loads/stores for the tails, so a row of any length takes the same
  * code path and every lane computes the same formula); a plain C fallback is used when the
  * compiler does not target AVX2. The readable definitions are in ref_kernels.c.
@@ -403,6 +403,7 @@ static inline void add_into(float *y, const float *x, int n) {
  * interleaved CPU-time runs on tiny and small); 128 rows gives many chunks, which balances
  * the threads and bounds the stall when a thread loses its core on a shared machine. */
 int am_tune_chunk_rows = 0;
+int am_tune_openblas = 0;
 static int chunk_rows(int OC) {
     (void)OC;
     return am_tune_chunk_rows > 0 ? am_tune_chunk_rows : 128;
@@ -540,9 +541,15 @@ typedef struct {
 
 /* Backward GEMM choices, measured on this project's shapes (interleaved A/B, CPU time):
  * dinp = dout · W uses our packed kernel (W packed once per call, A packed per block: 5-10 %
- * faster than OpenBLAS on small's shapes, 2 threads); dW = doutᵀ · inp uses OpenBLAS, rows or
- * columns of dW split over the threads: our packed kernel with inp packed once and doutᵀ
- * packed per block measured ~10 % slower there (4096 x {384, 1536} inputs, 2 threads). */
+ * faster than OpenBLAS on small's shapes, 2 threads). dW = doutᵀ · inp uses our kernel too
+ * (blas_gemm_tn_packed: inp and dout packed per 384-token block by the thread that owns the
+ * dW block, rows read once each with software prefetch, db summed while dout is packed);
+ * against OpenBLAS plus a separate db pass, linear_backward(dw, db) on small's four shapes
+ * (4096 tokens) took 166 vs 177 CPU ms per layer single-threaded (84-89 vs 78-83 GFLOP/s),
+ * 178 vs 192 with 2 threads (78-85 vs 73-77 GFLOP/s per thread). An earlier version that packed inp once for all K
+ * (shared) and had no prefetch was ~10 % slower than OpenBLAS. dW is split along its larger
+ * side (the other operand is packed by both blocks). am_tune_openblas = 1 restores the
+ * OpenBLAS path for A/B runs. */
 
 /* Work items of one linear backward, taken dynamically: first the nw weight-gradient blocks
  * (largest first), then the dinp row chunks. dW is split along its larger side so that
@@ -554,6 +561,21 @@ static void lin_bwd_task(void *ctx, size_t lo, size_t hi, int tid) {
     for (size_t it = lo; it < hi; it++) {
         if ((int)it < j->nw) {
             size_t a, b;
+            if (!am_tune_openblas && j->dw) {
+                /* our kernel; the bias gradient is summed while dout is packed */
+                if (j->dw_split_oc) { /* rows a..b of dW: dout[:, a:b]ᵀ · inp */
+                    am_split_aligned((size_t)OC, 16, (int)it, j->nw, &a, &b);
+                    if (b > a)
+                        blas_gemm_tn_packed(j->dw + a * (size_t)IC, IC, j->dout + a, OC, j->inp, IC, (int)(b - a), IC,
+                                            j->N, 1.0f, j->db ? j->db + a : NULL);
+                } else { /* columns a..b of dW: doutᵀ · inp[:, a:b]; the first block sums db */
+                    am_split_aligned((size_t)IC, 16, (int)it, j->nw, &a, &b);
+                    if (b > a)
+                        blas_gemm_tn_packed(j->dw + a, IC, j->dout, OC, j->inp + a, IC, OC, (int)(b - a), j->N, 1.0f,
+                                            j->db && a == 0 ? j->db : NULL);
+                }
+                continue;
+            }
             if (j->dw_split_oc) {
                 am_split_aligned((size_t)OC, 16, (int)it, j->nw, &a, &b);
                 if (b <= a) continue;
@@ -844,6 +866,26 @@ void softmax_backward(float *dscores, const float *dprobs, const float *probs, i
 
 /* ================================================================== attention */
 
+/* The per-head products (alpha 1, beta 0) on our packed kernel (B packed on every call), or on
+ * OpenBLAS (am_tune_openblas, or a side under 16: the 16-column panels and 6-row tiles are
+ * then mostly padding). 4096 tokens, HS = 64, 6 heads, CPU ms per layer forward / backward,
+ * 2 threads, ours vs OpenBLAS: T = 64: 7.1 / 13.8 vs 9.6 / 16.7 (OpenBLAS runs a beta pass
+ * and its own copies on every 64 x 64 product); T = 16: 5.1 / 8.7 vs 6.2 / 10.9; T = 128:
+ * 14.1 / 24.9 vs 16.5 / 28.6; T = 8: 6.6 / 11.5 vs 5.7 / 10.6 (hence the cut). */
+static int att_ours(int M, int N, int K) { return !am_tune_openblas && M >= 16 && N >= 16 && K >= 16; }
+static void att_nt(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M, int N, int K) {
+    if (att_ours(M, N, K)) blas_gemm_nt_packed(c, ldc, a, lda, b, ldb, M, N, K, 0.0f);
+    else blas_gemm_nt(c, ldc, a, lda, b, ldb, M, N, K, 1.0f, 0.0f);
+}
+static void att_nn(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M, int N, int K) {
+    if (att_ours(M, N, K)) blas_gemm_nn_packed(c, ldc, a, lda, b, ldb, M, N, K, 0.0f);
+    else blas_gemm_nn(c, ldc, a, lda, b, ldb, M, N, K, 1.0f, 0.0f);
+}
+static void att_tn(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M, int N, int K) {
+    if (att_ours(M, N, K)) blas_gemm_tn_packed(c, ldc, a, lda, b, ldb, M, N, K, 0.0f, NULL);
+    else blas_gemm_tn(c, ldc, a, lda, b, ldb, M, N, K, 1.0f, 0.0f);
+}
+
 size_t attention_scratch_floats(int T) {
     return ((2 * (size_t)T * T) + 15) & ~(size_t)15;
 }
@@ -884,7 +926,7 @@ static void att_fwd_task(void *ctx, size_t lo, size_t hi, int tid) {
         const size_t base = it * (size_t)T * T; /* element index of (b, h, 0, 0) */
         float *P = j->att ? j->att + base : scr;
         /* P (T, nk) = Q · K[:nk]ᵀ, row stride T (the 1/sqrt(HS) scale is applied in the softmax) */
-        blas_gemm_nt(P, T, q, C3, k, C3, T, nk, HS, 1.0f, 0.0f);
+        att_nt(P, T, q, C3, k, C3, T, nk, HS);
         for (int i = 0; i < T; i++) {
             float *row = P + (size_t)i * T;
             softmax_row(row, row, km, nk, scale);
@@ -898,7 +940,7 @@ static void att_fwd_task(void *ctx, size_t lo, size_t hi, int tid) {
             Pd = D;
         }
         /* ctx_h (T, HS) = Pd[:, :nk] · V[:nk] */
-        blas_gemm_nn(j->ctx + (size_t)b * T * C + h * HS, C, Pd, T, v, C3, T, HS, nk, 1.0f, 0.0f);
+        att_nn(j->ctx + (size_t)b * T * C + h * HS, C, Pd, T, v, C3, T, HS, nk);
     }
 }
 
@@ -935,7 +977,7 @@ static void att_var_task(void *ctx, size_t lo, size_t hi, int tid) {
         const int b = (int)(it / NH), h = (int)(it % NH), n = j->len[b];
         const float *q = j->qkv + (size_t)j->off[b] * C3 + h * HS, *k = q + C, *v = q + 2 * C;
         float *P = j->att ? j->att + j->att_off[b] + (size_t)h * n * n : scr;
-        blas_gemm_nt(P, n, q, C3, k, C3, n, n, HS, 1.0f, 0.0f);
+        att_nt(P, n, q, C3, k, C3, n, n, HS);
         for (int i = 0; i < n; i++) softmax_row(P + (size_t)i * n, P + (size_t)i * n, NULL, n, scale);
         const float *Pd = P;
         if (j->p > 0) {
@@ -945,7 +987,7 @@ static void att_var_task(void *ctx, size_t lo, size_t hi, int tid) {
                               padded_row_index(b, h, i, NH, T));
             Pd = D;
         }
-        blas_gemm_nn(j->ctx + (size_t)j->off[b] * C + h * HS, C, Pd, n, v, C3, n, HS, n, 1.0f, 0.0f);
+        att_nn(j->ctx + (size_t)j->off[b] * C + h * HS, C, Pd, n, v, C3, n, HS, n);
     }
 }
 
@@ -977,15 +1019,15 @@ static void att_var_bwd_task(void *ctx, size_t lo, size_t hi, int tid) {
                               padded_row_index(b, h, i, NH, T));
             Pdrop = Pd;
         }
-        blas_gemm_nt(dP, n, dc, C, v, C3, n, n, HS, 1.0f, 0.0f);
-        blas_gemm_tn(dv, C3, Pdrop, n, dc, C, n, HS, n, 1.0f, 0.0f);
+        att_nt(dP, n, dc, C, v, C3, n, n, HS);
+        att_tn(dv, C3, Pdrop, n, dc, C, n, HS, n);
         for (int i = 0; i < n; i++) {
             float *row = dP + (size_t)i * n;
             if (j->p > 0) dropout_range(row, row, (size_t)n, j->p, j->key, padded_row_index(b, h, i, NH, T));
             softmax_bwd_row(row, row, P + (size_t)i * n, n, scale);
         }
-        blas_gemm_nn(dq, C3, dP, n, k, C3, n, HS, n, 1.0f, 0.0f);
-        blas_gemm_tn(dk, C3, dP, n, q, C3, n, HS, n, 1.0f, 0.0f);
+        att_nn(dq, C3, dP, n, k, C3, n, HS, n);
+        att_tn(dk, C3, dP, n, q, C3, n, HS, n);
     }
 }
 
@@ -1057,16 +1099,16 @@ static void att_bwd_task(void *ctx, size_t lo, size_t hi, int tid) {
             Pdrop = Pd;
         }
         /* dPd (T, nk) = dctx_h · V[:nk]ᵀ ; dV[:nk] = Pdᵀ · dctx_h */
-        blas_gemm_nt(dP, T, dc, C, v, C3, T, nk, HS, 1.0f, 0.0f);
-        blas_gemm_tn(dv, C3, Pdrop, T, dc, C, nk, HS, T, 1.0f, 0.0f);
+        att_nt(dP, T, dc, C, v, C3, T, nk, HS);
+        att_tn(dv, C3, Pdrop, T, dc, C, nk, HS, T);
         for (int i = 0; i < T; i++) {
             float *row = dP + (size_t)i * T;
             if (j->p > 0) dropout_range(row, row, (size_t)nk, j->p, j->key, base + (size_t)i * T);
             softmax_bwd_row(row, row, P + (size_t)i * T, nk, scale);
         }
         /* dQ = dS · K[:nk] ; dK[:nk] = dSᵀ · Q */
-        blas_gemm_nn(dq, C3, dP, T, k, C3, T, HS, nk, 1.0f, 0.0f);
-        blas_gemm_tn(dk, C3, dP, T, q, C3, nk, HS, T, 1.0f, 0.0f);
+        att_nn(dq, C3, dP, T, k, C3, T, HS, nk);
+        att_tn(dk, C3, dP, T, q, C3, nk, HS, T);
         for (int t = nk; t < T; t++) { /* keys never looked at get zero gradient */
             memset(dk + (size_t)t * C3, 0, (size_t)HS * sizeof(float));
             memset(dv + (size_t)t * C3, 0, (size_t)HS * sizeof(float));

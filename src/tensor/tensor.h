@@ -55,8 +55,10 @@
  *
  *  - GEMMs: the linear layers' forward and input gradient (dinp) run on our own packed AVX2
  *    kernel (blas_gemm_packed: weights packed once per call and shared by the threads,
- *    activations packed per block by each thread, bias added at the store); the weight
- *    gradient and everything else on OpenBLAS.
+ *    activations packed per block by each thread, bias added at the store), and so do the
+ *    weight gradient (blas_gemm_tn_packed: both operands packed per K block by each thread,
+ *    the bias gradient summed while packing) and attention's per-head products
+ *    (blas_gemm_{nt,nn,tn}_packed); everything else (LoRA, eval, k-means) on OpenBLAS.
  *    Measured, per pattern, in blas.c / kernels.c comments.
  */
 #ifndef AM_TENSOR_H
@@ -171,9 +173,22 @@ void blas_gemm_packed(float *c, int ldc, const float *a, int lda, int ta, const 
 /* The same restricted to the column panels [p0, p1) (columns 16*p0 .. min(16*p1, N)). */
 void blas_gemm_packed_panels(float *c, int ldc, const float *a, int lda, int ta, const float *Bp, const float *bias,
                              int M, int N, int K, float beta, int p0, int p1);
+/* Weight-gradient GEMM on the packed kernel: C (M,N) = [beta·C +] A (K,M)ᵀ · B (K,N), beta 0
+ * or 1; if colsum_a is not NULL, colsum_a (M) += Σ_k A(k, ·) (the bias gradient, taken while A
+ * is packed). Single-threaded (split rows or columns of C over the pool); uses scratch slots 1
+ * and 2 of the calling thread. */
+void blas_gemm_tn_packed(float *c, int ldc, const float *a, int lda, const float *b, int ldb,
+                         int M, int N, int K, float beta, float *colsum_a);
+/* C (M,N) = [beta·C +] A (M,K) · B (N,K)ᵀ (nt) or A · B (K,N) (nn) on the packed kernel, B
+ * packed on every call (scratch slots 1 and 2 of the calling thread); beta 0 or 1. For small
+ * products such as attention's per-head GEMMs. */
+void blas_gemm_nt_packed(float *c, int ldc, const float *a, int lda, const float *b, int ldb,
+                         int M, int N, int K, float beta);
+void blas_gemm_nn_packed(float *c, int ldc, const float *a, int lda, const float *b, int ldb,
+                         int M, int N, int K, float beta);
 /* A per-thread scratch buffer (64-byte aligned, grows, freed at thread exit), for packing.
  * Valid until the next call with the same slot on the same thread. */
-#define BLAS_SCRATCH_SLOTS 2
+#define BLAS_SCRATCH_SLOTS 3
 float *blas_scratch(int slot, size_t n);
 
 /* Called automatically (every am_parallel_run); keeps OpenBLAS at one thread (see the top). */
@@ -354,6 +369,9 @@ void residual_layernorm_backward(float *dres, float *dproj, float *dlnw, float *
 
 /* Tuning knob for benchmarks: rows per GEMM chunk in the fused linear kernels (0 = auto). */
 extern int am_tune_chunk_rows;
+/* Benchmark knob: 1 = the weight-gradient and attention GEMMs on OpenBLAS instead of our
+ * packed kernel (blas_gemm_{tn,nt,nn}_packed), for A/B comparisons. */
+extern int am_tune_openblas;
 
 /* ------------------------------------------------------------------ ref_kernels.c */
 

@@ -121,6 +121,57 @@ TEST(blas_packed_vs_ref) {
         }
 }
 
+TEST(blas_gemm_tn_packed_vs_ref) {
+    /* the weight-gradient kernel: C = [C +] Aᵀ·B, A (K,M), B (K,N); K = 1, K not a multiple
+     * of the 384-row block (2-3 blocks), M over one 144-row block, primes, 312, partial
+     * micro-panels and panels; tight (lda = M) and padded strides; beta 0 over NaN; the
+     * column sums of A */
+    static const int dims[][3] = { {1, 1, 1}, {7, 13, 5}, {6, 16, 8}, {13, 17, 1}, {312, 23, 401}, {5, 1, 769},
+                                   {150, 33, 19}, {311, 312, 97}, {97, 40, 385}, {16, 8, 0} };
+    for (size_t s = 0; s < sizeof dims / sizeof dims[0]; s++)
+        for (int v = 0; v < 8; v++) {
+            const int M = dims[s][0], N = dims[s][1], K = dims[s][2];
+            const int acc = v & 1, pad = (v >> 1) & 1, sums = (v >> 2) & 1;
+            const int lda = M + 3 * pad, ldb = N + 2 * pad, ldc = N + 1;
+            float *a = rnd((size_t)(K ? K : 1) * lda, 1), *b = rnd((size_t)(K ? K : 1) * ldb, 1);
+            float *c = rnd((size_t)M * ldc, 1), *c2 = copyf(c, (size_t)M * ldc);
+            float *cs = rnd(M, 1), *cs2 = copyf(cs, M);
+            if (!acc) for (int i = 0; i < M; i++) for (int j = 0; j < N; j++) c[(size_t)i * ldc + j] = NAN;
+            blas_gemm_tn_packed(c, ldc, a, lda, b, ldb, M, N, K, acc ? 1.0f : 0.0f, sums ? cs : NULL);
+            ref_gemm(1, 0, c2, ldc, a, lda, b, ldb, M, N, K, 1.0f, acc ? 1.0f : 0.0f);
+            for (int k = 0; sums && k < K; k++) for (int i = 0; i < M; i++) cs2[i] += a[(size_t)k * lda + i];
+            double e = 0; /* the padding column must stay untouched too */
+            for (int i = 0; i < M; i++) e = fmax(e, rel_err(c + (size_t)i * ldc, c2 + (size_t)i * ldc, (size_t)ldc));
+            /* float sums in another order (per 384-row block, then into C): with only 5 outputs of
+             * ~sqrt(K) size, K = 769 gives ~3e-5 */
+            CHECKF(e < (K > 384 ? 1e-4 : 1e-5), "tn_packed %dx%dx%d acc %d pad %d: %g", M, N, K, acc, pad, e);
+            CHECKF(rel_err(cs, cs2, (size_t)M) < 1e-5, "tn_packed column sums %dx%dx%d", M, N, K);
+            FREE(a, b, c, c2, cs, cs2);
+        }
+}
+
+TEST(blas_gemm_nt_nn_packed_vs_ref) {
+    /* B packed on every call (attention's per-head products): T = 1, primes, 312, one and two
+     * K blocks, beta 0 over NaN and beta 1, padded strides */
+    static const int dims[][3] = { {1, 1, 1}, {1, 7, 64}, {64, 64, 64}, {37, 41, 64}, {64, 64, 37}, {13, 312, 5},
+                                   {150, 17, 401}, {16, 8, 0} };
+    for (size_t s = 0; s < sizeof dims / sizeof dims[0]; s++)
+        for (int v = 0; v < 4; v++) {
+            const int M = dims[s][0], N = dims[s][1], K = dims[s][2], nn = v & 1, acc = v >> 1;
+            const int lda = K + 3, ldb = (nn ? N : K) + 2, ldc = N + 1;
+            float *a = rnd((size_t)M * lda, 1), *b = rnd((size_t)(nn ? (K ? K : 1) : N) * ldb, 1);
+            float *c = rnd((size_t)M * ldc, 1), *c2 = copyf(c, (size_t)M * ldc);
+            if (!acc) for (int i = 0; i < M; i++) for (int j = 0; j < N; j++) c[(size_t)i * ldc + j] = NAN;
+            if (nn) blas_gemm_nn_packed(c, ldc, a, lda, b, ldb, M, N, K, acc ? 1.0f : 0.0f);
+            else blas_gemm_nt_packed(c, ldc, a, lda, b, ldb, M, N, K, acc ? 1.0f : 0.0f);
+            ref_gemm(0, !nn, c2, ldc, a, lda, b, ldb, M, N, K, 1.0f, acc ? 1.0f : 0.0f);
+            double e = 0;
+            for (int i = 0; i < M; i++) e = fmax(e, rel_err(c + (size_t)i * ldc, c2 + (size_t)i * ldc, (size_t)ldc));
+            CHECKF(e < (K > 384 ? 1e-4 : 1e-5), "%s_packed %dx%dx%d acc %d: %g", nn ? "nn" : "nt", M, N, K, acc, e);
+            FREE(a, b, c, c2);
+        }
+}
+
 TEST(blas_batched_vs_ref) {
     /* per-head Q·Kᵀ inside a (T, 3C) row layout: strided heads */
     const int T = 7, C = 12, NH = 3, HS = C / NH;
@@ -441,7 +492,9 @@ static float *make_mask(int B, int T, int kind) {
 }
 
 TEST(attention_vs_ref_and_fd) {
-    static const int dims[][4] = { /* B, T, C, NH */ {1, 1, 4, 1}, {2, 7, 12, 3}, {3, 5, 10, 2}, {2, 16, 16, 2}, {4, 33, 24, 4} };
+    static const int dims[][4] = { /* B, T, C, NH */ {1, 1, 4, 1}, {2, 7, 12, 3}, {3, 5, 10, 2}, {2, 16, 16, 2}, {4, 33, 24, 4},
+                                   /* sides >= 16: our packed kernel (masked sequences mix in OpenBLAS) */
+                                   {2, 21, 64, 2}, {1, 40, 32, 2} };
     for (size_t s = 0; s < sizeof dims / sizeof dims[0]; s++)
         for (int mk = 0; mk < 3; mk++)
             for (int drop = 0; drop < 2; drop++) {
@@ -474,10 +527,9 @@ TEST(attention_vs_ref_and_fd) {
             }
 }
 
-/* packed variable-length attention == padded attention on the real rows */
-TEST(attention_varlen_matches_padded) {
-    const int B = 4, T = 9, C = 12, NH = 3;
-    int len[4] = { 9, 1, 5, 3 }, off[4];
+/* packed variable-length attention == padded attention on the real rows (B <= 4) */
+static void varlen_case(const int B, const int T, const int C, const int NH, const int *len) {
+    int off[4];
     float *qkv = rnd((size_t)B * T * 3 * C, 1.5f), *mask = zeros((size_t)B * T);
     int nr = 0;
     for (int b = 0; b < B; b++) { off[b] = nr; nr += len[b]; for (int t = 0; t < len[b]; t++) mask[(size_t)b * T + t] = 1; }
@@ -517,6 +569,12 @@ TEST(attention_varlen_matches_padded) {
         FREE(dctx, dctxp, dq, dqp, dqu, acc);
     }
     FREE(qkv, mask, packed, ctxp, ctx, scr, att, attp);
+}
+
+TEST(attention_varlen_matches_padded) {
+    const int len1[4] = { 9, 1, 5, 3 }, len2[3] = { 40, 17, 23 }; /* len2, HS 32: our packed kernel */
+    varlen_case(4, 9, 12, 3, len1);
+    varlen_case(3, 40, 64, 2, len2);
 }
 
 /* ------------------------------------------------------------------ embeddings */
@@ -715,6 +773,8 @@ int main(void) {
     am_parallel_set_threads(2);
     RUN(blas_patterns_vs_ref);
     RUN(blas_packed_vs_ref);
+    RUN(blas_gemm_tn_packed_vs_ref);
+    RUN(blas_gemm_nt_nn_packed_vs_ref);
     RUN(blas_batched_vs_ref);
     RUN(blas_zero_k);
     RUN(linear_vs_ref_and_fd);
