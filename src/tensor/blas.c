@@ -181,27 +181,32 @@ size_t blas_packed_floats(int N, int K) {
 int blas_packed_panels(int N) { return (N + PK_NR - 1) / PK_NR; }
 
 #ifdef AM_AVX2
-/* 8 rows (r, stride ld) x 8 floats, transposed: float j of row i goes to d[j*dstride + i] */
-static inline void transpose8x8(float *d, size_t dstride, const float *r, size_t ld) {
-    const __m256 r0 = _mm256_loadu_ps(r), r1 = _mm256_loadu_ps(r + ld), r2 = _mm256_loadu_ps(r + 2 * ld);
-    const __m256 r3 = _mm256_loadu_ps(r + 3 * ld), r4 = _mm256_loadu_ps(r + 4 * ld), r5 = _mm256_loadu_ps(r + 5 * ld);
-    const __m256 r6 = _mm256_loadu_ps(r + 6 * ld), r7 = _mm256_loadu_ps(r + 7 * ld);
-    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-    const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-    const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+/* in-register 8 x 8 transpose: afterwards v[j] holds float j of every input row */
+static inline void transpose8x8_regs(__m256 v[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
     const __m256 q0 = _mm256_shuffle_ps(t0, t2, 0x44), q1 = _mm256_shuffle_ps(t0, t2, 0xEE);
     const __m256 q2 = _mm256_shuffle_ps(t1, t3, 0x44), q3 = _mm256_shuffle_ps(t1, t3, 0xEE);
     const __m256 q4 = _mm256_shuffle_ps(t4, t6, 0x44), q5 = _mm256_shuffle_ps(t4, t6, 0xEE);
     const __m256 q6 = _mm256_shuffle_ps(t5, t7, 0x44), q7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    _mm256_storeu_ps(d, _mm256_permute2f128_ps(q0, q4, 0x20));
-    _mm256_storeu_ps(d + dstride, _mm256_permute2f128_ps(q1, q5, 0x20));
-    _mm256_storeu_ps(d + 2 * dstride, _mm256_permute2f128_ps(q2, q6, 0x20));
-    _mm256_storeu_ps(d + 3 * dstride, _mm256_permute2f128_ps(q3, q7, 0x20));
-    _mm256_storeu_ps(d + 4 * dstride, _mm256_permute2f128_ps(q0, q4, 0x31));
-    _mm256_storeu_ps(d + 5 * dstride, _mm256_permute2f128_ps(q1, q5, 0x31));
-    _mm256_storeu_ps(d + 6 * dstride, _mm256_permute2f128_ps(q2, q6, 0x31));
-    _mm256_storeu_ps(d + 7 * dstride, _mm256_permute2f128_ps(q3, q7, 0x31));
+    v[0] = _mm256_permute2f128_ps(q0, q4, 0x20);
+    v[1] = _mm256_permute2f128_ps(q1, q5, 0x20);
+    v[2] = _mm256_permute2f128_ps(q2, q6, 0x20);
+    v[3] = _mm256_permute2f128_ps(q3, q7, 0x20);
+    v[4] = _mm256_permute2f128_ps(q0, q4, 0x31);
+    v[5] = _mm256_permute2f128_ps(q1, q5, 0x31);
+    v[6] = _mm256_permute2f128_ps(q2, q6, 0x31);
+    v[7] = _mm256_permute2f128_ps(q3, q7, 0x31);
+}
+
+/* 8 rows (r, stride ld) x 8 floats, transposed: float j of row i goes to d[j*dstride + i] */
+static inline void transpose8x8(float *d, size_t dstride, const float *r, size_t ld) {
+    __m256 v[8];
+    for (int i = 0; i < 8; i++) v[i] = _mm256_loadu_ps(r + i * ld);
+    transpose8x8_regs(v);
+    for (int j = 0; j < 8; j++) _mm256_storeu_ps(d + j * dstride, v[j]);
 }
 #endif
 
@@ -305,28 +310,17 @@ static void pack_a(float *ap, const float *a, int lda, int ta, int mc, int kc) {
             }
             /* ta = 0: 6 rows x 8 k, transposed 8 x 8 (rows 6, 7 zero) */
             const float *s0 = a + (size_t)i * lda;
-            const __m256 z = _mm256_setzero_ps();
             for (; k + 8 <= kc; k += 8) {
-                const __m256 r0 = _mm256_loadu_ps(s0 + k), r1 = _mm256_loadu_ps(s0 + lda + k);
-                const __m256 r2 = _mm256_loadu_ps(s0 + 2 * (size_t)lda + k), r3 = _mm256_loadu_ps(s0 + 3 * (size_t)lda + k);
-                const __m256 r4 = _mm256_loadu_ps(s0 + 4 * (size_t)lda + k), r5 = _mm256_loadu_ps(s0 + 5 * (size_t)lda + k);
-                const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-                const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-                const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-                const __m256 q0 = _mm256_shuffle_ps(t0, t2, 0x44), q1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-                const __m256 q2 = _mm256_shuffle_ps(t1, t3, 0x44), q3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-                const __m256 q4 = _mm256_shuffle_ps(t4, z, 0x44), q5 = _mm256_shuffle_ps(t4, z, 0xEE);
-                const __m256 q6 = _mm256_shuffle_ps(t5, z, 0x44), q7 = _mm256_shuffle_ps(t5, z, 0xEE);
-                float *dk = d + (size_t)k * PK_MR; /* column j = A(0..5, k+j) at dk + 6j */
-                _mm256_storeu_ps(dk, _mm256_permute2f128_ps(q0, q4, 0x20));
-                _mm256_storeu_ps(dk + 6, _mm256_permute2f128_ps(q1, q5, 0x20));
-                _mm256_storeu_ps(dk + 12, _mm256_permute2f128_ps(q2, q6, 0x20));
-                _mm256_storeu_ps(dk + 18, _mm256_permute2f128_ps(q3, q7, 0x20));
-                _mm256_storeu_ps(dk + 24, _mm256_permute2f128_ps(q0, q4, 0x31));
-                _mm256_storeu_ps(dk + 30, _mm256_permute2f128_ps(q1, q5, 0x31));
-                _mm256_storeu_ps(dk + 36, _mm256_permute2f128_ps(q2, q6, 0x31));
-                if (k + 8 < kc) _mm256_storeu_ps(dk + 42, _mm256_permute2f128_ps(q3, q7, 0x31));
-                else _mm256_maskstore_ps(dk + 42, m6, _mm256_permute2f128_ps(q3, q7, 0x31));
+                __m256 v[8];
+                for (int r = 0; r < 6; r++) v[r] = _mm256_loadu_ps(s0 + r * (size_t)lda + k);
+                v[6] = v[7] = _mm256_setzero_ps();
+                transpose8x8_regs(v);
+                /* column j = A(0..5, k+j) at dk + 6j: each 8-float store spills 2 zeros into the next
+                 * column, which its own store then overwrites; the last one is masked at the end */
+                float *dk = d + (size_t)k * PK_MR;
+                for (int j = 0; j < 7; j++) _mm256_storeu_ps(dk + 6 * j, v[j]);
+                if (k + 8 < kc) _mm256_storeu_ps(dk + 42, v[7]);
+                else _mm256_maskstore_ps(dk + 42, m6, v[7]);
             }
         }
 #endif
