@@ -392,6 +392,25 @@ static void micro_generic(int kc, const float *ap, const float *bp, float *c, in
 static void gemm_packed(float *c, int ldc, const float *a, int lda, int ta, const float *Bp, const float *bias,
                         int M, int N, int K, float beta, int p0, int p1);
 
+/* C rows [0, mc) += a packed A block (mc x kc, 6-row strips) times packed B panels [p0, p1) (kc x 16
+ * each, k-major). B goes in groups of PK_NP panels (kc x 128 floats, in L2 next to the A block);
+ * the A micro-panel (kc x 6) stays in L1 while the group's panels stream past it. */
+static inline void block_panels(float *c, int ldc, const float *ap, int mc, int kc, const float *bk, int p0, int p1,
+                                int N, const float *bias, int first, float beta) {
+    for (int jq = p0; jq < p1; jq += PK_NP) {
+        const int jq1 = p1 - jq < PK_NP ? p1 : jq + PK_NP;
+        for (int i = 0; i < mc; i += PK_MR) {
+            const int mr = mc - i < PK_MR ? mc - i : PK_MR;
+            const float *ai = ap + (size_t)i * kc;
+            float *ci = c + (size_t)i * ldc;
+            for (int jp = jq; jp < jq1; jp++) {
+                const int j0 = jp * PK_NR, nj = N - j0 < PK_NR ? N - j0 : PK_NR;
+                micro(kc, ai, bk + (size_t)jp * kc * PK_NR, ci + j0, ldc, bias ? bias + j0 : NULL, mr, nj, first, beta);
+            }
+        }
+    }
+}
+
 void blas_gemm_packed(float *c, int ldc, const float *a, int lda, int ta, const float *Bp, const float *bias,
                       int M, int N, int K, float beta) {
     gemm_packed(c, ldc, a, lda, ta, Bp, bias, M, N, K, beta, 0, blas_packed_panels(N));
@@ -426,21 +445,7 @@ static void gemm_packed(float *c, int ldc, const float *a, int lda, int ta, cons
         for (int i0 = 0; i0 < M; i0 += PK_MC) {
             const int mc = M - i0 < PK_MC ? M - i0 : PK_MC;
             pack_a(ap, ta ? a + (size_t)k0 * lda + i0 : a + (size_t)i0 * lda + k0, lda, ta, mc, kc);
-            /* B in groups of PK_NP panels (kc x 128 floats, in L2 next to the A block); the A
-             * micro-panel (kc x 6) stays in L1 while the group's panels stream past it */
-            for (int jq = p0; jq < p1; jq += PK_NP) {
-                const int jq1 = p1 - jq < PK_NP ? p1 : jq + PK_NP;
-                for (int i = 0; i < mc; i += PK_MR) {
-                    const int mr = mc - i < PK_MR ? mc - i : PK_MR;
-                    const float *ai = ap + (size_t)i * kc;
-                    float *ci = c + (size_t)(i0 + i) * ldc;
-                    for (int jp = jq; jp < jq1; jp++) {
-                        const int j0 = jp * PK_NR, nj = N - j0 < PK_NR ? N - j0 : PK_NR;
-                        micro(kc, ai, bk + (size_t)jp * kc * PK_NR, ci + j0, ldc, bias ? bias + j0 : NULL, mr, nj,
-                              first, beta);
-                    }
-                }
-            }
+            block_panels(c + (size_t)i0 * ldc, ldc, ap, mc, kc, bk, p0, p1, N, bias, first, beta);
         }
     }
 }
@@ -550,18 +555,7 @@ void blas_gemm_tn_packed(float *c, int ldc, const float *a, int lda, const float
         for (int i0 = 0; i0 < M; i0 += mcs) {
             const int mc = M - i0 < mcs ? M - i0 : mcs;
             pack_at_kmajor(ap, a + (size_t)k0 * lda + i0, lda, kc, mc, M - i0, colsum_a ? colsum_a + i0 : NULL);
-            for (int jq = 0; jq < np; jq += PK_NP) {
-                const int jq1 = np - jq < PK_NP ? np : jq + PK_NP;
-                for (int i = 0; i < mc; i += PK_MR) {
-                    const int mr = mc - i < PK_MR ? mc - i : PK_MR;
-                    const float *ai = ap + (size_t)i * kc;
-                    float *ci = c + (size_t)(i0 + i) * ldc;
-                    for (int jp = jq; jp < jq1; jp++) {
-                        const int j0 = jp * PK_NR, nj = N - j0 < PK_NR ? N - j0 : PK_NR;
-                        micro(kc, ai, bp + (size_t)jp * kc * PK_NR, ci + j0, ldc, NULL, mr, nj, first, beta);
-                    }
-                }
-            }
+            block_panels(c + (size_t)i0 * ldc, ldc, ap, mc, kc, bp, 0, np, N, NULL, first, beta);
         }
     }
 }
