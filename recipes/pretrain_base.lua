@@ -2,7 +2,7 @@
 -- corpus (<store>/datasets/pretrain/corpus.txt, one document per line).
 --   amalgam run recipes/pretrain_base.lua [steps=1500] [batch=64] [lr=2e-3] [max_len=32] [warmup=steps/10]
 --       [rows=200000] [dropout=false] [freeze=word_embeddings|none] [name=base-tiny] [init=init-tiny]
---       [force=false]
+--       [seed=1] [force=false]
 local args = ... or {}
 local function num(k, d) return tonumber(args[k]) or d end
 local function int(k, d) return math.tointeger(num(k, d)) end
@@ -61,7 +61,7 @@ chunks = nil
 
 local t0 = os.time()
 local run = assert(am.train {
-  name = name, init = init, steps = steps, seed = 1,
+  name = name, init = init, steps = steps, seed = int("seed", 1),
   lr = num("lr", 2e-3), warmup = int("warmup", math.max(1, steps // 10)), lr_schedule = "linear",
   max_len = max_len, weight_decay = 0.01, dropout = args.dropout == "true", freeze = freeze,
   tasks = { { data = ds, loss = am.loss.mlm {}, batch = batch, name = "mlm" } },
