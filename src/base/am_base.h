@@ -4,8 +4,8 @@
  *   1. bugs and invariants   -> AM_ASSERT (always on, reports file:line, calls the fatal hook)
  *   2. expected failures     -> functions return int: AM_OK (0) or a negative AM_E* code;
  *                               am_error() records a human message with context (file, key,
- *                               shape, HINT: ...) that am_lasterror() returns.
- *   3. the Lua boundary      -> lua/ turns (code, am_lasterror()) into `nil, msg, code`.
+ *                               shape, HINT: ...) that am_errmsg() returns.
+ *   3. the Lua boundary      -> lua/ turns (code, am_errmsg(code)) into `nil, msg, code`.
  *
  * Codes live in [-32099, -32000] so they never collide with errno values or LMDB's codes.
  */
@@ -16,24 +16,35 @@
 #include <stdint.h>
 #include <stdarg.h>
 
+/* The one list of error codes: X(NAME, value, text). The enum below, am_strerror, am_errname
+ * and Lua's am.errcodes (src/lua/lamalgam.c) are all generated from it; add a code here only. */
+#define AM_ERRORS(X)                                                                            \
+    X(EIO,       -32000, "input/output error")               /* read/write/open failed (errno in the message) */ \
+    X(ENOMEM,    -32001, "out of memory (model too large?)") /* a large allocation failed */  \
+    X(ESHAPE,    -32002, "tensor shape mismatch")            /* shape differs from what was expected */ \
+    X(EFORMAT,   -32003, "malformed input")                  /* bad header, bad JSON, ... */  \
+    X(ENOTFOUND, -32004, "not found")                        /* unknown model / tensor / key / file */ \
+    X(EINVAL,    -32005, "invalid argument")                 /* bad argument or option value */ \
+    X(EDTYPE,    -32006, "unsupported dtype")                                                 \
+    X(ESTORE,    -32007, "store error")                      /* LMDB failure other than map-full */ \
+    X(EUTF8,     -32008, "invalid UTF-8")                                                     \
+    X(EMAPFULL,  -32009, "store map full")                   /* and it could not grow */     \
+    X(EEXIST,    -32010, "already exists")                   /* name or id */                \
+    X(EINTR,     -32011, "interrupted")                      /* by the user */               \
+    X(EVOCAB,    -32012, "vocabulary error")                 /* missing special token, ... */
+
 enum {
-    AM_OK        = 0,
-    AM_EIO       = -32000, /* read/write/open failed (errno in the message) */
-    AM_ENOMEM    = -32001, /* a large allocation failed ("model too large") */
-    AM_ESHAPE    = -32002, /* tensor shape does not match what was expected */
-    AM_EFORMAT   = -32003, /* malformed file or value (bad header, bad JSON, ...) */
-    AM_ENOTFOUND = -32004, /* unknown model / tensor / key / file */
-    AM_EINVAL    = -32005, /* bad argument or option value */
-    AM_EDTYPE    = -32006, /* unsupported dtype */
-    AM_ESTORE    = -32007, /* LMDB failure other than map-full */
-    AM_EUTF8     = -32008, /* input text is not valid UTF-8 */
-    AM_EMAPFULL  = -32009, /* store map full and could not grow */
-    AM_EEXIST    = -32010, /* name or id already exists */
-    AM_EINTR     = -32011, /* interrupted by the user */
-    AM_EVOCAB    = -32012, /* vocabulary problem (missing special token, ...) */
+    AM_OK = 0,
+#define AM_ERR_ENUM(name, value, text) AM_##name = value,
+    AM_ERRORS(AM_ERR_ENUM)
+#undef AM_ERR_ENUM
 };
 
+/* The code's own fixed text ("not found"), never a recorded message; strerror() for errno
+ * values (> 0), "unknown error" otherwise. Static storage. */
 const char *am_strerror(int code);
+/* The code's name without "AM_" ("ENOTFOUND"), or NULL for a code not in AM_ERRORS. */
+const char *am_errname(int code);
 
 /* Record a message for `code` (printf-style) and return `code`, so callers write
  * `return am_error(AM_EFORMAT, "%s: header length %llu past end of file", path, n);`.
@@ -41,7 +52,10 @@ const char *am_strerror(int code);
 int am_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prepend context to the current message ("while importing X: ...") and return code. */
 int am_error_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The last recorded message, or am_strerror(code) of nothing was recorded. Borrowed. */
+/* The detailed message for a failure that returned `code`: the last recorded message on this
+ * thread, or am_strerror(code) when nothing was recorded. Borrowed, as am_error's message. */
+const char *am_errmsg(int code);
+/* The last recorded message, or "no error" if nothing was recorded since am_clearerror. */
 const char *am_lasterror(void);
 void am_clearerror(void);
 

@@ -20,21 +20,20 @@ static _Thread_local int err_code;
 
 const char *am_strerror(int code) {
     switch (code) {
-    case AM_OK:        return "success";
-    case AM_EIO:       return "input/output error";
-    case AM_ENOMEM:    return "out of memory (model too large?)";
-    case AM_ESHAPE:    return "tensor shape mismatch";
-    case AM_EFORMAT:   return "malformed input";
-    case AM_ENOTFOUND: return "not found";
-    case AM_EINVAL:    return "invalid argument";
-    case AM_EDTYPE:    return "unsupported dtype";
-    case AM_ESTORE:    return "store error";
-    case AM_EUTF8:     return "invalid UTF-8";
-    case AM_EMAPFULL:  return "store map full";
-    case AM_EEXIST:    return "already exists";
-    case AM_EINTR:     return "interrupted";
-    case AM_EVOCAB:    return "vocabulary error";
-    default:           return code > 0 ? strerror(code) : "unknown error";
+    case AM_OK: return "success";
+#define AM_ERR_TEXT(name, value, text) case AM_##name: return text;
+    AM_ERRORS(AM_ERR_TEXT)
+#undef AM_ERR_TEXT
+    default: return code > 0 ? strerror(code) : "unknown error";
+    }
+}
+
+const char *am_errname(int code) {
+    switch (code) {
+#define AM_ERR_NAME(name, value, text) case AM_##name: return #name;
+    AM_ERRORS(AM_ERR_NAME)
+#undef AM_ERR_NAME
+    default: return NULL;
     }
 }
 
@@ -60,6 +59,10 @@ int am_error_wrap(int code, const char *fmt, ...) {
     snprintf(err_msg, sizeof err_msg, "%s: %s", prefix, old);
     err_code = code;
     return code;
+}
+
+const char *am_errmsg(int code) {
+    return err_code ? err_msg : am_strerror(code);
 }
 
 const char *am_lasterror(void) {

@@ -30,7 +30,7 @@ int cli_get_int(CliArgs *a, const char *name, int def, int *out); /* AM_EINVAL i
 int cli_flag(CliArgs *a, const char *name);
 /* AM_EINVAL naming the first option the command did not read. */
 int cli_check_unused(CliArgs *a);
-/* Print "amalgam: error: <am_lasterror()>" and return the exit code for rc (0 if rc == 0). */
+/* Print "amalgam: error: <am_errmsg(rc)>" and return the exit code for rc (0 if rc == 0). */
 int cli_fail(int rc);
 
 extern char **cli_argv; /* main's argv, for re-exec */

@@ -148,7 +148,7 @@ int cli_check_unused(CliArgs *a) {
 
 int cli_fail(int rc) {
     if (rc == AM_OK) return 0;
-    fprintf(stderr, "amalgam: error: %s\n", am_lasterror());
+    fprintf(stderr, "amalgam: error: %s\n", am_errmsg(rc));
     return rc == AM_EINVAL ? 2 : 1;
 }
 

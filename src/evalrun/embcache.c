@@ -396,8 +396,9 @@ static void write_group(EmbCache *c, Space *s, Group *g, const char *disk_dir) {
     size_t H = (size_t)s->hidden, n = (size_t)g->n;
     size_t len = EMB_HDR + n * 16 + n * H * 4 + 8;
     char *buf = NULL;
-    if (am_mkdir_p(dir) != AM_OK) {
-        am_log(AM_LOG_WARN, "embedding cache: %s", am_lasterror());
+    int rc = am_mkdir_p(dir);
+    if (rc != AM_OK) {
+        am_log(AM_LOG_WARN, "embedding cache: %s", am_errmsg(rc));
         am_clearerror();
         goto done;
     }

@@ -103,7 +103,7 @@ int am_lua_exit_code(lua_State *L, int status);
 
 /* ---------------------------------------------------------------- binding helpers */
 
-/* Push `nil, am_lasterror(), code-name` and return 3 (Lua's luaL_fileresult shape). */
+/* Push `nil, am_errmsg(rc), code-name` and return 3 (Lua's luaL_fileresult shape). */
 int am_lua_fail(lua_State *L, int rc);
 /* Same with a literal message. */
 int am_lua_failmsg(lua_State *L, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -95,8 +95,8 @@ static int l_name(lua_State *L) {
 
 /* push the decoded meta of b */
 static void push_meta(lua_State *L, AmModelBox *b) {
-    if (am_lua_pushjson(L, b->meta_json, strlen(b->meta_json)) != AM_OK)
-        luaL_error(L, "model %s: stored meta is not valid JSON: %s", b->id, am_lasterror());
+    int rc = am_lua_pushjson(L, b->meta_json, strlen(b->meta_json));
+    if (rc != AM_OK) luaL_error(L, "model %s: stored meta is not valid JSON: %s", b->id, am_errmsg(rc));
 }
 
 /* m:meta() -> table (the stored JSON meta: name, kind, config, pooling, created, ...) */

@@ -96,22 +96,21 @@ void am_lua_clear_interrupt(lua_State *L) {
 
 /* ---------------------------------------------------------------- errors */
 
+/* Code names and numbers come from the one list in am_base.h. */
 static const struct { int code; const char *name; } errnames[] = {
-    {AM_EIO, "EIO"},         {AM_ENOMEM, "ENOMEM"},   {AM_ESHAPE, "ESHAPE"},     {AM_EFORMAT, "EFORMAT"},
-    {AM_ENOTFOUND, "ENOTFOUND"}, {AM_EINVAL, "EINVAL"}, {AM_EDTYPE, "EDTYPE"},   {AM_ESTORE, "ESTORE"},
-    {AM_EUTF8, "EUTF8"},     {AM_EMAPFULL, "EMAPFULL"}, {AM_EEXIST, "EEXIST"},   {AM_EINTR, "EINTR"},
-    {AM_EVOCAB, "EVOCAB"},
+#define AM_ERR_ENTRY(name, value, text) {AM_##name, #name},
+    AM_ERRORS(AM_ERR_ENTRY)
+#undef AM_ERR_ENTRY
 };
 
 const char *am_lua_errname(int rc) {
-    for (size_t i = 0; i < sizeof errnames / sizeof errnames[0]; i++)
-        if (errnames[i].code == rc) return errnames[i].name;
-    return "EUNKNOWN";
+    const char *n = am_errname(rc);
+    return n ? n : "EUNKNOWN";
 }
 
 int am_lua_fail(lua_State *L, int rc) {
     luaL_pushfail(L);
-    lua_pushstring(L, am_lasterror());
+    lua_pushstring(L, am_errmsg(rc));
     lua_pushstring(L, am_lua_errname(rc));
     am_clearerror();
     return 3;

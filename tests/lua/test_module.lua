@@ -21,6 +21,22 @@ T.eq(am.errcodes.EINVAL, -32005, "errcodes.EINVAL")
 T.eq(am.strerror("ENOTFOUND"), "not found", "strerror by name")
 T.eq(am.strerror(-32005), "invalid argument", "strerror by number")
 T.checkerr("unknown error code name", am.strerror, "ENOPE")
+do -- am.errcodes is generated from the C list (AM_ERRORS): names, numbers and texts agree
+  local names = {}
+  for name, code in pairs(am.errcodes) do names[#names + 1] = name end
+  table.sort(names)
+  T.eq(table.concat(names, " "), "EDTYPE EEXIST EFORMAT EINTR EINVAL EIO EMAPFULL ENOMEM ENOTFOUND "
+       .. "ESHAPE ESTORE EUTF8 EVOCAB", "errcodes names")
+  local texts = {}
+  for _, name in ipairs(names) do
+    local code = am.errcodes[name]
+    T.ok(math.type(code) == "integer" and code <= -32000 and code >= -32099, name .. " in the range")
+    local text = am.strerror(name)
+    T.eq(am.strerror(code), text, name .. ": strerror by name and number agree")
+    T.ok(text ~= "unknown error" and not texts[text], name .. " has its own text")
+    texts[text] = true
+  end
+end
 T.checkerr("number expected", am.strerror, {})
 
 -- type helpers

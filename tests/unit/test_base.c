@@ -11,6 +11,37 @@ TEST(error_messages) {
     CHECK(strcmp(am_strerror(AM_ENOTFOUND), "not found") == 0);
 }
 
+/* The one code list (AM_ERRORS): every code has its own name and text, am_strerror never
+ * returns a recorded message, and am_errmsg falls back to the code's text. */
+TEST(error_codes) {
+    static const struct { int code; const char *name, *text; } codes[] = {
+#define X(name, value, text) {AM_##name, #name, text},
+        AM_ERRORS(X)
+#undef X
+    };
+    const int n = (int)(sizeof codes / sizeof codes[0]);
+    CHECK(n == 13);
+    for (int i = 0; i < n; i++) {
+        CHECK(codes[i].code <= -32000 && codes[i].code >= -32099);
+        CHECKF(strcmp(am_strerror(codes[i].code), codes[i].text) == 0, "%s", codes[i].name);
+        CHECKF(am_errname(codes[i].code) && strcmp(am_errname(codes[i].code), codes[i].name) == 0, "%s", codes[i].name);
+        CHECK(strcmp(am_strerror(codes[i].code), "unknown error") != 0);
+        for (int j = 0; j < i; j++) {
+            CHECKF(codes[i].code != codes[j].code, "%s and %s share a number", codes[i].name, codes[j].name);
+            CHECKF(strcmp(codes[i].text, codes[j].text) != 0, "%s and %s share a text", codes[i].name, codes[j].name);
+        }
+    }
+    CHECK(am_errname(AM_OK) == NULL && am_errname(-31999) == NULL);
+    CHECK(strcmp(am_strerror(-31999), "unknown error") == 0);
+    CHECK(strcmp(am_strerror(AM_OK), "success") == 0);
+    am_error(AM_EIO, "x.bin: cannot open");
+    CHECK(strcmp(am_strerror(AM_EIO), "input/output error") == 0);
+    CHECK(strcmp(am_errmsg(AM_EIO), "x.bin: cannot open") == 0);
+    am_clearerror();
+    CHECK(strcmp(am_errmsg(AM_EFORMAT), "malformed input") == 0);
+    CHECK(strcmp(am_lasterror(), "no error") == 0);
+}
+
 TEST(rng_deterministic) {
     AmRng a, b;
     am_rng_seed(&a, 42);
@@ -58,6 +89,7 @@ TEST(file_roundtrip) {
 
 int main(void) {
     RUN(error_messages);
+    RUN(error_codes);
     RUN(rng_deterministic);
     RUN(hash_stable);
     RUN(file_roundtrip);
