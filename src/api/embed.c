@@ -149,7 +149,7 @@ int embed_model_encode(EmbedModel *em, const char *const *texts, int n, const Em
         if ((rc = tokenizer_batch(em->tok, bt, NULL, B, max_len, &em->batch))) break;
         TokenBatch *b = &em->batch;
         rc = encoder_embed(em->enc, b->ids, b->type_ids, b->mask, b->B, b->T,
-                           pooling == HF_POOL_CLS ? AM_POOL_CLS : AM_POOL_MEAN, normalize, layer, dim, tmp);
+                           pooling, normalize, layer, dim, tmp);
         if (rc) break;
         for (int i = 0; i < B; i++)
             memcpy(out + (size_t)order[s + i].idx * dim, tmp + (size_t)i * dim, (size_t)dim * sizeof(float));
@@ -167,7 +167,7 @@ char *embed_meta_json(const HfInfo *info, const char *name, const char *kind, co
     cJSON *j = cJSON_CreateObject();
     if (name) cJSON_AddStringToObject(j, "name", name);
     cJSON_AddStringToObject(j, "kind", kind ? kind : "pretrained");
-    cJSON_AddStringToObject(j, "pooling", info->pooling == HF_POOL_CLS ? "cls" : "mean");
+    cJSON_AddStringToObject(j, "pooling", pool_name(info->pooling == AM_POOL_CLS ? AM_POOL_CLS : AM_POOL_MEAN));
     cJSON_AddBoolToObject(j, "normalize", info->normalize);
     cJSON_AddNumberToObject(j, "max_seq_length", info->max_seq_length);
     cJSON_AddBoolToObject(j, "do_lower_case", info->do_lower_case);
@@ -190,8 +190,8 @@ int embed_info_from_meta(const char *meta_json, HfInfo *info) {
     }
     const cJSON *x;
     if (cJSON_IsString(x = cJSON_GetObjectItemCaseSensitive(j, "pooling"))) {
-        if (strcmp(x->valuestring, "cls") == 0) info->pooling = HF_POOL_CLS;
-        else if (strcmp(x->valuestring, "mean") == 0) info->pooling = HF_POOL_MEAN;
+        int p = pool_from_name(x->valuestring);
+        if (p >= 0) info->pooling = p;
         else {
             cJSON_Delete(j);
             return am_error(AM_EFORMAT, "model meta: unknown pooling '%s'", x->valuestring);

@@ -31,7 +31,7 @@ typedef struct {
 } EmbedModel;
 
 typedef struct {
-    int pooling;    /* HF_POOL_MEAN / HF_POOL_CLS; -1 = the model's */
+    int pooling;    /* AM_POOL_MEAN / AM_POOL_CLS; -1 = the model's */
     int normalize;  /* 0 / 1; -1 = the model's */
     int layer;      /* hidden states of this layer (0 = embeddings, L = last); -1 = last */
     int dim;        /* keep the first dim features (Matryoshka); 0 = all */

@@ -60,9 +60,8 @@ int cmd_encode(CliArgs *a) {
     if ((rc = cli_check_unused(a))) return rc;
     if (a->npos != 1) return am_error(AM_EINVAL, "encode: usage: amalgam encode MODEL [options] < texts.txt > emb.npy");
     if (pooling) {
-        if (strcmp(pooling, "mean") == 0) o.pooling = HF_POOL_MEAN;
-        else if (strcmp(pooling, "cls") == 0) o.pooling = HF_POOL_CLS;
-        else return am_error(AM_EINVAL, "encode: --pooling must be mean or cls, not '%s'", pooling);
+        if ((o.pooling = pool_from_name(pooling)) < 0)
+            return am_error(AM_EINVAL, "encode: --pooling must be mean or cls, not '%s'", pooling);
     }
     if (o.batch < 1) return am_error(AM_EINVAL, "encode: --batch must be at least 1");
     if (o.dim < 0) return am_error(AM_EINVAL, "encode: --dim must be positive");

@@ -92,7 +92,7 @@ int cmd_import(CliArgs *a) {
     if (!rc)
         printf("imported %s as %s  id %s  (%d layers, hidden %d, vocab %d, %s, %s pooling%s%s)\n", a->pos[0], name,
                id, m->cfg.num_layers, m->cfg.hidden_size, m->cfg.vocab_size, info.dtype,
-               info.pooling == HF_POOL_CLS ? "cls" : "mean", info.normalize ? ", normalized" : "",
+               pool_name(info.pooling), info.normalize ? ", normalized" : "",
                info.n_ignored ? ", unused tensors ignored" : "");
     store_close(st);
     model_delete(m);
@@ -113,7 +113,7 @@ int cmd_export(CliArgs *a) {
         rc = hf_export_vocab_text(a->pos[1], em->model, vtext, vlen, &em->info);
         if (!rc)
             printf("exported %s (%.12s) to %s (sentence-transformers layout, %s pooling%s)\n", a->pos[0], em->id,
-                   a->pos[1], em->info.pooling == HF_POOL_CLS ? "cls" : "mean",
+                   a->pos[1], pool_name(em->info.pooling),
                    em->info.normalize ? " + Normalize" : "");
     }
     embed_model_delete(em);

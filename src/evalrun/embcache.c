@@ -226,7 +226,7 @@ static Space *get_space(EmbCache *c, const EmbSpaceKey *k) {
     s->hidden = k->hidden;
     s->desc = xasprintf("{\"model\":\"%s\",\"layer\":%d,\"pooling\":\"%s\",\"max_len\":%d,\"do_lower_case\":%s,"
                         "\"strip_accents\":%d,\"hidden\":%d,\"format\":%u}\n",
-                        k->model_id, k->layer, k->pooling == 1 ? "cls" : "mean", k->max_len,
+                        k->model_id, k->layer, pool_name(k->pooling == AM_POOL_CLS ? AM_POOL_CLS : AM_POOL_MEAN), k->max_len,
                         k->do_lower_case ? "true" : "false", k->strip_accents, k->hidden, EMB_VERSION);
     s->next = c->spaces;
     c->spaces = s;

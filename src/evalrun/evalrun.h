@@ -145,7 +145,7 @@ typedef struct {
     EvalMode mode;
     int layer;          /* -1 = the last layer; 0 = embeddings */
     int dim;            /* 0 = all features (Matryoshka truncation otherwise) */
-    int pooling;        /* HF_POOL_MEAN / HF_POOL_CLS; -1 = the model's */
+    int pooling;        /* AM_POOL_MEAN / AM_POOL_CLS; -1 = the model's */
     int normalize;      /* 0 / 1; -1 = the model's */
     int max_len;        /* tokens; 0 = the model's max_seq_length */
     int batch;          /* sentences per forward pass (64); does not change results */

@@ -164,7 +164,7 @@ static cJSON *config_json(const EvalResolved *rc, const EvalTask *t, const char 
     cJSON_AddStringToObject(j, "type", evalrun_type_name(t->type));
     cJSON_AddNumberToObject(j, "layer", rc->layer);
     cJSON_AddNumberToObject(j, "dim", rc->dim);
-    cJSON_AddStringToObject(j, "pooling", rc->pooling == HF_POOL_CLS ? "cls" : "mean");
+    cJSON_AddStringToObject(j, "pooling", pool_name(rc->pooling == AM_POOL_CLS ? AM_POOL_CLS : AM_POOL_MEAN));
     cJSON_AddBoolToObject(j, "normalize", rc->normalize);
     cJSON_AddNumberToObject(j, "max_len", rc->max_len);
     if (t->split) cJSON_AddStringToObject(j, "split", t->split);

@@ -17,11 +17,10 @@
 #include <unistd.h>
 
 /* HfInfo.pooling is passed straight to encoder_embed */
-_Static_assert((int)HF_POOL_MEAN == (int)AM_POOL_MEAN && (int)HF_POOL_CLS == (int)AM_POOL_CLS, "pooling ids must match encoder.h");
 
 void hf_info_default(HfInfo *info) {
     memset(info, 0, sizeof *info);
-    info->pooling = HF_POOL_MEAN;
+    info->pooling = AM_POOL_MEAN;
     info->do_lower_case = 1;
     info->strip_accents = -1;
 }
@@ -55,8 +54,8 @@ static int read_pooling(ImportCtx *cx, const char *path, HfInfo *info) {
     }
     if (rc == AM_OK) rc = io_json_int(j, "word_embedding_dimension", 1, 1, 1 << 20, path, &cx->pool_dim);
     if (rc == AM_OK) {
-        if (n_on == 1 && on[0]) info->pooling = HF_POOL_CLS;
-        else if (n_on == 1 && on[1]) info->pooling = HF_POOL_MEAN;
+        if (n_on == 1 && on[0]) info->pooling = AM_POOL_CLS;
+        else if (n_on == 1 && on[1]) info->pooling = AM_POOL_MEAN;
         else {
             StrBuf b = {0};
             for (int i = 0; i < 6; i++)
@@ -556,8 +555,8 @@ static int write_sentence_transformers(const char *dir, const Model *m, const Hf
          * default (true) is what we mean */
         j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "word_embedding_dimension", m->cfg.hidden_size);
-        cJSON_AddBoolToObject(j, "pooling_mode_cls_token", info->pooling == HF_POOL_CLS);
-        cJSON_AddBoolToObject(j, "pooling_mode_mean_tokens", info->pooling == HF_POOL_MEAN);
+        cJSON_AddBoolToObject(j, "pooling_mode_cls_token", info->pooling == AM_POOL_CLS);
+        cJSON_AddBoolToObject(j, "pooling_mode_mean_tokens", info->pooling == AM_POOL_MEAN);
         cJSON_AddBoolToObject(j, "pooling_mode_max_tokens", 0);
         cJSON_AddBoolToObject(j, "pooling_mode_mean_sqrt_len_tokens", 0);
         cJSON_AddBoolToObject(j, "pooling_mode_weightedmean_tokens", 0);
@@ -606,7 +605,7 @@ int hf_export_vocab_text(const char *dir_in, const Model *m, const char *vocab, 
     HfInfo info;
     if (info_in) info = *info_in;
     else hf_info_default(&info);
-    if (info.pooling != HF_POOL_MEAN && info.pooling != HF_POOL_CLS)
+    if (info.pooling != AM_POOL_MEAN && info.pooling != AM_POOL_CLS)
         return am_error(AM_EINVAL, "%s: unknown pooling %d", dir_in, info.pooling);
     static const char *need[] = {"[CLS]", "[SEP]", "[UNK]", "[PAD]"};
     for (int i = 0; i < 4; i++)

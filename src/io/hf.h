@@ -32,14 +32,13 @@
 #ifndef AM_HF_H
 #define AM_HF_H
 
+#include "encoder.h" /* AM_POOL_* */
 #include "model.h"
 #include "wordpiece.h"
 
-/* Same values as encoder.h AM_POOL_MEAN / AM_POOL_CLS (checked in hf.c). */
-typedef enum { HF_POOL_MEAN = 0, HF_POOL_CLS = 1 } HfPooling;
 
 typedef struct {
-    int pooling;         /* HF_POOL_MEAN / HF_POOL_CLS (plain HF dirs: mean) */
+    int pooling;         /* AM_POOL_MEAN / AM_POOL_CLS (plain HF dirs: mean) */
     int normalize;       /* 1: L2-normalise the pooled embedding (Normalize module) */
     int max_seq_length;  /* sentence_bert_config max_seq_length, else tokenizer model_max_length,
                             else max_position_embeddings; never above max_position_embeddings */

@@ -79,7 +79,6 @@ static EvalTask *check_spec(lua_State *L, int idx, int *rc) {
 }
 
 static const char *const modes[] = {"full", "quick", NULL};   /* = AM_EVAL_FULL, AM_EVAL_QUICK */
-static const char *const pools[] = {"mean", "cls", NULL};     /* = HF_POOL_MEAN, HF_POOL_CLS */
 
 static void check_cfg(lua_State *L, int t, int arg, EvalConfig *c) {
     static const char *const known[] = {"mode", "layer", "dim", "pooling", "normalize", "max_len", "batch", "force",
@@ -101,7 +100,7 @@ static void check_cfg(lua_State *L, int t, int arg, EvalConfig *c) {
     c->dim = (int)dim;
     c->max_len = (int)max_len;
     c->batch = (int)batch;
-    c->pooling = am_lua_opt_enum(L, t, arg, "pooling", pools, -1);
+    c->pooling = am_lua_opt_enum(L, t, arg, "pooling", pool_names, -1);
     c->normalize = am_lua_opt_bool(L, t, arg, "normalize", -1);
     if (am_lua_opt_bool(L, t, arg, "force", 0)) c->flags |= AM_EVAL_FORCE;
     if (am_lua_opt_bool(L, t, arg, "no_store", 0)) c->flags |= AM_EVAL_NO_STORE;

@@ -237,11 +237,10 @@ static int l_encode(lua_State *L) {
     int single = lua_type(L, 2) == LUA_TSTRING;
     if (!single) luaL_argexpected(L, lua_type(L, 2) == LUA_TTABLE, 2, "string or list of strings");
     static const char *const known[] = {"pooling", "normalize", "layer", "dim", "batch", "max_len", NULL};
-    static const char *const pools[] = {"mean", "cls", NULL}; /* = HF_POOL_MEAN, HF_POOL_CLS */
     am_lua_opt_check(L, 3, 3, known);
     EmbedOptions o;
     embed_options_default(&o);
-    o.pooling = am_lua_opt_enum(L, 3, 3, "pooling", pools, -1);
+    o.pooling = am_lua_opt_enum(L, 3, 3, "pooling", pool_names, -1);
     o.normalize = am_lua_opt_bool(L, 3, 3, "normalize", -1);
     lua_Integer layer = am_lua_opt_int(L, 3, 3, "layer", -1);
     lua_Integer dim = am_lua_opt_int(L, 3, 3, "dim", 0);

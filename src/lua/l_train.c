@@ -164,7 +164,6 @@ static int l_raw_trainer(lua_State *L) {
     cfg.keep_theta0 = am_lua_opt_bool(L, 2, 2, "keep_theta0", 1);
     int skip = am_lua_opt_bool(L, 2, 2, "skip_padding", -1);
     if (skip >= 0) cfg.skip_padding = skip;
-    static const char *const pool_names[] = {"mean", "cls", NULL};
     int pooling = am_lua_opt_enum(L, 2, 2, "pooling", pool_names, -1);
     luaL_argcheck(L, cfg.grad_accum >= 1, 2, "option 'accumulation' must be >= 1");
     luaL_argcheck(L, cfg.adamw.lr > 0, 2, "option 'lr' must be > 0");

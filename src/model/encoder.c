@@ -593,11 +593,16 @@ int encoder_backward(Encoder *e, const float *const *dhidden, float *grads) {
 
 /* ------------------------------------------------------------------ pooling and embed */
 
+const char *const pool_names[3] = { [AM_POOL_MEAN] = "mean", [AM_POOL_CLS] = "cls", NULL };
+
 int pool_from_name(const char *name) {
-    if (!name) return -1;
-    if (strcmp(name, "mean") == 0) return AM_POOL_MEAN;
-    if (strcmp(name, "cls") == 0) return AM_POOL_CLS;
+    for (int i = 0; name && pool_names[i]; i++)
+        if (strcmp(name, pool_names[i]) == 0) return i;
     return -1;
+}
+
+const char *pool_name(int pooling) {
+    return pooling >= 0 && pooling < 2 ? pool_names[pooling] : NULL;
 }
 
 int pool_forward(float *out, const float *inp, const float *mask, int B, int T, int C, int D, int pooling) {

@@ -34,7 +34,11 @@
 
 typedef struct Encoder Encoder;
 
-enum { AM_POOL_MEAN = 0, AM_POOL_CLS = 1 };
+/* Pooling over tokens: the one enum for the encoder, the trainer, HfInfo (io/hf.h) and the
+ * option strings of the CLI and Lua (pool_names is indexed by it, NULL-terminated as
+ * luaL_checkoption wants). */
+typedef enum { AM_POOL_MEAN = 0, AM_POOL_CLS = 1 } AmPooling;
+extern const char *const pool_names[3]; /* "mean", "cls", NULL */
 
 /* The four linear layers of a BERT layer, in forward order (for adapters such as LoRA). */
 enum { AM_LIN_QKV = 0, AM_LIN_ATTN_OUT = 1, AM_LIN_FFN_IN = 2, AM_LIN_FFN_OUT = 3, AM_LIN_COUNT = 4 };
@@ -102,8 +106,10 @@ int encoder_pool_hidden(const Encoder *e, int layer, int pooling, int normalize,
  * normalise rows. AM_EINVAL for an unknown pooling or bad D. */
 int pool_forward(float *out, const float *inp, const float *mask, int B, int T, int C, int D, int pooling);
 int pool_backward(float *dinp, const float *dout, const float *mask, int B, int T, int C, int D, int pooling);
-/* "mean" / "cls" -> AM_POOL_*; -1 if unknown. */
+/* "mean" / "cls" -> AM_POOL_*; -1 if unknown (or NULL). */
 int pool_from_name(const char *name);
+/* AM_POOL_* -> "mean" / "cls"; NULL if unknown. Static storage. */
+const char *pool_name(int pooling);
 
 /* ---- extension points for training (issue 4) ---- */
 

@@ -63,7 +63,7 @@ typedef struct {
 
 typedef struct {
     uint64_t seed;            /* run seed (42) */
-    int pooling;              /* AM_POOL_MEAN */
+    AmPooling pooling;        /* AM_POOL_MEAN (default) or AM_POOL_CLS */
     int dropout;              /* 1 = the model's dropout rates (and LoRA's) in training steps, 0 = none */
     AdamWConfig adamw;        /* lr 5e-5, betas 0.9/0.999, eps 1e-8, wd 0.01 */
     int no_decay_bias_ln;     /* 1 = no weight decay on biases and LayerNorm (HF Trainer) */

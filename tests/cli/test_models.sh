@@ -57,6 +57,9 @@ cmp -s "$W/e.npy" "$W/e2.npy" && ok "encode to stdout equals --output" || bad "e
 npy_shape "$W/n.npy" unit >/dev/null 2>"$W/err" && ok "--normalize gives unit rows" || bad "normalize"
 "$AM" encode base --dim 32 --layer 1 --pooling cls --output "$W/d.npy" <"$W/texts.txt" 2>"$W/err"
 [ "$(npy_shape "$W/d.npy" 2>/dev/null)" = "4 32" ] && ok "encode --dim 32 --layer 1 --pooling cls" || bad "dim/layer"
+"$AM" encode base --pooling max --output "$W/x.npy" <"$W/texts.txt" 2>"$W/err"; rc=$?
+[ $rc = 2 ] && grep -q "encode: --pooling must be mean or cls, not 'max'" "$W/err" && ok "encode --pooling max is refused" ||
+  bad "--pooling max: rc $rc: $(cat "$W/err")"
 
 # --- export -> import round trip (same content id)
 "$AM" export base "$W/st" >"$W/out" 2>"$W/err" && ok "export" || bad "export"

@@ -787,6 +787,18 @@ TEST(adapter_equals_weight_delta) {
     model_delete(m2);
 }
 
+/* One pooling enum: pool_names is indexed by AM_POOL_*, and the name functions invert it. */
+TEST(pooling_names) {
+    CHECK(pool_names[AM_POOL_MEAN] && strcmp(pool_names[AM_POOL_MEAN], "mean") == 0);
+    CHECK(pool_names[AM_POOL_CLS] && strcmp(pool_names[AM_POOL_CLS], "cls") == 0);
+    CHECK(pool_names[2] == NULL);
+    for (int p = AM_POOL_MEAN; p <= AM_POOL_CLS; p++) CHECK(pool_from_name(pool_name(p)) == p);
+    CHECK(pool_from_name("max") == -1 && pool_from_name(NULL) == -1 && pool_from_name("CLS") == -1);
+    CHECK(pool_name(-1) == NULL && pool_name(2) == NULL);
+    float x[2 * 3 * 4] = { 0 }, out[4];
+    CHECK(pool_forward(out, x, NULL, 1, 3, 4, 4, 2) == AM_EINVAL);
+}
+
 int main(void) {
     am_parallel_set_threads(2);
     g_ok = setup_fixture();
@@ -802,6 +814,7 @@ int main(void) {
     RUN(buffers_reused_across_shapes);
     RUN(input_errors);
     RUN(adapter_equals_weight_delta);
+    RUN(pooling_names);
     model_delete(g_m);
     fx_free(&g_fx);
     return test_report();

@@ -632,7 +632,7 @@ static void check_parity(const Model *m, const HfInfo *info, const cJSON *exp, c
         if (st) {
             double nrm = 0;
             for (int i = 0; i < C; i++) {
-                se[i] = info->pooling == HF_POOL_CLS ? cls[i] : mean[i];
+                se[i] = info->pooling == AM_POOL_CLS ? cls[i] : mean[i];
                 nrm += se[i] * se[i];
             }
             for (int i = 0; i < C && info->normalize; i++) se[i] /= fmax(sqrt(nrm), 1e-12);
@@ -649,10 +649,10 @@ TEST(hf_import_fixtures) {
         int pooling, normalize, is_st, max_seq, lower, has_pooler, n_ignored, layers, has_mlm_head;
         const char *dtype;
     } want[N_FIXTURES] = {
-        {HF_POOL_MEAN, 0, 0, 32, 1, 1, 0, 2, 0, "F32"},
-        {HF_POOL_MEAN, 0, 0, 32, 0, 0, 0, 1, 1, "F16"},  /* model_max_length 1e30 clamped to 32; MLM head */
-        {HF_POOL_MEAN, 0, 0, 32, 1, 1, 3, 1, 1, "BF16"}, /* cls.seq_relationship.* x2 + position_ids ignored */
-        {HF_POOL_CLS, 1, 1, 16, 1, 1, 0, 1, 0, "F32"},
+        {AM_POOL_MEAN, 0, 0, 32, 1, 1, 0, 2, 0, "F32"},
+        {AM_POOL_MEAN, 0, 0, 32, 0, 0, 0, 1, 1, "F16"},  /* model_max_length 1e30 clamped to 32; MLM head */
+        {AM_POOL_MEAN, 0, 0, 32, 1, 1, 3, 1, 1, "BF16"}, /* cls.seq_relationship.* x2 + position_ids ignored */
+        {AM_POOL_CLS, 1, 1, 16, 1, 1, 0, 1, 0, "F32"},
     };
     for (int f = 0; f < N_FIXTURES; f++) {
         char *dir = xasprintf("%s/%s", HF_DIR, fixtures[f]), *ep = xasprintf("%s/expected/%s.json", HF_DIR, fixtures[f]);
@@ -1007,7 +1007,7 @@ TEST(hf_export_files) {
     {
         char *out2 = xasprintf("%s/mean", root);
         HfInfo i2 = info;
-        i2.pooling = HF_POOL_MEAN;
+        i2.pooling = AM_POOL_MEAN;
         i2.normalize = 0;
         i2.strip_accents = 1;
         CHECK_OK(hf_export(out2, m, v, &i2));
@@ -1033,7 +1033,7 @@ TEST(hf_export_files) {
         Vocab *v3 = NULL;
         HfInfo i3;
         CHECK_OK(hf_import(out2, &m3, &v3, &i3));
-        CHECK(i3.pooling == HF_POOL_MEAN && i3.normalize == 0 && i3.strip_accents == 1);
+        CHECK(i3.pooling == AM_POOL_MEAN && i3.normalize == 0 && i3.strip_accents == 1);
         model_delete(m3);
         vocab_delete(v3);
         free(out2);
@@ -1268,7 +1268,7 @@ TEST(hf_import_st_subdir) {
     Vocab *v = NULL;
     HfInfo info;
     CHECK_OK(hf_import(d, &m, &v, &info));
-    CHECK(m && info.is_sentence_transformers && info.pooling == HF_POOL_CLS && info.normalize && info.max_seq_length == 16);
+    CHECK(m && info.is_sentence_transformers && info.pooling == AM_POOL_CLS && info.normalize && info.max_seq_length == 16);
     model_delete(m);
     vocab_delete(v);
     free(d);
