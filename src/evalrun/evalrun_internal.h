@@ -35,7 +35,7 @@ int embcache_embed(EmbCache *c, EmbedModel *em, const EmbSpaceKey *k, int batch,
                    const char *group, const char *const *texts, int n, int dim, int normalize, float *out,
                    int *encoded, EmbedProgress progress, void *ud);
 
-/* ---------------------------------------------------------------- task.c */
+/* ---------------------------------------------------------------- task_spec.c, task_data.c, task_inst.c */
 
 /* Files a task reads (resolved from path / train / format): OUT *files (malloc'd array of
  * malloc'd strings), *nfiles; *beir_dir (malloc'd or NULL); *train_file (malloc'd or NULL).
