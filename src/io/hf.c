@@ -1,6 +1,7 @@
 /* hf.c - import and export Hugging Face BERT / sentence-transformers directories. */
 #define _GNU_SOURCE
 #include "hf.h"
+#include "config_json.h"
 #include "am_base.h"
 #include "encoder.h"
 #include "io_util.h"
@@ -133,37 +134,8 @@ static int read_config(const char *path, EncoderConfig *cfg) {
         return am_error(AM_ENOTFOUND, "%s: file not found\nHINT: a Hugging Face model directory needs "
                         "config.json, model.safetensors and vocab.txt", path);
     if (rc) return rc;
-    encoder_config_default(cfg);
-    const char *s = NULL;
-    if (!cJSON_IsObject(j)) rc = am_error(AM_EFORMAT, "%s: not a JSON object", path);
-    if (rc == AM_OK) rc = io_json_string(j, "model_type", path, &s);
-    if (rc == AM_OK && s && strcmp(s, "bert") != 0)
-        rc = am_error(AM_EFORMAT, "%s: model_type '%s' is not supported (only 'bert')", path, s);
-    if (rc == AM_OK) rc = io_json_string(j, "hidden_act", path, &s);
-    if (rc == AM_OK && s && strcmp(s, "gelu") != 0)
-        rc = am_error(AM_EFORMAT, "%s: hidden_act '%s' is not supported; amalgam's encoder implements "
-                      "BERT's exact erf GELU (hidden_act \"gelu\") only", path, s);
-    if (rc == AM_OK) rc = io_json_string(j, "position_embedding_type", path, &s);
-    if (rc == AM_OK && s && strcmp(s, "absolute") != 0)
-        rc = am_error(AM_EFORMAT, "%s: position_embedding_type '%s' is not supported (only 'absolute')", path, s);
-    int dec = 0;
-    if (rc == AM_OK) rc = io_json_bool(j, "is_decoder", path, &dec);
-    if (rc == AM_OK && dec) rc = am_error(AM_EFORMAT, "%s: is_decoder is true; only encoders are supported", path);
-    const int64_t big = 1 << 30;
-    if (rc == AM_OK) rc = io_json_int(j, "vocab_size", 1, 1, big, path, &cfg->vocab_size);
-    if (rc == AM_OK) rc = io_json_int(j, "hidden_size", 1, 1, big, path, &cfg->hidden_size);
-    if (rc == AM_OK) rc = io_json_int(j, "num_hidden_layers", 1, 1, big, path, &cfg->num_layers);
-    if (rc == AM_OK) rc = io_json_int(j, "num_attention_heads", 1, 1, big, path, &cfg->num_heads);
-    if (rc == AM_OK) rc = io_json_int(j, "intermediate_size", 1, 1, big, path, &cfg->intermediate_size);
-    if (rc == AM_OK) rc = io_json_int(j, "max_position_embeddings", 1, 1, big, path, &cfg->max_position);
-    if (rc == AM_OK) rc = io_json_int(j, "type_vocab_size", 0, 1, big, path, &cfg->type_vocab_size);
-    if (rc == AM_OK) rc = io_json_float(j, "layer_norm_eps", 0, path, &cfg->layer_norm_eps);
-    if (rc == AM_OK) rc = io_json_float(j, "hidden_dropout_prob", 0, path, &cfg->hidden_dropout);
-    if (rc == AM_OK) rc = io_json_float(j, "attention_probs_dropout_prob", 0, path, &cfg->attention_dropout);
-    if (rc == AM_OK) rc = io_json_int(j, "pad_token_id", 0, 0, big, path, &cfg->pad_token_id);
-    if (rc == AM_OK) rc = io_json_float(j, "initializer_range", 0, path, &cfg->initializer_range);
+    rc = config_json_decode(j, path, cfg);
     cJSON_Delete(j);
-    if (rc == AM_OK && (rc = encoder_config_validate(cfg)) != AM_OK) am_error_wrap(rc, "%s", path);
     return rc;
 }
 
@@ -454,30 +426,12 @@ static int save_json(const char *dir, const char *name, cJSON *j) {
     return rc;
 }
 
-static cJSON *num(double v) { return cJSON_CreateNumber(v); }
-
 static int write_config(const char *dir, const EncoderConfig *c) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON *arch = cJSON_AddArrayToObject(j, "architectures");
-    cJSON_AddItemToArray(arch, cJSON_CreateString(c->has_mlm_head ? "BertForMaskedLM" : "BertModel"));
-    cJSON_AddItemToObject(j, "attention_probs_dropout_prob", num(io_float_json(c->attention_dropout)));
+    cJSON *j = config_json_encode(c);
+    /* keys transformers writes that amalgam's encoder has no use for */
     cJSON_AddNullToObject(j, "classifier_dropout");
-    cJSON_AddStringToObject(j, "hidden_act", "gelu");
-    cJSON_AddItemToObject(j, "hidden_dropout_prob", num(io_float_json(c->hidden_dropout)));
-    cJSON_AddNumberToObject(j, "hidden_size", c->hidden_size);
-    cJSON_AddItemToObject(j, "initializer_range", num(io_float_json(c->initializer_range)));
-    cJSON_AddNumberToObject(j, "intermediate_size", c->intermediate_size);
-    cJSON_AddItemToObject(j, "layer_norm_eps", num(io_float_json(c->layer_norm_eps)));
-    cJSON_AddNumberToObject(j, "max_position_embeddings", c->max_position);
-    cJSON_AddStringToObject(j, "model_type", "bert");
-    cJSON_AddNumberToObject(j, "num_attention_heads", c->num_heads);
-    cJSON_AddNumberToObject(j, "num_hidden_layers", c->num_layers);
-    cJSON_AddNumberToObject(j, "pad_token_id", c->pad_token_id);
-    cJSON_AddStringToObject(j, "position_embedding_type", "absolute");
     cJSON_AddStringToObject(j, "torch_dtype", "float32");
-    cJSON_AddNumberToObject(j, "type_vocab_size", c->type_vocab_size);
     cJSON_AddBoolToObject(j, "use_cache", 1);
-    cJSON_AddNumberToObject(j, "vocab_size", c->vocab_size);
     return save_json(dir, "config.json", j);
 }
 

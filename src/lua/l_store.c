@@ -5,6 +5,8 @@
  * cached in the registry. Every Store handle holds one reference of the process-wide LMDB
  * environment (store_open counts them), and every Model handle holds its own, so closing a
  * Store handle never invalidates models loaded through it.
+ *
+ *   core.raw_put_many(store, db, {k1, v1, k2, v2, ...}) -> true | nil, msg, code (one write txn)
  */
 #define _GNU_SOURCE
 #include "am_lua.h"
@@ -448,6 +450,48 @@ static int l_keys(lua_State *L) {
     return 1;
 }
 
+/* ---------------------------------------------------------------- core.raw_* store primitives */
+
+typedef struct { lua_State *L; int t; const char *db; lua_Integer n; } PutCtx;
+static int put_many_fn(StoreTxn *txn, void *ud) {
+    PutCtx *c = ud;
+    for (lua_Integer i = 1; i + 1 <= c->n; i += 2) {
+        lua_geti(c->L, c->t, i);
+        lua_geti(c->L, c->t, i + 1);
+        size_t kl, vl;
+        const char *k = lua_tolstring(c->L, -2, &kl), *v = lua_tolstring(c->L, -1, &vl);
+        int rc = (k && v) ? store_txn_put(txn, c->db, k, kl, v, vl) : AM_EINVAL;
+        lua_pop(c->L, 2);
+        if (rc) return rc;
+    }
+    return AM_OK;
+}
+
+/* core.raw_put_many(store, db, {k1, v1, ...}) -> true | nil, msg, code */
+static int l_raw_put_many(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    const char *db = luaL_checkstring(L, 2);
+    luaL_argcheck(L, strcmp(db, "runs") == 0 || strcmp(db, "metrics") == 0 || strcmp(db, "results") == 0, 2,
+                  "db must be runs, metrics or results");
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 3);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 3, i);
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, 3, "keys and values must be strings");
+        lua_pop(L, 1);
+    }
+    PutCtx c = {L, 3, db, n};
+    int rc = store_write(s, 0, put_many_fn, &c);
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static const luaL_Reg core_funcs[] = {
+    {"raw_put_many", l_raw_put_many},
+    {NULL, NULL},
+};
+
 static const luaL_Reg store_methods[] = {
     {"dir", l_dir},       {"readonly", l_readonly}, {"close", l_close},   {"model", l_model},
     {"models", l_models}, {"resolve", l_resolve},   {"names", l_names},   {"name", l_name},
@@ -469,6 +513,7 @@ unsigned am_lua_store_flags(lua_State *L, int idx) { return checkbox(L, idx)->fl
 
 void am_lua_open_store(lua_State *L) {
     am_lua_newclass(L, AM_STORE_MT, store_methods, store_meta);
+    luaL_setfuncs(L, core_funcs, 0);
     luaL_newlib(L, store_funcs);   /* [core, store] */
     lua_setfield(L, -2, "store");  /* [core] */
 }

@@ -13,7 +13,6 @@
  *   tr:save(name [, store [, extra_meta_json]]) -> checkpoint id, task vector id | nil, msg, code
  *   tr:state() -> blob; tr:load_state(blob) -> true | nil, msg, code; tr:steps(); tr:close()
  *   core.raw_batch_order(n, seed, epoch)   -> { 1-based row ids } (dataset_batch_order)
- *   core.raw_put_many(store, db, {k1, v1, k2, v2, ...}) -> true | nil, msg, code (one write txn)
  *   core.raw_pcall_interruptible(f, ...)   -> true, results... | false, err [, signal]
  *       a pcall that, when the error came from an interrupt (Ctrl-C / SIGTERM), clears the
  *       interrupt so the caller can save a checkpoint, and returns the signal number as 3rd value.
@@ -683,41 +682,6 @@ static int l_raw_batch_order(lua_State *L) {
     return 1;
 }
 
-typedef struct { lua_State *L; int t; const char *db; lua_Integer n; } PutCtx;
-static int put_many_fn(StoreTxn *txn, void *ud) {
-    PutCtx *c = ud;
-    for (lua_Integer i = 1; i + 1 <= c->n; i += 2) {
-        lua_geti(c->L, c->t, i);
-        lua_geti(c->L, c->t, i + 1);
-        size_t kl, vl;
-        const char *k = lua_tolstring(c->L, -2, &kl), *v = lua_tolstring(c->L, -1, &vl);
-        int rc = (k && v) ? store_txn_put(txn, c->db, k, kl, v, vl) : AM_EINVAL;
-        lua_pop(c->L, 2);
-        if (rc) return rc;
-    }
-    return AM_OK;
-}
-
-/* core.raw_put_many(store, db, {k1, v1, ...}) -> true | nil, msg, code */
-static int l_raw_put_many(lua_State *L) {
-    Store *s = am_lua_checkstore(L, 1);
-    const char *db = luaL_checkstring(L, 2);
-    luaL_argcheck(L, strcmp(db, "runs") == 0 || strcmp(db, "metrics") == 0 || strcmp(db, "results") == 0, 2,
-                  "db must be runs, metrics or results");
-    luaL_checktype(L, 3, LUA_TTABLE);
-    lua_Integer n = luaL_len(L, 3);
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_geti(L, 3, i);
-        if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, 3, "keys and values must be strings");
-        lua_pop(L, 1);
-    }
-    PutCtx c = {L, 3, db, n};
-    int rc = store_write(s, 0, put_many_fn, &c);
-    if (rc) return am_lua_fail(L, rc);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
 /* core.raw_pcall_interruptible(f, ...) */
 static int l_raw_pcall_interruptible(lua_State *L) {
     luaL_checkany(L, 1);
@@ -771,7 +735,6 @@ static const luaL_Reg tr_meta[] = {
 static const luaL_Reg tr_funcs[] = {
     {"raw_trainer", l_raw_trainer},
     {"raw_batch_order", l_raw_batch_order},
-    {"raw_put_many", l_raw_put_many},
     {"raw_pcall_interruptible", l_raw_pcall_interruptible},
     {"raw_interrupt", l_raw_interrupt},
     {"raw_interrupted", l_raw_interrupted},

@@ -43,6 +43,8 @@ typedef struct StoreTxn StoreTxn;
 
 /* store format written by this build; a store with a newer format is refused */
 #define AM_STORE_FORMAT 1
+/* the "format" of a model's meta JSON */
+#define AM_MODEL_FORMAT 1
 #define AM_STORE_DEFAULT_MAPSIZE ((size_t)64 << 20)
 
 enum {

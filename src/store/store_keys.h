@@ -5,7 +5,8 @@
  *
  *   db        key                                      value
  *   --------  ---------------------------------------  -------------------------------------------
- *   models    id (32 lowercase hex)                    JSON meta, "format": 1 (store.h)
+ *   models    id (32 lowercase hex)                    JSON meta, "format": 1 (store.h); its "config"
+ *                                                      is config.json's keys (src/model/config_json.h)
  *   tensors   id 0x00 tensor-name (HF name)            AmTensorHeader (48 bytes) + LE float32 data
  *   names     name (UTF-8, no NUL)                     id (32 hex)
  *   vocab     vocab hash (32 hex, XXH3-128 of bytes)   vocab.txt bytes, verbatim (the key is their hash)

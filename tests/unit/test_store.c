@@ -203,7 +203,8 @@ TEST(model_mlm_head_roundtrip) {
     CHECK(g && g->cfg.has_mlm_head == 1 && same_model(g, m));
     CHECK(g && param_table_find(&g->tab, "cls.predictions.bias") != NULL);
     cJSON *j = cJSON_Parse(meta);
-    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "config"), "has_mlm_head")));
+    const cJSON *arch = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "config"), "architectures"), 0);
+    CHECK(cJSON_IsString(arch) && strcmp(arch->valuestring, "BertForMaskedLM") == 0);
     CHECK(cJSON_GetObjectItem(j, "n_tensors")->valueint == m->tab.n);
     cJSON_Delete(j);
     free(meta);
