@@ -10,9 +10,9 @@
 #include "cli.h"
 #include "am_base.h"
 #include "bench.h"
+#include "tensor.h"
 #include "train_bench.h"
 
-#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,11 +131,10 @@ int cmd_bench(CliArgs *a) {
         execv("/proc/self/exe", cli_argv);
         /* fall through on failure: run with whatever kernels are loaded */
     }
-    openblas_set_num_threads(threads);
     int train = strcmp(what, "train") == 0;
-    printf("amalgam bench %s: %s, %d threads, C BLAS kernels: %s (%s)\n", what,
+    printf("amalgam bench %s: %s, %d threads, C BLAS kernels: %s\n", what,
            train ? "InfoNCE step on 32 pairs x 64 tokens (2 x 32 sequences), AdamW" : "batch 64 x 64 tokens", threads,
-           openblas_get_corename(), openblas_get_config());
+           blas_backend());
     printf("%-6s %12s %12s %12s %12s %8s\n", "config", train ? "C ms/step" : "C ms/batch",
            train ? "torch ms/step" : "torch ms/bat", train ? "C steps/s" : "C sent/s",
            train ? "torch steps/s" : "torch sent/s", "speedup");

@@ -27,8 +27,6 @@
 #include "am_base.h"
 #include "tensor.h"
 
-#include <cblas.h>
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +99,7 @@ static void cand_dists(double *out, const int *cand, int m, const float *x, cons
             const float *r = x + (size_t)sub[r0 + i] * dim;
             for (int j = 0; j < dim; j++) Xc[(size_t)i * dim + j] = r[j];
         }
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nr, dim, 1.0, Cm, dim, Xc, dim, 0.0, G, nr);
+        blas_dgemm_nt(G, nr, Cm, dim, Xc, dim, m, nr, dim, 1.0, 0.0);
         for (int t = 0; t < m; t++)
             for (int i = 0; i < nr; i++) {
                 float d = (float)((-2.0 * G[(size_t)t * nr + i] + cn[t]) + (double)xx[r0 + i]);

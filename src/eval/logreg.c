@@ -15,7 +15,6 @@
 #include "am_base.h"
 #include "tensor.h"
 
-#include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -43,7 +42,7 @@ static double lr_fg(const LrProb *p, const double *w, double *g) {
     int n = p->n, D = p->dim, R = p->R;
     const double *W = w, *b = w + (size_t)R * D;
     double *Z = p->Z;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, R, D, 1.0, p->X, D, W, D, 0.0, Z, R);
+    blas_dgemm_nt(Z, R, p->X, D, W, D, n, R, D, 1.0, 0.0);
     double f = 0;
     for (int i = 0; i < n; i++) {
         double *z = Z + (size_t)i * R;
@@ -69,7 +68,7 @@ static double lr_fg(const LrProb *p, const double *w, double *g) {
     /* gW = Gᵀ X + lam W ; gb = Σ G */
     double *gW = g, *gb = g + (size_t)R * D;
     memcpy(gW, W, (size_t)R * D * sizeof *gW);
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, D, n, 1.0, Z, R, p->X, D, p->lam, gW, D);
+    blas_dgemm_tn(gW, D, Z, R, p->X, D, R, D, n, 1.0, p->lam);
     for (int r = 0; r < R; r++) {
         double s = 0;
         for (int i = 0; i < n; i++) s += Z[(size_t)i * R + r];

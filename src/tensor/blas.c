@@ -1,4 +1,4 @@
-/* blas.c - the only file that calls cblas: one wrapper per sgemm pattern, shapes asserted;
+/* blas.c - the only file that calls cblas: one wrapper per GEMM pattern (float and double), shapes asserted;
  * and our packed AVX2 kernel (blas_gemm_packed, blas_gemm_{tn,nt,nn}_packed).
  *
  * All wrappers are row-major and single-threaded (OpenBLAS is set to one thread by
@@ -10,6 +10,7 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__AVX2__) && defined(__FMA__)
@@ -82,6 +83,50 @@ void blas_gemm_batched(int ta, int tb, float *c, int ldc, size_t stride_c,
                     M, N, K, alpha, a + (size_t)i * stride_a, lda, b + (size_t)i * stride_b, ldb,
                     beta, ci, ldc);
     }
+}
+
+/* ------------------------------------------------------------------ double precision */
+
+/* The same three patterns in double, for the losses (train/loss.c) and the evaluation probes
+ * (eval/logreg.c, eval/kmeans.c), which accumulate in double. Same shape checks and K == 0
+ * rule; always OpenBLAS. */
+static void dzero_or_scale(double *c, int ldc, int M, int N, double beta) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) c[(size_t)i * ldc + j] = beta == 0 ? 0.0 : beta * c[(size_t)i * ldc + j];
+}
+
+void blas_dgemm_nt(double *c, int ldc, const double *a, int lda, const double *b, int ldb,
+                   int M, int N, int K, double alpha, double beta) {
+    check(M, N, K, ldc, lda, K, ldb, K); /* A (M,K), B (N,K) */
+    if (M == 0 || N == 0) return;
+    if (K == 0) { dzero_or_scale(c, ldc, M, N, beta); return; }
+    blas_once();
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void blas_dgemm_nn(double *c, int ldc, const double *a, int lda, const double *b, int ldb,
+                   int M, int N, int K, double alpha, double beta) {
+    check(M, N, K, ldc, lda, K, ldb, N); /* A (M,K), B (K,N) */
+    if (M == 0 || N == 0) return;
+    if (K == 0) { dzero_or_scale(c, ldc, M, N, beta); return; }
+    blas_once();
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void blas_dgemm_tn(double *c, int ldc, const double *a, int lda, const double *b, int ldb,
+                   int M, int N, int K, double alpha, double beta) {
+    check(M, N, K, ldc, lda, M, ldb, N); /* A (K,M), B (K,N) */
+    if (M == 0 || N == 0) return;
+    if (K == 0) { dzero_or_scale(c, ldc, M, N, beta); return; }
+    blas_once();
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* "Haswell (OpenBLAS 0.3.21 ...)": the kernels OpenBLAS picked at load time. Static storage. */
+const char *blas_backend(void) {
+    static char buf[256];
+    snprintf(buf, sizeof buf, "%s (%s)", openblas_get_corename(), openblas_get_config());
+    return buf;
 }
 
 /* ------------------------------------------------------------------ parallel versions */

@@ -147,6 +147,17 @@ void blas_gemm_batched(int ta, int tb, float *c, int ldc, size_t stride_c,
                        const float *b, int ldb, size_t stride_b,
                        int M, int N, int K, float alpha, float beta, int batch);
 
+/* The same three patterns in double precision (OpenBLAS dgemm), for the losses and the
+ * evaluation probes that accumulate in double. */
+void blas_dgemm_nt(double *c, int ldc, const double *a, int lda, const double *b, int ldb,
+                   int M, int N, int K, double alpha, double beta);
+void blas_dgemm_nn(double *c, int ldc, const double *a, int lda, const double *b, int ldb,
+                   int M, int N, int K, double alpha, double beta);
+void blas_dgemm_tn(double *c, int ldc, const double *a, int lda, const double *b, int ldb,
+                   int M, int N, int K, double alpha, double beta);
+/* The OpenBLAS kernels in use, "corename (config)", for benchmark headers. Static storage. */
+const char *blas_backend(void);
+
 /* Parallel (over the pool) versions for large standalone GEMMs: rows of C are split. */
 void blas_gemm_nt_par(float *c, int ldc, const float *a, int lda, const float *b, int ldb,
                       int M, int N, int K, float alpha, float beta);

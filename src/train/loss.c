@@ -10,8 +10,8 @@
  */
 #include "loss.h"
 #include "am_base.h"
+#include "tensor.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,15 +79,15 @@ static void rows_backward(const Rows *r, const LossInput *in, int sim, float *de
 
 /* S (m, k) = A (m, d) · B (k, d)ᵀ · alpha */
 static void dgemm_nt(double *S, const double *A, int m, const double *B, int k, int d, double alpha) {
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, d, alpha, A, d, B, d, 0.0, S, k);
+    blas_dgemm_nt(S, k, A, d, B, d, m, k, d, alpha, 0.0);
 }
 /* C (m, n) += A (m, k) · B (k, n) */
 static void dgemm_nn_acc(double *Cm, const double *A, const double *B, int m, int k, int n) {
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, A, k, B, n, 1.0, Cm, n);
+    blas_dgemm_nn(Cm, n, A, k, B, n, m, n, k, 1.0, 1.0);
 }
 /* C (m, n) += A (k, m)ᵀ · B (k, n) */
 static void dgemm_tn_acc(double *Cm, const double *A, const double *B, int m, int k, int n) {
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0, A, m, B, n, 1.0, Cm, n);
+    blas_dgemm_tn(Cm, n, A, m, B, n, m, n, k, 1.0, 1.0);
 }
 
 /* log Σ exp(t) over m entries */

@@ -191,6 +191,48 @@ TEST(blas_zero_k) {
     CHECK_NEAR(c[0], 0.0, 0);
 }
 
+/* the double-precision wrappers (losses, logreg, k-means) against a naive double loop */
+TEST(blas_double_vs_naive) {
+    for (int s = 0; s < NSHAPES; s++)
+        for (int kind = 0; kind < 3; kind++)
+            for (int pad = 0; pad < 2; pad++) {
+                int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                int ta = kind == 2, tb = kind == 0;
+                int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+                int lda = ac + pad * 3, ldb = bc + pad * 5, ldc = N + pad * 2;
+                double *a = xmalloc((size_t)ar * lda * sizeof *a), *b = xmalloc((size_t)br * ldb * sizeof *b);
+                double *c = xmalloc((size_t)M * ldc * sizeof *c), *c2 = xmalloc((size_t)M * ldc * sizeof *c2);
+                for (int i = 0; i < ar * lda; i++) a[i] = am_rng_normal(&g_rng);
+                for (int i = 0; i < br * ldb; i++) b[i] = am_rng_normal(&g_rng);
+                for (int i = 0; i < M * ldc; i++) c[i] = c2[i] = am_rng_normal(&g_rng);
+                double alpha = pad ? 0.5 : 1.0, beta = pad ? 0.75 : 0.0;
+                if (kind == 0) blas_dgemm_nt(c, ldc, a, lda, b, ldb, M, N, K, alpha, beta);
+                if (kind == 1) blas_dgemm_nn(c, ldc, a, lda, b, ldb, M, N, K, alpha, beta);
+                if (kind == 2) blas_dgemm_tn(c, ldc, a, lda, b, ldb, M, N, K, alpha, beta);
+                double md = 0;
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < ldc; j++) {
+                        double want = c2[(size_t)i * ldc + j];
+                        if (j < N) {
+                            double acc = 0;
+                            for (int k = 0; k < K; k++)
+                                acc += (ta ? a[(size_t)k * lda + i] : a[(size_t)i * lda + k]) *
+                                       (tb ? b[(size_t)j * ldb + k] : b[(size_t)k * ldb + j]);
+                            want = alpha * acc + (beta == 0 ? 0 : beta * want);
+                        }
+                        md = fmax(md, fabs(c[(size_t)i * ldc + j] - want)); /* padding untouched */
+                    }
+                CHECKF(md < 1e-12, "dgemm kind %d %dx%dx%d pad %d: max diff %g", kind, M, N, K, pad, md);
+                free(a); free(b); free(c); free(c2);
+            }
+    double a[1] = { 1 }, b[1] = { 1 }, c[6] = { 1, 2, 3, 4, 5, 6 };
+    blas_dgemm_tn(c, 3, a, 2, b, 3, 2, 3, 0, 1.0, 0.5); /* K = 0: C = beta·C */
+    CHECK(c[5] == 3.0);
+    blas_dgemm_nn(c, 3, a, 1, b, 3, 2, 3, 0, 1.0, 0.0);
+    CHECK(c[0] == 0.0 && c[5] == 0.0);
+    CHECK(strlen(blas_backend()) > 3);
+}
+
 /* ------------------------------------------------------------------ linear */
 
 typedef struct { float *out, *inp, *w, *b; int N, IC, OC; } LinCtx;
@@ -777,6 +819,7 @@ int main(void) {
     RUN(blas_gemm_nt_nn_packed_vs_ref);
     RUN(blas_batched_vs_ref);
     RUN(blas_zero_k);
+    RUN(blas_double_vs_naive);
     RUN(linear_vs_ref_and_fd);
     RUN(gelu_vs_erf);
     RUN(gelu_fd);
