@@ -1,7 +1,8 @@
 /* cmd_bench.c - `amalgam bench encode|train`: the C encoder and the PyTorch peer side by side.
  *
- * The peer is ../shared/bench/torch_ref.py (same shapes: encode 64 x 64 tokens, train 2 x 32 x 64; same threads),
+ * The peer is tools/bench/torch_peer.py (same shapes: encode 64 x 64 tokens, train 2 x 32 x 64; same threads),
  * run as a child process in the same invocation; its JSON line is parsed and the ratio printed.
+ * AMALGAM_TORCH_PEER=PATH runs another script with the same command line and JSON contract.
  * BLAS kernels: OpenBLAS picks its kernel at load time from OPENBLAS_CORETYPE. The peer runs with
  * SkylakeX (AVX-512) kernels where the CPU has avx512f; so does this benchmark: it re-executes
  * itself with OPENBLAS_CORETYPE=SkylakeX on such CPUs (tests and CI never change it). The kernel
@@ -38,20 +39,20 @@ static int cpu_has(const char *flag) {
     return found;
 }
 
-static const char *torch_ref_path(void) {
-    const char *p = getenv("AMALGAM_TORCH_REF");
-    return p ? p : AM_SOURCE_DIR "/../shared/bench/torch_ref.py";
+static const char *torch_peer_path(void) {
+    const char *p = getenv("AMALGAM_TORCH_PEER");
+    return p && *p ? p : AM_SOURCE_DIR "/tools/bench/torch_peer.py";
 }
 
 /* Run the peer; returns the parsed JSON (caller deletes) or NULL with a message. */
 static cJSON *run_peer(const char *mode, const char *config, int threads) {
     const char *py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
-    if (access(torch_ref_path(), R_OK) != 0) {
-        am_error(AM_ENOTFOUND, "PyTorch peer %s not found\nHINT: it lives in ../shared/bench/ beside the "
-                 "repository; set AMALGAM_TORCH_REF=PATH, or run with --no-peer for the C side alone", torch_ref_path());
+    if (access(torch_peer_path(), R_OK) != 0) {
+        am_error(AM_ENOTFOUND, "PyTorch peer %s not found\nHINT: it is tools/bench/torch_peer.py in the source "
+                 "tree; set AMALGAM_TORCH_PEER=PATH, or run with --no-peer for the C side alone", torch_peer_path());
         return NULL;
     }
-    char *cmd = xasprintf("%s %s --mode %s --config %s --threads %d", py, torch_ref_path(), mode, config, threads);
+    char *cmd = xasprintf("\"%s\" \"%s\" --mode %s --config %s --threads %d", py, torch_peer_path(), mode, config, threads);
     FILE *p = popen(cmd, "r");
     free(cmd);
     if (!p) { am_error(AM_EIO, "cannot start the PyTorch peer"); return NULL; }

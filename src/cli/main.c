@@ -31,7 +31,7 @@ static const struct {
      "config, size, tensors and lineage of a model"},
     {"bench", cmd_bench, (const char *const[]){"no-peer", NULL}, (const char *const[]){"config", "threads", NULL},
      "bench encode|train [--config tiny|mini|small|all] [--threads N] [--no-peer]",
-     "time the C encoder and the PyTorch peer (../shared/bench/torch_ref.py) side by side"},
+     "time the C encoder and the PyTorch peer (tools/bench/torch_peer.py) side by side"},
     {"prepare", cmd_prepare, (const char *const[]){"offline", "force", NULL},
      (const char *const[]){"import", "name", "tag", NULL},
      "prepare [TASK...] [--offline] [--force] | prepare --import beir:DIR|pairs:FILE|sts:FILE|labels:FILE --name N [--tag id|ood]",
