@@ -8,6 +8,7 @@
 
 local core = require "amalgam.core"
 local json = core.json
+local R = require "amalgam.registry"
 
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 local concat, fmt = table.concat, string.format
@@ -117,11 +118,8 @@ end
 
 -- the registry entry of a dataset, or nil
 local function registry(st, name)
-  local v = st:get("datasets", name)
-  if not v then return nil end
-  local e = json.decode(v)
-  if type(e) ~= "table" then return nil end
-  return clean(e)
+  local e = R.get(st, name)
+  return e and clean(e)
 end
 
 -- path of a role of a dataset directory
@@ -139,7 +137,7 @@ end
 -- A suite entry (or a registry eval) -> a spec table for raw_eval_task.
 local function spec_of(st, t)
   local reg = registry(st, t.dataset)
-  local dir = (reg and type(reg.path) == "string" and reg.path) or (st:dir() .. "/datasets/" .. t.dataset)
+  local dir = reg and reg.dir or (st:dir() .. "/datasets/" .. t.dataset)
   if not is_dir(dir) then
     return nil, fmt("task '%s': dataset '%s' is not prepared (no %s) (HINT: amalgam prepare %s)", t.name, t.dataset,
       dir, t.dataset), "ENOTFOUND"
@@ -209,10 +207,14 @@ function M.tasks(opts)
           end
         end
         if not found then
-          local names = {}
-          for _, t in ipairs(M.SUITE) do names[#names + 1] = t.name end
-          return nil, fmt("unknown task '%s' (suite tasks: %s; or KIND:PATH with KIND = beir, sts, pairs, labels, "
-            .. "clustering, bitext)", w, concat(names, ", ")), "EINVAL"
+          local names, in_suite, extra = {}, {}, {}
+          for _, t in ipairs(M.SUITE) do names[#names + 1] = t.name; in_suite[t.dataset] = true end
+          for _, n in ipairs(R.names(st)) do
+            if not in_suite[n] and registry_tasks(st, n) then extra[#extra + 1] = n end
+          end
+          return nil, fmt("unknown task '%s' (suite tasks: %s; registered datasets: %s; or KIND:PATH with KIND = "
+            .. "beir, sts, pairs, labels, clustering, bitext)", w, concat(names, ", "),
+            #extra > 0 and concat(extra, ", ") or "none besides the suite's"), "EINVAL"
         end
       end
     end

@@ -36,6 +36,7 @@ local D = core.dataset
 local P = require "amalgam.progress"
 local F = require "amalgam.fetch"
 local suite = require "amalgam.suite"
+local R = require "amalgam.registry"
 
 local M = {}
 
@@ -140,7 +141,7 @@ local Ctx = {}
 Ctx.__index = Ctx
 
 local function new_ctx(store, opts)
-  local dir = S.realpath(store:dir()) or store:dir() -- registry paths are absolute
+  local dir = S.realpath(store:dir()) or store:dir() -- registry paths are relative to it (amalgam/registry.lua)
   local self = setmetatable({ store = store, dir = dir, cache = dir .. "/cache", out = dir .. "/datasets",
     offline = opts.offline, loaded = {}, info = {} }, Ctx)
   assert(S.mkdir_p(self.out))
@@ -314,10 +315,25 @@ local function entry_current(ctx, task, inputs)
   if not v or not inputs then return nil end
   local ok, e = pcall(json.decode, v)
   if not ok or type(e) ~= "table" or e.inputs ~= inputs then return nil end
+  local dir = R.resolve(ctx.dir, e.path)
   for _, f in pairs(e.files or {}) do
-    if not S.stat(e.path .. "/" .. f.path) then return nil end
+    if not S.stat(dir .. "/" .. f.path) then return nil end
   end
   return e
+end
+
+-- entries written before paths were store-relative: make them relative (true if changed)
+local function migrate_paths(ctx, e)
+  local changed = false
+  local function fix(t, k)
+    if type(t) == "table" and type(t[k]) == "string" and t[k]:sub(1, 1) == "/" then
+      local rel = R.relative(ctx.dir, R.resolve(ctx.dir, t[k]))
+      if rel ~= t[k] then t[k] = rel; changed = true end
+    end
+  end
+  fix(e, "path")
+  if type(e.extra) == "table" then fix(e.extra.pruned, "path"); fix(e.extra.pruned, "map") end
+  return changed
 end
 
 local function sources_of(ctx, task)
@@ -408,7 +424,7 @@ function M.build_vocab(ctx)
   return {
     files = {},
     extra = { full = { path = full, size = #counts, md5 = VOCAB_MD5, content_hash = fh },
-      pruned = { path = vpath, map = mpath, size = #keep, used_by_corpus = used, content_hash = ph,
+      pruned = { path = R.relative(ctx.dir, vpath), map = R.relative(ctx.dir, mpath), size = #keep, used_by_corpus = used, content_hash = ph,
         map_format = "line i (1-based) holds the full-vocab id of pruned id i-1" },
       check = { corpus_tokens = n, corpus_docs = docs, identical = true } },
     summary = ("full %s, pruned %s tokens (%s used by the corpus)"):format(P.fmt_count(#counts), P.fmt_count(#keep),
@@ -428,9 +444,10 @@ local function build_task(ctx, task, force)
   end
   local cur = not force and entry_current(ctx, task, inputs)
   if cur then
-    if task.name == "vocab" and not S.stat(cur.extra.pruned.path) then cur = nil end
+    if task.name == "vocab" and not S.stat(R.resolve(ctx.dir, cur.extra.pruned.path)) then cur = nil end
   end
   if cur then
+    if migrate_paths(ctx, cur) then register(ctx.store, task.name, cur) end
     P.say("  %-14s %-9s skip up to date (%s)", task.name, "build", cur.summary or "")
     return { name = task.name, tag = task.tag, type = task.type, summary = cur.summary, seconds = 0, status = "cached" }
   end
@@ -465,7 +482,7 @@ local function build_task(ctx, task, force)
   local roles = ordered_roles(files)
   local entry = {
     version = 1, name = task.name, tag = task.tag, type = task.type, description = task.what,
-    path = ctx.out .. "/" .. task.name,
+    path = R.relative(ctx.dir, ctx.out .. "/" .. task.name),
     kind = main_role and files[main_role].kind or task.type,
     format = main_role and files[main_role].format or "txt",
     files = files, evals = (res.evals and #res.evals > 0) and res.evals or json.array(), train = res.train,
@@ -474,7 +491,7 @@ local function build_task(ctx, task, force)
     license = lic, sources = srcs, split = res.split, extra = res.extra,
     created = now_utc(), seconds = math.floor((S.now() - t0) * 10 + 0.5) / 10,
   }
-  if task.name == "vocab" then entry.path = ctx.out end
+  if task.name == "vocab" then entry.path = R.relative(ctx.dir, ctx.out) end
   register(ctx.store, task.name, entry)
   return { name = task.name, tag = task.tag, type = task.type, summary = entry.summary, seconds = S.now() - t0,
     status = "built" }
@@ -636,7 +653,7 @@ function M.import(opts)
     version = 1, name = name, tag = tag,
     type = ({ retrieval = "retrieval", graded = "sts", labelled = "clustering", pairs = "training_pairs",
       text = "pretraining" })[kind], description = "imported from " .. spec,
-    path = out .. "/" .. name, kind = kind, format = f.format, files = desc, evals = evals,
+    path = R.relative(store:dir(), out .. "/" .. name), kind = kind, format = f.format, files = desc, evals = evals,
     train = (tag == "id" and kind ~= "retrieval") and "data" or nil,
     counts = { data = kind == "retrieval" and f.queries or f.rows }, summary = summarize(desc, { "data" }),
     content_hash = content_hash(desc), license = opts.license or "user data",
@@ -668,7 +685,7 @@ function M.main(opts)
     opts.store = store
     if opts.import then
       local e = M.import(opts)
-      print(("imported %s (%s, tag %s): %s -> %s"):format(e.name, e.kind, e.tag, e.summary, e.path))
+      print(("imported %s (%s, tag %s): %s -> %s"):format(e.name, e.kind, e.tag, e.summary, R.resolve(store:dir(), e.path)))
       return true
     end
     P.say("amalgam prepare: store %s (cache %s/cache)", store:dir(), store:dir())

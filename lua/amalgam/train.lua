@@ -21,6 +21,7 @@
 --   ids (1-based row ids of the batch; a mixed step: { {task=, ids=}, ... })}, written every metrics_every steps in one transaction.
 local core = require "amalgam.core"
 local schedule = require "amalgam.schedule"
+local registry = require "amalgam.registry"
 local json = core.json
 
 local M = {}
@@ -93,18 +94,16 @@ local function resolve_data(st, t, i)
     return d, { task = i, source = "handle", kind = d:kind(), rows = d:n(), hash = d:hash() }
   end
   if type(d) ~= "string" then return nil, ("train: task %d: 'data' must be a dataset name, path or Dataset"):format(i), "EINVAL" end
-  local reg_text = st:get("datasets", d)
-  if reg_text then
-    local reg = json.decode(reg_text)
+  local reg = registry.get(st, d)
+  if reg then
     local role = t.role or reg.train or "train"
     local f = reg.files and reg.files[role]
     if not f then return nil, ("train: dataset '%s' has no '%s' file to train on"):format(d, role), "ENOTFOUND" end
-    local dir = reg.path or (st:dir() .. "/datasets/" .. d)
-    local path = f.path:sub(1, 1) == "/" and f.path or (dir .. "/" .. f.path)
+    local path = registry.resolve(reg.dir, f.path)
     local ds, msg, code = core.dataset.load(t.kind or f.kind, path)
     if not ds then return nil, msg, code end
     if ds:n() == 0 then return nil, ("train: task %d: dataset '%s' is empty"):format(i, d), "EINVAL" end
-    return ds, { task = i, source = d, role = role, path = path, kind = ds:kind(), rows = ds:n(), hash = ds:hash() }
+    return ds, { task = i, source = d, role = role, path = registry.relative(st:dir(), path), kind = ds:kind(), rows = ds:n(), hash = ds:hash() }
   end
   if file_exists(d) then
     local kind = t.kind
@@ -117,7 +116,8 @@ local function resolve_data(st, t, i)
     if ds:n() == 0 then return nil, ("train: task %d: dataset '%s' is empty"):format(i, d), "EINVAL" end
     return ds, { task = i, source = "file", path = d, kind = ds:kind(), rows = ds:n(), hash = ds:hash() }
   end
-  return nil, ("train: unknown dataset '%s' (not in the datasets registry, not a file)"):format(d), "ENOTFOUND"
+  return nil, ("train: unknown dataset '%s' (not a file; datasets in %s: %s)"):format(d, st:dir(), registry.names_text(st)),
+    "ENOTFOUND"
 end
 
 local function default_loss(kind)
@@ -440,6 +440,17 @@ local function prepare_tasks(st, list)
     end
     local loss = t.loss or default_loss(ds:kind())
     if type(loss) ~= "table" or not loss.kind then error(("train: tasks[%d].loss must be an am.loss.* spec"):format(i), 3) end
+    if ds:kind() == "graded" then -- before the run exists; the trainer checks it at every step too
+      local l = loss
+      while type(l) == "table" do
+        if l.kind == "infonce" and l.threshold == nil then
+          return nil, ("train: task %d: InfoNCE on graded pairs (sentence1, sentence2, score) would count every pair, "
+            .. "whatever its score, as a positive\nHINT: use am.loss.cosent or am.loss.codiemb_sts for graded data, "
+            .. "or am.loss.infonce{threshold = T} to take the pairs scored >= T as positives"):format(i), "EINVAL"
+        end
+        l = l.inner
+      end
+    end
     info.batch = bs
     info.loss = loss
     manifest[i] = info

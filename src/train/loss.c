@@ -711,6 +711,12 @@ static int check_node(const LossSpec *s, int depth, int layer, int dim, int L, i
     switch (s->kind) {
     case AM_LOSS_INFONCE:
         if (n < 1 || P < 1 || K < 0) return am_error(AM_EINVAL, "loss infonce: needs >= 1 query with >= 1 positive");
+        /* graded pairs are not query/positive pairs: without a threshold a score-0 pair would be a positive */
+        if (gold && !isfinite(s->infonce.threshold))
+            return am_error(AM_EINVAL, "loss infonce: the batch holds graded pairs (sentence1, sentence2, score); "
+                            "without a threshold every pair, whatever its score, would count as a positive\n"
+                            "HINT: use am.loss.cosent or am.loss.codiemb_sts for graded data, or "
+                            "am.loss.infonce{threshold = T} to take the pairs scored >= T as positives");
         return check_infonce(&s->infonce, nm);
     case AM_LOSS_COSENT:
     case AM_LOSS_CODIEMB_STS:
