@@ -4,13 +4,11 @@
 --   amalgam run recipes/judge_base.lua [base=base-tiny] [ref=init-tiny] [steps=200] [batch=32]
 --       [lr=1e-4] [suite=default|quick] [tasks=wn-def,deb-desc,wn-sts]
 -- Fine-tuned models are named <id8 of the base>+<task>@<steps>,lr<lr>, so a rerun on the same base reuses them.
-local args = ... or {}
-local steps = math.tointeger(tonumber(args.steps) or 200)
-local batch = math.tointeger(tonumber(args.batch) or 32)
-local lr = tonumber(args.lr) or 1e-4
-local suite = args.suite or "default"
+local p = am.params { base = "base-tiny", ref = "init-tiny", steps = 200, batch = 32, lr = 1e-4, suite = "default",
+  tasks = "wn-def,deb-desc,wn-sts" }
+local steps, batch, lr, suite = p.steps, p.batch, p.lr, p.suite
 local list = {}
-for t in (args.tasks or "wn-def,deb-desc,wn-sts"):gmatch("[^,]+") do list[#list + 1] = t end
+for t in p.tasks:gmatch("[^,]+") do list[#list + 1] = t end
 
 local function finetune(base, task)
   local name = ("%s+%s@%d,lr%g"):format(base:id():sub(1, 8), task, steps, lr)
@@ -39,8 +37,8 @@ local function judge(label, mname)
   rows[#rows + 1] = row
 end
 
-judge("ref", args.ref or "init-tiny")
-judge("base", args.base or "base-tiny")
+judge("ref", p.ref)
+judge("base", p.base)
 
 local function pct(x) return x and x == x and ("%6.2f"):format(100 * x) or "     -" end
 print(("judge_base: %s suite, fine-tuning %d steps x %d, lr %g"):format(suite, steps, batch, lr))

@@ -3,23 +3,20 @@
 --   amalgam run recipes/pretrain_base.lua [steps=1500] [batch=64] [lr=2e-3] [max_len=32] [warmup=steps/10]
 --       [rows=200000] [dropout=false] [freeze=word_embeddings|none] [name=base-tiny] [init=init-tiny]
 --       [seed=1] [force=false]
-local args = ... or {}
-local function num(k, d) return tonumber(args[k]) or d end
-local function int(k, d) return math.tointeger(num(k, d)) end
+local p = am.params { steps = 1500, batch = 64, lr = 2e-3, max_len = 32, warmup = { type = "integer" },
+  rows = 200000, dropout = false, freeze = "word_embeddings", name = "base-tiny", init = "init-tiny", seed = 1,
+  force = false }
 -- Defaults measured on 2 cores, seed 1, judged by recipes/judge_base.lua (recipes/README.md): 1500
 -- steps of 64 x 32 tokens at peak lr 2e-3 (~3.5 min idle), word embeddings frozen, the MLM head's
 -- bias starting at the corpus' log unigram prior (am.train does that for every fresh MLM head).
 -- Fine-tuned on each ID task, this base beats the same fine-tuning from the random init by +1.5 ID
 -- avg (seed-to-seed spread of the init: 0.4) and +0.4 OOD (within the spread). lr 3e-3 and 3000
 -- steps were no better.
-local steps = int("steps", 1500)
-local batch = int("batch", 64)
-local max_len = int("max_len", 32)
-local name = args.name or "base-tiny"
+local steps, batch, max_len, name = p.steps, p.batch, p.max_len, p.name
 local st = am.store.default()
 do -- an MLM checkpoint of that name is kept (the demo calls this recipe on every run)
   local have = am.model(name)
-  if have and have:kind() == "checkpoint" and args.force ~= "true" then
+  if have and have:kind() == "checkpoint" and not p.force then
     print(("pretrain: %s already pretrained: %s (force=true retrains)"):format(name, have:id():sub(1, 12)))
     return
   end
@@ -28,13 +25,13 @@ end
 -- embeddings of the many rare tokens together (each softmax step pushes every non-target row the
 -- same way), which costs the lexical identity that retrieval needs; frozen, only the layers learn.
 local freeze = nil
-local fz = args.freeze or "word_embeddings"
+local fz = p.freeze
 if fz ~= "" and fz ~= "none" then
   freeze = {}
   for f in fz:gmatch("[^,]+") do freeze[#freeze + 1] = f end
 end
 
-local init = am.model(args.init or "init-tiny")
+local init = am.model(p.init)
 if not init then init = assert(am.init_model { config = "tiny", name = "init-tiny", seed = 1 }) end
 
 -- The corpus is ordered by source (WordNet glosses, then Debian/npm descriptions, then long
@@ -54,16 +51,16 @@ for line in io.lines(dir .. "/corpus.txt") do
   end
   if #w >= 4 then chunks[#chunks + 1] = table.concat(w, " ") end
 end
-local nrows = math.min(int("rows", 200000), #chunks)
+local nrows = math.min(p.rows, #chunks)
 local ds = am.dataset.new("text")
 for i = 1, nrows do ds:add_text(chunks[(i - 1) * #chunks // nrows + 1]) end
 chunks = nil
 
 local t0 = os.time()
 local run = assert(am.train {
-  name = name, init = init, steps = steps, seed = int("seed", 1),
-  lr = num("lr", 2e-3), warmup = int("warmup", math.max(1, steps // 10)), lr_schedule = "linear",
-  max_len = max_len, weight_decay = 0.01, dropout = args.dropout == "true", freeze = freeze,
+  name = name, init = init, steps = steps, seed = p.seed,
+  lr = p.lr, warmup = p.warmup or math.max(1, steps // 10), lr_schedule = "linear",
+  max_len = max_len, weight_decay = 0.01, dropout = p.dropout, freeze = freeze,
   tasks = { { data = ds, loss = am.loss.mlm {}, batch = batch, name = "mlm" } },
   checkpoint_every = math.max(100, steps // 2),
   on_step = function(m)

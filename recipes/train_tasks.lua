@@ -3,16 +3,14 @@
 --   amalgam run recipes/train_tasks.lua [base=base-tiny] [steps=200] [batch=32] [tasks=wn-def,deb-desc,wn-sts]
 --       [force=false]
 -- A task model that already exists for this base is kept unless force=true.
-local args = ... or {}
-local base = args.base or "base-tiny"
-local steps = math.tointeger(tonumber(args.steps) or 200)
-local batch = math.tointeger(tonumber(args.batch) or 32)
+local p = am.params { base = "base-tiny", steps = 200, batch = 32, tasks = "wn-def,deb-desc,wn-sts", force = false }
+local base, steps, batch = p.base, p.steps, p.batch
 local list = {}
-for t in (args.tasks or "wn-def,deb-desc,wn-sts"):gmatch("[^,]+") do list[#list + 1] = t end
+for t in p.tasks:gmatch("[^,]+") do list[#list + 1] = t end
 
 for _, task in ipairs(list) do
   local have = am.model(base .. "+" .. task)
-  if have and args.force ~= "true" and have:meta().parents and have:meta().parents[1].id == am.model(base):id() then
+  if have and not p.force and have:meta().parents and have:meta().parents[1].id == am.model(base):id() then
     print(("%-12s already trained from %s: %s (force=true retrains)"):format(task, base, have:id():sub(1, 12)))
     goto continue
   end

@@ -255,6 +255,7 @@ M.log = setmetatable({
 })
 
 M.recipe = require "amalgam.recipe"
+M.params = M.recipe.params -- a recipe's declared key=value parameters
 
 -- training (lua/amalgam/train.lua, schedule.lua; C side src/lua/l_train.c)
 do

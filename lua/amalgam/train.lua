@@ -44,9 +44,11 @@ local loss_specs = {
   mlm = { prob = "number", mask_frac = "number", random_frac = "number" },
 }
 M.loss = {}
+local loss_full = {} -- kind -> the options spec of am.loss.<kind> (plus weight)
 for _, k in ipairs { "infonce", "cosent", "codiemb_sts", "matryoshka", "starbucks", "random_2d", "mlm" } do
   local spec = { weight = "number" }
   for key, t in pairs(loss_specs[k]) do spec[key] = t end
+  loss_full[k] = spec
   M.loss[k] = function(o)
     if o ~= nil and type(o) ~= "table" then error(("loss.%s: options must be a table"):format(k), 2) end
     o = core.check_options("loss." .. k, o, spec)
@@ -54,11 +56,29 @@ for _, k in ipairs { "infonce", "cosent", "codiemb_sts", "matryoshka", "starbuck
     if o.inner ~= nil and type(o.inner.kind) ~= "string" then
       error(("loss.%s: inner must be a loss (am.loss.infonce{...})"):format(k), 2)
     end
+    if o.inner ~= nil then M.check_loss(o.inner, ("loss.%s: inner"):format(k), 2) end
     local s = { kind = k }
     for key, v in pairs(o) do s[key] = v end
     return s
   end
 end
+
+-- check a loss table written by hand ({kind = "infonce", temperature = ...}) or stored, as
+-- am.loss.<kind> checks its options; `level` as error's, counted from check_loss's caller
+local function check_loss(l, what, level)
+  if type(l) ~= "table" or type(l.kind) ~= "string" or not loss_full[l.kind] then
+    error(("%s must be an am.loss.* spec (am.loss.infonce{...}, ...)"):format(what), level + 1)
+  end
+  local o = {}
+  for k, v in pairs(l) do if k ~= "kind" then o[k] = v end end
+  core.check_options(("%s (loss.%s)"):format(what, l.kind), o, loss_full[l.kind], level + 1)
+  if o.inner ~= nil then check_loss(o.inner, what .. ".inner", level + 1) end
+end
+M.check_loss = check_loss
+
+-- the keys of one entry of am.train's tasks list
+local task_spec = { data = "any", loss = "table", batch = "integer", kind = "string", role = "string", name = "string" }
+local lora_spec = { rank = "integer", alpha = "number", dropout = "number", targets = "table" }
 
 -- ------------------------------------------------------------------ helpers
 
@@ -378,10 +398,10 @@ local function loop(R)
   elseif sig then
     rec.status = "stopped"
     rec["end"] = now()
-    io.stderr:write(("amalgam: train: interrupted at step %d, saving a checkpoint (resume with am.resume('%s'))\n")
-      :format(rec.step, rec.id))
     checkpoint(false)
-    core.raw_interrupt(sig) -- re-raise: the host exits with 130 / 143
+    -- re-raise with one line for the user (the host prints it without a traceback, exits 130 / 143)
+    core.raw_interrupt(sig, ("interrupted at step %d/%d of run %s; resume with: amalgam resume %s")
+      :format(rec.step, steps, rec.id, rec.id))
     return R
   else
     rec.status = "failed"
@@ -430,6 +450,10 @@ local function prepare_tasks(st, list)
   local tasks, manifest = {}, {}
   for i, t in ipairs(list) do
     if type(t) ~= "table" then error(("train: tasks[%d] must be a table"):format(i), 3) end
+    -- option typos raise here, at the recipe's line, not in the trainer (level 3: prepare_tasks'
+    -- caller's caller = the recipe calling am.train / am.resume)
+    core.check_options(("train: tasks[%d]"):format(i), t, task_spec, 3)
+    if t.loss ~= nil then check_loss(t.loss, ("train: tasks[%d].loss"):format(i), 3) end
     local ds, info, code = resolve_data(st, t, i)
     if not ds then return nil, info, code end
     local bs = math.tointeger(t.batch or 32)
@@ -496,6 +520,7 @@ function M.train(o)
     error("train: option 'schedule' must be am.schedule.<name>{...} or a function(step, state)", 2)
   end
   check_mixed(sched, tasks, 2)
+  core.check_options("train: option 'lora'", o.lora, lora_spec) -- raises at the recipe's line
   if o.freeze then -- checked here so the error points at the recipe, not at the trainer
     local names = {}
     for _, t in ipairs(assert(model:tensors())) do names[#names + 1] = t.name end

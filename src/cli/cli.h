@@ -30,7 +30,10 @@ int cli_get_int(CliArgs *a, const char *name, int def, int *out); /* AM_EINVAL i
 int cli_flag(CliArgs *a, const char *name);
 /* AM_EINVAL naming the first option the command did not read. */
 int cli_check_unused(CliArgs *a);
-/* Print "amalgam: error: <am_errmsg(rc)>" and return the exit code for rc (0 if rc == 0). */
+/* The exit code for a command's return value rc, which main returns (nothing below main exits):
+ * 0 for AM_OK; a negative AM_E* code prints "amalgam: error: <am_errmsg(rc)>" and gives 2 for
+ * AM_EINVAL (usage), else 1; a positive rc is an exit code the command already reported (the Lua
+ * host's am_lua_finish: 1, 2, 130 after SIGINT, 143 after SIGTERM) and is returned as is. */
 int cli_fail(int rc);
 
 extern char **cli_argv; /* main's argv, for re-exec */
@@ -39,6 +42,7 @@ extern char **cli_argv; /* main's argv, for re-exec */
  * would; returns its status code (the caller prints errors). Used by `demo`. */
 int cli_command(const char *store, const char *name, int argc, char **argv);
 
+/* A command: AM_OK, a negative AM_E* code (message recorded), or a positive exit code (cli_fail). */
 typedef int (*CliFn)(CliArgs *a);
 int cmd_init_model(CliArgs *a);
 int cmd_import(CliArgs *a);

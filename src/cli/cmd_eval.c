@@ -2,8 +2,9 @@
  *
  * eval and compare are policy written in Lua (lua/amalgam/eval.lua: the default suite's task
  * table, task resolution, the ID/OOD table); this file parses the arguments, runs
- * require("amalgam.eval").cli_eval / cli_compare in a fresh Lua state (SIGINT/SIGTERM interrupt
- * it) and turns `nil, message, code` into "amalgam: error: message" with a non-zero exit.
+ * require("amalgam.eval").cli_eval / cli_compare in a fresh Lua state through the host
+ * (src/lua/l_host.c: SIGINT/SIGTERM interrupt it, exit 130/143) and turns `nil, message, code`
+ * into "amalgam: error: message" with a non-zero exit.
  * `ls results` reads the store's `results` db directly (src/evalrun).
  */
 #define _GNU_SOURCE
@@ -14,20 +15,10 @@
 #include "store.h"
 
 #include <cjson/cJSON.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* the context a signal interrupts (one Lua state at a time in the CLI, as lua.c's globalL) */
-static AmLuaCtx *volatile eval_running;
-
-static void on_signal(int sig) {
-    signal(sig, SIG_DFL); /* a second signal terminates the process */
-    AmLuaCtx *c = eval_running;
-    if (c) am_lua_interrupt(c, sig);
-}
 
 /* every value of a repeatable option (--task A --task B), marked used */
 static int collect_opt(CliArgs *a, const char *name, const char **out, int cap) {
@@ -109,8 +100,9 @@ static void push_common(lua_State *L, CliArgs *a, const Common *c, int first_mod
     set_bool(L, "color", isatty(STDOUT_FILENO) && !getenv("NO_COLOR"));
 }
 
-/* run require("amalgam.eval")[fn](args) where args is on top of the stack; returns AM_OK or a
- * code with the message recorded (exits 130/143 on a signal, as amalgam run does) */
+/* run require("amalgam.eval")[fn](args) where args is on top of the stack, through the host
+ * (SIGINT / SIGTERM interrupt it). Returns AM_OK, a negative code with the message recorded,
+ * or a positive exit code already reported (1 after a Lua error, 130 / 143 after a signal). */
 static int run_lua(lua_State *L, const char *fn) {
     lua_getglobal(L, "require");                             /* [args, require] */
     lua_pushliteral(L, "amalgam.eval");
@@ -121,27 +113,13 @@ static int run_lua(lua_State *L, const char *fn) {
     }
     lua_getfield(L, -1, fn);                                 /* [args, M, f] */
     lua_pushvalue(L, -3);                                    /* [args, M, f, args] */
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    eval_running = am_lua_ctx(L);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-    st = am_docall(L, 1, 3);                                 /* [args, M, ok, msg, code] */
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-    eval_running = NULL;
+    st = am_lua_hostcall(L, 1, 3);                           /* [args, M, ok, msg, code] */
     fflush(stdout);
-    if (st != LUA_OK) {
-        int code = am_lua_exit_code(L, st);
-        am_lua_report(L, st);
-        if (code != 1) {
-            lua_close(L);
-            exit(code);
-        }
-        return am_error(AM_EIO, "%s failed", fn);   /* the report above has the details */
+    if (st == LUA_OK && am_lua_interrupted(L) && !lua_toboolean(L, -3)) {
+        fprintf(stderr, "amalgam: %s\n", lua_tostring(L, -2) ? lua_tostring(L, -2) : "interrupted");
+        lua_pop(L, 3);
     }
+    if (st != LUA_OK || am_lua_interrupted(L)) return am_lua_finish(L, st);
     if (lua_toboolean(L, -3)) return AM_OK;
     const char *msg = lua_tostring(L, -2), *code = lua_tostring(L, -1);
     int rc = code && strcmp(code, "EINVAL") == 0 ? AM_EINVAL : code && strcmp(code, "ENOTFOUND") == 0 ? AM_ENOTFOUND : AM_EIO;
@@ -162,7 +140,6 @@ static int run_cmd(CliArgs *a, const char *fn, void (*extra)(lua_State *, CliArg
     push_common(L, a, c, 0);
     extra(L, a);
     rc = run_lua(L, fn);
-    am_lua_clear_interrupt(L);
     lua_close(L);
     return rc;
 }

@@ -3,8 +3,9 @@
  *
  * prepare is policy written in Lua (lua/amalgam/prepare.lua: fetching, source adapters, task
  * builders, registry, README); this file only parses the arguments, runs
- * require("amalgam.prepare").main(opts) in a fresh Lua state (SIGINT/SIGTERM interrupt it) and
- * turns its `nil, message` into "amalgam: error: message" and exit code 1.
+ * require("amalgam.prepare").main(opts) in a fresh Lua state through the host (src/lua/l_host.c:
+ * SIGINT/SIGTERM interrupt it, exit 130/143) and turns its `nil, message` into
+ * "amalgam: error: message" and exit code 1.
  * `ls datasets` reads the store's `datasets` db directly (one row per registered dataset).
  */
 #define _GNU_SOURCE
@@ -14,19 +15,9 @@
 #include "store.h"
 
 #include <cjson/cJSON.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* the context a signal interrupts (one Lua state at a time in the CLI, as lua.c's globalL) */
-static AmLuaCtx *volatile prep_running;
-
-static void on_signal(int sig) {
-    signal(sig, SIG_DFL); /* a second signal terminates the process */
-    AmLuaCtx *c = prep_running;
-    if (c) am_lua_interrupt(c, sig);
-}
 
 int cmd_prepare(CliArgs *a) {
     int offline = cli_flag(a, "offline"), force = cli_flag(a, "force"), rc;
@@ -75,33 +66,22 @@ int cmd_prepare(CliArgs *a) {
         lua_setfield(L, -2, "tag");
     }
 
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    prep_running = am_lua_ctx(L);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-    st = am_docall(L, 1, 2);                              /* [prep, ok, msg] */
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-    prep_running = NULL;
-
-    int code = 0;
-    if (st != LUA_OK) {
-        code = am_lua_exit_code(L, st);
-        am_lua_report(L, st);
-    } else if (!lua_toboolean(L, -2)) {
-        const char *msg = lua_tostring(L, -1);
-        int interrupted = am_lua_interrupted(L);
-        fprintf(stderr, "amalgam: error: %s\n", msg ? msg : "prepare failed");
-        code = interrupted ? 130 : 1;
-    }
-    am_lua_clear_interrupt(L);
-    lua_close(L);
+    st = am_lua_hostcall(L, 1, 2);                        /* [prep, ok, msg] */
     fflush(stdout);
-    if (code) exit(code);
-    return AM_OK;
+    if (st == LUA_OK && am_lua_interrupted(L) && !lua_toboolean(L, -2))
+        fprintf(stderr, "amalgam: %s\n", lua_tostring(L, -1) ? lua_tostring(L, -1) : "interrupted");
+    if (st != LUA_OK || am_lua_interrupted(L)) {
+        int code = am_lua_finish(L, st);
+        lua_close(L);
+        return code;
+    }
+    rc = AM_OK;
+    if (!lua_toboolean(L, -2)) {
+        const char *msg = lua_tostring(L, -1);
+        rc = am_error(AM_EIO, "%s", msg ? msg : "prepare failed");
+    }
+    lua_close(L);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- ls datasets */

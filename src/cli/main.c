@@ -27,8 +27,8 @@ static const struct {
      "                [--input FILE] [--output FILE] < texts.txt > emb.npy",
      "embed one text per line; writes a NumPy .npy float32 array (n, dim) to stdout or FILE"},
     {"ls", cmd_ls, (const char *const[]){"json", NULL}, NULL, "ls [models|datasets|results|runs] [--json]", "list what the store holds"},
-    {"info", cmd_info, (const char *const[]){"json", "tensors", NULL}, NULL, "info MODEL [--tensors] [--json]",
-     "config, size, tensors and lineage of a model"},
+    {"info", cmd_info, (const char *const[]){"json", "tensors", NULL}, NULL, "info MODEL [--tensors] [--json] | info RUN",
+     "config, size, tensors and lineage of a model; info RUN: a training run's record"},
     {"bench", cmd_bench, (const char *const[]){"no-peer", NULL}, (const char *const[]){"config", "threads", NULL},
      "bench encode|train [--config tiny|mini|small|all] [--threads N] [--no-peer]",
      "time the C encoder and the PyTorch peer (tools/bench/torch_peer.py) side by side"},
@@ -48,8 +48,8 @@ static const struct {
      "ID/OOD table: averages and every task's main score, deltas against the reference"},
     {"run", cmd_run, NULL, NULL, "run RECIPE.lua [key=value...]",
      "run a Lua recipe headless (key=value arguments become the table `args`)"},
-    {"lua", cmd_lua, NULL, NULL, "lua [FILE [ARGS...] | -e CODE | -]",
-     "Lua with the amalgam module as `am`: run a script, or a REPL on a terminal (stdin script otherwise)"},
+    {"lua", cmd_lua, NULL, NULL, "lua [-i] [FILE [ARGS...] | -e CODE [ARGS...] | -]",
+     "Lua with the amalgam module as `am`: run a script, or a REPL on a terminal (a piped stdin is a script; -i: REPL)"},
 };
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
 
@@ -148,6 +148,7 @@ int cli_check_unused(CliArgs *a) {
 
 int cli_fail(int rc) {
     if (rc == AM_OK) return 0;
+    if (rc > 0) return rc; /* an exit code, already reported (the Lua host: 1, 2, 130, 143) */
     fprintf(stderr, "amalgam: error: %s\n", am_errmsg(rc));
     return rc == AM_EINVAL ? 2 : 1;
 }

@@ -1,8 +1,8 @@
 /* am_lua.h - the Lua layer: the `amalgam` module (bindings) and the host helpers the CLI uses.
  *
  * Two audiences:
- *   1. Hosts (src/cli/cmd_lua.c, later the TUI console): am_lua_newstate, am_docall,
- *      am_lua_report, am_lua_loadfile, interrupts.
+ *   1. Hosts (the CLI's src/cli/cmd_*.c, later the TUI console): l_host.c's state, calls with
+ *      signals, reports and exit codes, recipes, REPL lines, interrupts.
  *   2. Binding files (src/lua/l_*.c, including the ones training/eval/merge add later): the
  *      check/push helpers and conventions below.
  *
@@ -19,7 +19,8 @@
  *   - Never raise while holding malloc'd memory: allocate after the argument checks, or keep
  *     the memory in an autofree box (am_lua_newautofree) that the GC frees on any error path.
  *   - Per-state context (default store directory, interrupt flag) lives in the registry
- *     (AmLuaCtx), never in C globals, so several lua_States can coexist.
+ *     (AmLuaCtx), never in C globals, so several lua_States can coexist (the one exception is
+ *     the signal flag of l_host.c: a handler cannot reach a state).
  *   - Long operations (train, eval, merge) take an option table and an optional Lua callback
  *     (on_step). Call it from the C progress callback with lua_call: it may raise, so the
  *     operation's C state must already be owned by a userdata (a handle or an autofree box).
@@ -54,10 +55,12 @@ int luaopen_amalgam_core(lua_State *L);
 /* ---------------------------------------------------------------- per-state context */
 
 typedef struct AmLuaCtx {
-    volatile sig_atomic_t interrupted; /* 0, or the signal number (SIGINT, SIGTERM) / -1 for "stop" */
-    lua_State *L;                      /* the main thread (for lua_sethook from a signal handler) */
+    int interrupted;                   /* 0, or the signal number (SIGINT, SIGTERM) / -1 for "stop" */
+    lua_State *L;                      /* the main thread (its hook raises the interrupt) */
     char *store_dir;                   /* default store dir (malloc'd) or NULL = store_default_dir() */
     int deferred;                      /* >0: the hook does not raise yet (a training step's bookkeeping) */
+    int hosted;                        /* depth of am_lua_hostcall on this state: signals reach it */
+    int exit_code;                     /* set by an error object's `exit` field (usage errors: 2) */
 } AmLuaCtx;
 
 /* The context of L (created on first use, kept in the registry). */
@@ -66,40 +69,66 @@ AmLuaCtx *am_lua_ctx(lua_State *L);
  * the first am.store.default(); later calls only affect a store not yet opened. */
 void am_lua_set_store_dir(lua_State *L, const char *dir);
 
-/* Ask the running Lua code to stop: sets ctx->interrupted = sig and a count hook that raises
- * "interrupted" at the next Lua instruction, and again at every following one, so a recipe
- * cannot swallow it with pcall (redis line-hook idea). Async-signal-safe (lua.c laction).
- * Long C calls (encode, training steps) poll am_lua_interrupted() and stop too. While
- * ctx->deferred is set (core.raw_defer_interrupts) the hook waits for it to be cleared. */
-void am_lua_interrupt(AmLuaCtx *ctx, int sig);
-int am_lua_interrupted(lua_State *L);
-/* Clear the flag and the hook (the host does it after am_docall returned). */
-void am_lua_clear_interrupt(lua_State *L);
-
-/* ---------------------------------------------------------------- host helpers */
+/* ---------------------------------------------------------------- the host (l_host.c)
+ *
+ * Every host (the CLI's run / lua / eval / compare / prepare, the REPL, later the TUI console)
+ * runs Lua through these; none of them exits the process: am_lua_finish gives the exit code and
+ * `main` returns it. Signals: while am_lua_hostcall runs, SIGINT / SIGTERM interrupt the state
+ * ("interrupted" raised at the running line, again at every instruction so a pcall cannot
+ * swallow it; a second signal kills the process, lua.c laction). The signal handler only sets
+ * one volatile sig_atomic_t (the one global, documented in l_host.c); the state picks it up in
+ * a count hook, and long C calls (encode, evaluation) pick it up with am_lua_interrupted(). */
 
 /* A new state with the standard libraries, `amalgam` preloadable (package.preload) and the
  * global `am` set to require("amalgam"). NULL only if Lua cannot allocate the state.
  * If loading the module fails the error is reported on stderr and NULL is returned. */
 lua_State *am_lua_newstate(const char *store_dir);
 
-/* THE way to call into Lua from C: lua_pcall with a traceback message handler (lua.c docall).
- * Stack: [f, args...] -> [results...] on success, [message-with-traceback] on error.
- * Returns the lua_pcall status. */
+/* The protected call: lua_pcall with a traceback message handler (lua.c docall). No traceback
+ * for an interrupt, nor for an error object with __tostring (a usage error); a table error's
+ * numeric field `exit` sets the exit code. Stack: [f, args...] -> [results...] on success,
+ * [message] on error. Returns the lua_pcall status. */
 int am_docall(lua_State *L, int narg, int nres);
+/* am_docall with SIGINT / SIGTERM turned into an interrupt of L while it runs (handlers
+ * installed for the call and restored after). Nests. */
+int am_lua_hostcall(lua_State *L, int narg, int nres);
 
-/* Print the error on top of the stack (if status != LUA_OK) to stderr as
- * "amalgam: error: <message + traceback>" and pop it. Returns status. */
+/* Print the error on top of the stack (if status != LUA_OK) to stderr and pop it: an interrupt
+ * as one line "amalgam: <message>", anything else as "amalgam: error: <message + traceback>".
+ * Returns status. */
 int am_lua_report(lua_State *L, int status);
+/* Exit code of a host call: 130 after SIGINT, 143 after SIGTERM, else 0 for LUA_OK, the error
+ * object's `exit` (usage errors: 2) or 1. */
+int am_lua_exit_code(lua_State *L, int status);
+/* End a host call: report, exit code, clear the interrupt (the state stays usable). */
+int am_lua_finish(lua_State *L, int status);
 
 /* Load a Lua file (path NULL or "-" = stdin) as a function on the stack. strict: run it in a
  * fresh environment where reading an undefined global raises "undefined global 'x'" (with
  * file:line); assigning globals is allowed (amalgam.recipe.env). Syntax errors give
  * "file:line: message". Returns a lua_load status (the message is on the stack on error). */
 int am_lua_loadfile(lua_State *L, const char *path, int strict);
+/* Run a recipe the way `amalgam run` does (amalgam.recipe: start / env / run / finish): the
+ * key=value strings become the table `args` (also the globals args / arg and `...`), the file
+ * runs strict through am_lua_hostcall, a returned table goes to recipe.run, then arguments the
+ * recipe never read are warned about. Stack: [] -> [] or [message]; returns the status. */
+int am_lua_run_recipe(lua_State *L, const char *path, const char *const *args, int nargs);
+/* Compile one REPL input: "return <line>" first (an expression), else the line as a statement.
+ * [] -> [chunk] (LUA_OK) or [message]; *incomplete = 1 (nothing pushed, LUA_ERRSYNTAX) when the
+ * input ends inside a statement and needs another line. */
+int am_lua_loadline(lua_State *L, const char *line, size_t len, int *incomplete);
 
-/* Exit code for a failed host call: 130 for SIGINT, 143 for SIGTERM, 1 otherwise. */
-int am_lua_exit_code(lua_State *L, int status);
+/* Ask the running Lua code to stop: sets ctx->interrupted = sig (0 = -1, "stop") and a hook
+ * that raises "interrupted" at the next Lua instruction and every following one (while
+ * ctx->deferred is set, core.raw_defer_interrupts, the hook waits for it to be cleared).
+ * Not for signal handlers (am_lua_hostcall installs those). */
+void am_lua_interrupt(AmLuaCtx *ctx, int sig);
+/* Is L (or ctx) interrupted? Polled by long C calls (encode, evaluation, training callbacks);
+ * a pending signal for a hosted state becomes its interrupt here. */
+int am_lua_interrupted(lua_State *L);
+int am_lua_ctx_interrupted(AmLuaCtx *ctx);
+/* Clear the interrupt and its hook (am_lua_finish does it; the REPL after every line). */
+void am_lua_clear_interrupt(lua_State *L);
 
 /* ---------------------------------------------------------------- binding helpers */
 

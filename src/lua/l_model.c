@@ -227,7 +227,7 @@ static int l_tensor(lua_State *L) {
 static int encode_progress(void *ud, int done, int total) {
     (void)done;
     (void)total;
-    return ((AmLuaCtx *)ud)->interrupted != 0;
+    return am_lua_ctx_interrupted(ud);
 }
 
 /* m:encode(texts [, {pooling=, normalize=, layer=, dim=, batch=, max_len=}])

@@ -13,10 +13,8 @@
  *   tr:save(name [, store [, extra_meta_json]]) -> checkpoint id, task vector id | nil, msg, code
  *   tr:state() -> blob; tr:load_state(blob) -> true | nil, msg, code; tr:steps(); tr:close()
  *   core.raw_batch_order(n, seed, epoch)   -> { 1-based row ids } (dataset_batch_order)
- *   core.raw_pcall_interruptible(f, ...)   -> true, results... | false, err [, signal]
- *       a pcall that, when the error came from an interrupt (Ctrl-C / SIGTERM), clears the
- *       interrupt so the caller can save a checkpoint, and returns the signal number as 3rd value.
- *   core.raw_interrupt(sig)                -> re-raise a cleared interrupt.
+ *   (the interrupt primitives raw_pcall_interruptible / raw_interrupt / raw_defer_interrupts /
+ *   raw_interrupted the training loop uses live in the host module, l_host.c)
  *
  * The trainer owns a copy of the model's parameters (with an MLM head if asked), so the
  * Model handle it was made from is not modified. The handle is kept alive (user value 1).
@@ -682,49 +680,6 @@ static int l_raw_batch_order(lua_State *L) {
     return 1;
 }
 
-/* core.raw_pcall_interruptible(f, ...) */
-static int l_raw_pcall_interruptible(lua_State *L) {
-    luaL_checkany(L, 1);
-    int n = lua_gettop(L) - 1;
-    int status = lua_pcall(L, n, LUA_MULTRET, 0);
-    if (status == LUA_OK) {
-        lua_pushboolean(L, 1);
-        lua_insert(L, 1);
-        return lua_gettop(L);
-    }
-    AmLuaCtx *c = am_lua_ctx(L);
-    int sig = c->interrupted;
-    lua_pushboolean(L, 0);
-    lua_insert(L, -2);                              /* [false, err] */
-    if (sig) {
-        am_lua_clear_interrupt(L);
-        lua_pushinteger(L, sig);
-        return 3;
-    }
-    return 2;
-}
-
-/* core.raw_interrupt(sig) */
-static int l_raw_interrupt(lua_State *L) {
-    am_lua_interrupt(am_lua_ctx(L), (int)luaL_optinteger(L, 1, -1));
-    return 0;
-}
-
-/* core.raw_defer_interrupts(on): while on, an interrupt only sets the flag; it is raised at the
- * first Lua instruction after it is turned off (a training step and its bookkeeping stay whole) */
-static int l_raw_defer_interrupts(lua_State *L) {
-    am_lua_ctx(L)->deferred = lua_toboolean(L, 1);
-    return 0;
-}
-
-/* core.raw_interrupted() -> signal number or false (does not clear) */
-static int l_raw_interrupted(lua_State *L) {
-    int s = am_lua_ctx(L)->interrupted;
-    if (s) lua_pushinteger(L, s);
-    else lua_pushboolean(L, 0);
-    return 1;
-}
-
 static const luaL_Reg tr_methods[] = {
     {"step", l_step},   {"save", l_save},   {"state", l_state}, {"load_state", l_load_state},
     {"steps", l_steps}, {"base", l_base},   {"close", tr_close}, {NULL, NULL},
@@ -735,10 +690,6 @@ static const luaL_Reg tr_meta[] = {
 static const luaL_Reg tr_funcs[] = {
     {"raw_trainer", l_raw_trainer},
     {"raw_batch_order", l_raw_batch_order},
-    {"raw_pcall_interruptible", l_raw_pcall_interruptible},
-    {"raw_interrupt", l_raw_interrupt},
-    {"raw_interrupted", l_raw_interrupted},
-    {"raw_defer_interrupts", l_raw_defer_interrupts},
     {NULL, NULL},
 };
 

@@ -69,31 +69,6 @@ void am_lua_set_store_dir(lua_State *L, const char *dir) {
     c->store_dir = d;
 }
 
-/* Raise again at every instruction until the host clears the hook: pcall cannot swallow it. */
-static void stop_hook(lua_State *L, lua_Debug *ar) {
-    if (am_lua_ctx(L)->deferred) return; /* raised at the first instruction after the deferral ends */
-    /* level 0 is the Lua function running when the hook fired: name its line */
-    if (lua_getstack(L, 0, ar) && lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
-        lua_pushfstring(L, "%s:%d: interrupted", ar->short_src, ar->currentline);
-    else
-        lua_pushliteral(L, "interrupted");
-    lua_error(L);
-}
-
-void am_lua_interrupt(AmLuaCtx *c, int sig) {
-    c->interrupted = sig ? sig : -1;
-    if (c->L) lua_sethook(c->L, stop_hook, LUA_MASKCOUNT, 1);
-}
-
-int am_lua_interrupted(lua_State *L) { return am_lua_ctx(L)->interrupted != 0; }
-
-void am_lua_clear_interrupt(lua_State *L) {
-    AmLuaCtx *c = am_lua_ctx(L);
-    c->interrupted = 0;
-    lua_sethook(c->L, NULL, 0, 0);
-    if (L != c->L) lua_sethook(L, NULL, 0, 0);
-}
-
 /* ---------------------------------------------------------------- errors */
 
 /* Code names and numbers come from the one list in am_base.h. */
@@ -414,6 +389,7 @@ void am_lua_open_source(lua_State *L);
 
 void am_lua_open_eval(lua_State *L); /* l_eval.c */
 void am_lua_open_train(lua_State *L); /* l_train.c */
+void am_lua_open_host(lua_State *L);  /* l_host.c: the raw_* interrupt primitives */
 
 int luaopen_amalgam_core(lua_State *L) {
     luaL_checkversion(L);
@@ -437,6 +413,7 @@ int luaopen_amalgam_core(lua_State *L) {
     am_lua_open_dataset(L); /* l_dataset.c */
     am_lua_open_source(L);  /* l_source.c */
     am_lua_open_train(L);   /* l_train.c */
+    am_lua_open_host(L);    /* l_host.c */
     return 1;
 }
 

@@ -83,8 +83,9 @@ for sig in TERM INT; do
   kill -$sig $pid 2>/dev/null
   wait $pid; rc=$?
   [ "$rc" = "$want" ] && ok "SIG$sig during amalgam run exits $want" || bad "SIG$sig exit $rc, want $want"
-  id=$(grep -o "am.resume('[^']*')" "$W/err" | sed "s/am.resume('\(.*\)')/\1/")
-  [ -n "$id" ] && ok "SIG$sig: the message names the run to resume" || bad "SIG$sig: no resume hint"
+  id=$(sed -n 's/^amalgam: interrupted at step [0-9]*\/40 of run \([^;]*\); resume with: amalgam resume \1$/\1/p' "$W/err")
+  [ -n "$id" ] && ok "SIG$sig: one line names the step and how to resume the run" || bad "SIG$sig: no resume hint"
+  grep -q "traceback\|error" "$W/err" && bad "SIG$sig: a traceback or error after an interrupt" || ok "SIG$sig: no traceback"
   "$AM" info "$id" >"$W/info" 2>"$W/err"
   step=$(awk -F: '/"step":/ {gsub(/[ \t,]/, "", $2); print $2; exit}' "$W/info")
   grep -q '"status":[[:space:]]*"stopped"' "$W/info" && ok "SIG$sig: run marked stopped" || bad "SIG$sig: run not stopped"
