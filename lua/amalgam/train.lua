@@ -77,7 +77,7 @@ end
 M.check_loss = check_loss
 
 -- the keys of one entry of am.train's tasks list
-local task_spec = { data = "any", loss = "table", batch = "integer", kind = "string", role = "string", name = "string" }
+local task_spec = { data = "any", loss = "any", batch = "integer", kind = "string", role = "string", name = "string" }
 local lora_spec = { rank = "integer", alpha = "number", dropout = "number", targets = "table" }
 
 -- ------------------------------------------------------------------ helpers
