@@ -513,7 +513,7 @@ static void gemm_packed(float *c, int ldc, const float *a, int lda, int ta, cons
  * shapes (up to 20 %, IC = 1536). DW_KC 256-512, PK_MC 96-192, PK_NP 4-24 and DW_PF 4-16 were
  * within the noise of the shared machine (DW_PF 0, no prefetch: ~4 % slower); prefetching the
  * next A block while the micro-kernel runs did not help.
- * Measurements against OpenBLAS in kernels.c (linear backward). */
+ * Measurements against OpenBLAS in linear.c (linear backward). */
 #define DW_KC 384 /* K rows per block */
 #define DW_PF 8   /* rows ahead to prefetch while packing */
 

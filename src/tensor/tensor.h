@@ -31,7 +31,7 @@
  *    (HF would then attend uniformly to the padding); that cannot happen with a tokenizer
  *    that always emits [CLS], and the encoder rejects it with AM_EINVAL.
  *
- *  - GELU is the exact (erf) form of HF "gelu": x·0.5·(1 + erf(x/√2)). kernels.c evaluates
+ *  - GELU is the exact (erf) form of HF "gelu": x·0.5·(1 + erf(x/√2)). kernel_rows.h evaluates
  *    erf with the Abramowitz-Stegun 7.1.26 formula (|error| ≤ 1.5e-7, the formula PyTorch's
  *    own vectorised CPU erf uses) on 8 lanes at a time; ref_kernels.c uses libm erff.
  *
@@ -59,7 +59,7 @@
  *    weight gradient (blas_gemm_tn_packed: both operands packed per K block by each thread,
  *    the bias gradient summed while packing) and attention's per-head products
  *    (blas_gemm_{nt,nn,tn}_packed); everything else (LoRA, eval, k-means) on OpenBLAS.
- *    Measured, per pattern, in blas.c / kernels.c comments.
+ *    Measured, per pattern, in blas.c / linear.c / attention.c comments.
  */
 #ifndef AM_TENSOR_H
 #define AM_TENSOR_H
@@ -205,7 +205,7 @@ float *blas_scratch(int slot, size_t n);
 /* Called automatically (every am_parallel_run); keeps OpenBLAS at one thread (see the top). */
 void blas_init(void);
 
-/* ------------------------------------------------------------------ kernels.c (parallel) */
+/* ------------------------------------------------------------------ linear.c (+ fused epilogues) */
 
 /* Linear layer. out (N, OC) = inp (N, IC) · w (OC, IC)ᵀ + b (OC) [b may be NULL]. parallel. */
 void linear_forward(float *out, const float *inp, const float *w, const float *b,
@@ -224,6 +224,42 @@ void linear_backward_set(float *dinp, float *dw, float *db, const float *dout, c
  *   dw (OC, IC) += doutᵀ · act,  db (OC) += Σ dout,  where act = gelu(pre) (N, IC). parallel. */
 void gelu_linear_backward(float *dpre, float *dw, float *db, const float *dout, const float *act,
                           const float *pre, const float *w, int N, int IC, int OC);
+
+/* Optional per-chunk hook of the fused linear kernels, called right after the GEMM (bias
+ * included) on a chunk of rows and before the epilogue (GELU / dropout+residual+LayerNorm):
+ *   fn(ud, out (rows, OC), inp (rows, IC), rows, row0)   with row0 the chunk's first row.
+ * It runs on pool threads on disjoint chunks: it must be thread-safe and single-threaded
+ * (nested am_parallel_run calls run inline anyway). This is where LoRA adds x·Aᵀ·Bᵀ·s. */
+typedef struct {
+    void (*fn)(void *ud, float *out, const float *inp, int rows, size_t row0);
+    void *ud;
+} LinearHook;
+
+/* linear_forward with a hook (NULL = none). */
+void linear_forward_ex(float *out, const float *inp, const float *w, const float *b,
+                       int N, int IC, int OC, const LinearHook *hook);
+
+/* pre (N,OC) = inp·wᵀ + b; out (N,OC) = gelu(pre). pre may equal out (no-grad inference,
+ * keeps only the GELU output). parallel over row chunks (GEMM + epilogue while hot). */
+void linear_gelu_forward(float *pre, float *out, const float *inp, const float *w, const float *b,
+                         int N, int IC, int OC, const LinearHook *hook);
+/* The post-LN sublayer tail of BERT:
+ *   res (N,C) = resid + dropout(inp (N,IC) · w (C,IC)ᵀ + b)   [dropout site (p, key)]
+ *   out (N,C) = LayerNorm(res; lnw, lnb, eps), mean/rstd (N) saved.
+ * out may alias resid (no-grad path). parallel over row chunks. */
+void linear_residual_layernorm_forward(float *out, float *res, float *mean, float *rstd,
+                                       const float *inp, const float *w, const float *b,
+                                       const float *resid, const float *lnw, const float *lnb,
+                                       int N, int IC, int C, float eps, float p, uint32_t key,
+                                       const LinearHook *hook);
+
+/* Tuning knob for benchmarks: rows per GEMM chunk in the fused linear kernels (0 = auto). */
+extern int am_tune_chunk_rows;
+/* Benchmark knob: 1 = the weight-gradient and attention GEMMs on OpenBLAS instead of our
+ * packed kernel (blas_gemm_{tn,nt,nn}_packed), for A/B comparisons. */
+extern int am_tune_openblas;
+
+/* ------------------------------------------------------------------ embeddings.c */
 
 /* Embeddings: out (B,T,C) = wte[ids] + wpe[t] + wtt[type_ids]; type_ids NULL = all 0.
  * Ids are NOT range-checked here (the encoder checks them). parallel. */
@@ -250,6 +286,8 @@ void embeddings_layernorm_forward(float *out, float *emb, float *mean, float *rs
                                   const float *lnw, const float *lnb,
                                   int B, int T, int C, float eps, float p, uint32_t key);
 
+/* ------------------------------------------------------------------ layernorm.c */
+
 /* LayerNorm over the last dim: out (N,C) = (inp - mean) * rstd * w + b, with mean, rstd (N)
  * saved for backward; rstd = 1/sqrt(var + eps), biased variance (as torch). parallel. */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
@@ -258,6 +296,21 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, int N, int C);
 
+/* Backward of LayerNorm followed by dropout, for the residual sublayer tail:
+ *   dres (N,C) = LN-backward(dout)    (WRITES; the gradient reaching the residual input)
+ *   dproj (N,C) = dropout_backward(dres)  (WRITES; the gradient reaching the linear output)
+ *   dlnw, dlnb (C) += ...
+ * dres may alias dout; dproj may equal dres only when p == 0 (then nothing is copied).
+ * partials: layernorm_partials_floats(N, C) floats of scratch. parallel; the parameter
+ * gradients are reduced in a fixed order, so they do not depend on the thread count. */
+size_t layernorm_partials_floats(int N, int C);
+void residual_layernorm_backward(float *dres, float *dproj, float *dlnw, float *dlnb,
+                                 const float *dout, const float *res, const float *lnw,
+                                 const float *mean, const float *rstd, float *partials,
+                                 int N, int C, float p, uint32_t key);
+
+/* ------------------------------------------------------------------ elementwise.c */
+
 /* y (n) += x (n). parallel. */
 void vec_add(float *y, const float *x, size_t n);
 
@@ -265,6 +318,18 @@ void vec_add(float *y, const float *x, size_t n);
 void gelu_forward(float *out, const float *inp, size_t N);
 /* dinp (N) = gelu'(inp) · dout (WRITES; dinp may alias dout). parallel. */
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N);
+
+/* Dropout (inverted). out[i] = keep(key, offset+i) ? inp[i] / (1-p) : 0. p == 0 copies.
+ * out may alias inp. `offset` lets chunks of one site use global element indices. */
+void dropout_forward(float *out, const float *inp, size_t N, float p, uint32_t key, size_t offset);
+/* dinp[i] = keep ? dout[i] / (1-p) : 0 (WRITES; may alias dout). */
+void dropout_backward(float *dinp, const float *dout, size_t N, float p, uint32_t key, size_t offset);
+/* Key of one dropout site: a hash of (seed, site). Different sites give independent masks. */
+uint32_t dropout_key(uint64_t seed, uint32_t site);
+/* 1 if element `index` is kept under (p, key); the primitive every dropout kernel uses. */
+int dropout_keep(uint32_t key, size_t index, float p);
+
+/* ------------------------------------------------------------------ attention.c (+ softmax, row packing) */
 
 /* Row softmax with key mask. probs (R,T) = softmax_j(scale · scores[r,j]) over the keys j with
  * keymask[j] != 0 (keymask (T) or NULL = all keys); masked keys get probability 0.
@@ -312,15 +377,7 @@ size_t attention_varlen_att_offsets(size_t *att_off, const int *len, int B, int 
 void seq_unpack(float *padded, const float *packed, const int *off, const int *len, int B, int T, int C);
 void seq_pack(float *packed, const float *padded, const int *off, const int *len, int B, int T, int C, int accumulate);
 
-/* Dropout (inverted). out[i] = keep(key, offset+i) ? inp[i] / (1-p) : 0. p == 0 copies.
- * out may alias inp. `offset` lets chunks of one site use global element indices. */
-void dropout_forward(float *out, const float *inp, size_t N, float p, uint32_t key, size_t offset);
-/* dinp[i] = keep ? dout[i] / (1-p) : 0 (WRITES; may alias dout). */
-void dropout_backward(float *dinp, const float *dout, size_t N, float p, uint32_t key, size_t offset);
-/* Key of one dropout site: a hash of (seed, site). Different sites give independent masks. */
-uint32_t dropout_key(uint64_t seed, uint32_t site);
-/* 1 if element `index` is kept under (p, key); the primitive every dropout kernel uses. */
-int dropout_keep(uint32_t key, size_t index, float p);
+/* ------------------------------------------------------------------ pooling.c */
 
 /* Pooling over tokens, keeping the first D <= C channels. inp (B,T,C), mask (B,T) or NULL.
  *   mean: out[b,:] = Σ_t mask·inp[b,t,:D] / max(Σ_t mask, 1e-9)   (sentence-transformers)
@@ -335,54 +392,6 @@ void pool_cls_backward(float *dinp, const float *dout, int B, int T, int C, int 
  * alias inp. Backward accumulates into dinp (B,D) (must not alias dout). */
 void l2norm_forward(float *out, const float *inp, int B, int D);
 void l2norm_backward(float *dinp, const float *dout, const float *inp, int B, int D);
-
-/* ------------------------------------------------------------------ fused kernels (encoder) */
-
-/* Optional per-chunk hook of the fused linear kernels, called right after the GEMM (bias
- * included) on a chunk of rows and before the epilogue (GELU / dropout+residual+LayerNorm):
- *   fn(ud, out (rows, OC), inp (rows, IC), rows, row0)   with row0 the chunk's first row.
- * It runs on pool threads on disjoint chunks: it must be thread-safe and single-threaded
- * (nested am_parallel_run calls run inline anyway). This is where LoRA adds x·Aᵀ·Bᵀ·s. */
-typedef struct {
-    void (*fn)(void *ud, float *out, const float *inp, int rows, size_t row0);
-    void *ud;
-} LinearHook;
-
-/* linear_forward with a hook (NULL = none). */
-void linear_forward_ex(float *out, const float *inp, const float *w, const float *b,
-                       int N, int IC, int OC, const LinearHook *hook);
-
-/* pre (N,OC) = inp·wᵀ + b; out (N,OC) = gelu(pre). pre may equal out (no-grad inference,
- * keeps only the GELU output). parallel over row chunks (GEMM + epilogue while hot). */
-void linear_gelu_forward(float *pre, float *out, const float *inp, const float *w, const float *b,
-                         int N, int IC, int OC, const LinearHook *hook);
-/* The post-LN sublayer tail of BERT:
- *   res (N,C) = resid + dropout(inp (N,IC) · w (C,IC)ᵀ + b)   [dropout site (p, key)]
- *   out (N,C) = LayerNorm(res; lnw, lnb, eps), mean/rstd (N) saved.
- * out may alias resid (no-grad path). parallel over row chunks. */
-void linear_residual_layernorm_forward(float *out, float *res, float *mean, float *rstd,
-                                       const float *inp, const float *w, const float *b,
-                                       const float *resid, const float *lnw, const float *lnb,
-                                       int N, int IC, int C, float eps, float p, uint32_t key,
-                                       const LinearHook *hook);
-/* Backward of LayerNorm followed by dropout, for the residual sublayer tail:
- *   dres (N,C) = LN-backward(dout)    (WRITES; the gradient reaching the residual input)
- *   dproj (N,C) = dropout_backward(dres)  (WRITES; the gradient reaching the linear output)
- *   dlnw, dlnb (C) += ...
- * dres may alias dout; dproj may equal dres only when p == 0 (then nothing is copied).
- * partials: layernorm_partials_floats(N, C) floats of scratch. parallel; the parameter
- * gradients are reduced in a fixed order, so they do not depend on the thread count. */
-size_t layernorm_partials_floats(int N, int C);
-void residual_layernorm_backward(float *dres, float *dproj, float *dlnw, float *dlnb,
-                                 const float *dout, const float *res, const float *lnw,
-                                 const float *mean, const float *rstd, float *partials,
-                                 int N, int C, float p, uint32_t key);
-
-/* Tuning knob for benchmarks: rows per GEMM chunk in the fused linear kernels (0 = auto). */
-extern int am_tune_chunk_rows;
-/* Benchmark knob: 1 = the weight-gradient and attention GEMMs on OpenBLAS instead of our
- * packed kernel (blas_gemm_{tn,nt,nn}_packed), for A/B comparisons. */
-extern int am_tune_openblas;
 
 /* ------------------------------------------------------------------ ref_kernels.c */
 
