@@ -14,14 +14,13 @@ local M = {}
 
 local function exists(p) return S.stat(p) ~= nil end
 
---- path relative to store_dir when it lies inside it, else path unchanged
+--- path relative to store_dir when it lies inside it (store_dir itself may be relative, as
+--- `--store store` gives it), else path unchanged
 function M.relative(store_dir, path)
-  if type(path) ~= "string" or path:sub(1, 1) ~= "/" then return path end
+  if type(path) ~= "string" then return path end
   for _, d in ipairs { store_dir, S.realpath(store_dir) } do
-    if d and d ~= "" then
-      d = d:gsub("/+$", "")
-      if path:sub(1, #d + 1) == d .. "/" then return path:sub(#d + 2) end
-    end
+    d = d and d:gsub("/+$", "")
+    if d and d ~= "" and path:sub(1, #d + 1) == d .. "/" then return path:sub(#d + 2) end
   end
   return path
 end

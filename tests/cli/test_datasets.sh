@@ -6,7 +6,7 @@
 # graded (STS) data is refused unless a threshold says which pairs are positives.
 # usage: test_datasets.sh PATH/TO/amalgam        prints "N passed, N failed"
 set -u
-AM="$1"
+AM="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 T="${AM_TEST_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
 source "$(dirname "$0")/lib.bash"
 am_test_init am_datasets
@@ -37,7 +37,7 @@ expect "train in a copied store" 0 "trained .* done" "$AM" run "$W/train.lua" na
 run_id=$(awk '/^trained/ {print $2}' "$W/out")
 expect "eval --task in a copied store" 0 "tb" "$AM" eval base --task tb --no-store
 expect "eval of an imported STS set in a copied store" 0 "ts" "$AM" eval base --task ts --no-store
-expect "the run's data manifest is store-relative" 0 "datasets/tp/pairs.jsonl" "$AM" info "${run_id:-none}"
+expect "the run's data manifest is store-relative" 0 '"datasets/tp/pairs.jsonl"' "$AM" info "${run_id:-none}"
 if grep -q "$W/copy" "$W/out"; then bad "no absolute data path in the run"; else ok "no absolute data path in the run"; fi
 
 # --- a store written before (absolute paths into its own datasets/), then moved
@@ -62,6 +62,12 @@ expect "old absolute paths: eval reads the moved store" 0 "tb" "$AM" eval base -
 rm -rf "$W/copy"
 expect "old absolute paths, original gone: train" 0 "trained .* done" "$AM" run "$W/train.lua" name=m2 data=tp
 expect "old absolute paths, original gone: eval" 0 "tb" "$AM" eval base --task tb --no-store
+
+# a store named relative to the working directory: the run still records store-relative paths
+(cd "$W" && AMALGAM_STORE=moved/store "$AM" run "$W/train.lua" name=r1 data=tp) >"$W/out" 2>"$W/err" || bad "train with a relative store"
+run_id=$(awk '/^trained/ {print $2}' "$W/out")
+expect "relative --store: the run's data path is store-relative" 0 '"datasets/tp/pairs.jsonl"' \
+  "$AM" info "${run_id:-none}"
 
 # --- an unknown dataset lists the registered ones
 expect_fail "am.train: unknown dataset lists the known ones" "unknown dataset 'tpx'.*tb, tp, ts" \
