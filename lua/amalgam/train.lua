@@ -17,7 +17,7 @@
 --   start, ["end"], seed, args, recipe {path, source, hash}, init, steps, step, data {manifest},
 --   models {checkpoints = [...], final, task_vector}, error}; key = run id .. "/state": the
 --   trainer state blob of the last checkpoint plus the iterator cursors (JSON "cursors").
--- Metrics db: key = run id .. be32(step), value = JSON {task, loss, terms, lr, tokens_per_s,
+-- Metrics db: key = run id .. be32(step), value = JSON {task (its name), loss, terms, lr, tokens_per_s,
 --   ids (1-based row ids of the batch; a mixed step: { {task=, ids=}, ... })}, written every metrics_every steps in one transaction.
 local core = require "amalgam.core"
 local schedule = require "amalgam.schedule"
@@ -248,7 +248,7 @@ local spec_train = {
   clip = "number", accumulation = "integer", seed = "integer", lora = "table", max_len = "integer",
   dropout = "boolean", checkpoint_every = "integer", metrics_every = "integer", on_step = "function",
   progress = "boolean", store = "Store", train_base = "boolean", stop_after = "integer", pooling = { "mean", "cls" },
-  freeze = "table",
+  freeze = "table", keep_state = "boolean",
 }
 
 -- ------------------------------------------------------------------ the loop
@@ -286,7 +286,16 @@ local function loop(R)
     if final then rec.models.final, rec.models.task_vector = ck, tv end
     local cursors = { step = rec.step, tasks = {} }
     for i, c in ipairs(R.cursors) do cursors.tasks[i] = { epoch = c.epoch, pos = c.pos } end
-    assert(core.raw_put_many(st, "runs", { rec.id .. "/state", tr:state(), rec.id .. "/cursors", json.encode(cursors) }))
+    if final and not rec.keep_state then
+      -- a finished run drops its trainer state (weights + AdamW moments, 3-4x the model): only a
+      -- resume reads it, and a done run resumes (to extend it) only with keep_state = true
+      for _, k in ipairs { rec.id .. "/state", rec.id .. "/cursors" } do
+        local ok, msg, code = st:del("runs", k)
+        if not ok and code ~= "ENOTFOUND" then error("train: dropping the trainer state: " .. tostring(msg), 0) end
+      end
+    else
+      assert(core.raw_put_many(st, "runs", { rec.id .. "/state", tr:state(), rec.id .. "/cursors", json.encode(cursors) }))
+    end
     flush()
     put_rec()
     return ck, tv
@@ -309,7 +318,7 @@ local function loop(R)
           if c > 0 then
             local pi = next_ids(tasks[i], R.cursors[i], c, rec.seed)
             parts[#parts + 1] = make_batch(tasks[i].ds, pi, task.loss)
-            mixed[#mixed + 1] = { task = i, ids = pi }
+            mixed[#mixed + 1] = { task = tasks[i].label, ids = pi }
           end
         end
         batch, ids = merge_batches(parts), mixed
@@ -336,7 +345,7 @@ local function loop(R)
       local dt = math.max(clock() - c0, 1e-9)
       last[ti] = s.loss
       R.losses[#R.losses + 1] = s.loss
-      local m = { step = rec.step, task = ti, loss = s.loss, terms = s.terms, lr = s.lr, grad_norm = s.grad_norm,
+      local m = { step = rec.step, task = task.label, loss = s.loss, terms = s.terms, lr = s.lr, grad_norm = s.grad_norm,
         tokens = s.tokens, tokens_per_s = s.tokens / dt, ids = ids } -- mixed: ids = { {task=, ids=}, ... }
       if s.mlm_accuracy then m.mlm_accuracy = s.mlm_accuracy end
       pending[#pending + 1] = metric_key(rec.id, rec.step)
@@ -480,6 +489,10 @@ local function prepare_tasks(st, list)
     manifest[i] = info
     tasks[i] = { index = i, ds = ds, n = ds:n(), batch = bs, loss = loss,
       label = t.name or (type(t.data) == "string" and t.data:match("([^/]+)$")) or ("task" .. i) }
+    for j = 1, i - 1 do -- metrics and progress lines name tasks: two on one dataset need two names
+      if tasks[j].label == tasks[i].label then tasks[i].label = tasks[i].label .. "#" .. i end
+    end
+    info.name = tasks[i].label
   end
   return tasks, manifest
 end
@@ -498,7 +511,7 @@ function M.train(o)
   local model = o.init
   if type(model) == "string" then
     local m, msg, code = st:model(model)
-    if not m then return nil, ("train: unknown model '%s': %s"):format(o.init, tostring(msg)), code end
+    if not m then return nil, "train: " .. tostring(msg), code end -- msg names the model already
     model = m
   end
   local tasks, manifest, code = prepare_tasks(st, o.tasks)
@@ -540,7 +553,7 @@ function M.train(o)
   for i, m in ipairs(manifest) do hashes[i] = m.hash end
   local rec = {
     id = rid, name = name, status = "running", pid = pid(), start = now(), seed = seed, steps = steps, step = 0,
-    init = model:id(), args = args, recipe = recipe,
+    init = model:id(), args = args, recipe = recipe, keep_state = o.keep_state or nil,
     schedule = type(sched) == "table" and sched or "function",
     data = { tasks = manifest, hash = fnv64(table.concat(hashes, ",")) },
     models = { checkpoints = {} },
@@ -575,8 +588,19 @@ function M.resume(id, o)
   local text, msg, code = st:get("runs", id)
   if not text then return nil, ("resume: unknown run '%s'"):format(id), code end
   local rec = json.decode(text)
-  if rec.status == "done" and not o.steps then return nil, ("resume: run '%s' is already done"):format(id), "EINVAL" end
+  if rec.status == "done" and not o.steps then
+    return nil, ("resume: run '%s' is already done (steps = N above %d extends it)"):format(id, rec.step), "EINVAL"
+  end
+  if o.steps and o.steps <= (rec.step or 0) then
+    return nil, ("resume: steps = %d is not above the %d steps run '%s' has done"):format(o.steps, rec.step, id), "EINVAL"
+  end
   local blob = st:get("runs", id .. "/state")
+  if rec.status == "done" and not blob then
+    -- without the optimizer state an "extension" would restart from the initial model
+    return nil, ("resume: run '%s' is done and its trainer state was dropped (am.train keeps it with keep_state = true);"
+      .. " to train on, start a new run from its final model: am.train{init = '%s', ...}"):format(id,
+      tostring(rec.models and rec.models.final)), "EINVAL"
+  end
   local specs = {}
   for i, t in ipairs(rec.task_specs or {}) do
     if not t.data then return nil, "resume: task " .. i .. " was given as a Dataset handle and cannot be re-opened", "EINVAL" end
@@ -603,10 +627,19 @@ function M.resume(id, o)
   if blob then
     local ok, lm, lc = tr:load_state(blob)
     if not ok then return nil, "resume: " .. tostring(lm), lc end
+    -- the state holds the old step target: the lr schedule is recomputed for the new one (warm-up
+    -- kept, the decay stretched to rec.steps), as HF's Trainer does on resume with more steps
+    ok, lm, lc = tr:set_steps(rec.steps)
+    if not ok then return nil, "resume: " .. tostring(lm), lc end
     local cur = json.decode(assert(st:get("runs", id .. "/cursors")))
     for i = 1, #tasks do R.cursors[i] = cur.tasks[i] or { epoch = 0, pos = 0 } end
     -- the step of the stored state (a later crash may have advanced rec.step beyond it)
     rec.step = cur.step or tr:steps()
+    -- run.losses is one per step of the whole run: the steps before the resume from the metrics
+    for i = 1, rec.step do
+      local row = st:get("metrics", metric_key(id, i))
+      R.losses[i] = row and json.decode(row).loss or (0 / 0)
+    end
   else
     rec.step = 0
     for i = 1, #tasks do R.cursors[i] = { epoch = 0, pos = 0 } end

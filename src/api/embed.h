@@ -5,7 +5,7 @@
  * (as sentence-transformers does), pool, normalise, truncate to (layer, dim).
  *
  * Model metadata lives in the store's JSON meta with these keys (besides the store's own):
- *   name, kind ("pretrained" | "checkpoint" | "task_vector" | "lora" | "merged"), pooling
+ *   name, kind ("init" | "pretrained" | "checkpoint" | "task_vector" | "lora" | "merged"), pooling
  *   ("mean" | "cls"), normalize (bool), max_seq_length, do_lower_case, strip_accents
  *   (null | bool), source, parents ([{id, weight}]), created.
  */

@@ -2,6 +2,8 @@
 #ifndef AM_CLI_H
 #define AM_CLI_H
 
+#include <stddef.h>
+
 #define CLI_MAX_OPTS 32
 #define CLI_MAX_POS 64
 
@@ -59,5 +61,14 @@ int cmd_compare(CliArgs *a);               /* cmd_eval.c */
 int cmd_ls_results(CliArgs *a, int json);  /* cmd_eval.c: amalgam ls results */
 int cmd_prepare(CliArgs *a);                 /* cmd_prepare.c */
 int cmd_ls_datasets(CliArgs *a, int json); /* cmd_prepare.c: amalgam ls datasets */
+int cmd_rm(CliArgs *a);                      /* cmd_gc.c */
+int cmd_gc(CliArgs *a);                      /* cmd_gc.c */
+int cmd_du(CliArgs *a);                      /* cmd_gc.c: also `amalgam info` without an argument */
+int cmd_ls_models(CliArgs *a, int json);     /* cmd_gc.c: amalgam ls models */
+struct cJSON;
+const char *cli_bytes(double bytes, char buf[24]);  /* "17.6 MB" */
+const char *cli_model_kind(const struct cJSON *meta); /* meta kind; "init" for random inits */
+/* a model's label for listings: its names, else "RUN@STEP" for a checkpoint, else "-" */
+const char *cli_model_label(const char *names, const struct cJSON *meta, char *buf, size_t cap);
 
 #endif

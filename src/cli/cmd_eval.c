@@ -132,8 +132,7 @@ static int run_cmd(CliArgs *a, const char *fn, void (*extra)(lua_State *, CliArg
     Store *probe = NULL;
     int rc = store_open(a->store_dir, AM_STORE_RDONLY, &probe);
     store_close(probe);
-    if (rc == AM_ENOTFOUND)
-        return am_error(rc, "no store at '%s' (create one with amalgam init-model or amalgam import)", a->store_dir);
+    if (rc == AM_ENOTFOUND) return rc; /* store_open's "no store at 'DIR'" */
     am_clearerror();
     lua_State *L = am_lua_newstate(a->store_dir);
     if (!L) return am_error(AM_EINVAL, "%s: cannot start Lua", a->cmd);
@@ -249,9 +248,7 @@ static int ls_one(void *ud, const char *id, const char *task, const char *hash, 
 int cmd_ls_results(CliArgs *a, int json) {
     Store *st = NULL;
     int rc = store_open(a->store_dir, AM_STORE_RDONLY, &st);
-    if (rc == AM_ENOTFOUND)
-        return am_error(rc, "no store at '%s' (create one with amalgam init-model or amalgam import)", a->store_dir);
-    if (rc) return rc;
+    if (rc) return rc; /* store_open's "no store at 'DIR'" */
     LsRes c = {.json = json, .arr = json ? cJSON_CreateArray() : NULL};
     if (!(rc = store_iter(st, "names", NULL, 0, collect_name, &c))) {
         if (!json)

@@ -112,6 +112,7 @@ int cmd_lua(CliArgs *a) {
         return am_error(AM_EINVAL, "lua: -i reads the REPL from stdin; the script cannot be '-' too");
     lua_State *L = new_state(a);
     if (!L) return AM_EINVAL;
+    am_lua_ctx(L)->store_flags = AM_STORE_EXISTING; /* only init-model/import/prepare/run create stores */
     if (!script && (interactive || isatty(STDIN_FILENO))) {
         repl(L);
         return finish(L, LUA_OK);

@@ -10,12 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int open_store(CliArgs *a, unsigned flags, Store **st) {
-    int rc = store_open(a->store_dir, flags, st);
-    if (rc == AM_ENOTFOUND && (flags & AM_STORE_RDONLY))
-        return am_error(rc, "no store at '%s' (create one with amalgam init-model or amalgam import)", a->store_dir);
-    return rc;
-}
+/* store_open's "no store at 'DIR'" is the one wording for a missing store */
+static int open_store(CliArgs *a, unsigned flags, Store **st) { return store_open(a->store_dir, flags, st); }
 
 /* "name" -> previous id, so a re-pointed tag can be reported */
 static void report_name(Store *st, const char *name, const char *id) {
@@ -59,7 +55,7 @@ int cmd_init_model(CliArgs *a) {
     const char *vtext = vocab_text(v, &vlen);
     if (!(rc = open_store(a, 0, &st))) {
         report_name(st, name, "");
-        rc = embed_store_model(st, m, vtext, vlen, &info, name, "pretrained", NULL, id);
+        rc = embed_store_model(st, m, vtext, vlen, &info, name, "init", NULL, id);
     }
     if (!rc)
         printf("model %s  id %s  (%s: %d layers, hidden %d, %d heads, vocab %d, %.2fM parameters)\n", name, id,
@@ -164,27 +160,6 @@ static double jnum(const cJSON *j, const char *k) {
 
 typedef struct { Names *names; int json; cJSON *arr; int count; } LsCtx;
 
-static int ls_row(void *ud, const char *id, const char *meta_json) {
-    LsCtx *c = ud;
-    cJSON *j = cJSON_Parse(meta_json);
-    if (!j) return 0;
-    char nb[512];
-    names_of(c->names, id, nb, sizeof nb);
-    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(j, "config");
-    if (c->json) {
-        cJSON_AddItemToObject(j, "names", cJSON_CreateString(nb));
-        cJSON_AddItemToArray(c->arr, j);
-        c->count++;
-        return 0;
-    }
-    printf("%-20s %-12.12s %-11s %6d %6d %9.2fM %-8s %s\n", nb[0] ? nb : "-", id, jstr(j, "kind", "?"),
-           (int)jnum(cfg, "num_hidden_layers"), (int)jnum(cfg, "hidden_size"), jnum(j, "n_params") / 1e6,
-           jstr(j, "pooling", "mean"), jstr(j, "created", ""));
-    c->count++;
-    cJSON_Delete(j);
-    return 0;
-}
-
 /* ---- runs (records written by lua/amalgam/train.lua: runs db, key = run id, JSON) ---- */
 static int ls_run_one(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
     LsCtx *c = ud;
@@ -255,27 +230,7 @@ int cmd_ls(CliArgs *a) {
     if (strcmp(what, "runs") == 0) return cmd_ls_runs(a, json);
     if (strcmp(what, "models") != 0)
         return am_error(AM_EINVAL, "ls: unknown kind '%s' (available: models, datasets, results, runs)", what);
-    Store *st = NULL;
-    if ((rc = open_store(a, AM_STORE_RDONLY, &st))) return rc;
-    Names ns = {0};
-    LsCtx c = {.names = &ns, .json = json, .arr = json ? cJSON_CreateArray() : NULL};
-    if (!(rc = store_iter(st, "names", NULL, 0, collect_name, &ns))) {
-        if (!json)
-            printf("%-20s %-12s %-11s %6s %6s %10s %-8s %s\n", "NAME", "ID", "KIND", "LAYERS", "HIDDEN", "PARAMS",
-                   "POOLING", "CREATED");
-        rc = store_model_list(st, ls_row, &c);
-    }
-    if (!rc && json) {
-        char *s = cJSON_Print(c.arr);
-        puts(s);
-        free(s);
-    } else if (!rc && c.count == 0) {
-        printf("(no models in %s; try: amalgam init-model --config tiny --name base-tiny)\n", a->store_dir);
-    }
-    cJSON_Delete(c.arr);
-    free(ns.rows);
-    store_close(st);
-    return rc;
+    return cmd_ls_models(a, json); /* cmd_gc.c */
 }
 
 /* parents chain: "parent (weight) <- grandparent ..." printed as a tree */
@@ -304,7 +259,8 @@ static void print_lineage(Store *st, const Names *ns, const char *id, int depth)
 int cmd_info(CliArgs *a) {
     int json = cli_flag(a, "json"), tensors = cli_flag(a, "tensors"), rc;
     if ((rc = cli_check_unused(a))) return rc;
-    if (a->npos != 1) return am_error(AM_EINVAL, "info: usage: amalgam info MODEL [--tensors] [--json]");
+    if (a->npos == 0 && !tensors) return cmd_du(a); /* the store itself: sizes per kind */
+    if (a->npos != 1) return am_error(AM_EINVAL, "info: usage: amalgam info [MODEL|RUN] [--tensors] [--json]");
     Store *st = NULL;
     if ((rc = open_store(a, AM_STORE_RDONLY, &st))) return rc;
     char id[AM_ID_HEX + 1];

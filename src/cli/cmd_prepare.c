@@ -122,12 +122,7 @@ static int ls_dataset_row(void *ud, const void *key, size_t klen, const void *va
 int cmd_ls_datasets(CliArgs *a, int json) {
     Store *st = NULL;
     int rc = store_open(a->store_dir, AM_STORE_RDONLY, &st);
-    if (rc == AM_ENOTFOUND) {
-        am_clearerror();
-        if (json) puts("[]");
-        else printf("(no store in %s; try: amalgam prepare)\n", a->store_dir);
-        return AM_OK;
-    }
+    /* a missing store: store_open's "no store at 'DIR'", as every command says it */
     if (rc) return rc;
     LsDatasets c = {.json = json, .arr = json ? cJSON_CreateArray() : NULL};
     if (!json) printf("%-16s %-4s %-26s %s\n", "NAME", "TAG", "TYPE", "COUNTS");

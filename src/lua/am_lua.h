@@ -58,6 +58,8 @@ typedef struct AmLuaCtx {
     int interrupted;                   /* 0, or the signal number (SIGINT, SIGTERM) / -1 for "stop" */
     lua_State *L;                      /* the main thread (its hook raises the interrupt) */
     char *store_dir;                   /* default store dir (malloc'd) or NULL = store_default_dir() */
+    unsigned store_flags;              /* store_open flags of the default store (AM_STORE_EXISTING:
+                                          `amalgam lua` must not create a store at a mistyped path) */
     int deferred;                      /* >0: the hook does not raise yet (a training step's bookkeeping) */
     int hosted;                        /* depth of am_lua_hostcall on this state: signals reach it */
     int exit_code;                     /* set by an error object's `exit` field (usage errors: 2) */

@@ -112,7 +112,7 @@ static int l_config(lua_State *L) {
     return 1;
 }
 
-/* m:kind() -> "pretrained" | "checkpoint" | ... */
+/* m:kind() -> "init" | "pretrained" | "checkpoint" | ... */
 static int l_kind(lua_State *L) {
     push_meta(L, am_lua_checkmodelbox(L, 1));
     lua_getfield(L, -1, "kind");
@@ -357,7 +357,7 @@ static int l_raw_init_model(lua_State *L) {
     size_t vlen;
     const char *vtext = vocab_text(v, &vlen);
     char id[AM_ID_HEX + 1];
-    rc = embed_store_model(s, m, vtext, vlen, &info, name, "pretrained", NULL, id);
+    rc = embed_store_model(s, m, vtext, vlen, &info, name, "init", NULL, id);
     model_delete(m);
     vocab_delete(v);
     if (rc) return am_lua_fail(L, rc);

@@ -80,7 +80,7 @@ static int push_default(lua_State *L) {
     lua_pop(L, 1);
     AmLuaCtx *c = am_lua_ctx(L);
     StoreBox *b = newbox(L);
-    int rc = store_open(c->store_dir ? c->store_dir : store_default_dir(), 0, &b->s);
+    int rc = store_open(c->store_dir ? c->store_dir : store_default_dir(), c->store_flags, &b->s);
     if (rc) {
         lua_pop(L, 1);
         return rc;

@@ -11,7 +11,7 @@
  *       stats: {loss, terms = {name = value}, lr, grad_norm, tokens, step, updated, sequences,
  *               mlm_accuracy}
  *   tr:save(name [, store [, extra_meta_json]]) -> checkpoint id, task vector id | nil, msg, code
- *   tr:state() -> blob; tr:load_state(blob) -> true | nil, msg, code; tr:steps(); tr:close()
+ *   tr:state() -> blob; tr:load_state(blob) -> true | nil, msg, code; tr:steps(); tr:set_steps(n); tr:close()
  *   core.raw_batch_order(n, seed, epoch)   -> { 1-based row ids } (dataset_batch_order)
  *   (the interrupt primitives raw_pcall_interruptible / raw_interrupt / raw_defer_interrupts /
  *   raw_interrupted the training loop uses live in the host module, l_host.c)
@@ -651,6 +651,15 @@ static int l_load_state(lua_State *L) {
     return 1;
 }
 
+/* tr:set_steps(total) -> true | nil, msg, code: the lr schedule now ends at `total` updates */
+static int l_set_steps(lua_State *L) {
+    TrainerBox *b = checktr(L, 1);
+    int rc = trainer_set_total_steps(b->t, (int64_t)luaL_checkinteger(L, 2));
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int l_steps(lua_State *L) {
     lua_pushinteger(L, trainer_steps(checktr(L, 1)->t));
     return 1;
@@ -682,7 +691,7 @@ static int l_raw_batch_order(lua_State *L) {
 
 static const luaL_Reg tr_methods[] = {
     {"step", l_step},   {"save", l_save},   {"state", l_state}, {"load_state", l_load_state},
-    {"steps", l_steps}, {"base", l_base},   {"close", tr_close}, {NULL, NULL},
+    {"steps", l_steps}, {"set_steps", l_set_steps}, {"base", l_base},   {"close", tr_close}, {NULL, NULL},
 };
 static const luaL_Reg tr_meta[] = {
     {"__index", NULL}, {"__gc", tr_close}, {"__close", tr_close}, {"__tostring", tr_tostring}, {NULL, NULL},

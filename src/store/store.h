@@ -48,7 +48,9 @@ typedef struct StoreTxn StoreTxn;
 #define AM_STORE_DEFAULT_MAPSIZE ((size_t)64 << 20)
 
 enum {
-    AM_STORE_RDONLY = 1 << 0, /* open read-only: writes return AM_EINVAL; missing store is AM_ENOTFOUND */
+    AM_STORE_RDONLY = 1 << 0,   /* open read-only: writes return AM_EINVAL; missing store is AM_ENOTFOUND */
+    AM_STORE_EXISTING = 1 << 1, /* read-write, but a missing store is AM_ENOTFOUND (nothing is created):
+                                   for everything but the commands that make stores */
 };
 
 /* Test/debug hook, called at fixed points of write operations (crash tests kill the
@@ -75,7 +77,8 @@ const char *store_default_dir(void);
 
 /* Open (creating the directory and the databases if missing, unless AM_STORE_RDONLY) the store
  * in dir (NULL = store_default_dir()). *out is NULL on failure; store_close(NULL) is a no-op,
- * so callers may close unconditionally. Errors: AM_ENOTFOUND (RDONLY and no store there),
+ * so callers may close unconditionally. Errors: AM_ENOTFOUND (RDONLY or EXISTING and no store
+ * there: "no store at 'DIR'" with a HINT, the one wording every command shows),
  * AM_ESTORE (not an LMDB store, newer format, lock problems; with a HINT), AM_EIO (mkdir).
  * LMDB allows one environment per file per process, so opening a directory that this process
  * already has open returns the same handle with a reference count (each open needs its own
@@ -93,9 +96,22 @@ typedef struct {
     size_t used;             /* bytes in use in the data file (high-water mark of pages) */
     size_t page_size;
     size_t entries[AM_DB_COUNT]; /* entries per database, indexed by AmDb */
+    size_t pages[AM_DB_COUNT];   /* pages per database (branch + leaf + overflow) */
+    size_t free_pages;       /* pages below `used` that LMDB reuses for new writes (the file never shrinks) */
+    size_t file_size;        /* bytes of data.mdb on disk */
     size_t grows;            /* map growths done through this handle since store_open */
 } StoreStat;
 int store_stat(Store *s, StoreStat *st);
+
+/* Rewrite the store in dir compacted (mdb_copy -c: live pages only, free pages dropped) and
+ * replace data.mdb with the copy by an atomic rename, so the file shrinks to what is in use.
+ * Needs the store to be idle: every store_open holds a shared flock on the directory, and
+ * compaction takes an exclusive one without waiting (so the store must not be open in this
+ * process either); other processes that open the store meanwhile wait for it. A crash leaves
+ * either the old or the new file (plus a DIR/compact.tmp directory the next run removes).
+ * OUT: bytes of data.mdb before and after (either may be NULL).
+ * Errors: AM_ENOTFOUND (no store), AM_ESTORE (in use, LMDB failure), AM_EIO, AM_EMAPFULL (disk). */
+int store_compact(const char *dir, size_t *before, size_t *after);
 
 /* ---------------------------------------------------------------- models */
 

@@ -30,6 +30,7 @@ struct Store {
     size_t maxkey;
     StoreHook hook;
     void *hook_ud;
+    int dirfd;                /* the directory, flock(LOCK_SH) while open: store_compact takes LOCK_EX */
     int broken;               /* a remap failed: the env has no map any more, must reopen */
     pthread_mutex_t mu;       /* guards active/resizing */
     pthread_cond_t cv;

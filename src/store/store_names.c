@@ -103,6 +103,9 @@ int store_resolve(Store *s, const char *q, char id_out[AM_ID_HEX + 1]) {
         }
     }
     st_txn_close(s, txn, 0);
+    if (n == 0 && qn < 4 && strspn(q, "0123456789abcdefABCDEF") == qn)
+        return am_error(AM_ENOTFOUND, "unknown model '%s' (an id prefix needs at least 4 hex characters; "
+                        "see amalgam ls models)", q);
     if (n == 0) return am_error(AM_ENOTFOUND, "unknown model '%s' (see amalgam ls models)", q);
     if (n > 1) {
         char list[4 * (AM_ID_HEX + 2) + 8];

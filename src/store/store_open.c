@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,9 +63,9 @@ static int open_dbs(StoreTxn *t, void *ud) {
     for (int i = 0; i < AM_DB_COUNT; i++) {
         int rc = mdb_dbi_open(t->txn, am_db_names[i], write ? MDB_CREATE : 0, &s->dbi[i]);
         if (rc == MDB_NOTFOUND)
-            return am_error(AM_ENOTFOUND, "no amalgam store in '%s' (database '%s' missing)\n"
-                            "HINT: import or create a model first, or check --store / AMALGAM_STORE",
-                            s->dir, am_db_names[i]);
+            return am_error(AM_ENOTFOUND, "no store at '%s' (database '%s' missing)\n"
+                            "HINT: check --store / $AMALGAM_STORE; amalgam init-model, import or prepare "
+                            "creates one", s->dir, am_db_names[i]);
         if (rc) return st_mdb_fail(s, rc, "open database", i, NULL, 0);
     }
     static const char fkey[] = "format";
@@ -115,14 +117,15 @@ int store_open_ex(const char *dir, const StoreOptions *opt, Store **out) {
         if (!mapsize) mapsize = AM_STORE_DEFAULT_MAPSIZE;
     }
     int rdonly = (o.flags & AM_STORE_RDONLY) != 0;
-    if (rdonly) {
+    if (rdonly || (o.flags & AM_STORE_EXISTING)) {
         char *p = xasprintf("%s/data.mdb", dir);
         struct stat st;
         int missing = stat(p, &st) != 0;
         free(p);
         if (missing)
-            return am_error(AM_ENOTFOUND, "no amalgam store in '%s'\n"
-                            "HINT: import or create a model first, or check --store / AMALGAM_STORE", dir);
+            return am_error(AM_ENOTFOUND, "no store at '%s'\n"
+                            "HINT: check --store / $AMALGAM_STORE; amalgam init-model, import or prepare "
+                            "creates one", dir);
     } else {
         int rc = am_mkdir_p(dir);
         if (rc) return am_error_wrap(rc, "opening store");
@@ -173,6 +176,14 @@ static int env_open(const char *dir, const StoreOptions *opt, size_t mapsize, St
     s->hook_ud = o.hook_ud;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    /* shared lock on the directory before LMDB opens data.mdb: store_compact replaces that file
+     * under an exclusive lock, so no process may hold the old one open (flock, not fcntl: LMDB's
+     * own fcntl locks on lock.mdb stay untouched) */
+    s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dirfd >= 0 && flock(s->dirfd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+        am_log(AM_LOG_INFO, "store %s: waiting for a compaction (amalgam gc --compact) to finish", dir);
+        while (flock(s->dirfd, LOCK_SH) != 0 && errno == EINTR) {}
+    }
 
     int rc = mdb_env_create(&s->env);
     if (rc) {
@@ -254,6 +265,7 @@ void store_close(Store *s) {
 static void env_close(Store *s) {
     AM_ASSERT(s->active == 0 && "store_close with a transaction still open");
     if (s->env) mdb_env_close(s->env);
+    if (s->dirfd >= 0) close(s->dirfd); /* after LMDB let go of data.mdb */
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s->dir);
@@ -277,9 +289,29 @@ int store_stat(Store *s, StoreStat *st) {
         MDB_stat ms;
         int mrc = mdb_stat(txn, s->dbi[i], &ms);
         if (mrc) rc = st_mdb_fail(s, mrc, "stat", i, NULL, 0);
-        else st->entries[i] = ms.ms_entries;
+        else {
+            st->entries[i] = ms.ms_entries;
+            st->pages[i] = ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages;
+        }
+    }
+    /* free pages: LMDB's freelist (dbi 0), each value an ID list whose first word is its length
+     * (what mdb_stat -f counts) */
+    MDB_cursor *cur;
+    if (rc == AM_OK && mdb_cursor_open(txn, 0, &cur) == MDB_SUCCESS) {
+        MDB_val k, v;
+        while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == MDB_SUCCESS)
+            if (v.mv_size >= sizeof(size_t)) {
+                size_t n;
+                memcpy(&n, v.mv_data, sizeof n);
+                st->free_pages += n;
+            }
+        mdb_cursor_close(cur);
     }
     st_txn_close(s, txn, 0);
+    char *path = xasprintf("%s/data.mdb", s->dir);
+    struct stat fst;
+    if (stat(path, &fst) == 0) st->file_size = (size_t)fst.st_size;
+    free(path);
     return rc;
 }
 

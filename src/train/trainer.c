@@ -197,6 +197,14 @@ const TrainConfig *trainer_config(const Trainer *t) { return &t->cfg; }
 const uint8_t *trainer_trainable(const Trainer *t) { return t->opt_tr; }
 int64_t trainer_steps(const Trainer *t) { return t->step; }
 
+int trainer_set_total_steps(Trainer *t, int64_t total) {
+    if (total < 1 || total < t->step)
+        return am_error(AM_EINVAL, "train: the step target %lld is below the %lld updates already done",
+                        (long long)total, (long long)t->step);
+    t->cfg.sched.total_steps = total;
+    return AM_OK;
+}
+
 /* ------------------------------------------------------------------ the step */
 
 static uint64_t micro_seed(const Trainer *t) {

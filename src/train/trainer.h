@@ -116,6 +116,10 @@ Lora *trainer_lora(Trainer *t);                 /* NULL without LoRA */
 const TrainConfig *trainer_config(const Trainer *t); /* its trainable pointer is NULL; see trainer_trainable */
 const uint8_t *trainer_trainable(const Trainer *t);  /* per model tensor: updated by the optimiser */
 int64_t trainer_steps(const Trainer *t);         /* updates done */
+/* Move the end of the lr schedule to `total` updates (resuming a run with a higher step target):
+ * warm-up stays, the decay is recomputed for the new total, as Hugging Face's Trainer does when
+ * a checkpoint is resumed with more steps. AM_EINVAL if total < the updates done (or < 1). */
+int trainer_set_total_steps(Trainer *t, int64_t total);
 
 /* out (model-sized) = θ with the LoRA adapters merged (W += (alpha/r)·B·A): the model to save. */
 void trainer_merged_params(Trainer *t, float *out);

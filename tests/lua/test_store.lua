@@ -55,7 +55,7 @@ local list = s2:models()
 T.eq(#list, 1, "models()")
 T.eq(list[1].id, id, "models()[1].id")
 T.eq(list[1].name, "base", "models()[1].name")
-T.eq(list[1].kind, "pretrained", "models()[1].kind")
+T.eq(list[1].kind, "init", "models()[1].kind")
 T.eq(list[1].layers, 2, "models()[1].layers")
 T.eq(list[1].hidden, 128, "models()[1].hidden")
 T.eq(#list[1].names, 2, "models()[1].names")
@@ -96,7 +96,7 @@ s2:close() -- twice is fine
 T.checkerr("attempt to use a closed store", s2.models, s2)
 T.checkerr("attempt to use a closed store", s2.dir, s2)
 T.eq(tostring(s2), "amalgam.Store (closed)", "tostring of a closed store")
-T.eq(m:kind(), "pretrained", "a model outlives the store handle it came from")
+T.eq(m:kind(), "init", "a model outlives the store handle it came from")
 T.eq(#m:tensors(), 39, "and can still load its weights")
 -- <close>
 local s3

@@ -238,7 +238,9 @@ T.ok(rec.data.tasks[1].rows == 64 and rec.data.hash, "data manifest")
 local met = am.run_metrics(run.id)
 T.eq(#met, 40, "metrics for every step")
 T.ok(met[1].lr and met[1].tokens_per_s and #met[1].ids == 16, "metrics fields incl. example ids")
-T.ok(st:get("runs", run.id .. "/state"), "trainer state stored")
+T.ok(not st:get("runs", run.id .. "/state") and not st:get("runs", run.id .. "/cursors"),
+  "a done run drops its trainer state (keep_state keeps it)")
+T.eq(met[1].task, path:match("([^/]+)$"), "metrics name the task as progress lines do")
 local found = false
 for _, r in ipairs(am.runs()) do found = found or r.id == run.id end
 T.ok(found, "am.runs lists the run")
@@ -275,6 +277,30 @@ local same = #a == 20
 for i = 1, 20 do same = same and a[i] == b[i] end
 T.ok(same, "same seed -> bit-identical losses for 20 steps")
 
+-- extending a done run (am.resume with steps): with keep_state the optimizer state carries on and
+-- the lr schedule is recomputed for the new total, as HF's Trainer does; without it, a clear error
+do
+  local straight = assert(am.train { name = "ext20", init = base, steps = 20, lr = 1e-3, seed = 11, progress = false,
+    tasks = { { data = path, batch = 8 } } })
+  local r10 = assert(am.train { name = "ext", init = base, steps = 10, lr = 1e-3, seed = 11, progress = false,
+    keep_state = true, tasks = { { data = path, batch = 8 } } })
+  T.ok(st:get("runs", r10.id .. "/state"), "keep_state keeps a done run's trainer state")
+  T.eq(am.run_info(r10.id).keep_state, true, "the record says keep_state")
+  local lrs = {}
+  local r20 = assert(am.resume(r10.id, { steps = 20, progress = false, on_step = function(m) lrs[#lrs + 1] = m.lr end }))
+  local m20 = am.run_metrics(straight.id)
+  T.eq(#lrs, 10, "resume with steps = 20 runs the 10 more steps")
+  T.ok(lrs[1] > 0 and lrs[1] == m20[11].lr and lrs[10] == m20[20].lr,
+    ("the lr continues on the 20-step schedule (step 11: %g, straight run %g)"):format(lrs[1], m20[11].lr))
+  T.eq(#r20.losses, 20, "losses of the extended run: one per step")
+  T.ok(r20.model:id() ~= r10.model:id(), "the extension stores a new final checkpoint")
+  T.eq(am.run_info(r10.id).steps, 20, "the record's step target is raised")
+  T.checkfail("EINVAL", am.resume, r10.id, { steps = 15, progress = false }) -- not above the steps done
+  local ok, msg = am.resume(straight.id, { steps = 30, progress = false })
+  T.ok(not ok and msg:find("trainer state was dropped", 1, true) and msg:find("keep_state = true", 1, true)
+    and msg:find(straight.model:id(), 1, true), "extending a done run without its state: " .. tostring(msg))
+end
+
 -- a signal during a step's bookkeeping is raised after it (so state, cursors and step agree)
 do
   local core = require "amalgam.core"
@@ -298,9 +324,9 @@ do
   T.eq(am.run_info(r10.rec.id).status, "stopped", "run stopped after 10 steps")
   local r2 = assert(am.resume(r10.rec.id, { progress = false }))
   T.eq(r2.status, "done", "resumed run done")
-  local same2 = #r2.losses == 10
-  for i = 1, 10 do same2 = same2 and r2.losses[i] == a[10 + i] end
-  T.ok(same2, "resume continues bit-exactly")
+  local same2 = #r2.losses == 20
+  for i = 1, 20 do same2 = same2 and r2.losses[i] == a[i] end
+  T.ok(same2, "resume continues bit-exactly; run.losses has one loss per step of the whole run")
   T.eq(#am.run_metrics(r10.rec.id), 20, "metrics of both parts")
 end
 
@@ -322,7 +348,7 @@ do
     local n, tasks_in = 0, {}
     for _, part in ipairs(m.ids) do n = n + #part.ids; tasks_in[part.task] = true end
     ok = ok and n == 12
-    both = both or (tasks_in[1] and tasks_in[2])
+    both = both or (tasks_in.task1 and tasks_in.task2) -- metrics name tasks as progress lines do
   end
   T.ok(ok and both, "mixed run: 12 examples per step, drawn from both datasets in one batch")
   local g = am.dataset.new("graded")

@@ -1003,7 +1003,7 @@ TEST(open_errors_and_format) {
     char *dir = tmpdir();
     Store *s = (Store *)1;
     CHECK_EQ_INT(store_open(dir, AM_STORE_RDONLY, &s), AM_ENOTFOUND);
-    CHECK(s == NULL && strstr(am_lasterror(), "no amalgam store"));
+    CHECK(s == NULL && strstr(am_lasterror(), "no store at"));
     store_close(s);
     CHECK_OK(store_open(dir, 0, &s));
     /* a second open in this process shares the handle */
