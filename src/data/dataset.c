@@ -80,12 +80,12 @@ void dataset_delete(Dataset *ds) {
     free(ds->qrel_doc);
     free(ds->qrel_grade);
     if (im) {
-        arena_free(&im->arena);
+        ds_arena_free(&im->arena);
         free(im->intern.slots);
-        strmap_free(&im->doc_ids);
-        strmap_free(&im->query_ids);
-        strmap_free(&im->labels);
-        strmap_free(&im->splits);
+        ds_strmap_free(&im->doc_ids);
+        ds_strmap_free(&im->query_ids);
+        ds_strmap_free(&im->labels);
+        ds_strmap_free(&im->splits);
         free(im->qrel_set);
         free(im->qrel_split);
         free(im);
@@ -218,7 +218,7 @@ int ds_add_text(Dataset *ds, DsStr text) {
 int ds_add_doc(Dataset *ds, DsStr id, DsStr title, DsStr text) {
     if (ds->kind != AM_DS_RETRIEVAL) return wrong_kind(ds, AM_DS_RETRIEVAL);
     DatasetImpl *im = ds->impl;
-    if (strmap_get(&im->doc_ids, id.s, id.n)) return am_error(AM_EEXIST, "duplicate corpus id " IDFMT, IDARG(id));
+    if (ds_strmap_get(&im->doc_ids, id.s, id.n)) return am_error(AM_EEXIST, "duplicate corpus id " IDFMT, IDARG(id));
     if (ds->n_docs == im->cap_docs) {
         im->cap_docs = ds_grow_cap(im->cap_docs, ds->n_docs + 1);
         RESIZE(ds->doc_id, im->cap_docs);
@@ -238,7 +238,7 @@ int ds_add_doc(Dataset *ds, DsStr id, DsStr title, DsStr text) {
 int ds_add_query(Dataset *ds, DsStr id, DsStr text) {
     if (ds->kind != AM_DS_RETRIEVAL) return wrong_kind(ds, AM_DS_RETRIEVAL);
     DatasetImpl *im = ds->impl;
-    if (strmap_get(&im->query_ids, id.s, id.n)) return am_error(AM_EEXIST, "duplicate query id " IDFMT, IDARG(id));
+    if (ds_strmap_get(&im->query_ids, id.s, id.n)) return am_error(AM_EEXIST, "duplicate query id " IDFMT, IDARG(id));
     ensure_row(ds);
     int fresh;
     StrSlot *e = ds_intern_key(ds, &im->query_ids, id, ds->n, &fresh);
@@ -255,13 +255,13 @@ int ds_add_qrel(Dataset *ds, DsStr split, DsStr qid, DsStr did, int64_t grade) {
     if (grade < 0) return am_error(AM_EINVAL, "negative grade %lld", (long long)grade);
     if (grade > INT32_MAX) return am_error(AM_EINVAL, "grade %lld is too large", (long long)grade);
     if (split.n == 0) return am_error(AM_EINVAL, "empty split name");
-    int64_t *q = strmap_get(&im->query_ids, qid.s, qid.n);
+    int64_t *q = ds_strmap_get(&im->query_ids, qid.s, qid.n);
     if (!q) return am_error(AM_ENOTFOUND, "unknown query id " IDFMT " (not in the queries)", IDARG(qid));
-    int64_t *d = strmap_get(&im->doc_ids, did.s, did.n);
+    int64_t *d = ds_strmap_get(&im->doc_ids, did.s, did.n);
     if (!d) return am_error(AM_ENOTFOUND, "unknown corpus id " IDFMT " (not in the corpus)", IDARG(did));
-    int64_t *sp = strmap_get(&im->splits, split.s, split.n);
+    int64_t *sp = ds_strmap_get(&im->splits, split.s, split.n);
     int32_t s = sp ? (int32_t)*sp : ds->n_splits;
-    if (!qrelset_add(im, s, *q, *d))
+    if (!ds_qrelset_add(im, s, *q, *d))
         return am_error(AM_EEXIST, "duplicate qrel: query " IDFMT ", doc " IDFMT " appear twice in split \"%.*s\"",
                         IDARG(qid), IDARG(did), (int)split.n, split.s);
     if (!sp) {
@@ -390,7 +390,7 @@ int dataset_finish(Dataset *ds) {
         if (im->qrel_set_cap) {
             QrelSlot *old = im->qrel_set;
             im->qrel_set = NULL;
-            qrelset_rebuild(im, im->qrel_set_cap, old, im->qrel_set_cap);
+            ds_qrelset_rebuild(im, im->qrel_set_cap, old, im->qrel_set_cap);
             free(old);
         }
         for (int64_t i = 0; i < ds->n_qrels; i++) im->qrel_split[i] = remap[im->qrel_split[i]];
@@ -477,7 +477,7 @@ int dataset_select(const Dataset *ds, const int64_t *ids, int64_t n, Dataset **o
         }
         for (int64_t j = 0; j < ds->n_qrels && !rc; j++) {
             int64_t q = ds->qrel_query[j];
-            if (!strmap_get(&o->impl->query_ids, ds->query_id[q], strlen(ds->query_id[q]))) continue;
+            if (!ds_strmap_get(&o->impl->query_ids, ds->query_id[q], strlen(ds->query_id[q]))) continue;
             rc = ds_add_qrel(o, S(ds->split_names[ds->impl->qrel_split[j]]), S(ds->query_id[q]),
                              S(ds->doc_id[ds->qrel_doc[j]]), ds->qrel_grade[j]);
         }

@@ -67,19 +67,19 @@ struct DatasetImpl {
 const char *ds_intern(Dataset *ds, const char *s, size_t n);
 /* Size the interning set for about n strings (loaders call it with a line-count estimate). */
 void ds_reserve_strings(Dataset *ds, size_t n);
-int64_t *strmap_get(const StrMap *m, const char *s, size_t n);
+int64_t *ds_strmap_get(const StrMap *m, const char *s, size_t n);
 
 /* ds_strings.c: storage behind the builder */
-void arena_free(Arena *a);
+void ds_arena_free(Arena *a);
 /* Insert key (already stable) -> val; returns the slot (existing one if present: *fresh = 0). */
-StrSlot *strmap_put(StrMap *m, const char *key, size_t n, uint64_t h, int64_t val, int *fresh);
-void strmap_free(StrMap *m);
+StrSlot *ds_strmap_put(StrMap *m, const char *key, size_t n, uint64_t h, int64_t val, int *fresh);
+void ds_strmap_free(StrMap *m);
 /* Interned string + its slot in map `m` (inserted with val if new). */
 typedef struct { const char *s; size_t n; } DsStr;
 StrSlot *ds_intern_key(Dataset *ds, StrMap *m, DsStr s, int64_t val, int *fresh);
-void qrelset_rebuild(DatasetImpl *im, size_t cap, const QrelSlot *old, size_t ocap);
+void ds_qrelset_rebuild(DatasetImpl *im, size_t cap, const QrelSlot *old, size_t ocap);
 /* 1 if inserted, 0 if present */
-int qrelset_add(DatasetImpl *im, int32_t s, int64_t q, int64_t d);
+int ds_qrelset_add(DatasetImpl *im, int32_t s, int64_t q, int64_t d);
 
 /* Capacity >= need, doubling from cap (16 when 0). */
 int64_t ds_grow_cap(int64_t cap, int64_t need);

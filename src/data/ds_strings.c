@@ -34,7 +34,7 @@ static char *arena_alloc(Arena *a, size_t n) {
     return p;
 }
 
-void arena_free(Arena *a) {
+void ds_arena_free(Arena *a) {
     for (ArenaBlock *b = a->head, *nx; b; b = nx) {
         nx = b->next;
         free(b);
@@ -72,13 +72,13 @@ static void strmap_grow(StrMap *m) {
     free(old);
 }
 
-int64_t *strmap_get(const StrMap *m, const char *s, size_t n) {
+int64_t *ds_strmap_get(const StrMap *m, const char *s, size_t n) {
     StrSlot *e = strmap_find(m, s, n, str_hash(s, n));
     return e && e->key ? &e->val : NULL;
 }
 
 /* Insert key (already stable) -> val; returns the slot (existing one if present: *fresh = 0). */
-StrSlot *strmap_put(StrMap *m, const char *key, size_t n, uint64_t h, int64_t val, int *fresh) {
+StrSlot *ds_strmap_put(StrMap *m, const char *key, size_t n, uint64_t h, int64_t val, int *fresh) {
     if ((m->count + 1) * 10 > m->cap * 7) strmap_grow(m);
     StrSlot *e = strmap_find(m, key, n, h);
     if (e->key) {
@@ -94,7 +94,7 @@ StrSlot *strmap_put(StrMap *m, const char *key, size_t n, uint64_t h, int64_t va
     return e;
 }
 
-void strmap_free(StrMap *m) {
+void ds_strmap_free(StrMap *m) {
     free(m->slots);
     memset(m, 0, sizeof *m);
 }
@@ -142,7 +142,7 @@ const char *ds_intern(Dataset *ds, const char *s, size_t n) {
 /* Interned string + its slot in map `m` (inserted with val if new). */
 StrSlot *ds_intern_key(Dataset *ds, StrMap *m, DsStr s, int64_t val, int *fresh) {
     const char *k = ds_intern(ds, s.s, s.n);
-    return strmap_put(m, k, s.n, str_hash(k, s.n), val, fresh);
+    return ds_strmap_put(m, k, s.n, str_hash(k, s.n), val, fresh);
 }
 
 /* ---------------------------------------------------------------- qrel set */
@@ -158,7 +158,7 @@ static QrelSlot *qrelset_find(QrelSlot *t, size_t cap, int32_t s, int64_t q, int
         if (t[i].s < 0 || (t[i].s == s && t[i].q == q && t[i].d == d)) return &t[i];
 }
 
-void qrelset_rebuild(DatasetImpl *im, size_t cap, const QrelSlot *old, size_t ocap) {
+void ds_qrelset_rebuild(DatasetImpl *im, size_t cap, const QrelSlot *old, size_t ocap) {
     QrelSlot *t = xmalloc(cap * sizeof *t);
     for (size_t i = 0; i < cap; i++) t[i].s = -1;
     for (size_t i = 0; i < ocap; i++)
@@ -169,12 +169,12 @@ void qrelset_rebuild(DatasetImpl *im, size_t cap, const QrelSlot *old, size_t oc
 }
 
 /* 1 if inserted, 0 if present */
-int qrelset_add(DatasetImpl *im, int32_t s, int64_t q, int64_t d) {
+int ds_qrelset_add(DatasetImpl *im, int32_t s, int64_t q, int64_t d) {
     if ((im->qrel_set_count + 1) * 10 > im->qrel_set_cap * 7) {
         QrelSlot *old = im->qrel_set;
         size_t ocap = im->qrel_set_cap;
         im->qrel_set = NULL;
-        qrelset_rebuild(im, ocap ? ocap * 2 : 64, old, ocap);
+        ds_qrelset_rebuild(im, ocap ? ocap * 2 : 64, old, ocap);
         free(old);
     }
     QrelSlot *e = qrelset_find(im->qrel_set, im->qrel_set_cap, s, q, d);
