@@ -212,9 +212,9 @@ function M.tasks(opts)
           for _, n in ipairs(R.names(st)) do
             if not in_suite[n] and registry_tasks(st, n) then extra[#extra + 1] = n end
           end
-          return nil, fmt("unknown task '%s' (suite tasks: %s; registered datasets: %s; or KIND:PATH with KIND = "
-            .. "beir, sts, pairs, labels, clustering, bitext)", w, concat(names, ", "),
-            #extra > 0 and concat(extra, ", ") or "none besides the suite's"), "EINVAL"
+          return nil, fmt("unknown task '%s' (suite tasks: %s%s; or KIND:PATH with KIND = beir, sts, pairs, labels, "
+            .. "clustering, bitext)", w, concat(names, ", "),
+            #extra > 0 and ("; registered datasets: " .. concat(extra, ", ")) or ""), "EINVAL"
         end
       end
     end

@@ -49,16 +49,19 @@ function M.get(st, name)
   return e
 end
 
---- sorted names of the registered datasets
-function M.names(st)
-  local out = st:keys("datasets") or {}
+--- sorted names of the registered datasets [whose entry satisfies keep(entry)]
+function M.names(st, keep)
+  local out = {}
+  for _, name in ipairs(st:keys("datasets") or {}) do
+    if not keep or keep(M.get(st, name) or {}) then out[#out + 1] = name end
+  end
   table.sort(out)
   return out
 end
 
---- "a, b, c" of the registered datasets, or a hint when there are none
+--- "a, b, c" of the registered datasets with files (those a task can read), or a hint when none
 function M.names_text(st)
-  local names = M.names(st)
+  local names = M.names(st, function(e) return type(e.files) == "table" and next(e.files) ~= nil end)
   if #names == 0 then return "none prepared (HINT: amalgam prepare)" end
   return table.concat(names, ", ")
 end
