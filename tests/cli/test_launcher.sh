@@ -43,6 +43,10 @@ run "$P"
 grep -qx "v1 $P" "$W/out" && [ -z "$(calls)" ] && ok "up to date: no cmake, no dpkg-query" ||
   bad "up to date: no cmake, no dpkg-query ($(calls | tr '\n' ';'))"
 
+mkdir -p "$P/tests/__pycache__" && touch "$P/tests/__pycache__/gen.cpython-311.pyc"
+run "$P"
+[ -z "$(calls)" ] && ok "a __pycache__ under tests/ is not a source" || bad "__pycache__ ($(calls | tr '\n' ';'))"
+
 run "$P" bench
 [ "$(calls | grep -c '^dpkg-query')" = 2 ] && calls | grep -q 'python3-torch' && ! calls | grep -q '^cmake' &&
   ok "a longer package list checks only the new packages" || bad "new packages ($(calls | tr '\n' ';'))"
