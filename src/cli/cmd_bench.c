@@ -12,7 +12,7 @@
 #include "am_base.h"
 #include "bench.h"
 #include "tensor.h"
-#include "train_bench.h"
+#include "bench_train.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -86,7 +86,7 @@ static int bench_one(const char *what, const char *config, int threads, int peer
     int steps = strcmp(config, "tiny") == 0 ? 60 : strcmp(config, "mini") == 0 ? 30 : 20;
     if (train) steps /= 2;
     BenchResult r;
-    int rc = train ? train_bench(config, 32, 64, threads, 3, steps, &r) : bench_encode(config, 64, 64, threads, 3, steps, &r);
+    int rc = train ? bench_train(config, 32, 64, threads, 3, steps, &r) : bench_encode(config, 64, 64, threads, 3, steps, &r);
     if (rc) return rc;
     double c_rate = train ? 1e3 / r.ms_median : r.per_s;
     if (!peer) {

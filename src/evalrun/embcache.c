@@ -116,7 +116,6 @@ void embcache_delete(EmbCache *c) {
     free(c);
 }
 
-void embcache_set_mem_cap(EmbCache *c, size_t bytes) { c->mem_cap = bytes ? bytes : (size_t)DEFAULT_MEM_MB << 20; }
 void embcache_set_disk_cap(EmbCache *c, size_t bytes) {
     c->disk_cap = bytes == (size_t)-1 ? env_mb("AMALGAM_EMBCACHE_MB", DEFAULT_DISK_MB) : bytes;
 }

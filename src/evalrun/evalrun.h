@@ -194,8 +194,6 @@ typedef struct {
 EvalRunner *evalrun_new(void);
 void evalrun_delete(EvalRunner *r);
 void evalrun_stats(const EvalRunner *r, EvalRunnerStats *out);
-/* Memory cap for embeddings in bytes (0 = the default). */
-void evalrun_set_mem_cap(EvalRunner *r, size_t bytes);
 /* Disk cache cap in bytes: 0 disables the disk cache, (size_t)-1 = the default. */
 void evalrun_set_disk_cap(EvalRunner *r, size_t bytes);
 /* Drop every cached embedding and loaded dataset kept in memory. */

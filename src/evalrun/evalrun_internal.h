@@ -27,7 +27,6 @@ typedef struct {
 EmbCache *embcache_new(void);
 void embcache_delete(EmbCache *c);
 void embcache_clear(EmbCache *c);
-void embcache_set_mem_cap(EmbCache *c, size_t bytes);
 void embcache_set_disk_cap(EmbCache *c, size_t bytes);
 void embcache_counts(const EmbCache *c, EmbCacheCounts *out);
 /* See evalrun_embed. dim in [1, hidden]. */

@@ -46,7 +46,6 @@ void evalrun_clear(EvalRunner *r) {
     drop_data(r);
 }
 
-void evalrun_set_mem_cap(EvalRunner *r, size_t bytes) { embcache_set_mem_cap(r->cache, bytes); }
 void evalrun_set_disk_cap(EvalRunner *r, size_t bytes) { embcache_set_disk_cap(r->cache, bytes); }
 
 void evalrun_stats(const EvalRunner *r, EvalRunnerStats *out) {

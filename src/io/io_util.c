@@ -124,16 +124,6 @@ int io_is_dir(const char *path) {
 
 /* ---------------------------------------------------------------- JSON */
 
-double io_float_json(float f) {
-    if (!isfinite(f)) return (double)f;
-    char buf[32];
-    for (int prec = 1; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
-        if (strtof(buf, NULL) == f) return strtod(buf, NULL);
-    }
-    return (double)f;
-}
-
 int io_json_int(const cJSON *obj, const char *key, int required, int64_t lo, int64_t hi, const char *file,
                 int *out) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -148,18 +138,6 @@ int io_json_int(const cJSON *obj, const char *key, int required, int64_t lo, int
         return am_error(AM_EFORMAT, "%s: \"%s\" = %.17g is out of range [%lld, %lld]", file, key, v,
                         (long long)lo, (long long)hi);
     *out = (int)v;
-    return AM_OK;
-}
-
-int io_json_float(const cJSON *obj, const char *key, int required, const char *file, float *out) {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!it || cJSON_IsNull(it)) {
-        if (required) return am_error(AM_EFORMAT, "%s: required key \"%s\" is missing", file, key);
-        return AM_OK;
-    }
-    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble))
-        return am_error(AM_EFORMAT, "%s: \"%s\" must be a number", file, key);
-    *out = (float)it->valuedouble;
     return AM_OK;
 }
 

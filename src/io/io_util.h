@@ -33,16 +33,11 @@ void atomic_abort(AtomicFile *af);  /* remove the tmp file; frees */
 int io_exists(const char *path);
 int io_is_dir(const char *path);
 
-/* Shortest decimal that reads back as the same float, as a double (so cJSON prints
- * 1e-12 rather than 9.99999996e-13). */
-double io_float_json(float f);
-
 /* Typed getters for JSON object members. `file` names the file in error messages.
  * Missing key: *out keeps its value (the default) and AM_OK is returned, unless required.
  * Wrong type / out of range: AM_EFORMAT naming the key and file. */
 int io_json_int(const cJSON *obj, const char *key, int required, int64_t lo, int64_t hi, const char *file,
                 int *out);
-int io_json_float(const cJSON *obj, const char *key, int required, const char *file, float *out);
 int io_json_bool(const cJSON *obj, const char *key, const char *file, int *out);
 /* Borrowed string, NULL when absent (or JSON null); AM_EFORMAT if not a string. */
 int io_json_string(const cJSON *obj, const char *key, const char *file, const char **out);

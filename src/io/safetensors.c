@@ -46,10 +46,6 @@ const char *safetensors_dtype_name(AmDtype dt) {
     return (int)dt >= 0 && (int)dt < N_DTYPES ? dtypes[dt].name : "?";
 }
 
-size_t safetensors_dtype_size(AmDtype dt) {
-    return (int)dt >= 0 && (int)dt < N_DTYPES ? dtypes[dt].size : 0;
-}
-
 /* ---------------------------------------------------------------- conversions */
 
 float am_f16_to_f32(uint16_t h) {
@@ -331,7 +327,6 @@ void safetensors_close(SafeTensors *st) {
     free(st);
 }
 
-const char *safetensors_path(const SafeTensors *st) { return st->path; }
 int safetensors_count(const SafeTensors *st) { return st->n; }
 
 const SafeTensorEntry *safetensors_entry(const SafeTensors *st, int i) {
@@ -354,8 +349,6 @@ const char *safetensors_metadata(const SafeTensors *st, const char *key) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(st->meta, key);
     return cJSON_IsString(it) ? it->valuestring : NULL;
 }
-
-const void *safetensors_data(const SafeTensors *st, const SafeTensorEntry *e) { return st->data + e->begin; }
 
 int safetensors_read_f32(const SafeTensors *st, const SafeTensorEntry *e, float *dst, size_t n) {
     if (n != e->numel) {

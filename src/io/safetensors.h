@@ -44,7 +44,6 @@ typedef struct {
 typedef struct SafeTensors SafeTensors; /* opaque; holds the mapped file */
 
 const char *safetensors_dtype_name(AmDtype dt); /* "F32", ... */
-size_t safetensors_dtype_size(AmDtype dt);      /* bytes per element */
 
 /* Map and validate `path`. On failure *out is NULL and the code is AM_EIO / AM_ENOTFOUND
  * (cannot open), AM_EFORMAT (malformed), AM_EDTYPE (a dtype string safetensors does not
@@ -52,15 +51,12 @@ size_t safetensors_dtype_size(AmDtype dt);      /* bytes per element */
 int safetensors_open(const char *path, SafeTensors **out /* OUT: */);
 void safetensors_close(SafeTensors *st); /* NULL is fine */
 
-const char *safetensors_path(const SafeTensors *st); /* borrowed */
 int safetensors_count(const SafeTensors *st);
 /* Entries sorted by begin offset (file order). Borrowed until close. */
 const SafeTensorEntry *safetensors_entry(const SafeTensors *st, int i);
 const SafeTensorEntry *safetensors_find(const SafeTensors *st, const char *name); /* NULL if absent */
 /* "__metadata__" value for key, or NULL. Borrowed until close. */
 const char *safetensors_metadata(const SafeTensors *st, const char *key);
-/* Raw bytes of an entry (little-endian, possibly unaligned). Borrowed until close. */
-const void *safetensors_data(const SafeTensors *st, const SafeTensorEntry *e);
 
 /* Convert an entry to float32 into dst. n must equal e->numel (AM_ESHAPE otherwise).
  * AM_EDTYPE for dtypes other than F32/F16/BF16/F64. */

@@ -1,4 +1,6 @@
-/* bench.h - throughput benchmarks of the C encoder, shaped like ../shared/bench/torch_ref.py.
+/* bench.h - throughput benchmarks for `amalgam bench` (src/cli/cmd_bench.c), shaped like the
+ * PyTorch peer ../shared/bench/torch_ref.py. bench_encode is here (bench_encode.c); the training
+ * step, bench_train, needs the trainer and lives in src/train/bench_train.{c,h}.
  *
  * Both build a randomly initialised model of a preset config (tiny / mini / small / base,
  * vocab 30522, 512 positions), draw token ids uniformly from [1000, 30522) with no padding (as
@@ -7,11 +9,7 @@
  *
  *   bench_encode: one encoder_embed call (eval, mean pooling, L2-normalised) on a batch of
  *                 `batch` sequences of `seq` tokens. torch_ref: --mode encode (64 x 64).
- *   bench_train:  one training step on `batch` pairs: forward of 2*batch sequences in training
- *                 mode (dropout 0.1), mean pooling, multiple-negatives ranking / InfoNCE
- *                 (cosine * 20, cross-entropy on the diagonal), backward into the flat
- *                 gradient buffer, AdamW (lr 5e-5, wd 0.01, betas 0.9/0.999, eps 1e-8) over
- *                 every parameter, gradient zeroing fused into the update.
+ *   bench_train:  one trainer_step on `batch` pairs (see bench_train.h).
  *                 torch_ref: --mode train (32 pairs x 64 tokens).
  */
 #ifndef AM_BENCH_H
@@ -26,6 +24,10 @@ typedef struct {
 } BenchResult;
 
 int bench_encode(const char *config, int batch, int seq, int threads, int warmup, int steps, BenchResult *out);
-int bench_train(const char *config, int batch_pairs, int seq, int threads, int warmup, int steps, BenchResult *out);
+
+/* Shared by the benchmarks: the median of v (sorts v in place), and steps / threads /
+ * ms_median / ms_min / ms_max of out from the per-iteration times ms (sorted in place). */
+double bench_median(double *v, int n);
+void bench_summarize(BenchResult *out, double *ms, int steps);
 
 #endif

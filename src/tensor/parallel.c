@@ -323,18 +323,3 @@ void am_split_aligned(size_t n, size_t align, int tid, int nth, size_t *lo, size
     *lo = blo * align < n ? blo * align : n;
     *hi = bhi * align < n ? bhi * align : n;
 }
-
-/* ------------------------------------------------------------------ tensor views */
-
-Tensor tensor_view1(float *data, int64_t n0) {
-    return (Tensor){ data, {n0, 1, 1, 1}, {1, n0, n0, n0} };
-}
-Tensor tensor_view2(float *data, int64_t rows, int64_t cols) {
-    return (Tensor){ data, {cols, rows, 1, 1}, {1, cols, cols * rows, cols * rows} };
-}
-Tensor tensor_view3(float *data, int64_t d2, int64_t rows, int64_t cols) {
-    return (Tensor){ data, {cols, rows, d2, 1}, {1, cols, cols * rows, cols * rows * d2} };
-}
-int64_t tensor_numel(const Tensor *t) {
-    return t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-}

@@ -67,24 +67,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ------------------------------------------------------------------ tensor view */
-
-/* A view, not an owner (ggml-like): ne[0] is the innermost (column) dimension, stride[] in
- * floats. A (rows, cols) matrix is ne = {cols, rows, 1, 1}, stride = {1, cols, ...}. */
-typedef struct {
-    float *data;
-    int64_t ne[4];
-    int64_t stride[4];
-} Tensor;
-
-Tensor tensor_view1(float *data, int64_t n0);
-Tensor tensor_view2(float *data, int64_t rows, int64_t cols);           /* contiguous rows */
-Tensor tensor_view3(float *data, int64_t d2, int64_t rows, int64_t cols);
-static inline float *tensor_at2(const Tensor *t, int64_t row, int64_t col) {
-    return t->data + row * t->stride[1] + col * t->stride[0];
-}
-int64_t tensor_numel(const Tensor *t);
-
 /* ------------------------------------------------------------------ thread pool */
 
 /* fn runs once on every thread of the pool with tid in [0, nth); the caller is tid 0.

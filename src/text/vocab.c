@@ -202,11 +202,6 @@ int vocab_id(const Vocab *v, const char *token) {
     return vocab_find(v, token, strlen(token), 0);
 }
 
-int vocab_id_n(const Vocab *v, const char *token, size_t len) {
-    if (!v || (!token && len)) return -1;
-    return vocab_find(v, token, len, 0);
-}
-
 const char *vocab_text(const Vocab *v, size_t *len) {
     if (len) *len = v ? v->text_len : 0;
     return v ? v->text : NULL;

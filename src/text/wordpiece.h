@@ -30,7 +30,6 @@ void vocab_delete(Vocab *v);
 int vocab_size(const Vocab *v);
 const char *vocab_token(const Vocab *v, int id);      /* NULL if out of range; borrowed */
 int vocab_id(const Vocab *v, const char *token);      /* -1 if absent */
-int vocab_id_n(const Vocab *v, const char *token, size_t len); /* same, for a byte range */
 const char *vocab_text(const Vocab *v, size_t *len);  /* the original bytes; borrowed */
 /* Special ids, resolved at load. */
 typedef struct { int cls, sep, unk, pad, mask; } VocabSpecials;

@@ -292,7 +292,6 @@ void lora_attach(Lora *l, Encoder *e) {
     encoder_set_adapter(e, &a);
 }
 
-void lora_detach(Encoder *e) { encoder_set_adapter(e, NULL); }
 
 /* ------------------------------------------------------------------ merge */
 

@@ -68,9 +68,9 @@ const ParamTable *lora_table(const Lora *l);
 float *lora_params(Lora *l);
 float *lora_grads(Lora *l);
 
-/* Attach to / detach from an encoder (encoder_set_adapter). The encoder must use l's model. */
+/* Attach to an encoder (encoder_set_adapter; encoder_set_adapter(e, NULL) detaches). The
+ * encoder must use l's model. */
 void lora_attach(Lora *l, Encoder *e);
-void lora_detach(Encoder *e);
 /* Size the saved activations for a forward over N = B*T rows. AM_ENOMEM. Call before every
  * encoder_forward whose backward you will run (cheap when the size did not grow). */
 int lora_prepare(Lora *l, int N);

@@ -190,11 +190,9 @@ void trainer_delete(Trainer *t) {
     free(t);
 }
 
-Model *trainer_model(Trainer *t) { return t->m; }
 Encoder *trainer_encoder(Trainer *t) { return t->e; }
 Lora *trainer_lora(Trainer *t) { return t->lora; }
 const TrainConfig *trainer_config(const Trainer *t) { return &t->cfg; }
-const uint8_t *trainer_trainable(const Trainer *t) { return t->opt_tr; }
 int64_t trainer_steps(const Trainer *t) { return t->step; }
 
 int trainer_set_total_steps(Trainer *t, int64_t total) {

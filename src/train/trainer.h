@@ -110,11 +110,9 @@ int trainer_step(Trainer *t, const TrainBatch *b, const LossSpec *loss, StepStat
 
 /* Borrowed views, valid until trainer_delete. The encoder has the LoRA adapters attached, so
  * encoder_embed on it evaluates the adapted model. */
-Model *trainer_model(Trainer *t);
 Encoder *trainer_encoder(Trainer *t);
 Lora *trainer_lora(Trainer *t);                 /* NULL without LoRA */
-const TrainConfig *trainer_config(const Trainer *t); /* its trainable pointer is NULL; see trainer_trainable */
-const uint8_t *trainer_trainable(const Trainer *t);  /* per model tensor: updated by the optimiser */
+const TrainConfig *trainer_config(const Trainer *t); /* its trainable pointer is NULL */
 int64_t trainer_steps(const Trainer *t);         /* updates done */
 /* Move the end of the lr schedule to `total` updates (resuming a run with a higher step target):
  * warm-up stays, the decay is recomputed for the new total, as Hugging Face's Trainer does when

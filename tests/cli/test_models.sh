@@ -33,6 +33,10 @@ PYEOF
 miss=""; for c in init-model import export encode ls info bench demo test; do grep -q "^  $c " "$W/out" || miss="$miss $c"; done
 [ -z "$miss" ] && ok "help lists every command" || bad "help misses:$miss"
 
+# --- bench encode (C side only): header and one timed row
+"$AM" bench encode --no-peer --config tiny >"$W/out" 2>"$W/err" && grep -q "^amalgam bench encode: batch 64 x 64 tokens" "$W/out" &&
+  grep -Eq "^tiny +[0-9]+\.[0-9]+ +- " "$W/out" && ok "bench encode --no-peer" || bad "bench encode"
+
 # --- init-model + ls + info
 if "$AM" init-model --config tiny --name base >"$W/out" 2>"$W/err" && grep -q "id " "$W/out"; then ok "init-model tiny"; else bad "init-model tiny"; fi
 "$AM" ls models >"$W/out" 2>"$W/err" && grep -q "^base " "$W/out" && ok "ls models lists base" || bad "ls models"

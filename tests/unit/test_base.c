@@ -1,6 +1,8 @@
 /* test_base.c - errors, rng, hashing, file helpers. */
 #include "am_base.h"
 #include "harness.h"
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 TEST(error_messages) {
@@ -40,6 +42,33 @@ TEST(error_codes) {
     am_clearerror();
     CHECK(strcmp(am_errmsg(AM_EFORMAT), "malformed input") == 0);
     CHECK(strcmp(am_lasterror(), "no error") == 0);
+}
+
+/* AM_ASSERT calls the registered fatal hook (the TUI's endwin) before it reports and aborts. */
+static void hook_marks(void) { (void)!write(STDOUT_FILENO, "hook ran\n", 9); }
+TEST(fatal_hook_runs_before_abort) {
+    int fd[2];
+    CHECK(pipe(fd) == 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd[1], STDOUT_FILENO);
+        dup2(fd[1], STDERR_FILENO);
+        am_set_fatal_hook(hook_marks);
+        AM_ASSERT(1 + 1 == 3);
+        _exit(0);
+    }
+    close(fd[1]);
+    char buf[512] = { 0 };
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof buf - 1 && (r = read(fd[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)r;
+    close(fd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECKF(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %d", st);
+    char *h = strstr(buf, "hook ran"), *f = strstr(buf, "assertion failed: 1 + 1 == 3");
+    CHECKF(h && f && h < f && strstr(buf, "test_base.c:"), "output: %s", buf);
 }
 
 TEST(rng_deterministic) {
@@ -90,6 +119,7 @@ TEST(file_roundtrip) {
 int main(void) {
     RUN(error_messages);
     RUN(error_codes);
+    RUN(fatal_hook_runs_before_abort);
     RUN(rng_deterministic);
     RUN(hash_stable);
     RUN(file_roundtrip);

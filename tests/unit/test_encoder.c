@@ -6,6 +6,7 @@
 #include "harness.h"
 #include "fixture.h"
 #include "am_base.h"
+#include "bench.h"
 #include "encoder.h"
 #include "model.h"
 #include "tensor.h"
@@ -787,6 +788,15 @@ TEST(adapter_equals_weight_delta) {
     model_delete(m2);
 }
 
+/* the benchmarks' shared summary (bench.h) */
+TEST(bench_summary) {
+    double v[5] = { 5, 1, 4, 2, 3 }, w[4] = { 4, 1, 3, 2 };
+    BenchResult r = { 0 };
+    bench_summarize(&r, v, 5);
+    CHECK(r.steps == 5 && r.ms_median == 3 && r.ms_min == 1 && r.ms_max == 5 && r.threads >= 1);
+    CHECK(bench_median(w, 4) == 2.5);
+}
+
 /* One pooling enum: pool_names is indexed by AM_POOL_*, and the name functions invert it. */
 TEST(pooling_names) {
     CHECK(pool_names[AM_POOL_MEAN] && strcmp(pool_names[AM_POOL_MEAN], "mean") == 0);
@@ -815,6 +825,7 @@ int main(void) {
     RUN(input_errors);
     RUN(adapter_equals_weight_delta);
     RUN(pooling_names);
+    RUN(bench_summary);
     model_delete(g_m);
     fx_free(&g_fx);
     return test_report();

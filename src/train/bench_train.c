@@ -1,6 +1,6 @@
-/* train_bench.c - `amalgam bench train` on the real training step (trainer_step), shaped like
- * ../shared/bench/torch_ref.py --mode train (see train_bench.h). */
-#include "train_bench.h"
+/* bench_train.c - `amalgam bench train` on the real training step (trainer_step), shaped like
+ * ../shared/bench/torch_ref.py --mode train (see bench_train.h). */
+#include "bench_train.h"
 #include "am_base.h"
 #include "tensor.h"
 #include "trainer.h"
@@ -8,16 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-int train_bench(const char *config, int batch_pairs, int seq, int threads, int warmup, int steps, BenchResult *out) {
+int bench_train(const char *config, int batch_pairs, int seq, int threads, int warmup, int steps, BenchResult *out) {
     memset(out, 0, sizeof *out);
     if (batch_pairs < 1 || seq < 1 || steps < 1 || warmup < 0)
         return am_error(AM_EINVAL, "bench: batch, seq and steps must be >= 1");
@@ -68,16 +59,11 @@ int train_bench(const char *config, int batch_pairs, int seq, int threads, int w
         }
     }
     if (rc == AM_OK) {
-        out->steps = steps;
-        out->threads = am_parallel_get_threads();
+        bench_summarize(out, ts, steps);
         out->loss = st.loss;
-        out->ms_forward = median(tf, steps);
-        out->ms_backward = median(tb, steps);
-        out->ms_optim = median(to, steps);
-        qsort(ts, (size_t)steps, sizeof *ts, cmp_double);
-        out->ms_min = ts[0];
-        out->ms_max = ts[steps - 1];
-        out->ms_median = median(ts, steps);
+        out->ms_forward = bench_median(tf, steps);
+        out->ms_backward = bench_median(tb, steps);
+        out->ms_optim = bench_median(to, steps);
         out->per_s = 2 * batch_pairs / (out->ms_median / 1e3);
     }
     free(ts);
