@@ -173,4 +173,18 @@ expect "lua -i: the REPL on a pipe (expressions print, errors keep it going)" 0 
   sh -c "printf '1 + 2\nerror(\"oops\")\nprint(\"still here\")\n' | \"$AM\" lua -i"
 expect "lua -i -e CODE: the chunk runs first" 0 "^> 42$" sh -c "echo 'x * 2' | \"$AM\" lua -i -e 'x = 21'"
 
+# --- Ctrl-C in the REPL stops the running line only; the next line runs
+rm -f "$W/started"
+{ printf 'io.open("%s", "w"):close(); while true do end\n' "$W/started"
+  for _ in $(seq 100); do [ -f "$W/started" ] && break; sleep 0.1; done; sleep 1
+  echo 'print("after", 1 + 1)'; } | "$AM" lua -i >"$W/out" 2>"$W/err" &
+pid=$! # the last process of the pipeline: amalgam
+for _ in $(seq 100); do [ -f "$W/started" ] && break; sleep 0.1; done
+sleep 0.3
+kill -INT $pid 2>/dev/null
+wait $pid; rc=$?
+if [ "$rc" = 0 ] && grep -q "^amalgam: stdin:1: interrupted$" "$W/err" && grep -q "after	2" "$W/out"; then
+  ok "REPL: Ctrl-C interrupts the line, the REPL goes on"
+else bad "REPL Ctrl-C (exit $rc)"; fi
+
 am_test_finish
