@@ -27,6 +27,8 @@ local M = {}
 --   split     BEIR qrels split (default "test")
 --   tag       "id" | "ood"
 --   main      main score (MTEB metric name)
+--   ignore_identical_ids / candidate_pool / sklearn   protocol options (evalrun.h; MTEB's defaults
+--             when absent: keep identical ids, one-to-one bitext, scikit-learn 1.4)
 --   quick     quick-mode sample: n = queries / pairs / test rows / points / sources, docs =
 --             retrieval corpus / bitext targets (judged ones included), train = training rows,
 --             experiments / cluster_sample = protocol overrides
@@ -52,7 +54,7 @@ M.SUITE = {
     quick = { n = 20, docs = 30, max_len = 48 } },
   { name = "manpage", dataset = "manpage", type = "retrieval", test = "test", tag = "ood", main = "ndcg_at_10",
     quick = { n = 20, docs = 30, max_len = 48 } },
-  { name = "kjv-web", dataset = "kjv-web", type = "bitext", test = "test", tag = "ood", main = "accuracy",
+  { name = "kjv-web", dataset = "kjv-web", type = "bitext", test = "test", tag = "ood", main = "f1",
     quick = { n = 30, docs = 60, max_len = 48 } },
   { name = "brown-genre", dataset = "brown-genre", type = "classification", test = "test", train = "probe", tag = "ood",
     main = "accuracy", quick = { n = 30, train = 45, experiments = 1, max_len = 48 } },
@@ -146,6 +148,7 @@ local function spec_of(st, t)
     name = t.name, dataset = t.dataset, type = t.type, tag = t.tag, main = t.main,
     path = role_path(dir, reg, t.test or "test"), split = t.split, seed = t.seed,
     samples_per_label = t.samples_per_label, experiments = t.experiments, cluster_sample = t.cluster_sample,
+    ignore_identical_ids = t.ignore_identical_ids, candidate_pool = t.candidate_pool, sklearn = t.sklearn,
     quick = t.quick,
   }
   if t.train then spec.train = role_path(dir, reg, t.train) end
@@ -163,7 +166,8 @@ local function registry_tasks(st, name)
     local ty = type_alias[e.type] or e.type
     local tname = (#reg.evals > 1 and i > 1) and (name .. "." .. ty) or name
     out[#out + 1] = { name = tname, dataset = name, type = ty, test = e.test or "test", train = e.train,
-      split = e.split, tag = reg.tag, main = e.metric }
+      split = e.split, tag = reg.tag, main = e.metric, ignore_identical_ids = e.ignore_identical_ids,
+      candidate_pool = e.candidate_pool, sklearn = e.sklearn }
   end
   return out
 end

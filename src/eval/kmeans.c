@@ -1,11 +1,12 @@
-/* kmeans.c - scikit-learn's MiniBatchKMeans (1.2), step for step, and MTEB's clustering protocol
+/* kmeans.c - scikit-learn's MiniBatchKMeans (1.4, or 1.2 as an option), step for step, and MTEB's clustering protocol
  * (see metrics.h).
  *
  * fit(X (N, D)), rs = RandomState(seed):
  *   B = min(batch_size, N); init_size = min(max(3B, 3k if 3B < k), N)
  *   validation draw: rs.randint(0, N, init_size)            (only used to pick among n_init=1)
  *   init subset:     rs.randint(0, N, init_size) if init_size < N, else all of X
- *   k-means++ on the subset: first center rs.randint(ns); then for every next center
+ *   k-means++ on the subset: first center rs.choice(ns, p = unit weights / ns) (1.4; 1.2:
+ *     rs.randint(ns)); then for every next center
  *     2 + ln k candidates at rs.uniform()·potential in the cumulative D² table (searchsorted),
  *     keep the candidate with the smallest new potential
  *   for step in 0 .. 100·N/B − 1:
@@ -109,7 +110,8 @@ static void cand_dists(double *out, const int *cand, int m, const float *x, cons
 }
 
 /* sklearn _kmeans_plusplus on the rows sub (ns) of x; writes k center rows into cd. */
-static void kmeans_plusplus(double *cd, const float *x, const int *sub, int ns, int dim, int k, AmMt *rs) {
+static void kmeans_plusplus(double *cd, const float *x, const int *sub, int ns, int dim, int k, AmMt *rs,
+                            AmSklearn ver) {
     int trials = 2 + (int)log((double)k);
     if (trials > 16) trials = 16;   /* k > e^14: never in practice */
     double *closest = xmalloc((size_t)ns * sizeof *closest), *cum = xmalloc((size_t)ns * sizeof *cum);
@@ -124,8 +126,22 @@ static void kmeans_plusplus(double *cd, const float *x, const int *sub, int ns, 
         for (int j = 0; j < dim; j++) s += (double)r[j] * (double)r[j];
         xx[i] = (float)s;
     }
-    /* first center: rs.randint(ns) (sklearn 1.2; >= 1.3 draws rs.choice(ns, p=weights) instead) */
-    int first = (int)randint(rs, ns);
+    int first;
+    if (ver == AM_SKLEARN_1_2) {
+        first = (int)randint(rs, ns);   /* sklearn 1.2: rs.randint(ns) */
+    } else {
+        /* sklearn >= 1.3: rs.choice(ns, p = w / w.sum()) with unit float32 weights: p_i =
+         * float32(1 / ns); numpy's legacy choice takes cdf = cumsum(p) in double, cdf /= cdf[-1],
+         * one random_sample u, and searchsorted(cdf, u, side='right') */
+        double pi = (double)(1.0f / (float)ns), last = 0;
+        for (int i = 0; i < ns; i++) last += pi;
+        double u = mt_double(rs), acc = 0;
+        first = ns - 1;
+        for (int i = 0; i < ns; i++) {
+            acc += pi;
+            if (acc / last > u) { first = i; break; }
+        }
+    }
     for (int j = 0; j < dim; j++) cd[j] = x[(size_t)sub[first] * dim + j];
     cand_dists(closest, &first, 1, x, sub, ns, dim, xx, Cm, Xc, G);
     double pot = 0;
@@ -161,7 +177,7 @@ static void kmeans_plusplus(double *cd, const float *x, const int *sub, int ns, 
 
 int kmeans_fit(KMeans *m, int *labels, const float *x, int n, int dim, int k, const KMeansOptions *opt) {
     memset(m, 0, sizeof *m);
-    KMeansOptions def = { 512, 100, 42 };
+    KMeansOptions def = { 512, 100, 42, AM_SKLEARN_1_4 };
     if (!opt) opt = &def;
     if (n < 1 || dim < 1 || k < 1 || k > n || opt->batch_size < 1 || opt->max_iter < 1)
         return am_error(AM_EINVAL, "kmeans_fit: n=%d dim=%d k=%d batch=%d max_iter=%d", n, dim, k, opt->batch_size, opt->max_iter);
@@ -191,7 +207,7 @@ int kmeans_fit(KMeans *m, int *labels, const float *x, int n, int dim, int k, co
     for (int t = 0; t < init_size; t++) (void)randint(&rs, n);       /* validation indices */
     if (init_size < n) for (int t = 0; t < init_size; t++) sub[t] = (int)randint(&rs, n);
     else for (int t = 0; t < n; t++) sub[t] = t;
-    kmeans_plusplus(cd, x, sub, init_size, dim, k, &rs);
+    kmeans_plusplus(cd, x, sub, init_size, dim, k, &rs, opt->sklearn);
     sync_centers(m->centers, csq, cd, k, dim);
 
     double ewa = 0, ewa_min = 0;
@@ -307,6 +323,7 @@ void cluster_options_default(ClusterOptions *o) {
     o->sample_size = 16384;
     o->batch_size = 512;
     o->seed = 42;
+    o->sklearn = AM_SKLEARN_1_4;
 }
 
 int eval_clustering(ClusterScores *out, const float *x, const int *labels, int n, int dim,
@@ -341,7 +358,7 @@ int eval_clustering(ClusterScores *out, const float *x, const int *labels, int n
     for (int e = 0; e < o->n_experiments && rc == AM_OK; e++) {
         const float *xe = x;
         const int *le = labels;
-        KMeansOptions ko = { o->batch_size, 100, o->seed };
+        KMeansOptions ko = { o->batch_size, 100, o->seed, o->sklearn };
         if (o->sample_size > 0) {
             mt_choices_python(&py, idx, ns, n);
             for (int t = 0; t < ns; t++) {

@@ -6,6 +6,8 @@
  *   binary:      loss = log(1 + e^z) − y z,           ∂loss/∂z = σ(z) − y
  *   multinomial: loss = logsumexp(z) − z_y,           ∂loss/∂z = softmax(z) − onehot(y)
  *   ∂f/∂W = Gᵀ X + W / C,  ∂f/∂b = Σ_i G_i           (G (N, R) = ∂loss/∂z; two dgemms)
+ * sklearn >= 1.4 (the default) minimises f / n instead: the mean loss + ||W||² / (2·C·n), with
+ * ftol 64·eps and up to 50 line-search steps; same optimum, another stopping point.
  * L-BFGS: memory 10, two-loop recursion, strong-Wolfe line search (c1 1e-4, c2 0.9; bracketing
  * with safeguarded cubic interpolation), first step 1/||d|| then 1 (as L-BFGS-B). Stops as
  * scipy's L-BFGS-B does with sklearn's options: max|g| <= tol, relative decrease of f
@@ -21,13 +23,17 @@
 #include <string.h>
 
 #define LBFGS_M 10
-#define LBFGS_FTOL (1e7 * DBL_EPSILON)   /* scipy minimize(method='L-BFGS-B') default ftol */
-#define LS_MAX 40
+#define LBFGS_FTOL_12 (1e7 * DBL_EPSILON)   /* sklearn 1.2: scipy's L-BFGS-B default ftol      */
+#define LBFGS_FTOL_14 (64 * DBL_EPSILON)    /* sklearn >= 1.4: options ftol = 64 * eps          */
+#define LS_MAX_12 40
+#define LS_MAX_14 50                        /* sklearn >= 1.4: maxls 50 (scipy's default is 20) */
 
 typedef struct {
     const double *X; const int *y;
     int n, dim, R;
-    double lam;         /* 1 / C */
+    double lam;         /* 1 / C (sklearn 1.2) or 1 / (C n) (>= 1.4) */
+    double scale;       /* of the loss terms: 1 (1.2: the sum) or 1 / n (>= 1.4: the mean) */
+    int ls_max;
     double *Z;          /* (n, R) scratch: logits, then G */
 } LrProb;
 
@@ -65,6 +71,9 @@ static double lr_fg(const LrProb *p, const double *w, double *g) {
             z[p->y[i]] -= 1.0;
         }
     }
+    f *= p->scale;
+    if (p->scale != 1.0)
+        for (size_t i = 0; i < (size_t)n * R; i++) Z[i] *= p->scale;
     /* gW = Gᵀ X + lam W ; gb = Σ G */
     double *gW = g, *gb = g + (size_t)R * D;
     memcpy(gW, W, (size_t)R * D * sizeof *gW);
@@ -104,7 +113,7 @@ static int line_search(const LrProb *p, const double *x, double f0, const double
     double a_lo = 0, f_lo = f0, dg_lo = dg0, a_hi = 0, f_hi = 0, dg_hi = 0;
     int bracketed = 0;
     double a = stp;
-    for (int it = 0; it < LS_MAX; it++) {
+    for (int it = 0; it < p->ls_max; it++) {
         for (size_t i = 0; i < P; i++) x1[i] = x[i] + a * d[i];
         double f = lr_fg(p, x1, g1), dg = dotv(g1, d, P);
         if (!isfinite(f)) { a_hi = a; f_hi = INFINITY; dg_hi = 0; bracketed = 1; a = 0.5 * (a_lo + a); continue; }
@@ -140,7 +149,7 @@ static double inf_norm(const double *g, size_t n) {
 }
 
 int logreg_fit(LogReg *m, const float *x, const int *y, int n, int dim, int n_classes, double C,
-               int max_iter, double tol) {
+               int max_iter, double tol, AmSklearn v) {
     memset(m, 0, sizeof *m);
     if (n < 1 || dim < 1 || n_classes < 2 || !(C > 0) || max_iter < 0)
         return am_error(AM_EINVAL, "logreg_fit: n=%d dim=%d n_classes=%d C=%g max_iter=%d", n, dim, n_classes, C, max_iter);
@@ -165,7 +174,9 @@ int logreg_fit(LogReg *m, const float *x, const int *y, int n, int dim, int n_cl
     }
     for (size_t i = 0; i < (size_t)n * dim; i++) X[i] = x[i];
     blas_init();
-    LrProb p = { X, y, n, dim, R, 1.0 / C, Z };
+    int v14 = v != AM_SKLEARN_1_2;
+    LrProb p = { X, y, n, dim, R, v14 ? 1.0 / (C * n) : 1.0 / C, v14 ? 1.0 / n : 1.0, v14 ? LS_MAX_14 : LS_MAX_12, Z };
+    double ftol = v14 ? LBFGS_FTOL_14 : LBFGS_FTOL_12;
     double *w = buf, *g = w + P, *w1 = g + P, *g1 = w1 + P, *d = g1 + P;
     double *S = d + P, *Y = S + (size_t)LBFGS_M * P;
     double rho[LBFGS_M], alpha[LBFGS_M];
@@ -222,7 +233,7 @@ int logreg_fit(LogReg *m, const float *x, const int *y, int n, int dim, int n_cl
         memcpy(g, g1, P * sizeof *g);
         f = f1;
         double scale = fmax(fmax(fabs(fold), fabs(f)), 1.0);
-        if (!full && (fold - f) / scale <= LBFGS_FTOL) converged = 1;
+        if (!full && (fold - f) / scale <= ftol) converged = 1;
         if (inf_norm(g, P) <= tol) converged = 1;
     }
     m->coef = malloc((size_t)R * dim * sizeof *m->coef);
@@ -293,6 +304,7 @@ void classif_options_default(ClassifOptions *o) {
     o->C = 1.0;
     o->max_iter = 100;
     o->tol = 1e-4;
+    o->sklearn = AM_SKLEARN_1_4;
 }
 
 int classif_undersample(int *sel, int *idxs, const int *y, int n, int n_labels, int samples_per_label,
@@ -333,7 +345,7 @@ static int classif_run(ClassifScores *s, const float *train_x, const int *train_
         ys[t] = map[train_y[sel[t]]];
     }
     LogReg lr;
-    rc = logreg_fit(&lr, xs, ys, m, dim, K, o->C, o->max_iter, o->tol);
+    rc = logreg_fit(&lr, xs, ys, m, dim, K, o->C, o->max_iter, o->tol, o->sklearn);
     if (rc == AM_OK) {
         logreg_predict(&lr, test_x, n_test, pred);
         for (int i = 0; i < n_test; i++) pred[i] = inv[pred[i]];

@@ -29,6 +29,18 @@
 
 #include <stdint.h>
 
+/* The scikit-learn whose LogisticRegression and MiniBatchKMeans are reproduced. MTEB 2 requires
+ * scikit-learn >= 1.4; Debian 12 ships 1.2. The differences (sklearn's source):
+ *   LogisticRegression (lbfgs): 1.4 minimises the MEAN loss + ||W||² / (2·C·n) with
+ *     L-BFGS-B options ftol 64·eps, maxls 50; 1.2 the SUM + ||W||² / (2C), ftol 1e7·eps, maxls 20.
+ *     Same optimum; the stopping point differs (gtol = tol applies to the mean's gradient).
+ *   k-means++: 1.4 draws the first centre with rs.choice(n, p = w / Σw) (one random_sample and
+ *     a search of the cumulative p); 1.2 with rs.randint(n).
+ * AM_SKLEARN_1_4 is 0, so zero-initialised options follow MTEB. */
+typedef enum { AM_SKLEARN_1_4 = 0, AM_SKLEARN_1_2 = 1 } AmSklearn;
+#define AM_EVAL_MTEB_VERSION "2"   /* the MTEB major version whose protocols src/eval follows */
+const char *am_sklearn_name(AmSklearn v);   /* "1.4", "1.2" */
+
 /* ------------------------------------------------------------------ MT19937 (mt19937.c) */
 
 typedef struct { uint32_t mt[624]; int mti; } AmMt;
@@ -226,11 +238,14 @@ int eval_bitext(BitextScores *out, const float *src, int n, const float *tgt, in
 
 /* sklearn LogisticRegression(penalty='l2', C, solver='lbfgs', max_iter, tol, fit_intercept=True)
  * on float64 copies of the features (sklearn casts to float64 for lbfgs), no standardisation.
- * Objective (sklearn 1.2): Σ_i loss_i + ||W||² / (2C), intercepts not penalised, started from 0.
+ * Objective: sklearn >= 1.4 (v = AM_SKLEARN_1_4, MTEB 2): (1/n) Σ_i loss_i + ||W||² / (2Cn), with
+ * L-BFGS-B options ftol 64·eps, maxls 50; sklearn 1.2 (AM_SKLEARN_1_2): Σ_i loss_i + ||W||² / (2C),
+ * ftol 1e7·eps. Intercepts not penalised, started from 0. Same optimum; gtol = tol applies to the
+ * gradient of the objective as scaled, so >= 1.4 stops earlier in absolute terms.
  *   2 classes: binary logistic loss on ONE weight row (class 1 = positive), as sklearn does;
  *   K > 2:     multinomial (softmax) loss with K weight rows.
  * Minimised by L-BFGS (memory 10, strong-Wolfe line search) with scipy's L-BFGS-B stopping rules:
- * max |∂f| <= tol, or relative decrease of f <= 2.2e-9, or max_iter iterations (tol <= 0: run to
+ * max |∂f| <= tol, or relative decrease of f <= ftol, or max_iter iterations (tol <= 0: run to
  * the optimum instead: no decrease test, max |∂f| <= 1e-10 or no further decrease). Our iterate
  * differs from scipy's by the optimiser path only; both approach the same strictly convex
  * optimum (the fixture checks probabilities at a tight tol and accuracy at the defaults). */
@@ -247,7 +262,7 @@ typedef struct {
  * [0, n_classes); every class must occur at least once (sklearn learns classes_ from y; map
  * absent labels away first, eval_classification does). C > 0. */
 int logreg_fit(LogReg *m, const float *x, const int *y, int n, int dim, int n_classes, double C,
-               int max_iter, double tol);
+               int max_iter, double tol, AmSklearn v);
 /* proba (n, n_classes) OUT: softmax (K>2) or [1−σ, σ] (binary), as predict_proba. */
 void logreg_predict_proba(const LogReg *m, const float *x, int n, double *proba);
 /* pred (n) OUT: argmax of the decision function, first max on ties; binary: class 1 iff z > 0. */
@@ -264,6 +279,7 @@ typedef struct {
     double C;               /* 1.0 */
     int max_iter;           /* 100 (MTEB's LogisticRegression(max_iter=100)) */
     double tol;             /* 1e-4 (sklearn) */
+    AmSklearn sklearn;      /* AM_SKLEARN_1_4 (MTEB 2) */
 } ClassifOptions;
 void classif_options_default(ClassifOptions *o);
 
@@ -295,12 +311,13 @@ int classif_undersample(int *sel, int *idxs, const int *y, int n, int n_labels, 
  * validation draw, init on an init_size = min(3·batch, n) random subset with greedy k-means++
  * (2 + ln k local trials), mini-batches of randint draws, per-center running means, random
  * reassignment of small centers, EWA-inertia early stopping, final labels on all points. The
- * random draws are RandomState(seed)'s, in sklearn 1.2's order (the first k-means++ center is
- * rs.randint(n); sklearn >= 1.3 draws it with rs.choice(n, p=weights), so against newer sklearn
- * the runs start elsewhere). Distances use sklearn's precisions (float64 for k-means++, float32
+ * random draws are RandomState(seed)'s, in sklearn 1.4's order (opt->sklearn = AM_SKLEARN_1_4:
+ * the first k-means++ center is rs.choice(n, p = weights)) or 1.2's (AM_SKLEARN_1_2: rs.randint(n)).
+ * Later sklearn changed more: 1.8 sums the k-means++ D² table in float32 and draws the
+ * mini-batches with rs.choice(n, B, p) instead of rs.randint, so against it the runs differ. Distances use sklearn's precisions (float64 for k-means++, float32
  * gemm for assignment) but center updates are in double and BLAS orders differ, so a near-tie
  * may resolve differently and the run then diverges. On the fixture the labels and the number
- * of steps equal sklearn 1.2.1's exactly. kmeans_fit is single-threaded (one BLAS thread). */
+ * of steps equal sklearn 1.2.1's, and the 1.4 port's (tests/ref/eval/sklearn14.py), exactly. kmeans_fit is single-threaded (one BLAS thread). */
 typedef struct {
     int k, dim;
     float *centers;       /* (k, dim) */
@@ -312,6 +329,7 @@ typedef struct {
     int batch_size;       /* 512 (MTEB k_mean_batch_size; sklearn default 1024)  */
     int max_iter;         /* 100 epochs */
     uint32_t seed;
+    AmSklearn sklearn;    /* k-means++'s first centre: AM_SKLEARN_1_4 (MTEB 2) or 1.2 */
 } KMeansOptions;
 
 /* Fit on x (n, dim); labels (n) OUT (may be NULL). Initialises *m; kmeans_free afterwards.
@@ -329,6 +347,7 @@ typedef struct {
                                experiment e uses k-means seed seed+e (legacy: 10 unseeded runs) */
     int batch_size;         /* 512 */
     uint32_t seed;          /* 42: bootstrap stream and (as MTEB) the same k-means seed each time */
+    AmSklearn sklearn;      /* AM_SKLEARN_1_4 (MTEB 2) */
 } ClusterOptions;
 void cluster_options_default(ClusterOptions *o);
 

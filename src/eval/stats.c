@@ -324,3 +324,5 @@ int eval_bitext(BitextScores *out, const float *src, int n, const float *tgt, in
     free(g); free(pred); free(nret);
     return rc;
 }
+
+const char *am_sklearn_name(AmSklearn v) { return v == AM_SKLEARN_1_2 ? "1.2" : "1.4"; }

@@ -55,9 +55,10 @@
 #include <stdint.h>
 
 #include "embed.h"
+#include "metrics.h"
 #include "store.h"
 
-#define AM_EVALRUN_VERSION 1   /* bump when a change alters stored numbers (part of the config hash) */
+#define AM_EVALRUN_VERSION 2   /* bump when a change alters stored numbers (part of the config hash) */
 
 /* ---------------------------------------------------------------- tasks */
 
@@ -93,6 +94,16 @@ typedef struct {
     int samples_per_label;  /* 8; <= 0 = the whole training set */
     int experiments;        /* 10 (classification and clustering) */
     int cluster_sample;     /* 16384 points per clustering experiment (drawn with replacement); <= 0 = all */
+    /* retrieval: drop the doc whose id equals the query's id from its ranking (MTEB's
+     * ignore_identical_ids, set by ArguAna, Quora, FiQA, ...). 0 = keep it (MTEB's default). */
+    int ignore_identical_ids;
+    /* bitext: 0 (MTEB) = one-to-one, row i's source against every row's target, gold = row i;
+     * 1 = the candidate pool: targets are every distinct positive and negative (pairs) or the
+     * whole corpus (BEIR), a harder, non-MTEB variant. */
+    int candidate_pool;
+    /* classification / clustering: the scikit-learn whose LogisticRegression / k-means++ is
+     * reproduced, AM_SKLEARN_1_4 (MTEB 2 requires >= 1.4) or AM_SKLEARN_1_2 (Debian 12). */
+    AmSklearn sklearn;
     /* quick mode */
     int quick_n;            /* queries / pairs / test rows / points / sources; <= 0 = all */
     int quick_docs;         /* retrieval corpus / bitext targets (judged ones always kept); <= 0 = all */
@@ -108,7 +119,8 @@ void evaltask_free(EvalTask *t);
 /* Parse a task spec object (JSON):
  *   {"name": str, "type": str, "path": str, "dataset": str, "tag": "id"|"ood", "main": str,
  *    "format": str, "split": str, "train": str, "seed": int, "samples_per_label": int,
- *    "experiments": int, "cluster_sample": int,
+ *    "experiments": int, "cluster_sample": int, "ignore_identical_ids": bool, "candidate_pool": bool,
+ *    "sklearn": "1.4"|"1.2",
  *    "quick": {"n": int, "docs": int, "train": int, "experiments": int, "cluster_sample": int,
  *              "max_len": int}}
  * name, type and path are required; unknown keys are AM_EINVAL (catches typos). Initialises *t
@@ -116,7 +128,9 @@ void evaltask_free(EvalTask *t);
 int evaltask_from_json(EvalTask *t, const char *json);
 /* An ad-hoc task from "KIND:PATH" as `amalgam eval --task` takes it: beir:DIR[#split]
  * (retrieval), sts:FILE, pairs:FILE / pairclass:FILE (pair classification), labels:FILE|DIR
- * (classification), clustering:FILE, bitext:FILE|DIR. The name is the spec itself. */
+ * (classification), clustering:FILE, bitext:FILE|DIR[#split]. The name is the spec itself.
+ * Options follow the path as #words: beir:DIR#ignore_identical_ids, bitext:FILE#candidate_pool,
+ * labels:/clustering:...#sklearn-1.2; any other word of a beir/bitext spec is the qrels split. */
 int evaltask_from_spec(EvalTask *t, const char *spec);
 /* The spec as JSON (malloc'd), the format evaltask_from_json reads. */
 char *evaltask_to_json(const EvalTask *t);

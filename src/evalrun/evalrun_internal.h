@@ -90,6 +90,9 @@ typedef struct {
     /* retrieval */
     int *qoff, *qdoc, *qgrade;     /* CSR over a: doc positions in b */
     const char **doc_ids;          /* (nb) */
+    int *self_doc;                 /* (na) ignore_identical_ids: position in b of the doc whose id is
+                                      the query's, or -1; NULL when the option is off */
+    int n_identical;               /* queries whose id is also a doc id (whether or not ignored) */
     /* sts / pair classification */
     double *gold;            /* (na) */
     int *la;                 /* (na) labels: pair class 0/1, classification test, clustering */

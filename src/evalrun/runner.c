@@ -171,20 +171,28 @@ static cJSON *config_json(const EvalResolved *rc, const EvalTask *t, const char 
     if (t->format && strcmp(t->format, "auto") != 0) cJSON_AddStringToObject(j, "format", t->format);
     cJSON_AddNumberToObject(j, "seed", (double)t->seed);
     cJSON *p = cJSON_AddObjectToObject(j, "protocol");
+    /* the protocols followed: MTEB v2's abstasks, and the scikit-learn they run on */
+    cJSON_AddStringToObject(p, "mteb", AM_EVAL_MTEB_VERSION);
     cJSON_AddStringToObject(p, "similarity", "cosine");
     switch (t->type) {
     case AM_TASK_RETRIEVAL:
         cJSON_AddItemToObject(p, "ks", cJSON_CreateIntArray(retrieval_ks, NKS));
+        cJSON_AddBoolToObject(p, "ignore_identical_ids", t->ignore_identical_ids);
         break;
     case AM_TASK_CLASSIFICATION:
         cJSON_AddNumberToObject(p, "samples_per_label", t->samples_per_label);
         cJSON_AddNumberToObject(p, "experiments", eff_experiments(t, rc->mode));
         cJSON_AddStringToObject(p, "classifier", "logreg(C=1,max_iter=100,tol=1e-4)");
+        cJSON_AddStringToObject(p, "sklearn", am_sklearn_name(t->sklearn));
         break;
     case AM_TASK_CLUSTERING:
         cJSON_AddNumberToObject(p, "experiments", eff_experiments(t, rc->mode));
         cJSON_AddNumberToObject(p, "sample", eff_cluster_sample(t, rc->mode));
         cJSON_AddNumberToObject(p, "batch", 512);
+        cJSON_AddStringToObject(p, "sklearn", am_sklearn_name(t->sklearn));
+        break;
+    case AM_TASK_BITEXT:
+        cJSON_AddStringToObject(p, "candidates", t->candidate_pool ? "pool" : "one_to_one");
         break;
     default:
         break;
@@ -192,7 +200,8 @@ static cJSON *config_json(const EvalResolved *rc, const EvalTask *t, const char 
     if (rc->mode == AM_EVAL_QUICK) {
         cJSON *q = cJSON_AddObjectToObject(j, "quick");
         cJSON_AddNumberToObject(q, "n", t->quick_n);
-        if (t->type == AM_TASK_RETRIEVAL || t->type == AM_TASK_BITEXT) cJSON_AddNumberToObject(q, "docs", t->quick_docs);
+        if (t->type == AM_TASK_RETRIEVAL || (t->type == AM_TASK_BITEXT && t->candidate_pool))
+            cJSON_AddNumberToObject(q, "docs", t->quick_docs);
         if (t->type == AM_TASK_CLASSIFICATION) cJSON_AddNumberToObject(q, "train", t->quick_train);
     } else {
         cJSON_AddNullToObject(j, "quick");
@@ -424,18 +433,26 @@ static int score(const EvalTask *t, const EvalInst *in, const float *X, int dim,
     switch (t->type) {
     case AM_TASK_RETRIEVAL: {
         Qrels q = {in->na, in->qoff, in->qdoc, in->qgrade};
-        RetrievalOptions o = {.sim = AM_SIM_COSINE, .self_doc = NULL, .doc_ids = in->doc_ids, .skip_no_relevant = 0};
+        RetrievalOptions o = {.sim = AM_SIM_COSINE, .self_doc = in->self_doc, .doc_ids = in->doc_ids,
+                              .skip_no_relevant = 0};
         RetrievalScores r;
+        if (in->n_identical > 0 && !t->ignore_identical_ids)
+            am_log(AM_LOG_WARN, "task '%s': %d of %d query ids are also doc ids and the query's own doc counts "
+                   "(HINT: MTEB sets ignore_identical_ids for such sets (ArguAna, Quora, FiQA, ...): "
+                   "beir:DIR#ignore_identical_ids, or ignore_identical_ids = true in Lua)",
+                   t->name, in->n_identical, in->na);
         if ((rc = eval_retrieval(&r, A, in->na, B, in->nb, dim, &q, retrieval_ks, NKS, &o))) break;
         char k[64];
-        static const char *const names[] = {"ndcg", "map", "recall", "precision", "mrr"};
-        for (int m = 0; m < 5; m++)
+        static const char *const names[] = {"ndcg", "map", "recall", "precision", "mrr", "hit_rate"};
+        for (int m = 0; m < 6; m++)
             for (int i = 0; i < r.nks; i++) {
                 snprintf(k, sizeof k, "%s_at_%d", names[m], r.ks[i]);
-                double v = m == 0 ? r.ndcg[i] : m == 1 ? r.map[i] : m == 2 ? r.recall[i] : m == 3 ? r.precision[i] : r.mrr[i];
+                double v = m == 0 ? r.ndcg[i] : m == 1 ? r.map[i] : m == 2 ? r.recall[i] : m == 3 ? r.precision[i]
+                         : m == 4 ? r.mrr[i] : r.hit_rate[i];
                 add_num(s, k, v);
             }
         cJSON_AddNumberToObject(sizes, "evaluated", r.n_evaluated);
+        cJSON_AddNumberToObject(sizes, "identical_ids", in->n_identical);
         break;
     }
     case AM_TASK_STS: {
@@ -472,6 +489,7 @@ static int score(const EvalTask *t, const EvalInst *in, const float *X, int dim,
         o.n_experiments = in->experiments;
         o.samples_per_label = t->samples_per_label;
         o.seed = (uint32_t)t->seed;
+        o.sklearn = t->sklearn;
         ClassifScores r;
         if ((rc = eval_classification(&r, B, in->lb, in->nb, A, in->la, in->na, dim, in->n_labels, &o))) break;
         add_num(s, "accuracy", r.accuracy);
@@ -498,6 +516,7 @@ static int score(const EvalTask *t, const EvalInst *in, const float *X, int dim,
         o.n_experiments = in->experiments;
         o.sample_size = in->cluster_sample;
         o.seed = (uint32_t)t->seed;
+        o.sklearn = t->sklearn;
         ClusterScores r;
         if ((rc = eval_clustering(&r, A, in->la, in->na, dim, &o))) break;
         add_num(s, "v_measure", r.v_measure);

@@ -127,6 +127,7 @@ void evalinst_free(EvalInst *in) {
     free(in->qdoc);
     free(in->qgrade);
     free(in->doc_ids);
+    free(in->self_doc);
     free(in->gold);
     free(in->la);
     free(in->lb);
@@ -226,9 +227,91 @@ static int build_retrieval(const EvalTask *t, const TaskData *d, EvalMode mode, 
         in->qdoc[fill[qp]] = dp;
         in->qgrade[fill[qp]++] = ds->qrel_grade[i];
     }
+    /* queries whose id is also a doc id: MTEB's ignore_identical_ids drops that doc */
+    {
+        size_t cap = 16;
+        while (cap < 2 * (size_t)ndocs + 16) cap *= 2;
+        int *slot = xmalloc(cap * sizeof *slot);
+        for (size_t i = 0; i < cap; i++) slot[i] = -1;
+        for (int j = 0; j < ndocs; j++) {
+            const char *id = in->doc_ids[j];
+            size_t h = am_hash64(id, strlen(id), 11) & (cap - 1);
+            while (slot[h] >= 0) h = (h + 1) & (cap - 1);
+            slot[h] = j;
+        }
+        if (t->ignore_identical_ids) in->self_doc = xmalloc((size_t)(ns ? ns : 1) * sizeof *in->self_doc);
+        for (int i = 0; i < ns; i++) {
+            const char *qid = ds->query_id[sel[i]];
+            int found = -1;
+            for (size_t h = am_hash64(qid, strlen(qid), 11) & (cap - 1); slot[h] >= 0; h = (h + 1) & (cap - 1))
+                if (strcmp(in->doc_ids[slot[h]], qid) == 0) { found = slot[h]; break; }
+            in->n_identical += found >= 0;
+            if (in->self_doc) in->self_doc[i] = found;
+        }
+        free(slot);
+    }
     in->size_a = "queries";
     in->size_b = "docs";
     free(fill); free(qpos); free(docs); free(pos); free(issel); free(keep); free(sel); free(elig); free(cnt); free(rel);
+    return AM_OK;
+}
+
+/* MTEB's bitext mining: row i's source against the targets of all rows, gold = row i. The
+ * rows are the pairs file's rows (target = the first positive; negatives are not used) or the
+ * BEIR queries with a relevant doc (target = the best-graded one). Identical targets stay
+ * separate rows, as in MTEB. Quick mode takes quick.n rows, sources and targets alike. */
+static int build_bitext_rows(const EvalTask *t, const TaskData *d, EvalMode mode, EvalInst *in) {
+    const Dataset *ds = d->test;
+    int nq = (int)ds->n;
+    const char **src = xmalloc((size_t)(nq ? nq : 1) * sizeof *src), **tgt = xmalloc((size_t)(nq ? nq : 1) * sizeof *tgt);
+    int nrows = 0;
+    if (ds->kind == AM_DS_RETRIEVAL) {
+        int64_t qs = ds->qrel_start[d->split], qe = ds->qrel_start[d->split + 1];
+        int *gold = xmalloc((size_t)(nq ? nq : 1) * sizeof *gold), *gg = xcalloc((size_t)nq + 1, sizeof *gg);
+        for (int q = 0; q < nq; q++) gold[q] = -1;
+        for (int64_t i = qs; i < qe; i++) {
+            int q = (int)ds->qrel_query[i];
+            if (ds->qrel_grade[i] > gg[q]) { gg[q] = ds->qrel_grade[i]; gold[q] = (int)ds->qrel_doc[i]; }
+        }
+        for (int q = 0; q < nq; q++) {
+            if (gold[q] < 0) continue;
+            src[nrows] = ds->text[q];
+            tgt[nrows++] = doc_text(in, ds->doc_title[gold[q]], ds->doc_text[gold[q]]);
+        }
+        free(gold);
+        free(gg);
+        if (nrows == 0) {
+            free(src); free(tgt);
+            return am_error(AM_EFORMAT, "task '%s': no query has a relevant doc in split '%s' of %s", t->name,
+                            ds->split_names[d->split], ds->origin);
+        }
+    } else {
+        for (int r = 0; r < nq; r++) {
+            if (ds->pos_start[r + 1] == ds->pos_start[r]) continue;   /* no target */
+            src[nrows] = ds->text[r];
+            tgt[nrows++] = ds->pos[ds->pos_start[r]];
+        }
+        if (nrows == 0) {
+            free(src); free(tgt);
+            return am_error(AM_EFORMAT, "task '%s': %s has no row with a positive (the target)", t->name, ds->origin);
+        }
+    }
+    int *sel = xmalloc((size_t)nrows * sizeof *sel);
+    int ns = evalrun_pick(nrows, mode == AM_EVAL_QUICK ? t->quick_n : 0, subseed(t->seed, "sources"), sel);
+    TextSet ts;
+    size_t tcap = 2 * (size_t)ns + 1;
+    ts_init(&ts, in, tcap);
+    in->na = in->nb = ns;
+    in->a = xmalloc((size_t)ns * sizeof *in->a);
+    in->b = xmalloc((size_t)ns * sizeof *in->b);
+    in->gold_idx = xmalloc((size_t)ns * sizeof *in->gold_idx);
+    for (int i = 0; i < ns; i++) in->a[i] = ts_add(&ts, src[sel[i]], &tcap);
+    for (int i = 0; i < ns; i++) {
+        in->b[i] = ts_add(&ts, tgt[sel[i]], &tcap);
+        in->gold_idx[i] = i;
+    }
+    ts_free(&ts);
+    free(src); free(tgt); free(sel);
     return AM_OK;
 }
 
@@ -237,6 +320,8 @@ static int build_bitext(const EvalTask *t, const TaskData *d, EvalMode mode, Eva
     int quick = mode == AM_EVAL_QUICK;
     in->size_a = "sources";
     in->size_b = "targets";
+    if (!t->candidate_pool) return build_bitext_rows(t, d, mode, in);
+    /* the candidate pool (not MTEB): every doc / every distinct positive and negative */
     if (ds->kind == AM_DS_RETRIEVAL) {
         int nq = (int)ds->n, nd = (int)ds->n_docs;
         int64_t qs = ds->qrel_start[d->split], qe = ds->qrel_start[d->split + 1];

@@ -82,6 +82,13 @@ static int check_format(const char *f) {
     return am_error(AM_EINVAL, "unknown format '%s' (auto, beir, pairs, graded, labelled)", f);
 }
 
+static int parse_sklearn(const char *s, AmSklearn *out) {
+    if (strcmp(s, "1.4") == 0) *out = AM_SKLEARN_1_4;
+    else if (strcmp(s, "1.2") == 0) *out = AM_SKLEARN_1_2;
+    else return am_error(AM_EINVAL, "unknown scikit-learn protocol '%s' (1.4 = MTEB 2, 1.2)", s);
+    return AM_OK;
+}
+
 int evaltask_from_json(EvalTask *t, const char *json) {
     evaltask_init(t);
     cJSON *j = cJSON_Parse(json ? json : "");
@@ -90,7 +97,8 @@ int evaltask_from_json(EvalTask *t, const char *json) {
         return am_error(AM_EINVAL, "task spec is not a JSON object");
     }
     static const char *const known[] = {"name", "type", "path", "dataset", "tag", "main", "format", "split", "train",
-                                        "seed", "samples_per_label", "experiments", "cluster_sample", "quick", NULL};
+                                        "seed", "samples_per_label", "experiments", "cluster_sample", "quick",
+                                        "ignore_identical_ids", "candidate_pool", "sklearn", NULL};
     static const char *const qknown[] = {"n", "docs", "train", "experiments", "cluster_sample", "max_len", NULL};
     int rc = AM_OK;
     const char *tname = "?";
@@ -146,6 +154,16 @@ int evaltask_from_json(EvalTask *t, const char *json) {
     INT(j, "samples_per_label", samples_per_label)
     INT(j, "experiments", experiments)
     INT(j, "cluster_sample", cluster_sample)
+#define BOOL(key, field)                                                                                      \
+    x = cJSON_GetObjectItemCaseSensitive(j, key);                                                          \
+    if (cJSON_IsBool(x)) t->field = cJSON_IsTrue(x);                                                       \
+    else if (x && !cJSON_IsNull(x)) { rc = am_error(AM_EINVAL, "task '%s': '%s' must be true or false", tname, key); goto done; }
+    BOOL("ignore_identical_ids", ignore_identical_ids)
+    BOOL("candidate_pool", candidate_pool)
+#undef BOOL
+    x = cJSON_GetObjectItemCaseSensitive(j, "sklearn");
+    if (cJSON_IsString(x) && (rc = parse_sklearn(x->valuestring, &t->sklearn))) { am_error_wrap(rc, "task '%s'", tname); goto done; }
+    if (x && !cJSON_IsString(x) && !cJSON_IsNull(x)) { rc = am_error(AM_EINVAL, "task '%s': 'sklearn' must be \"1.4\" or \"1.2\"", tname); goto done; }
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(j, "quick");
     if (q && !cJSON_IsNull(q)) {
         if (!cJSON_IsObject(q)) { rc = am_error(AM_EINVAL, "task '%s': 'quick' must be an object", tname); goto done; }
@@ -187,13 +205,30 @@ int evaltask_from_spec(EvalTask *t, const char *spec) {
     t->type = ty;
     t->name = xstrdup(spec);
     t->path = xstrdup(colon + 1);
-    char *hash = strrchr(t->path, '#');
-    if (hash && (ty == AM_TASK_RETRIEVAL || ty == AM_TASK_BITEXT)) {
+    /* #words after the path: options, or (beir / bitext) the qrels split */
+    int rc = AM_OK;
+    char *hash = strchr(t->path, '#');
+    if (hash) {
         *hash = 0;
-        t->split = xstrdup(hash + 1);
+        for (char *w = hash + 1, *next; w && rc == AM_OK; w = next) {
+            next = strchr(w, '#');
+            if (next) *next++ = 0;
+            if (ty == AM_TASK_RETRIEVAL && strcmp(w, "ignore_identical_ids") == 0) t->ignore_identical_ids = 1;
+            else if (ty == AM_TASK_BITEXT && strcmp(w, "candidate_pool") == 0) t->candidate_pool = 1;
+            else if ((ty == AM_TASK_CLASSIFICATION || ty == AM_TASK_CLUSTERING) && strncmp(w, "sklearn-", 8) == 0)
+                rc = parse_sklearn(w + 8, &t->sklearn);
+            else if ((ty == AM_TASK_RETRIEVAL || ty == AM_TASK_BITEXT) && *w && !t->split) t->split = xstrdup(w);
+            else
+                rc = am_error(AM_EINVAL, "unknown option '#%s' (%s)", w,
+                              ty == AM_TASK_RETRIEVAL ? "#SPLIT, #ignore_identical_ids"
+                              : ty == AM_TASK_BITEXT ? "#SPLIT, #candidate_pool"
+                              : ty == AM_TASK_CLASSIFICATION || ty == AM_TASK_CLUSTERING ? "#sklearn-1.4, #sklearn-1.2"
+                              : "none for this kind");
+        }
+        if (rc) am_error_wrap(rc, "task '%s'", spec);
     }
     if (strcmp(kind, "beir") == 0) t->format = xstrdup("beir");
-    int rc = check_name(t->name);
+    if (!rc) rc = check_name(t->name);
     if (rc) evaltask_free(t);
     return rc;
 }
@@ -215,6 +250,9 @@ char *evaltask_to_json(const EvalTask *t) {
     cJSON_AddNumberToObject(j, "samples_per_label", t->samples_per_label);
     cJSON_AddNumberToObject(j, "experiments", t->experiments);
     cJSON_AddNumberToObject(j, "cluster_sample", t->cluster_sample);
+    cJSON_AddBoolToObject(j, "ignore_identical_ids", t->ignore_identical_ids);
+    cJSON_AddBoolToObject(j, "candidate_pool", t->candidate_pool);
+    cJSON_AddStringToObject(j, "sklearn", am_sklearn_name(t->sklearn));
     cJSON *q = cJSON_AddObjectToObject(j, "quick");
     cJSON_AddNumberToObject(q, "n", t->quick_n);
     cJSON_AddNumberToObject(q, "docs", t->quick_docs);

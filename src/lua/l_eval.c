@@ -3,7 +3,8 @@
  *
  *   raw_eval_task(store|nil, model, spec, cfg) -> result, from_store | nil, msg, code
  *       spec: a task table (evaltask_from_json keys: name, type, path, dataset, tag, main, format,
- *             split, train, seed, samples_per_label, experiments, cluster_sample, quick = {...})
+ *             split, train, seed, samples_per_label, experiments, cluster_sample,
+ *             ignore_identical_ids, candidate_pool, sklearn = "1.4"|"1.2", quick = {...})
  *       cfg:  {mode = "full"|"quick", layer, dim, pooling = "mean"|"cls", normalize, max_len,
  *              batch, force, no_store, no_cache, on_step = function(info)}
  *             on_step gets {stage = "load"|"encode"|"score"|"done", task, done, total}; an error in

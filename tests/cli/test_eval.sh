@@ -89,5 +89,19 @@ expect_fail "compare --json and --csv" "not both" "$AM" compare t --json --csv
 expect_fail "ls unknown kind" "unknown kind" "$AM" ls resultz
 [ "$before" = "$(store_state)" ] && ok "failed commands leave the store unchanged" || bad "store changed by failures"
 "$AM" eval nope --task nosuch >/dev/null 2>&1; [ $? -ne 0 ] && ok "non-zero exit" || bad "exit 0"
+expect_fail "unknown #option" "unknown option '#candidate_pool'" "$AM" eval t --task "$STS#candidate_pool"
+
+# --- MTEB's ignore_identical_ids: queries that are docs too (ArguAna-like)
+SR="$W/selfret"; mkdir -p "$SR/qrels"
+printf '{"_id": "a", "text": "cat cats dog model"}\n{"_id": "b", "text": "merge merged model text"}\n{"_id": "d", "text": "dog cat cats on"}\n{"_id": "e", "text": "model merge merged runner"}\n' >"$SR/corpus.jsonl"
+printf '{"_id": "a", "text": "cat cats dog model"}\n{"_id": "b", "text": "merge merged model text"}\n' >"$SR/queries.jsonl"
+printf 'query-id\tcorpus-id\tscore\na\td\t1\nb\te\t1\n' >"$SR/qrels/test.tsv"
+"$AM" eval t --task "beir:$SR" --json >"$W/out" 2>"$W/err" || bad "eval self-retrieval exit"
+grep -q "2 of 2 query ids are also doc ids" "$W/err" && grep -q "ignore_identical_ids" "$W/err" \
+  && ok "warns when query ids are doc ids" || bad "no identical-ids warning: $(cat "$W/err")"
+json_check "own doc counts by default" 'd[0]["results"][0]["scores"]["mrr_at_1"]==0 and d[0]["results"][0]["config"]["protocol"]["ignore_identical_ids"] is False'
+"$AM" eval t --task "beir:$SR#ignore_identical_ids" --json >"$W/out" 2>"$W/err" || bad "eval #ignore_identical_ids exit"
+! grep -q "query ids are also doc ids" "$W/err" && ok "no warning with #ignore_identical_ids" || bad "warning with the option"
+json_check "#ignore_identical_ids drops the own doc" 'd[0]["results"][0]["scores"]["hit_rate_at_1000"]==1 and d[0]["results"][0]["scores"]["mrr_at_1000"]>0 and d[0]["results"][0]["config"]["protocol"]["ignore_identical_ids"] is True and d[0]["results"][0]["sizes"]["identical_ids"]==2'
 
 am_test_finish

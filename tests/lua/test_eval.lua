@@ -30,6 +30,23 @@ T.eq(r[4].main_metric, "max_ap", "pair classification main")
 T.eq(r[5].main_metric, "v_measure", "clustering main")
 T.eq(r[6].main_metric, "f1", "bitext main")
 T.ok(r[6].scores.accuracy ~= nil, "bitext accuracy too")
+T.eq(r[6].config.protocol.candidates, "one_to_one", "bitext: MTEB's one-to-one rows by default")
+T.eq(r[6].sizes.targets, 15, "bitext: one target per row")
+T.ok(type(r[1].scores.hit_rate_at_10) == "number", "retrieval stores hit_rate")
+T.eq(r[1].config.protocol.mteb, "2", "the config names the MTEB protocol version")
+T.eq(r[3].config.protocol.sklearn, "1.4", "classification follows scikit-learn >= 1.4 by default")
+for _, t in ipairs(am.eval_suite()) do
+  if t.type == "bitext" then T.eq(t.main, "f1", "suite bitext task " .. t.name .. ": main score f1 (MTEB)") end
+end
+-- protocol options in a spec table
+local opt = assert(am.eval(m1, { tasks = { { name = "bt-pool", type = "bitext", path = FX .. "/bitext.jsonl",
+  candidate_pool = true }, { name = "cls-12", type = "classification", path = FX .. "/labels", sklearn = "1.2" },
+  { name = "ret-iii", type = "retrieval", path = FX .. "/beir", ignore_identical_ids = true } }, no_store = true }))
+T.eq(opt[1].sizes.targets, 30, "candidate_pool = true: every distinct positive and negative")
+T.eq(opt[1].config.protocol.candidates, "pool", "candidate_pool in the config")
+T.eq(opt[2].config.protocol.sklearn, "1.2", "sklearn = \"1.2\" in the config")
+T.eq(opt[3].config.protocol.ignore_identical_ids, true, "ignore_identical_ids in the config")
+T.eq(opt[3].main_score, r[1].main_score, "no query id is a doc id here: same scores")
 T.eq(r[1].from_store, false, "computed the first time")
 T.eq(r[1].tag, "ood", "tag from the options")
 T.eq(r.by_task[r[2].task], r[2], "by_task")

@@ -526,7 +526,7 @@ static void logreg_case(Fx *fx, const char *name) {
     snprintf(key, sizeof key, "%s_coef", name); const double *ecoef = fx_get(fx, key, NULL);
     /* the optimum: tight tolerance on both sides */
     LogReg lr;
-    CHECK_OK(logreg_fit(&lr, xtr, ytr, n, dim, k, 1.0, 100000, 0));
+    CHECK_OK(logreg_fit(&lr, xtr, ytr, n, dim, k, 1.0, 100000, 0, AM_SKLEARN_1_2));
     CHECK(lr.converged);
     double *proba = xmalloc((size_t)nt * k * sizeof *proba);
     logreg_predict_proba(&lr, xte, nt, proba);
@@ -541,15 +541,44 @@ static void logreg_case(Fx *fx, const char *name) {
     printf("  info: %s tight fit: %d iterations, max |proba - sklearn| %.2g, max |coef - sklearn| %.2g\n", name, lr.n_iter, md, mc);
     logreg_free(&lr);
     /* MTEB's settings: max_iter 100, tol 1e-4 */
-    CHECK_OK(logreg_fit(&lr, xtr, ytr, n, dim, k, 1.0, 100, 1e-4));
+    CHECK_OK(logreg_fit(&lr, xtr, ytr, n, dim, k, 1.0, 100, 1e-4, AM_SKLEARN_1_2));
     int *pred = xmalloc((size_t)nt * sizeof *pred), diff = 0, correct = 0;
     logreg_predict(&lr, xte, nt, pred);
     for (int i = 0; i < nt; i++) { diff += pred[i] != epred[i]; correct += pred[i] == yte[i]; }
     CHECKF(diff == 0, "%s: %d test predictions differ from sklearn's", name, diff);
     CHECK_NEAR((double)correct / nt, eacc, 1e-12);
     printf("  info: %s default fit: %d iterations, accuracy %.4f (sklearn %.4f)\n", name, lr.n_iter, (double)correct / nt, eacc);
+    int it12 = lr.n_iter;
+    double *c12 = xmalloc((size_t)lr.n_rows * (dim + 1) * sizeof *c12);
+    for (int r = 0; r < lr.n_rows; r++) {
+        memcpy(c12 + (size_t)r * (dim + 1), lr.coef + (size_t)r * dim, (size_t)dim * sizeof *c12);
+        c12[(size_t)r * (dim + 1) + dim] = lr.intercept[r];
+    }
     logreg_free(&lr);
-    free(proba); free(pred);
+    /* scikit-learn >= 1.4 (MTEB 2, the default): the mean loss with ftol 64 eps stops elsewhere,
+     * checked against the port in tests/ref/eval/sklearn14.py */
+    snprintf(key, sizeof key, "%s_pred14", name); int *epred14 = fx_ints(fx, key, NULL);
+    snprintf(key, sizeof key, "%s_coef14", name); const double *ecoef14 = fx_get(fx, key, NULL);
+    snprintf(key, sizeof key, "%s_niter14", name); const double *eit = fx_get(fx, key, NULL);
+    CHECK_OK(logreg_fit(&lr, xtr, ytr, n, dim, k, 1.0, 100, 1e-4, AM_SKLEARN_1_4));
+    logreg_predict(&lr, xte, nt, pred);
+    diff = 0;
+    for (int i = 0; i < nt; i++) diff += pred[i] != epred14[i];
+    CHECKF(diff == 0, "%s: %d test predictions differ from sklearn 1.4's", name, diff);
+    double d14 = 0, d12 = 0;   /* distance to the 1.4 port's stopping point, and to our 1.2 one */
+    for (int r = 0; r < lr.n_rows; r++)
+        for (int j = 0; j <= dim; j++) {
+            double v = j < dim ? lr.coef[(size_t)r * dim + j] : lr.intercept[r];
+            d14 = fmax(d14, fabs(v - ecoef14[(size_t)r * (dim + 1) + j]));
+            d12 = fmax(d12, fabs(v - c12[(size_t)r * (dim + 1) + j]));
+        }
+    printf("  info: %s 1.4 fit: %d iterations (scipy %d; 1.2: ours %d, sklearn %d), max |coef - 1.4 port| %.2g, "
+           "max |coef - our 1.2 fit| %.2g\n", name, lr.n_iter, (int)eit[0], it12, (int)eit[1], d14, d12);
+    CHECK(lr.n_iter < it12);
+    CHECKF(d14 <= 1e-4, "%s: max |coef - 1.4 port| = %.3g", name, d14);
+    CHECKF(d14 < d12, "%s: the 1.4 fit is nearer 1.2's stopping point (%.3g) than the 1.4 port's (%.3g)", name, d12, d14);
+    logreg_free(&lr);
+    free(proba); free(pred); free(c12);
 }
 
 TEST(logreg_vs_sklearn) {
@@ -560,7 +589,7 @@ TEST(logreg_vs_sklearn) {
     LogReg lr;
     float x[4] = { 0, 1, 2, 3 };
     int y[4] = { 0, 0, 2, 2 };   /* class 1 absent */
-    CHECK_EQ_INT(logreg_fit(&lr, x, y, 4, 1, 3, 1.0, 100, 1e-4), AM_EINVAL);
+    CHECK_EQ_INT(logreg_fit(&lr, x, y, 4, 1, 3, 1.0, 100, 1e-4, AM_SKLEARN_1_4), AM_EINVAL);
     logreg_free(&lr);
     fx_free(&fx);
 }
@@ -587,13 +616,20 @@ TEST(classification_protocol_vs_mteb) {
     }
     CHECK_EQ_INT(off, nsel);
     CHECK_EQ_INT(bad, 0);
+    const double *e14 = fx_get(&fx, "cl_expect14", NULL);
     ClassifOptions o;
     classif_options_default(&o);
+    CHECK(o.sklearn == AM_SKLEARN_1_4);
     ClassifScores s;
     CHECK_OK(eval_classification(&s, xtr, ytr, ntr, xte, yte, nte, dim, k, &o));
     double got[7] = { s.accuracy, s.f1, s.f1_weighted, s.precision, s.precision_weighted, s.recall, s.recall_weighted };
-    for (int i = 0; i < 7; i++) CHECKF(fabs(got[i] - e[i]) <= 1e-12, "metric %d: %.15g vs MTEB/sklearn %.15g", i, got[i], e[i]);
+    for (int i = 0; i < 7; i++) CHECKF(fabs(got[i] - e14[i]) <= 1e-12, "metric %d: %.15g vs MTEB/sklearn 1.4 %.15g", i, got[i], e14[i]);
     CHECK(isnan(s.ap) && s.main_score == s.accuracy && s.n_experiments == 10);
+    o.sklearn = AM_SKLEARN_1_2;
+    CHECK_OK(eval_classification(&s, xtr, ytr, ntr, xte, yte, nte, dim, k, &o));
+    double got12[7] = { s.accuracy, s.f1, s.f1_weighted, s.precision, s.precision_weighted, s.recall, s.recall_weighted };
+    for (int i = 0; i < 7; i++) CHECKF(fabs(got12[i] - e[i]) <= 1e-12, "metric %d: %.15g vs MTEB/sklearn 1.2 %.15g", i, got12[i], e[i]);
+    o.sklearn = AM_SKLEARN_1_4;
     /* full train set: one fit */
     o.samples_per_label = 0;
     CHECK_OK(eval_classification(&s, xtr, ytr, ntr, xte, yte, nte, dim, k, &o));
@@ -646,17 +682,24 @@ TEST(kmeans_vs_sklearn_minibatch) {
     int n = (int)dims[0], dim = (int)dims[1], k = (int)dims[2];
     float *x = fx_floats(&fx, "km_x", NULL);
     int *y = fx_ints(&fx, "km_y", NULL);
-    const char *names[2] = { "km_a", "km_b" };
-    int batches[2] = { 64, 512 };
+    /* scikit-learn >= 1.4's k-means++ (the default; fixture from the port in sklearn14.py) and 1.2's */
+    const char *names[4] = { "km_a14", "km_b14", "km_a", "km_b" };
+    int batches[4] = { 64, 512, 64, 512 };
     int *lab = xmalloc((size_t)n * sizeof *lab), *lab2 = xmalloc((size_t)n * sizeof *lab2);
-    for (int c = 0; c < 2; c++) {
+    int *first_labels = NULL;
+    for (int c = 0; c < 4; c++) {
         char key[64];
         snprintf(key, sizeof key, "%s_labels", names[c]); int *el = fx_ints(&fx, key, NULL);
         snprintf(key, sizeof key, "%s_steps", names[c]); int esteps = (int)fx_get(&fx, key, NULL)[0];
         snprintf(key, sizeof key, "%s_v", names[c]); double ev = fx_get(&fx, key, NULL)[0];
-        KMeansOptions o = { batches[c], 100, 42 };
+        KMeansOptions o = { batches[c], 100, 42, c < 2 ? AM_SKLEARN_1_4 : AM_SKLEARN_1_2 };
         KMeans km;
         CHECK_OK(kmeans_fit(&km, lab, x, n, dim, k, &o));
+        if (c == 0) {
+            first_labels = xmalloc((size_t)n * sizeof *lab);
+            memcpy(first_labels, lab, (size_t)n * sizeof *lab);
+        }
+        if (c == 2) CHECK(memcmp(lab, first_labels, (size_t)n * sizeof *lab) != 0);   /* another start */
         int diff = 0;
         for (int i = 0; i < n; i++) diff += lab[i] != el[i];
         double v = metric_v_measure(y, lab, n, NULL, NULL);
@@ -672,7 +715,7 @@ TEST(kmeans_vs_sklearn_minibatch) {
         kmeans_free(&km2);
         kmeans_free(&km);
     }
-    free(lab); free(lab2);
+    free(lab); free(lab2); free(first_labels);
     fx_free(&fx);
 }
 
@@ -690,7 +733,7 @@ TEST(kmeans_separated_blobs) {
     for (int c = 0; c < k; c++) y[c] = c;
     for (int c = 0; c < k; c++) for (int j = 0; j < dim; j++) x[(size_t)c * dim + j] = ctr[c * dim + j];
     KMeans km;
-    KMeansOptions o = { 64, 100, 1 };
+    KMeansOptions o = { 64, 100, 1, AM_SKLEARN_1_4 };
     CHECK_OK(kmeans_fit(&km, lab, x, n, dim, k, &o));
     CHECK_NEAR(metric_v_measure(y, lab, n, NULL, NULL), 1.0, 1e-12);
     kmeans_free(&km);
@@ -713,16 +756,21 @@ TEST(clustering_protocol_vs_mteb) {
     int n = (int)dims[0], dim = (int)dims[1];
     float *x = fx_floats(&fx, "km_x", NULL);
     int *y = fx_ints(&fx, "km_y", NULL);
-    const double *e = fx_get(&fx, "kmc_expect", NULL);
-    ClusterOptions o;
-    cluster_options_default(&o);
-    o.sample_size = 256;
-    ClusterScores s;
-    CHECK_OK(eval_clustering(&s, x, y, n, dim, &o));
-    printf("  info: clustering bootstrap: V %.6f ± %.6f (MTEB/sklearn %.6f ± %.6f)\n", s.v_measure, s.v_measure_std, e[0], e[1]);
-    CHECK_NEAR(s.v_measure, e[0], 1e-12);
-    CHECK_NEAR(s.v_measure_std, e[1], 1e-12);
-    CHECK(s.main_score == s.v_measure && s.n_experiments == 10);
+    for (int v = 0; v < 2; v++) {   /* the default (sklearn >= 1.4's k-means++), then 1.2 */
+        const double *e = fx_get(&fx, v == 0 ? "kmc_expect14" : "kmc_expect", NULL);
+        ClusterOptions o;
+        cluster_options_default(&o);
+        CHECK(o.sklearn == AM_SKLEARN_1_4);
+        o.sample_size = 256;
+        o.sklearn = v == 0 ? AM_SKLEARN_1_4 : AM_SKLEARN_1_2;
+        ClusterScores s;
+        CHECK_OK(eval_clustering(&s, x, y, n, dim, &o));
+        printf("  info: clustering bootstrap (sklearn %s): V %.6f ± %.6f (MTEB/sklearn %.6f ± %.6f)\n",
+               am_sklearn_name(o.sklearn), s.v_measure, s.v_measure_std, e[0], e[1]);
+        CHECK_NEAR(s.v_measure, e[0], 1e-12);
+        CHECK_NEAR(s.v_measure_std, e[1], 1e-12);
+        CHECK(s.main_score == s.v_measure && s.n_experiments == 10);
+    }
     fx_free(&fx);
 }
 

@@ -147,6 +147,10 @@ TEST(retrieval_matches_direct) {
         CHECK_NEAR(jget(json, "scores", "recall_at_1"), rs.recall[0], 1e-6);
         CHECK_NEAR(jget(json, "scores", "recall_at_100"), rs.recall[5], 1e-6);
         CHECK_NEAR(jget(json, "scores", "map_at_100"), rs.map[5], 1e-6);
+        CHECK_NEAR(jget(json, "scores", "hit_rate_at_1"), rs.hit_rate[0], 1e-12);
+        CHECK_NEAR(jget(json, "scores", "hit_rate_at_10"), rs.hit_rate[3], 1e-12);
+        CHECK(rs.hit_rate[3] > 0 && rs.hit_rate[3] >= rs.recall[3] - 1e-12);
+        CHECK(strstr(json, "\"mteb\":\"2\"") != NULL && strstr(json, "\"ignore_identical_ids\":false") != NULL);
         CHECK_NEAR(jget(json, NULL, "main_score"), rs.ndcg[3], 1e-6);
         CHECK_EQ_INT(jget(json, "sizes", "queries"), 12);
         CHECK_EQ_INT(jget(json, "sizes", "docs"), 40);
@@ -263,11 +267,56 @@ TEST(classification_clustering_bitext_match_direct) {
     dataset_delete(cl);
     evaltask_free(&t);
 
+    /* bitext, MTEB's one-to-one default: row i's source against every row's target (the first
+     * positive; negatives unused), gold = row i */
     make_task(&t, "bt", AM_TASK_BITEXT, FX "/bitext.jsonl");
     json = run_mem(r, &t, AM_EVAL_FULL, -1, 0);
     Dataset *bt = NULL;
     CHECK_OK(dataset_load(AM_DS_PAIRS, FX "/bitext.jsonl", AM_FMT_AUTO, &bt));
     int n = (int)bt->n;
+    {
+        const char **tg1 = xmalloc((size_t)n * sizeof *tg1);
+        for (int i = 0; i < n; i++) tg1[i] = bt->pos[bt->pos_start[i]];
+        float *S = encode(bt->text, n, 0), *T = encode(tg1, n, 0);
+        BitextScores bs;
+        CHECK_OK(eval_bitext(&bs, S, n, T, n, dim, NULL));
+        CHECK(json != NULL);
+        if (json) {
+            CHECK_NEAR(jget(json, "scores", "f1"), bs.f1, 1e-9);
+            CHECK_NEAR(jget(json, "scores", "accuracy"), bs.accuracy, 1e-9);
+            CHECK_NEAR(jget(json, NULL, "main_score"), bs.f1, 1e-9);
+            CHECK_EQ_INT(jget(json, "sizes", "targets"), n);
+            CHECK(strstr(json, "\"candidates\":\"one_to_one\"") != NULL);
+        }
+        free(S); free(T); free(tg1); free(json);
+        /* duplicate targets stay separate rows (MTEB): rows 0 and 1 with one target text */
+        char *dd = tmpdir("bitext_dup");
+        char *fp = xasprintf("%s/bt.jsonl", dd);
+        FILE *f = fopen(fp, "w");
+        fprintf(f, "{\"query\": \"cat dog\", \"positive\": \"model merge\"}\n"
+                   "{\"query\": \"dog cat\", \"positive\": \"model merge\"}\n"
+                   "{\"query\": \"text token\", \"positive\": \"text token word\", \"negative\": \"cat\"}\n");
+        fclose(f);
+        EvalTask td;
+        make_task(&td, "btdup", AM_TASK_BITEXT, fp);
+        char *jd = run_mem(r, &td, AM_EVAL_FULL, -1, 0);
+        CHECK(jd != NULL);
+        if (jd) {
+            CHECK_EQ_INT(jget(jd, "sizes", "targets"), 3);
+            CHECK_EQ_INT(jget(jd, "sizes", "texts"), 5);          /* embedded once */
+            CHECKF(jget(jd, "scores", "accuracy") < 0.99, "accuracy %g: one duplicate row must miss", jget(jd, "scores", "accuracy"));
+        }
+        free(jd);
+        td.candidate_pool = 1;                                    /* pool: 3 distinct targets, both rows right */
+        jd = run_mem(r, &td, AM_EVAL_FULL, -1, 0);
+        if (jd) CHECK_EQ_INT(jget(jd, "sizes", "targets"), 3);
+        free(jd);
+        evaltask_free(&td);
+        free(fp); free(dd);
+    }
+    /* the candidate pool (#candidate_pool): every distinct positive and negative */
+    t.candidate_pool = 1;
+    json = run_mem(r, &t, AM_EVAL_FULL, -1, 0);
     /* targets: positives then negatives in order of appearance (all distinct here) */
     const char **tg = xmalloc((size_t)2 * n * sizeof *tg);
     int *gold = xmalloc((size_t)n * sizeof *gold), nt = 0;
@@ -284,10 +333,81 @@ TEST(classification_clustering_bitext_match_direct) {
         CHECK_NEAR(jget(json, "scores", "f1"), bs.f1, 1e-9);
         CHECK_NEAR(jget(json, "scores", "accuracy"), bs.accuracy, 1e-9);
         CHECK_EQ_INT(jget(json, "sizes", "targets"), 30);
+        CHECK(strstr(json, "\"candidates\":\"pool\"") != NULL);
     }
     free(S); free(T); free(tg); free(gold); free(json);
     dataset_delete(bt);
     evaltask_free(&t);
+    evalrun_delete(r);
+}
+
+/* ignore_identical_ids: a BEIR set whose queries are also docs (ArguAna-like). The query's own
+ * doc ranks first; MTEB drops it for such tasks, and so does the option. */
+TEST(retrieval_ignore_identical_ids) {
+    char *dir = tmpdir("selfret");
+    char *qd = xasprintf("%s/qrels", dir);
+    am_mkdir_p(qd);
+    static const char *const docs[][2] = {
+        {"a", "cat cats dog model"}, {"b", "merge merged model text"}, {"c", "token tokenizer word text"},
+        {"d", "dog cat cats on"}, {"e", "model merge merged runner"}, {"f", "tokenizer token words texts"},
+        {"g", "hello that with was"}, {"h", "runner runner in on"}};
+    char *p = xasprintf("%s/corpus.jsonl", dir);
+    FILE *f = fopen(p, "w");
+    for (int i = 0; i < 8; i++) fprintf(f, "{\"_id\": \"%s\", \"text\": \"%s\"}\n", docs[i][0], docs[i][1]);
+    fclose(f);
+    free(p);
+    p = xasprintf("%s/queries.jsonl", dir);
+    f = fopen(p, "w");
+    for (int i = 0; i < 3; i++) fprintf(f, "{\"_id\": \"%s\", \"text\": \"%s\"}\n", docs[i][0], docs[i][1]);
+    fclose(f);
+    free(p);
+    p = xasprintf("%s/test.tsv", qd);
+    f = fopen(p, "w");
+    fprintf(f, "query-id\tcorpus-id\tscore\na\td\t1\nb\te\t1\nc\tf\t1\n");
+    fclose(f);
+    free(p);
+    EvalRunner *r = evalrun_new();
+    EvalTask t;
+    make_task(&t, "self", AM_TASK_RETRIEVAL, dir);
+    char *j0 = run_mem(r, &t, AM_EVAL_FULL, -1, 0);
+    const char *tail[4] = {0};
+    int nt = am_log_tail(tail, 4), warned = 0;
+    for (int i = 0; i < nt; i++) warned |= tail[i] && strstr(tail[i], "3 of 3 query ids are also doc ids") != NULL;
+    CHECKF(warned, "no warning about identical ids (last log: %s)", nt ? tail[nt - 1] : "-");
+    EvalTask t1;
+    CHECK_OK(evaltask_from_spec(&t1, "beir:x#ignore_identical_ids"));
+    CHECK(t1.ignore_identical_ids == 1 && t1.split == NULL);
+    free(t1.path);
+    t1.path = xstrdup(dir);
+    char *j1 = run_mem(r, &t1, AM_EVAL_FULL, -1, 0);
+    CHECK(j0 && j1);
+    /* direct: the same ranking with and without the self docs (queries a, b, c = docs 0, 1, 2) */
+    const char *dt[8], *qt[3], *ids[8];
+    for (int i = 0; i < 8; i++) { dt[i] = docs[i][1]; ids[i] = docs[i][0]; }
+    for (int i = 0; i < 3; i++) qt[i] = docs[i][1];
+    float *Q = encode(qt, 3, 0), *D = encode(dt, 8, 0);
+    int dim = embed_model_dim(g_em, NULL);
+    int off[4] = {0, 1, 2, 3}, jd[3] = {3, 4, 5}, jg[3] = {1, 1, 1}, self[3] = {0, 1, 2};
+    Qrels qr = {3, off, jd, jg};
+    const int ks[] = AM_EVAL_DEFAULT_KS;
+    RetrievalOptions o = {.sim = AM_SIM_COSINE, .doc_ids = ids};
+    RetrievalScores keep, drop;
+    CHECK_OK(eval_retrieval(&keep, Q, 3, D, 8, dim, &qr, ks, AM_EVAL_DEFAULT_NKS, &o));
+    o.self_doc = self;
+    CHECK_OK(eval_retrieval(&drop, Q, 3, D, 8, dim, &qr, ks, AM_EVAL_DEFAULT_NKS, &o));
+    if (j0 && j1) {
+        CHECK_NEAR(jget(j0, "scores", "ndcg_at_10"), keep.ndcg[3], 1e-9);
+        CHECK_NEAR(jget(j1, "scores", "ndcg_at_10"), drop.ndcg[3], 1e-9);
+        CHECK_NEAR(jget(j1, "scores", "mrr_at_1"), drop.mrr[0], 1e-9);
+        CHECK_NEAR(jget(j0, "scores", "mrr_at_1"), 0.0, 1e-12);  /* the query's own text ranks first */
+        CHECKF(drop.ndcg[3] > keep.ndcg[3], "ndcg %g (ignored) vs %g (kept)", drop.ndcg[3], keep.ndcg[3]);
+        CHECK_EQ_INT(jget(j1, "sizes", "identical_ids"), 3);
+        CHECK(strstr(j1, "\"ignore_identical_ids\":true") != NULL);
+        CHECK(strcmp(jstr(j0, "config_hash"), jstr(j1, "config_hash")) != 0);
+    }
+    free(Q); free(D); free(j0); free(j1); free(qd); free(dir);
+    evaltask_free(&t);
+    evaltask_free(&t1);
     evalrun_delete(r);
 }
 
@@ -639,6 +759,19 @@ TEST(config_hash_follows_layer_dim_mode) {
     free(p2);
     free(sd);
     evaltask_free(&t2);
+    /* the scikit-learn protocol is named in the config and so in the hash */
+    EvalTask tc;
+    make_task(&tc, "cls", AM_TASK_CLASSIFICATION, FX "/labels");
+    char h7[33], h8[33];
+    CHECK_OK(evalrun_config_hash(r, &mi, &tc, &c, h7, &cj));
+    CHECK(cj && strstr(cj, "\"sklearn\":\"1.4\"") && strstr(cj, "\"mteb\":\"2\""));
+    free(cj);
+    tc.sklearn = AM_SKLEARN_1_2;
+    CHECK_OK(evalrun_config_hash(r, &mi, &tc, &c, h8, &cj));
+    CHECK(cj && strstr(cj, "\"sklearn\":\"1.2\""));
+    CHECK(strcmp(h7, h8) != 0);
+    free(cj);
+    evaltask_free(&tc);
     /* results key */
     uint8_t key[512];
     size_t kl = evalrun_result_key(key, sizeof key, "abc", "task", "h");
@@ -683,6 +816,28 @@ TEST(task_specs) {
     evaltask_free(&t);
     CHECK_OK(evaltask_from_spec(&t, "labels:dir"));
     CHECK(t.type == AM_TASK_CLASSIFICATION);
+    evaltask_free(&t);
+    CHECK_OK(evaltask_from_spec(&t, "bitext:/d#dev#candidate_pool"));
+    CHECK(t.type == AM_TASK_BITEXT && t.candidate_pool && strcmp(t.split, "dev") == 0 && strcmp(t.path, "/d") == 0);
+    evaltask_free(&t);
+    CHECK_OK(evaltask_from_spec(&t, "bitext:/d"));
+    CHECK(!t.candidate_pool && !t.split);
+    evaltask_free(&t);
+    CHECK_OK(evaltask_from_spec(&t, "labels:dir#sklearn-1.2"));
+    CHECK(t.sklearn == AM_SKLEARN_1_2 && strcmp(t.path, "dir") == 0);
+    js = evaltask_to_json(&t);
+    CHECK_OK(evaltask_from_json(&u, js));
+    CHECK(u.sklearn == AM_SKLEARN_1_2);
+    free(js);
+    evaltask_free(&u);
+    evaltask_free(&t);
+    CHECK(evaltask_from_spec(&t, "sts:a.tsv#candidate_pool") == AM_EINVAL);
+    CHECK(strstr(am_lasterror(), "unknown option '#candidate_pool'") != NULL);
+    CHECK(evaltask_from_spec(&t, "clustering:a#sklearn-1.3") == AM_EINVAL);
+    CHECK(evaltask_from_json(&t, "{\"name\":\"x\",\"type\":\"retrieval\",\"path\":\"/x\",\"ignore_identical_ids\":1}") == AM_EINVAL);
+    CHECK_OK(evaltask_from_json(&t, "{\"name\":\"x\",\"type\":\"bitext\",\"path\":\"/x\",\"candidate_pool\":true,"
+                                    "\"ignore_identical_ids\":true}"));
+    CHECK(t.candidate_pool && t.ignore_identical_ids && t.sklearn == AM_SKLEARN_1_4);
     evaltask_free(&t);
     CHECK(evaltask_from_spec(&t, "wn-def") == AM_EINVAL);
     CHECK(evaltask_from_spec(&t, "foo:bar") == AM_EINVAL);
@@ -757,6 +912,7 @@ int main(void) {
     am_log_set_echo(AM_LOG_ERROR); /* the corrupt-cache test warns on purpose */
     g_em = load_model();
     RUN(retrieval_matches_direct);
+    RUN(retrieval_ignore_identical_ids);
     RUN(sts_and_pairclass_match_direct);
     RUN(classification_clustering_bitext_match_direct);
     RUN(cache_second_run_encodes_nothing);

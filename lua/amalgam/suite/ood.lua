@@ -132,8 +132,9 @@ function M.kjv_web(ctx)
   for _, p in ipairs(pairs_) do sum = sum + p.jaccard end
   return {
     files = { test = { ds = retrieval_from({ docs = docs, queries = qs }), path = "test" } },
-    evals = { { type = "bitext_mining", metric = "accuracy", test = "test",
-      note = "accuracy@1: the nearest corpus verse of each KJV query is its WEB verse" } },
+    evals = { { type = "bitext_mining", metric = "f1", test = "test",
+      note = "MTEB bitext mining: each KJV verse against the WEB verses of all queries (one-to-one); "
+        .. "the other corpus verses are distractors for bitext:DIR#candidate_pool" } },
     extra = { aligned_pairs = #pairs_, mean_jaccard = math.floor(sum / math.max(1, #pairs_) * 1000 + 0.5) / 1000,
       kjv_verses = #kjv.verses, web_verses = #web.verses },
   }

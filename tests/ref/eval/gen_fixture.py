@@ -35,6 +35,9 @@ from sklearn.metrics import (accuracy_score, average_precision_score, f1_score,
 from sklearn.metrics.pairwise import (paired_cosine_distances, paired_euclidean_distances,
                                       paired_manhattan_distances)
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sklearn14  # noqa: E402  (scikit-learn >= 1.4's LogisticRegression and k-means++, ported)
+
 
 class Writer:
     def __init__(self, path, title):
@@ -439,6 +442,11 @@ def gen_logreg(w):
             proba /= proba.sum(1, keepdims=True)
         w.put(name + "_proba", proba)
         w.put(name + "_coef", np.hstack([W, b[:, None]]))
+        # scikit-learn >= 1.4 (MTEB 2): the mean loss, ftol 64 eps, maxls 50 -> another stopping point
+        c14 = sklearn14.LogisticRegression14(max_iter=100).fit(xtr, ytr)
+        w.put(name + "_pred14", c14.predict(xte))
+        w.put(name + "_coef14", np.hstack([c14.coef_, c14.intercept_[:, None]]))
+        w.put(name + "_niter14", [c14.n_iter_, clf.n_iter_[0]])
 
 
 def mteb_undersample(y, idxs, samples_per_label, seed):
@@ -484,6 +492,20 @@ def gen_classification(w):
         acc["recall_weighted"].append(recall_score(yte, pred, average="weighted"))
     w.put("cl_sel", sel_all)                     # 10 experiments x 40 indices
     w.put("cl_expect", [np.mean(acc[kk]) for kk in keys])
+    # the same protocol with scikit-learn >= 1.4's LogisticRegression (MTEB 2's requirement)
+    idxs = list(range(ntr))
+    acc = {kk: [] for kk in keys}
+    for e in range(10):
+        sel = mteb_undersample(ytr, idxs, 8, 42)
+        pred = sklearn14.LogisticRegression14(max_iter=100).fit(xtr[sel], ytr[sel]).predict(xte)
+        acc["accuracy"].append(accuracy_score(yte, pred))
+        acc["f1"].append(f1_score(yte, pred, average="macro"))
+        acc["f1_weighted"].append(f1_score(yte, pred, average="weighted"))
+        acc["precision"].append(precision_score(yte, pred, average="macro"))
+        acc["precision_weighted"].append(precision_score(yte, pred, average="weighted"))
+        acc["recall"].append(recall_score(yte, pred, average="macro"))
+        acc["recall_weighted"].append(recall_score(yte, pred, average="weighted"))
+    w.put("cl_expect14", [np.mean(acc[kk]) for kk in keys])
     # label metrics (macro / weighted) on fixed vectors, incl. a label only predicted
     t = rng.randint(0, 4, 40)
     p = np.where(rng.rand(40) < 0.6, t, rng.randint(0, 5, 40))
@@ -550,22 +572,27 @@ def gen_kmeans(w):
     w.put("km_dims", [n, dim, k])
     w.put("km_x", x)
     w.put("km_y", y)
-    for name, bs in (("km_a", 64), ("km_b", 512)):
-        km = MiniBatchKMeans(n_clusters=k, batch_size=bs, init="k-means++", n_init=1, random_state=42)
-        lab = km.fit_predict(x)
-        w.put(name + "_labels", lab)
-        w.put(name + "_steps", [km.n_steps_])
-        w.put(name + "_v", [homogeneity_completeness_v_measure(y, lab)[2]])
-    # MTEB clustering (fast) protocol: bootstrap with random.Random(seed).choices, same k-means seed
-    rs = random.Random(42)
-    vs = []
-    for _ in range(10):
-        idx = rs.choices(range(n), k=256)
-        km = MiniBatchKMeans(n_clusters=np.unique(y).size, batch_size=512, init="k-means++", n_init=1,
-                             random_state=42)
-        lab = km.fit_predict(x[idx])
-        vs.append(homogeneity_completeness_v_measure(y[idx], lab)[2])
-    w.put("kmc_expect", [np.mean(vs), np.std(vs)])
+    # suffix "" = scikit-learn 1.2.1 as installed, "14" = with >= 1.4's k-means++ (sklearn14.py)
+    for suffix in ("", "14"):
+        if suffix:
+            sklearn14.patch_kmeans()
+        for name, bs in (("km_a", 64), ("km_b", 512)):
+            km = MiniBatchKMeans(n_clusters=k, batch_size=bs, init="k-means++", n_init=1, random_state=42)
+            lab = km.fit_predict(x)
+            w.put(name + suffix + "_labels", lab)
+            w.put(name + suffix + "_steps", [km.n_steps_])
+            w.put(name + suffix + "_v", [homogeneity_completeness_v_measure(y, lab)[2]])
+        # MTEB clustering (fast) protocol: bootstrap with random.Random(seed).choices, same k-means seed
+        rs = random.Random(42)
+        vs = []
+        for _ in range(10):
+            idx = rs.choices(range(n), k=256)
+            km = MiniBatchKMeans(n_clusters=np.unique(y).size, batch_size=512, init="k-means++", n_init=1,
+                                 random_state=42)
+            lab = km.fit_predict(x[idx])
+            vs.append(homogeneity_completeness_v_measure(y[idx], lab)[2])
+        w.put("kmc_expect" + suffix, [np.mean(vs), np.std(vs)])
+        sklearn14.unpatch_kmeans()
 
 
 def main():
