@@ -20,6 +20,8 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,6 +398,16 @@ int cmd_rm(CliArgs *a) {
                        mt.r[i].id, rt.r[r].id, (int)strcspn(mt.r[i].names, ","), mt.r[i].names);
             else mt.r[i].remove = 2;
         }
+    }
+    /* a run that is training right now would write its record again at the next checkpoint */
+    for (int r = 0; r < rt.n; r++) {
+        const cJSON *pid = cJSON_GetObjectItemCaseSensitive(rt.r[r].rec, "pid");
+        if (!rt.r[r].remove || strcmp(run_status(&rt.r[r]), "running") != 0 || !cJSON_IsNumber(pid) ||
+            pid->valueint <= 0 || (kill((pid_t)pid->valueint, 0) != 0 && errno == ESRCH) || force)
+            continue;
+        rc = am_error(AM_EINVAL, "rm: run %s is running (pid %d); stop it first (Ctrl-C or kill %d), or pass --force",
+                      rt.r[r].id, pid->valueint, pid->valueint);
+        goto done;
     }
     /* a removed checkpoint takes its unnamed task vector along */
     for (int i = 0; i < mt.n; i++) {

@@ -250,6 +250,12 @@ static void print_lineage(Store *st, const Names *ns, const char *id, int depth)
         const cJSON *w = cJSON_GetObjectItemCaseSensitive(p, "weight");
         printf("  %*s└─ %.12s %s", 2 * depth, "", pid, names_of(ns, pid, nb, sizeof nb));
         if (cJSON_IsNumber(w)) printf(" (weight %g)", w->valuedouble);
+        char *pm = NULL;
+        if (store_model_meta(st, pid, &pm) != AM_OK) { /* amalgam rm --force took it */
+            am_clearerror();
+            printf(" (removed from the store)");
+        }
+        free(pm);
         printf("\n");
         print_lineage(st, ns, pid, depth + 1);
     }

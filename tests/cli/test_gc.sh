@@ -101,7 +101,29 @@ expect "rm a run: its unnamed checkpoints and task vectors go with it" 0 \
 "$AM" ls runs >"$W/out" 2>&1
 ! grep -q "$run_b" "$W/out" && grep -q "$run_a" "$W/out" && ok "rm RUN: gone from ls runs" || bad "rm run: ls runs"
 expect "rm a named checkpoint" 0 "removed model sts-a \(" "$AM" rm sts-a
-expect "rm a model another one needs, --force" 0 "removed model a-rather-long" "$AM" rm a-rather-long-model-name-that-goes-on-and-on-for-a-while --force
+"$AM" run "$W/train.lua" name=child init=a-rather-long-model-name-that-goes-on-and-on-for-a-while data="$W/pairs.jsonl" >/dev/null 2>&1 \
+  || bad "train from the long-named init"
+expect "rm a model another one needs, --force" 0 "needed by model child|removed model a-rather-long" \
+  "$AM" rm a-rather-long-model-name-that-goes-on-and-on-for-a-while --force
+expect "info: a removed parent is marked in the lineage" 0 "└─ [0-9a-f]{12} +\(removed from the store\)" "$AM" info child
+
+# a run that is training now: refused (its trainer would write the record again)
+cat >"$W/slow.lua" <<'LUA'
+local am = require "amalgam"
+am.train { name = "live", init = "base", steps = 400, lr = 1e-3, progress = false, tasks = { { data = args.data, batch = 8 } },
+  on_step = function(m)
+    if m.step == 2 then io.open(args.mark, "w"):close() end
+    local t = os.clock() + 0.05
+    while os.clock() < t do end
+  end }
+LUA
+"$AM" run "$W/slow.lua" data="$W/pairs.jsonl" mark="$W/mark" >/dev/null 2>&1 &
+trainer=$!
+for _ in $(seq 100); do [ -e "$W/mark" ] && break; sleep 0.2; done
+live=$("$AM" lua -e 'for _, r in ipairs(am.runs()) do if r.name == "live" then print(r.id) end end' 2>/dev/null)
+expect "rm a running run: refused" 2 "run $live is running \(pid $trainer\)" "$AM" rm "$live"
+kill -TERM "$trainer"; wait "$trainer"
+expect "rm the stopped run" 0 "removed run $live \(stopped\).*trainer state" "$AM" rm "$live"
 
 # --- gc: finished runs' trainer state, keep_state, stale caches, --compact
 run_k=$("$AM" run "$W/train.lua" name=kept data="$W/pairs.jsonl" keep=1 2>"$W/err") || bad "train with keep_state"
