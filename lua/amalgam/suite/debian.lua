@@ -1,11 +1,10 @@
 -- amalgam/suite/debian.lua - the Debian ID tasks (deb-desc, deb-section) and the Debian split
 -- they share: by source package (see amalgam/suite.lua).
 local core = require "amalgam.core"
-local S = core.source
 local D = core.dataset
 local C = require "amalgam.suite.common"
-local hsort, take, nwords, clip, stratified = C.hsort, C.take, C.nwords, C.clip, C.stratified
-local add_ok, new_pairs, rng = C.add_ok, C.new_pairs, C.rng
+local hsort, take, nwords, clip = C.hsort, C.take, C.nwords, C.clip
+local stratified, add_ok, new_pairs = C.stratified, C.add_ok, C.new_pairs
 local h = C.hash
 
 local M = {}

@@ -4,8 +4,8 @@ local core = require "amalgam.core"
 local S = core.source
 local D = core.dataset
 local C = require "amalgam.suite.common"
-local hsort, take, nwords, clip, stratified = C.hsort, C.take, C.nwords, C.clip, C.stratified
-local add_ok, new_pairs, rng = C.add_ok, C.new_pairs, C.rng
+local hsort, take, nwords = C.hsort, C.take, C.nwords
+local clip, stratified, add_ok = C.clip, C.stratified, C.add_ok
 
 local M = {}
 

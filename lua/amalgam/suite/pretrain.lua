@@ -4,8 +4,7 @@ local core = require "amalgam.core"
 local S = core.source
 local D = core.dataset
 local C = require "amalgam.suite.common"
-local hsort, take, nwords, clip, stratified = C.hsort, C.take, C.nwords, C.clip, C.stratified
-local add_ok, new_pairs, rng = C.add_ok, C.new_pairs, C.rng
+local nwords, add_ok = C.nwords, C.add_ok
 local W = require "amalgam.suite.wordnet"
 local Deb = require "amalgam.suite.debian"
 

@@ -1,10 +1,9 @@
 -- amalgam/suite/wordnet.lua - the WordNet ID tasks (wn-def, wn-sts, wn-sense) and the WordNet
 -- split they share: by synset, sibling groups kept together (see amalgam/suite.lua).
 local core = require "amalgam.core"
-local S = core.source
 local D = core.dataset
 local C = require "amalgam.suite.common"
-local hsort, take, nwords, clip, stratified = C.hsort, C.take, C.nwords, C.clip, C.stratified
+local hsort, take, nwords, stratified = C.hsort, C.take, C.nwords, C.stratified
 local add_ok, new_pairs, rng = C.add_ok, C.new_pairs, C.rng
 local wordnet = require "amalgam.sources.wordnet"
 
