@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # check_peer.sh - run tools/bench/torch_peer.py and another implementation of the same contract
-# (by default the team's earlier reference, ../shared/bench/torch_ref.py beside the checkout
-# or beside the main checkout of a git worktree) on the
+# (by default the team's earlier reference: shared/bench/torch_ref.py in the directory that holds
+# the checkout, or the main checkout of a git worktree; it is not part of the repository) on the
 # same small config and compare: the same JSON keys and types, the same shapes and parameter counts,
 # and the same final training loss (both seed their weights, data and dropout alike; 1 thread).
 #   tools/bench/check_peer.sh [OTHER.py]
@@ -10,10 +10,11 @@ set -euo pipefail
 here="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
 ours="$here/torch_peer.py"
 root="$(cd "$here/../.." && pwd)"
-other="${1:-$root/../shared/bench/torch_ref.py}"
+ref=shared/bench/torch_ref.py
+other="${1:-$(dirname "$root")/$ref}"
 if [ $# = 0 ] && [ ! -f "$other" ]; then  # a git worktree: beside the main checkout
   main=$(git -C "$root" worktree list --porcelain 2>/dev/null | sed -n '1s/^worktree //p') || true
-  [ -n "$main" ] && other="$main/../shared/bench/torch_ref.py"
+  [ -n "$main" ] && other="$(dirname "$main")/$ref"
 fi
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
