@@ -174,6 +174,16 @@ for _, kind in ipairs(kinds) do
   end
 end
 
+-- ------------------------------------------------------------------ error codes
+-- am.errcodes comes from the one C list (AM_ERRORS in src/base/am_base.h); the table of codes
+-- in the document names every one of them, and no other.
+do
+  local listed = {}
+  for name in text:gmatch('`"(E[A-Z0-9]+)"`') do listed[name] = true end
+  for name in pairs(am.errcodes) do T.ok(listed[name], "API.md lists the error code " .. name) end
+  for name in pairs(listed) do T.ok(am.errcodes[name], "API.md's error code " .. name .. " exists") end
+end
+
 print(("lua/API.md: %d public functions (%d documented names), %d methods of %d kinds"):format(#funcs, n_doc,
   n_methods, #kinds))
 T.done()
