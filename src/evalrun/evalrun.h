@@ -10,7 +10,9 @@
  * Task types and the files they read
  *   retrieval       BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv); docs are
  *                   strip(title + " " + text) as MTEB builds them. Queries with qrels in the split
- *                   are evaluated. Main score ndcg_at_10.
+ *                   are evaluated; ignore_identical_ids drops a query's own doc (same id), and
+ *                   without it a warning is logged when query ids are doc ids. Main score
+ *                   ndcg_at_10 (hit_rate_at_k and the other trec_eval measures are stored too).
  *   sts             graded JSONL/TSV (sentence1, sentence2, score). cosine_spearman.
  *   pair_classification  graded file with 0/1 scores, or pairs JSONL ((query, positive) = 1,
  *                   (query, negative) = 0). max_ap.
@@ -19,13 +21,16 @@
  *                   regression. Only the training rows some experiment selects are encoded.
  *                   accuracy.
  *   clustering      labelled file; MTEB bootstrap mini-batch k-means. v_measure.
- *   bitext          pairs JSONL (query = source, first positive = its target; targets are all
- *                   positives and negatives) or a BEIR directory (query -> its best-graded doc;
- *                   targets = the corpus). f1 (accuracy = acc@1 is reported too).
+ *   bitext          pairs JSONL (query = source, first positive = its target) or a BEIR directory
+ *                   (query -> its best-graded doc). MTEB's one-to-one mining: every source against
+ *                   the targets of all rows, gold = its own row. candidate_pool (not MTEB): the
+ *                   targets are every distinct positive and negative, or the whole corpus. f1
+ *                   (accuracy = acc@1 is reported too).
  *
  * Quick mode (AM_EVAL_QUICK) evaluates a fixed, seeded subsample: quick.n queries / pairs /
  * test rows / points / sources; retrieval and bitext keep the judged docs (targets) of the chosen
- * queries plus a fixed random sample of the other docs up to quick.docs; classification draws
+ * queries plus a fixed random sample of the other docs up to quick.docs (one-to-one bitext takes
+ * quick.n rows, their targets only); classification draws
  * quick.train training rows. quick.experiments and quick.cluster_sample override the protocol,
  * and quick.max_len caps the tokens per text (long documents cost the most to encode).
  * Full mode (AM_EVAL_FULL) uses everything. Both are stored, marked with their mode.
@@ -221,7 +226,9 @@ void evalrun_clear(EvalRunner *r);
  *   {"version":1, "model": id, "task": name, "dataset": name|null, "type": ..., "tag": ...|null,
  *    "mode": "quick"|"full", "config_hash": hex, "data_hash": hex,
  *    "config": {"mode","layer","dim","pooling","normalize","max_len","type","split","seed",
- *               "protocol":{...}, "quick":{...}|null, "data": data_hash, "runner": version},
+ *               "protocol":{"mteb":"2", "similarity", per type: "ks", "ignore_identical_ids",
+ *                           "sklearn":"1.4"|"1.2", "candidates":"one_to_one"|"pool", ...},
+ *               "quick":{...}|null, "data": data_hash, "runner": version},
  *    "scores": {MTEB metric names..., "main_score": x}, "main_metric": name, "main_score": x,
  *    "sizes": {"queries"|"pairs"|..., "texts": unique texts, "encoded": texts run through the
  *              encoder for this result},
