@@ -228,7 +228,8 @@ typedef struct {
 } BitextScores;
 
 /* MTEB AbsTaskBitextMining: for every source row, its nearest target row by cosine (ties go to
- * the higher index, the retrieval order); predictions vs gold target indices scored with
+ * the higher index, the retrieval order; MTEB's torch.topk(k=1) usually returns the lower one,
+ * which for a group of identical targets gives the same scores); predictions vs gold target indices scored with
  * sklearn's weighted P/R/F1 over the labels = target indices. src (n, dim), tgt (nt, dim);
  * gold (n) target index of each source, or NULL = identity (then nt must be >= n). */
 int eval_bitext(BitextScores *out, const float *src, int n, const float *tgt, int nt, int dim,
