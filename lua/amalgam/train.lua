@@ -13,12 +13,11 @@
 --   am.loss.infonce{temperature=0.05, symmetric=, hard_negatives=} / cosent{scale=20} /
 --     codiemb_sts{...} / matryoshka{dims=, inner=} / starbucks{pairs=, inner=} / random_2d{...} / mlm{}
 --
--- Runs db: key = run id, value = JSON {id, name, status (running|done|stopped|failed), pid,
---   start, ["end"], seed, args, recipe {path, source, hash}, init, steps, step, data {manifest},
---   models {checkpoints = [...], final, task_vector}, error}; key = run id .. "/state": the
---   trainer state blob of the last checkpoint plus the iterator cursors (JSON "cursors").
--- Metrics db: key = run id .. be32(step), value = JSON {task (its name), loss, terms, lr, tokens_per_s,
---   ids (1-based row ids of the batch; a mixed step: { {task=, ids=}, ... })}, written every metrics_every steps in one transaction.
+-- The store keeps runs through the C run API (src/store/store_runs.h; keys and the record
+-- schema in src/store/store_keys.h): the run record, the trainer state and iterator cursors of
+-- the last checkpoint, and one metrics row per step {step, task (its name), loss, terms, lr, grad_norm,
+-- tokens, tokens_per_s, ids (1-based row ids of the batch; a mixed step: { {task=, ids=}, ... })},
+-- written every metrics_every steps in one transaction.
 local core = require "amalgam.core"
 local schedule = require "amalgam.schedule"
 local registry = require "amalgam.registry"
@@ -240,8 +239,6 @@ local function fmt_time(s)
   return ("%ds"):format(s)
 end
 
-local function metric_key(id, step) return id .. string.pack(">I4", step) end
-
 local spec_train = {
   name = "string", init = "Model|string", tasks = "table", schedule = "table|function", steps = "integer",
   lr = "number", warmup = "integer", lr_schedule = { "linear", "cosine", "constant" }, weight_decay = "number",
@@ -271,11 +268,11 @@ local function loop(R)
 
   local function flush()
     if #pending > 0 then
-      assert(core.raw_put_many(st, "metrics", pending))
+      assert(core.raw_run_write(st, rec.id, { metrics = pending }))
       pending = {}
     end
   end
-  local function put_rec() assert(st:put("runs", rec.id, json.encode(rec))) end
+  local function put_rec() assert(core.raw_run_write(st, rec.id, { record = json.encode(rec) })) end
 
   local function checkpoint(final)
     local label = final and rec.name or (rec.name .. "@" .. rec.step)
@@ -286,18 +283,17 @@ local function loop(R)
     if final then rec.models.final, rec.models.task_vector = ck, tv end
     local cursors = { step = rec.step, tasks = {} }
     for i, c in ipairs(R.cursors) do cursors.tasks[i] = { epoch = c.epoch, pos = c.pos } end
+    local w = { metrics = pending, record = json.encode(rec) }
     if final and not rec.keep_state then
       -- a finished run drops its trainer state (weights + AdamW moments, 3-4x the model): only a
       -- resume reads it, and a done run resumes (to extend it) only with keep_state = true
-      for _, k in ipairs { rec.id .. "/state", rec.id .. "/cursors" } do
-        local ok, msg, code = st:del("runs", k)
-        if not ok and code ~= "ENOTFOUND" then error("train: dropping the trainer state: " .. tostring(msg), 0) end
-      end
+      w.drop_state = true
     else
-      assert(core.raw_put_many(st, "runs", { rec.id .. "/state", tr:state(), rec.id .. "/cursors", json.encode(cursors) }))
+      w.state, w.cursors = tr:state(), json.encode(cursors)
     end
-    flush()
-    put_rec()
+    -- state, cursors, pending metrics and the record in one transaction
+    assert(core.raw_run_write(st, rec.id, w))
+    pending = {}
     return ck, tv
   end
   R.checkpoint = checkpoint
@@ -348,7 +344,7 @@ local function loop(R)
       local m = { step = rec.step, task = task.label, loss = s.loss, terms = s.terms, lr = s.lr, grad_norm = s.grad_norm,
         tokens = s.tokens, tokens_per_s = s.tokens / dt, ids = ids } -- mixed: ids = { {task=, ids=}, ... }
       if s.mlm_accuracy then m.mlm_accuracy = s.mlm_accuracy end
-      pending[#pending + 1] = metric_key(rec.id, rec.step)
+      pending[#pending + 1] = rec.step
       pending[#pending + 1] = json.encode(m)
       if #pending >= 2 * every then flush() end
       core.raw_defer_interrupts(false)
@@ -507,6 +503,9 @@ function M.train(o)
   o = core.check_options("train", o, spec_train)
   if not o.init then error("train: option 'init' (the model to start from) is required", 2) end
   if not o.tasks or #o.tasks == 0 then error("train: option 'tasks' needs at least one task", 2) end
+  if o.name and o.name:find("[/%c]") then
+    error(("train: name '%s' must not contain '/' or control characters"):format(o.name), 2)
+  end
   local st = o.store or core.store.default()
   local model = o.init
   if type(model) == "string" then
@@ -585,16 +584,18 @@ function M.resume(id, o)
   o = core.check_options("resume", o, { steps = "integer", on_step = "function", progress = "boolean", stop_after = "integer",
     schedule = "table|function", store = "Store" })
   local st = o.store or core.store.default()
-  local text, msg, code = st:get("runs", id)
-  if not text then return nil, ("resume: unknown run '%s'"):format(id), code end
-  local rec = json.decode(text)
+  local full, msg, code = core.raw_run_resolve(st, id)
+  if not full then return nil, "resume: " .. msg, code end
+  id = full
+  local rec = json.decode(assert(core.raw_run_get(st, id)))
+  rec.format = nil
   if rec.status == "done" and not o.steps then
     return nil, ("resume: run '%s' is already done (steps = N above %d extends it)"):format(id, rec.step), "EINVAL"
   end
   if o.steps and o.steps <= (rec.step or 0) then
     return nil, ("resume: steps = %d is not above the %d steps run '%s' has done"):format(o.steps, rec.step, id), "EINVAL"
   end
-  local blob = st:get("runs", id .. "/state")
+  local blob = core.raw_run_state(st, id, "state")
   if rec.status == "done" and not blob then
     -- without the optimizer state an "extension" would restart from the initial model
     return nil, ("resume: run '%s' is done and its trainer state was dropped (am.train keeps it with keep_state = true);"
@@ -631,14 +632,15 @@ function M.resume(id, o)
     -- kept, the decay stretched to rec.steps), as HF's Trainer does on resume with more steps
     ok, lm, lc = tr:set_steps(rec.steps)
     if not ok then return nil, "resume: " .. tostring(lm), lc end
-    local cur = json.decode(assert(st:get("runs", id .. "/cursors")))
+    local cur = json.decode(assert(core.raw_run_state(st, id, "cursors")))
     for i = 1, #tasks do R.cursors[i] = cur.tasks[i] or { epoch = 0, pos = 0 } end
     -- the step of the stored state (a later crash may have advanced rec.step beyond it)
     rec.step = cur.step or tr:steps()
     -- run.losses is one per step of the whole run: the steps before the resume from the metrics
-    for i = 1, rec.step do
-      local row = st:get("metrics", metric_key(id, i))
-      R.losses[i] = row and json.decode(row).loss or (0 / 0)
+    for i = 1, rec.step do R.losses[i] = 0 / 0 end
+    for _, text in ipairs(assert(core.raw_run_metrics(st, id, 1, rec.step))) do
+      local row = json.decode(text)
+      R.losses[row.step] = row.loss
     end
   else
     rec.step = 0
@@ -653,58 +655,39 @@ function M.runs(st)
   if st ~= nil then core.check_arg(st, 1, "runs", "Store") end
   st = st or core.store.default()
   local out = {}
-  for _, k in ipairs(st:keys("runs")) do
-    if not k:find("/", 1, true) then
-      local r = json.decode(st:get("runs", k))
-      r.recipe = r.recipe and { path = r.recipe.path, hash = r.recipe.hash } or nil
-      out[#out + 1] = r
-    end
+  for _, text in ipairs(assert(core.raw_run_list(st))) do
+    local r = json.decode(text)
+    r.recipe = r.recipe and { path = r.recipe.path, hash = r.recipe.hash } or nil
+    out[#out + 1] = r
   end
   table.sort(out, function(a, b) return (a.start or "") < (b.start or "") end)
   return out
 end
 
+--- am.run_info(id_or_prefix [, store]) -> record | nil, msg, code
 function M.run_info(id, st)
   core.check_arg(id, 1, "run_info", "string")
   if st ~= nil then core.check_arg(st, 2, "run_info", "Store") end
   st = st or core.store.default()
-  local t, msg, code = st:get("runs", id)
-  if not t then return nil, msg, code end
+  local full, msg, code = core.raw_run_resolve(st, id)
+  if not full then return nil, msg, code end
+  local t, m2, c2 = core.raw_run_get(st, full)
+  if not t then return nil, m2, c2 end
   return json.decode(t)
 end
 
-function M.run_metrics(id, st)
+--- am.run_metrics(id_or_prefix [, store | {store=, after=, last=}]) -> { row, ... } (steps after..last)
+function M.run_metrics(id, o)
   core.check_arg(id, 1, "run_metrics", "string")
-  if st ~= nil then core.check_arg(st, 2, "run_metrics", "Store") end
-  st = st or core.store.default()
+  if o ~= nil and type(o) ~= "table" then core.check_arg(o, 2, "run_metrics", "Store") end
+  if type(o) ~= "table" then o = { store = o } end
+  o = core.check_options("run_metrics", o, { store = "Store", after = "integer", last = "integer" })
+  local st = o.store or core.store.default()
+  local full = core.raw_run_resolve(st, id)
+  if not full then return {} end
   local out = {}
-  local i = 1
-  while true do
-    local v = st:get("metrics", metric_key(id, i))
-    if not v then break end
-    out[#out + 1] = json.decode(v)
-    i = i + 1
-  end
+  for i, text in ipairs(core.raw_run_metrics(st, full, (o.after or 0) + 1, o.last)) do out[i] = json.decode(text) end
   return out
-end
-
---- the `amalgam ls runs` / `amalgam info RUN` hooks: print to stdout
-function M.cli_ls_runs()
-  local runs = M.runs()
-  print(("%-44s %-8s %9s  %-20s %s"):format("RUN", "STATUS", "STEP", "START", "FINAL MODEL"))
-  for _, r in ipairs(runs) do
-    print(("%-44s %-8s %4d/%-4d  %-20s %s"):format(r.id, r.status or "?", r.step or 0, r.steps or 0, r.start or "",
-      r.models and r.models.final and r.models.final:sub(1, 12) or "-"))
-  end
-  return true
-end
-
-function M.cli_info_run(id)
-  local r = M.run_info(id)
-  if not r then return false end
-  if r.recipe then r.recipe.source = nil end
-  print(json.encode(r, { pretty = true }))
-  return true
 end
 
 return M

@@ -70,5 +70,13 @@ const char *cli_bytes(double bytes, char buf[24]);  /* "17.6 MB" */
 const char *cli_model_kind(const struct cJSON *meta); /* meta kind; "init" for random inits */
 /* a model's label for listings: its names, else "RUN@STEP" for a checkpoint, else "-" */
 const char *cli_model_label(const char *names, const struct cJSON *meta, char *buf, size_t cap);
+/* cmd_runs.c (Store is store.h's; the CLI files include it through embed.h) */
+struct Store;
+int cmd_ls_runs(CliArgs *a, struct Store *st, int json);          /* amalgam ls runs */
+/* amalgam info RUN: the summary or (json) the record of run q (an exact id, or with prefix a
+ * unique prefix); 1 = not a run (nothing printed), else AM_OK or an error code */
+int cli_info_run(struct Store *st, const char *q, int json, int prefix);
+void cli_print_model_run(struct Store *st, const char *meta_json); /* info MODEL: its run */
+int cmd_resume(CliArgs *a);
 
 #endif

@@ -9,14 +9,13 @@
  *        data.mdb without its free pages (LMDB reuses freed pages but never shrinks the file).
  *   du [--json]   bytes per kind (also `amalgam info` without an argument).
  *
- * Runs are read through the keys lua/amalgam/train.lua writes today: runs[<id>] = record JSON,
- * runs[<id>/state] = trainer state, runs[<id>/cursors], metrics[<id> 0x00 be32(step)]; the
- * "run keys" section is the only place that knows them.
+ * Runs are read and removed through the run API (src/store/store_runs.h).
  */
 #define _GNU_SOURCE
 #include "cli.h"
 #include "am_base.h"
 #include "store_gc.h"
+#include "store_runs.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -138,42 +137,22 @@ static const char *row_label(MTab *t, const MRow *r, char *buf, size_t cap) {
     return cli_model_label(r->names, r->meta, buf, cap);
 }
 
-/* ---------------------------------------------------------------- run keys (train.lua's layout) */
+/* ---------------------------------------------------------------- runs (store_runs.h) */
 
 typedef struct { char *id; cJSON *rec; size_t state_bytes, metric_rows, metric_bytes, rec_bytes; int remove; } RRow;
 typedef struct { RRow *r; int n, cap; } RTab;
 
-static int rtab_add(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
+static int rtab_add(void *ud, const char *id, const char *json) {
     RTab *t = ud;
-    const char *slash = memchr(key, '/', klen);
-    if (slash) { /* "<id>/state", "<id>/cursors": counted as the run's state */
-        for (int i = t->n - 1; i >= 0; i--)
-            if (strlen(t->r[i].id) == (size_t)(slash - (const char *)key) && memcmp(t->r[i].id, key, strlen(t->r[i].id)) == 0) {
-                t->r[i].state_bytes += klen + vlen;
-                break;
-            }
-        return 0;
-    }
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 32;
         t->r = xrealloc(t->r, (size_t)t->cap * sizeof *t->r);
     }
     RRow *r = &t->r[t->n++];
     memset(r, 0, sizeof *r);
-    r->id = xmalloc(klen + 1);
-    memcpy(r->id, key, klen);
-    r->id[klen] = 0;
-    r->rec = cJSON_ParseWithLength(val, vlen);
+    r->id = xstrdup(id);
+    r->rec = cJSON_Parse(json);
     if (!r->rec) r->rec = cJSON_CreateObject();
-    r->rec_bytes = klen + vlen;
-    return 0;
-}
-
-static int count_metric(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
-    (void)key; (void)val;
-    RRow *r = ud;
-    r->metric_rows++;
-    r->metric_bytes += klen + vlen;
     return 0;
 }
 
@@ -186,16 +165,18 @@ static void rtab_free(RTab *t) {
     memset(t, 0, sizeof *t);
 }
 
-/* every run (keys sort "<id>" before "<id>/state", so the record comes first) */
+/* every run with its sizes (metrics: whether to count its rows too) */
 static int rtab_load(Store *st, RTab *t, int metrics) {
-    int rc = store_iter(st, "runs", NULL, 0, rtab_add, t);
-    for (int i = 0; metrics && !rc && i < t->n; i++) {
-        size_t n = strlen(t->r[i].id);
-        char *p = xmalloc(n + 1);
-        memcpy(p, t->r[i].id, n);
-        p[n] = 0;
-        rc = store_iter(st, "metrics", p, n + 1, count_metric, &t->r[i]);
-        free(p);
+    int rc = store_run_list(st, rtab_add, t);
+    for (int i = 0; !rc && i < t->n; i++) {
+        StoreRunSize z;
+        rc = store_run_size(st, t->r[i].id, &z);
+        t->r[i].rec_bytes = z.record_bytes;
+        t->r[i].state_bytes = z.state_bytes;
+        if (metrics) {
+            t->r[i].metric_rows = z.metric_rows;
+            t->r[i].metric_bytes = z.metric_bytes;
+        }
     }
     return rc;
 }
@@ -203,66 +184,15 @@ static int rtab_load(Store *st, RTab *t, int metrics) {
 static const char *run_status(const RRow *r) { return jstr(r->rec, "status", "?"); }
 static int run_keeps_state(const RRow *r) { return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r->rec, "keep_state")); }
 
-/* ---------------------------------------------------------------- key lists */
-
-typedef struct { char **k; size_t *l; size_t n, cap; } KeyList;
-
-static int keylist_add(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
-    (void)val; (void)vlen;
-    KeyList *kl = ud;
-    if (kl->n == kl->cap) {
-        kl->cap = kl->cap ? 2 * kl->cap : 64;
-        kl->k = xrealloc(kl->k, kl->cap * sizeof *kl->k);
-        kl->l = xrealloc(kl->l, kl->cap * sizeof *kl->l);
-    }
-    kl->k[kl->n] = xmalloc(klen);
-    memcpy(kl->k[kl->n], key, klen);
-    kl->l[kl->n++] = klen;
-    return 0;
-}
-
-static void keylist_free(KeyList *kl) {
-    for (size_t i = 0; i < kl->n; i++) free(kl->k[i]);
-    free(kl->k);
-    free(kl->l);
-    memset(kl, 0, sizeof *kl);
-}
-
 /* ---------------------------------------------------------------- run deletion */
-
-typedef struct { const char *id; int state_only; KeyList metrics; } RunDel;
-
-/* one write txn; re-runnable (store_write retries after growing the map) */
-static int run_del_fn(StoreTxn *t, void *ud) {
-    RunDel *c = ud;
-    const char *suffix[] = {"/state", "/cursors", ""};
-    for (int i = 0; i < (c->state_only ? 2 : 3); i++) {
-        char *k = xasprintf("%s%s", c->id, suffix[i]);
-        int rc = store_txn_del(t, "runs", k, strlen(k));
-        free(k);
-        if (rc && rc != AM_ENOTFOUND) return rc;
-    }
-    for (size_t i = 0; i < c->metrics.n; i++) {
-        int rc = store_txn_del(t, "metrics", c->metrics.k[i], c->metrics.l[i]);
-        if (rc && rc != AM_ENOTFOUND) return rc;
-    }
-    return AM_OK;
-}
 
 /* drop a run's trainer state (state_only) or the whole run: record, state, metrics */
 static int run_delete(Store *st, const char *id, int state_only) {
-    RunDel c = {.id = id, .state_only = state_only};
-    int rc = AM_OK;
-    if (!state_only) {
-        size_t n = strlen(id);
-        char *p = xmalloc(n + 1);
-        memcpy(p, id, n);
-        p[n] = 0;
-        rc = store_iter(st, "metrics", p, n + 1, keylist_add, &c.metrics);
-        free(p);
+    int rc = state_only ? store_run_state_del(st, id, NULL) : store_run_delete(st, id);
+    if (rc == AM_ENOTFOUND) {
+        am_clearerror();
+        rc = AM_OK;
     }
-    if (!rc) rc = store_write(st, 0, run_del_fn, &c);
-    keylist_free(&c.metrics);
     return rc;
 }
 

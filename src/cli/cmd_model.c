@@ -158,76 +158,19 @@ static double jnum(const cJSON *j, const char *k) {
     return cJSON_IsNumber(x) ? x->valuedouble : 0;
 }
 
-typedef struct { Names *names; int json; cJSON *arr; int count; } LsCtx;
-
-/* ---- runs (records written by lua/amalgam/train.lua: runs db, key = run id, JSON) ---- */
-static int ls_run_one(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
-    LsCtx *c = ud;
-    if (memchr(key, '/', klen)) return 0; /* "<id>/state", "<id>/cursors" */
-    cJSON *j = cJSON_ParseWithLength(val, vlen);
-    if (!j) return 0;
-    c->count++;
-    if (c->json) { /* the record as `amalgam info RUN` shows it: without the recipe source */
-        cJSON *rec = cJSON_GetObjectItemCaseSensitive(j, "recipe");
-        if (rec) cJSON_DeleteItemFromObjectCaseSensitive(rec, "source");
-        cJSON_AddItemToArray(c->arr, j);
-        return 0;
-    }
-    const cJSON *mod = cJSON_GetObjectItemCaseSensitive(j, "models");
-    printf("%-44.*s %-8s %5d/%-5d %-20s %.12s\n", (int)klen, (const char *)key, jstr(j, "status", "?"),
-           (int)jnum(j, "step"), (int)jnum(j, "steps"), jstr(j, "start", ""), jstr(mod, "final", "-"));
-    cJSON_Delete(j);
-    return 0;
-}
-
-static int cmd_ls_runs(CliArgs *a, int json) {
-    Store *st = NULL;
-    int rc;
-    LsCtx c = {.json = json, .arr = json ? cJSON_CreateArray() : NULL};
-    if ((rc = open_store(a, AM_STORE_RDONLY, &st))) {
-        cJSON_Delete(c.arr);
-        return rc;
-    }
-    if (!json) printf("%-44s %-8s %11s %-20s %s\n", "RUN", "STATUS", "STEP", "START", "FINAL");
-    rc = store_iter(st, "runs", NULL, 0, ls_run_one, &c);
-    if (!rc && json) {
-        char *s = cJSON_Print(c.arr);
-        puts(s);
-        free(s);
-    } else if (!rc && c.count == 0) {
-        printf("(no runs in %s; try: amalgam run recipes/train_tasks.lua)\n", a->store_dir);
-    }
-    cJSON_Delete(c.arr);
-    store_close(st);
-    return rc;
-}
-
-/* amalgam info RUN: the run record without the recipe source; 1 = not a run */
-static int info_run(Store *st, const char *key) {
-    void *val = NULL;
-    size_t vlen = 0;
-    if (strchr(key, '/') || store_get(st, "runs", key, strlen(key), &val, &vlen) != AM_OK) {
-        am_clearerror();
-        return 1;
-    }
-    cJSON *j = cJSON_ParseWithLength(val, vlen);
-    free(val);
-    cJSON *rec = j ? cJSON_GetObjectItemCaseSensitive(j, "recipe") : NULL;
-    if (rec) cJSON_DeleteItemFromObjectCaseSensitive(rec, "source");
-    char *s = j ? cJSON_Print(j) : NULL;
-    if (s) puts(s);
-    free(s);
-    cJSON_Delete(j);
-    return 0;
-}
-
 int cmd_ls(CliArgs *a) {
     int json = cli_flag(a, "json"), rc;
     if ((rc = cli_check_unused(a))) return rc;
     const char *what = a->npos ? a->pos[0] : "models";
     if (strcmp(what, "datasets") == 0) return cmd_ls_datasets(a, json); /* cmd_prepare.c */
     if (strcmp(what, "results") == 0) return cmd_ls_results(a, json); /* cmd_eval.c */
-    if (strcmp(what, "runs") == 0) return cmd_ls_runs(a, json);
+    if (strcmp(what, "runs") == 0) {
+        Store *st = NULL;
+        if ((rc = open_store(a, AM_STORE_RDONLY, &st))) return rc;
+        rc = cmd_ls_runs(a, st, json); /* cmd_runs.c */
+        store_close(st);
+        return rc;
+    }
     if (strcmp(what, "models") != 0)
         return am_error(AM_EINVAL, "ls: unknown kind '%s' (available: models, datasets, results, runs)", what);
     return cmd_ls_models(a, json); /* cmd_gc.c */
@@ -273,8 +216,15 @@ int cmd_info(CliArgs *a) {
     char *meta = NULL;
     Model *m = NULL;
     Names ns = {0};
-    if (info_run(st, a->pos[0]) == 0) goto done;
-    if ((rc = store_resolve(st, a->pos[0], id)) || (rc = store_model_meta(st, id, &meta))) goto done;
+    /* a run id, a model (name or id prefix), a run id prefix */
+    if ((rc = cli_info_run(st, a->pos[0], json, 0)) <= 0) goto done;
+    if ((rc = store_resolve(st, a->pos[0], id))) {
+        int rrc = rc == AM_ENOTFOUND ? cli_info_run(st, a->pos[0], json, 1) : 1;
+        if (rrc <= 0) rc = rrc;
+        else am_error(rc, "unknown model or run '%s' (see amalgam ls models, amalgam ls runs)", a->pos[0]);
+        goto done;
+    }
+    if ((rc = store_model_meta(st, id, &meta))) goto done;
     if (json && !tensors) {
         puts(meta);
         goto done;
@@ -298,6 +248,7 @@ int cmd_info(CliArgs *a) {
     printf("pooling  %s%s, max_seq_length %d, %s\n", jstr(j, "pooling", "mean"), cJSON_IsTrue(nz) ? " + normalize" : "",
            (int)jnum(j, "max_seq_length"),
            cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "do_lower_case")) ? "cased" : "uncased");
+    cli_print_model_run(st, meta); /* cmd_runs.c */
     printf("lineage  %.12s\n", id);
     print_lineage(st, &ns, id, 0);
     cJSON_Delete(j);

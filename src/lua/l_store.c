@@ -7,10 +7,13 @@
  * Store handle never invalidates models loaded through it.
  *
  *   core.raw_put_many(store, db, {k1, v1, k2, v2, ...}) -> true | nil, msg, code (one write txn)
+ *   core.raw_run_list / raw_run_get / raw_run_resolve / raw_run_state / raw_run_metrics /
+ *   raw_run_write: the run API of store_runs.h (lua/API.md)
  */
 #define _GNU_SOURCE
 #include "am_lua.h"
 #include "am_base.h"
+#include "store_runs.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -487,8 +490,174 @@ static int l_raw_put_many(lua_State *L) {
     return 1;
 }
 
+
+/* ---------------------------------------------------------------- core.raw_run_* (store_runs.h) */
+
+/* strings collected in C inside a read txn, pushed as a list after it (no Lua error can
+ * unwind through an open txn) */
+typedef struct { char **v; size_t *len; size_t n, cap; } Bufs;
+
+static void bufs_add(Bufs *b, const char *p, size_t n) {
+    if (b->n == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 32;
+        b->v = xrealloc(b->v, b->cap * sizeof *b->v);
+        b->len = xrealloc(b->len, b->cap * sizeof *b->len);
+    }
+    b->v[b->n] = xmalloc(n + 1);
+    memcpy(b->v[b->n], p, n);
+    b->v[b->n][n] = 0;
+    b->len[b->n++] = n;
+}
+
+/* push the list and free b; returns 1 (or raises after freeing) */
+static int bufs_push(lua_State *L, Bufs *b, int rc) {
+    if (!rc && lua_checkstack(L, 4)) {
+        lua_createtable(L, (int)b->n, 0);
+        for (size_t i = 0; i < b->n; i++) {
+            lua_pushlstring(L, b->v[i], b->len[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+    }
+    for (size_t i = 0; i < b->n; i++) free(b->v[i]);
+    free(b->v);
+    free(b->len);
+    return rc ? am_lua_fail(L, rc) : 1;
+}
+
+static int list_run(void *ud, const char *id, const char *json) {
+    bufs_add(ud, json, strlen(json));
+    return 0;
+}
+
+static int list_metric(void *ud, uint32_t step, const char *json, size_t len) {
+    bufs_add(ud, json, len);
+    return 0;
+}
+
+/* core.raw_run_list(store) -> { record JSON, ... } in id order */
+static int l_raw_run_list(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    Bufs b = {0};
+    return bufs_push(L, &b, store_run_list(s, list_run, &b));
+}
+
+/* core.raw_run_get(store, id) -> record JSON | nil, msg, code */
+static int l_raw_run_get(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    char *js = NULL;
+    int rc = store_run_get(s, luaL_checkstring(L, 2), &js);
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushstring(L, js);
+    free(js);
+    return 1;
+}
+
+/* core.raw_run_resolve(store, id_or_prefix) -> id | nil, msg, code */
+static int l_raw_run_resolve(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    char *id = NULL;
+    int rc = store_run_resolve(s, luaL_checkstring(L, 2), &id);
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushstring(L, id);
+    free(id);
+    return 1;
+}
+
+/* core.raw_run_state(store, id, part) -> blob | nil, msg, code */
+static int l_raw_run_state(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    void *v = NULL;
+    size_t n = 0;
+    int rc = store_run_state_get(s, luaL_checkstring(L, 2), luaL_checkstring(L, 3), &v, &n);
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushlstring(L, v, n);
+    free(v);
+    return 1;
+}
+
+/* core.raw_run_metrics(store, id [, first [, last]]) -> { metrics row JSON, ... } in step order */
+static int l_raw_run_metrics(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    const char *id = luaL_checkstring(L, 2);
+    lua_Integer a = luaL_optinteger(L, 3, 0), z = luaL_optinteger(L, 4, UINT32_MAX);
+    luaL_argcheck(L, a >= 0 && a <= UINT32_MAX, 3, "step out of range");
+    luaL_argcheck(L, z >= 0 && z <= UINT32_MAX, 4, "step out of range");
+    Bufs b = {0};
+    return bufs_push(L, &b, store_run_metrics(s, id, (uint32_t)a, (uint32_t)z, list_metric, &b));
+}
+
+typedef struct { lua_State *L; const char *id; const char *rec, *state, *cursors; size_t nstate, ncur; int metrics, drop; } RunWrite;
+
+/* strings only: the table was checked before the txn */
+static int run_write_fn(StoreTxn *t, void *ud) {
+    RunWrite *c = ud;
+    int rc = AM_OK;
+    if (c->metrics) {
+        lua_Integer n = luaL_len(c->L, c->metrics);
+        for (lua_Integer i = 1; i + 1 <= n && !rc; i += 2) {
+            lua_geti(c->L, c->metrics, i);
+            lua_geti(c->L, c->metrics, i + 1);
+            size_t vl;
+            const char *v = lua_tolstring(c->L, -1, &vl);
+            rc = store_txn_run_metric_put(t, c->id, (uint32_t)lua_tointeger(c->L, -2), v, vl);
+            lua_pop(c->L, 2);
+        }
+    }
+    if (!rc && c->drop) rc = store_txn_run_state_del(t, c->id, NULL);
+    if (!rc && c->state) rc = store_txn_run_state_put(t, c->id, "state", c->state, c->nstate);
+    if (!rc && c->cursors) rc = store_txn_run_state_put(t, c->id, "cursors", c->cursors, c->ncur);
+    if (!rc && c->rec) rc = store_txn_run_put(t, c->id, c->rec);
+    return rc;
+}
+
+static const char *opt_field(lua_State *L, int t, const char *k, size_t *n) {
+    int ty = lua_getfield(L, t, k);
+    if (ty != LUA_TNIL && ty != LUA_TSTRING) luaL_error(L, "bad argument #3 to 'raw_run_write' (%s must be a string)", k);
+    const char *s = lua_tolstring(L, -1, n);
+    lua_pop(L, 1);   /* still referenced by the table */
+    return s;
+}
+
+/* core.raw_run_write(store, id, {record=, state=, cursors=, drop_state=, metrics={step, json, ...}}) -> true | nil, msg, code
+ * one write transaction (a checkpoint: record, trainer state and pending metrics together) */
+static int l_raw_run_write(lua_State *L) {
+    Store *s = am_lua_checkstore(L, 1);
+    RunWrite c = {L, luaL_checkstring(L, 2), NULL, NULL, NULL, 0, 0, 0, 0};
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "drop_state");
+    c.drop = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    c.rec = opt_field(L, 3, "record", NULL);
+    c.state = opt_field(L, 3, "state", &c.nstate);
+    c.cursors = opt_field(L, 3, "cursors", &c.ncur);
+    int ty = lua_getfield(L, 3, "metrics");
+    if (ty == LUA_TTABLE) {
+        c.metrics = lua_gettop(L);
+        lua_Integer n = luaL_len(L, c.metrics);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, c.metrics, i);
+            int ok = (i % 2) ? lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 && lua_tointeger(L, -1) <= UINT32_MAX
+                             : lua_type(L, -1) == LUA_TSTRING;
+            lua_pop(L, 1);
+            if (!ok || n % 2) luaL_argerror(L, 3, "metrics must be {step, json, step, json, ...}");
+        }
+    } else if (ty != LUA_TNIL) {
+        luaL_argerror(L, 3, "metrics must be a table");
+    }
+    int rc = store_write(s, c.nstate + c.ncur + 4096, run_write_fn, &c);
+    if (rc) return am_lua_fail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
     {"raw_put_many", l_raw_put_many},
+    {"raw_run_list", l_raw_run_list},
+    {"raw_run_get", l_raw_run_get},
+    {"raw_run_resolve", l_raw_run_resolve},
+    {"raw_run_state", l_raw_run_state},
+    {"raw_run_metrics", l_raw_run_metrics},
+    {"raw_run_write", l_raw_run_write},
     {NULL, NULL},
 };
 

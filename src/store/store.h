@@ -41,8 +41,10 @@
 typedef struct Store Store;
 typedef struct StoreTxn StoreTxn;
 
-/* store format written by this build; a store with a newer format is refused */
-#define AM_STORE_FORMAT 1
+/* store format written by this build; a store with a newer format is refused. 2: the run,
+ * state and metrics keys of store_keys.h; a format-1 store is migrated when opened for
+ * writing (store_runs.c) and read in its old layout when opened read-only. */
+#define AM_STORE_FORMAT 2
 /* the "format" of a model's meta JSON */
 #define AM_MODEL_FORMAT 1
 #define AM_STORE_DEFAULT_MAPSIZE ((size_t)64 << 20)

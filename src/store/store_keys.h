@@ -10,14 +10,34 @@
  *   tensors   id 0x00 tensor-name (HF name)            AmTensorHeader (48 bytes) + LE float32 data
  *   names     name (UTF-8, no NUL)                     id (32 hex)
  *   vocab     vocab hash (32 hex, XXH3-128 of bytes)   vocab.txt bytes, verbatim (the key is their hash)
- *   runs      run id                                   JSON, with a "format" field (training layer)
- *   metrics   run id 0x00 be32(step)                   small JSON or header+floats (training layer)
+ *   runs      run id                                   run record JSON, "format": 1 (below)
+ *   runs      run id 0x00 part                         the last checkpoint's state: part "state" = the
+ *                                                      trainer state blob, "cursors" = JSON {step,
+ *                                                      tasks = [{epoch, pos}]}
+ *   metrics   run id 0x00 be32(step)                   one JSON row per step (below)
  *   results   model id 0x00 task 0x00 eval-config hash JSON (eval layer)
  *   datasets  dataset name                             JSON (data layer)
  *   meta      "format"                                 {"format": AM_STORE_FORMAT}
  *
  * Ids are content hashes, so they are immutable; names are mutable tags.
- * Run ids, dataset names and task names must not contain NUL bytes (0x00 is the separator).
+ * Run ids, dataset names and task names must not contain NUL bytes (0x00 is the separator);
+ * run ids (1..200 bytes) contain no '/' or control character either (store_runs.h).
+ *
+ * Runs are read and written only through src/store/store_runs.h (the Lua trainer, the CLI, the
+ * TUI). A run record (lua/amalgam/train.lua writes it; store_run_put sets "format" and "id"):
+ *   {format: 1, id, name, status: "running"|"done"|"stopped"|"failed", pid, start, end (UTC
+ *    ISO-8601), seed, steps (target), step (done), resumed (count), init (model id), args,
+ *    recipe {path, source, hash}, schedule, trainer {lr, warmup, ...}, task_specs [{data, batch,
+ *    loss, kind, role, name}], data {tasks: [{task, source, path, kind, rows, hash, batch,
+ *    loss}], hash}, models {checkpoints: [{step, id, label}], last, final, task_vector, good},
+ *    error}
+ * A metrics row: {step, task (1-based), loss, terms {name: value}, lr, grad_norm, tokens,
+ *   tokens_per_s, ids (the batch's 1-based rows; a mixed step: [{task, ids}]), mlm_accuracy}.
+ * Checkpoints' model meta carries {"run": run id, "step": n}.
+ *
+ * Store format 1 (before the run keys) had "<id>/state" and "<id>/cursors" in runs, metrics
+ * keys "<id>" be32(step) without the separator, and records without "format"; opening such a
+ * store for writing moves them (store_runs.c), read-only opens read them in place.
  */
 #ifndef AM_STORE_KEYS_H
 #define AM_STORE_KEYS_H

@@ -90,6 +90,14 @@ static int open_dbs(StoreTxn *t, void *ud) {
         return am_error(AM_ESTORE, "store %s has format %d, newer than this amalgam supports (%d)\n"
                         "HINT: use a newer amalgam build, or pass --store DIR for a separate store",
                         s->dir, c->format, AM_STORE_FORMAT);
+    if (c->format < AM_STORE_FORMAT && write) {
+        /* 1 -> 2: the run and metrics keys of store_keys.h */
+        if ((rc = st_runs_migrate(t))) return am_error_wrap(rc, "store %s: moving runs to format %d", s->dir, AM_STORE_FORMAT);
+        char buf[64];
+        int n = snprintf(buf, sizeof buf, "{\"format\":%d}", AM_STORE_FORMAT);
+        if ((rc = st_raw_put(t, AM_DB_META, fkey, strlen(fkey), buf, (size_t)n, 0, NULL))) return rc;
+        c->format = AM_STORE_FORMAT;
+    }
     return AM_OK;
 }
 
@@ -238,6 +246,7 @@ static int env_open(const char *dir, const StoreOptions *opt, size_t mapsize, St
         rc = store_write(s, 0, open_dbs, &ic);
         if (rc) goto fail;
     }
+    s->format = ic.format;
     *out = s;
     return AM_OK;
 fail:

@@ -52,7 +52,7 @@ run_b=$("$AM" run "$W/train.lua" data="$W/pairs.jsonl" ck=2 seed=4 2>"$W/err") |
 run_old=$("$AM" run "$W/train.lua" name=old data="$W/pairs.jsonl" keep=1 seed=5 2>"$W/err") || bad "train old"
 "$AM" lua -e "local st = am.store.default(); local r = am.json.decode(st:get('runs', '$run_old'))
 r.keep_state = nil; assert(st:put('runs', '$run_old', am.json.encode(r)))" 2>"$W/err" || bad "strip keep_state"
-"$AM" lua -e "local st = am.store.default(); print(st:get('runs', '$run_a/state') == nil, st:get('runs', '$run_old/state') ~= nil)" >"$W/out" 2>&1
+"$AM" lua -e "local st = am.store.default(); print(am.raw_run_state(st, '$run_a', 'state') == nil, am.raw_run_state(st, '$run_old', 'state') ~= nil)" >"$W/out" 2>&1
 grep -q "^true	true$" "$W/out" && ok "a done run drops its trainer state; keep_state keeps it" || bad "state at the end of a run: $(cat "$W/out")"
 "$AM" init-model --config tiny --name a-rather-long-model-name-that-goes-on-and-on-for-a-while --seed 9 >/dev/null 2>&1
 "$AM" init-model --config tiny --name second-name-of-base --seed 7 >/dev/null 2>&1
@@ -134,7 +134,7 @@ expect "gc --dry-run" 0 "would drop the trainer state of 1 finished runs|kept th
 [ -d "$AMALGAM_STORE/cache/emb/0123456789abcdef0123456789abcdef" ] && ok "gc --dry-run keeps files" || bad "dry-run deleted files"
 expect "gc drops finished runs' state and stale caches" 0 "dropped the trainer state of 1 finished runs: [67][0-9]\.[0-9] MB|dropped 1 embedding caches|free pages" "$AM" gc
 [ ! -d "$AMALGAM_STORE/cache/emb/0123456789abcdef0123456789abcdef" ] && ok "gc removed the stale cache" || bad "stale cache kept"
-"$AM" lua -e "local st = am.store.default(); print(st:get('runs', '$run_old/state') == nil, st:get('runs', '$run_k/state') ~= nil)" >"$W/out" 2>&1
+"$AM" lua -e "local st = am.store.default(); print(am.raw_run_state(st, '$run_old', 'state') == nil, am.raw_run_state(st, '$run_k', 'state') ~= nil)" >"$W/out" 2>&1
 grep -q "^true	true$" "$W/out" && ok "gc: the old done run's state is gone, the keep_state run's kept" || bad "gc state: $(cat "$W/out")"
 expect "gc again: nothing to drop" 0 "nothing to drop" "$AM" gc
 size0=$(stat -c %s "$AMALGAM_STORE/data.mdb")

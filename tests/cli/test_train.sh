@@ -86,7 +86,7 @@ for sig in TERM INT; do
   id=$(sed -n 's/^amalgam: interrupted at step [0-9]*\/40 of run \([^;]*\); resume with: amalgam resume \1$/\1/p' "$W/err")
   [ -n "$id" ] && ok "SIG$sig: one line names the step and how to resume the run" || bad "SIG$sig: no resume hint"
   grep -q "traceback\|error" "$W/err" && bad "SIG$sig: a traceback or error after an interrupt" || ok "SIG$sig: no traceback"
-  "$AM" info "$id" >"$W/info" 2>"$W/err"
+  "$AM" info "$id" --json >"$W/info" 2>"$W/err"
   step=$(awk -F: '/"step":/ {gsub(/[ \t,]/, "", $2); print $2; exit}' "$W/info")
   grep -q '"status":[[:space:]]*"stopped"' "$W/info" && ok "SIG$sig: run marked stopped" || bad "SIG$sig: run not stopped"
   grep -q '"last":[[:space:]]*"[0-9a-f]\{32\}"' "$W/info" && ok "SIG$sig: a checkpoint is stored" || bad "SIG$sig: no checkpoint"
@@ -112,7 +112,7 @@ expect "NaN loss stops the run with a message" 1 "non-finite loss at step [0-9]+
   "$AM" run "$W/nan.lua" data="$W/pairs.jsonl" lr=1e5
 "$AM" ls runs >"$W/ls" 2>"$W/err"
 nid=$(awk '$2 == "failed" {print $1; exit}' "$W/ls")
-"$AM" info "$nid" >"$W/info" 2>"$W/err"
+"$AM" info "$nid" --json >"$W/info" 2>"$W/err"
 grep -q '"status":[[:space:]]*"failed"' "$W/info" && ok "NaN: run marked failed" || bad "NaN: run not failed"
 grep -q '"error":[[:space:]]*"non-finite loss' "$W/info" && ok "NaN: the record keeps the message" || bad "NaN: no error message"
 ck=$(grep -o '"good":[[:space:]]*"[0-9a-f]\{32\}"' "$W/info" | grep -o '[0-9a-f]\{32\}')
@@ -144,9 +144,16 @@ expect "NaN at step 2: no good checkpoint, the initial model is the last good on
 
 # --- amalgam ls runs / amalgam info RUN
 expect "ls runs lists every run" 0 "^RUN +STATUS|^ref-[^ ]+ +done +40/40|^sigTERM-[^ ]+ +done +40/40|^sigINT-[^ ]+ +done +40/40|^nan-[^ ]+ +failed" "$AM" ls runs
-expect "info RUN shows one run" 0 "\"status\":[[:space:]]*\"done\"|\"name\":[[:space:]]*\"ref\"" "$AM" info \
-  "$(awk '$1 ~ /^ref-/ {print $1; exit}' "$W/ls")"
-expect "info of an unknown run fails" 1 "nosuch" "$AM" info nosuch-run
+rid=$(awk '$1 ~ /^ref-/ {print $1; exit}' "$W/ls")
+expect "info RUN --json gives the record" 0 "\"status\":[[:space:]]*\"done\"|\"name\":[[:space:]]*\"ref\"|\"format\":[[:space:]]*1" \
+  "$AM" info "$rid" --json
+expect "info RUN: a summary" 0 "^run +$rid|^status +done, step 40 of 40|^recipe +.*train.lua|^time +.*\([0-9]+s\)|^tasks +1 pairs.jsonl +pairs +64 rows, batch 8 +infonce +final loss [0-9.]+ \(step 40\)|^models +[0-9a-f]{12}  step 40 +ref +\(final\)|task vector" \
+  "$AM" info "$rid"
+expect "info RUN accepts a unique prefix" 0 "^run +$rid" "$AM" info "${rid:0:12}"
+expect "info MODEL shows the run that made it" 0 "^run +[a-zA-Z]+-[0-9]+-[0-9a-f]+  \(step 40 of its 40; run done" "$AM" info ref
+expect_fail "info of an ambiguous run prefix lists the runs" "run id prefix 'sig' is ambiguous, 2 runs match: sigINT-.*, sigTERM-" \
+  "$AM" info sig
+expect "info of an unknown run fails" 1 "unknown model or run 'nosuch-run'" "$AM" info nosuch-run
 "$AM" ls runs --json >"$W/runs.json" 2>"$W/err"
 printf 'local am = require "amalgam"\nlocal f = io.open(args.f)\nlocal t = am.json.decode(f:read("a"))\nlocal s = {}\nfor _, r in ipairs(t) do assert(not (r.recipe and r.recipe.source), "no recipe source"); s[#s + 1] = r.name .. "=" .. r.status end\ntable.sort(s)\nprint(#t, table.concat(s, ","))\n' >"$W/lsjson.lua"
 expect "ls runs --json gives every run record" 0 "^4	nan=failed,ref=done,sigINT=done,sigTERM=done$" \

@@ -238,9 +238,14 @@ T.ok(rec.data.tasks[1].rows == 64 and rec.data.hash, "data manifest")
 local met = am.run_metrics(run.id)
 T.eq(#met, 40, "metrics for every step")
 T.ok(met[1].lr and met[1].tokens_per_s and #met[1].ids == 16, "metrics fields incl. example ids")
-T.ok(not st:get("runs", run.id .. "/state") and not st:get("runs", run.id .. "/cursors"),
+T.ok(not am.raw_run_state(st, run.id, "state") and not am.raw_run_state(st, run.id, "cursors"),
   "a done run drops its trainer state (keep_state keeps it)")
 T.eq(met[1].task, path:match("([^/]+)$"), "metrics name the task as progress lines do")
+T.eq(st:get("runs", run.id .. "/state"), nil, "no format-1 state key")
+T.eq(am.json.decode(st:get("runs", run.id)).format, 1, "the record has a format")
+T.eq(#am.run_metrics(run.id, { after = 35 }), 5, "metrics after a step")
+T.eq(am.run_metrics(run.id, { after = 35, last = 36 })[1].step, 36, "metrics in a step range")
+T.eq(am.run_info(run.id:sub(1, #run.id - 2)).id, run.id, "a unique prefix of a run id")
 local found = false
 for _, r in ipairs(am.runs()) do found = found or r.id == run.id end
 T.ok(found, "am.runs lists the run")
@@ -284,7 +289,7 @@ do
     tasks = { { data = path, batch = 8 } } })
   local r10 = assert(am.train { name = "ext", init = base, steps = 10, lr = 1e-3, seed = 11, progress = false,
     keep_state = true, tasks = { { data = path, batch = 8 } } })
-  T.ok(st:get("runs", r10.id .. "/state"), "keep_state keeps a done run's trainer state")
+  T.ok(am.raw_run_state(st, r10.id, "state"), "keep_state keeps a done run's trainer state")
   T.eq(am.run_info(r10.id).keep_state, true, "the record says keep_state")
   local lrs = {}
   local r20 = assert(am.resume(r10.id, { steps = 20, progress = false, on_step = function(m) lrs[#lrs + 1] = m.lr end }))

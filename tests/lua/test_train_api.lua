@@ -246,6 +246,42 @@ do
   T.checkerr("bad argument #1 to 'runs' (Store expected, got integer)", function() am.runs(5) end)
   T.checkerr("bad argument #1 to 'run_info' (string expected, got nil)", function() am.run_info(nil) end)
   T.checkerr("bad argument #1 to 'run_metrics' (string expected, got nil)", function() am.run_metrics(nil) end)
+  T.checkerr("run_metrics: unknown option 'aftr'", function() am.run_metrics(run.id, { aftr = 1 }) end)
+  T.eq(#am.run_metrics(run.id, { after = 1 }), 2, "am.run_metrics after a step")
+  T.eq(#am.run_metrics(run.id, { store = st, after = 1, last = 2 }), 1, "am.run_metrics in a step range")
+  T.eq(am.run_info(run.id:sub(1, -3)).id, run.id, "am.run_info of a unique prefix")
+end
+
+-- ------------------------------------------------------------------ am.raw_run_*
+do
+  local st = am.store.default()
+  T.eq(am.raw_run_write(st, "tapi-run", { record = am.json.encode { status = "done" }, state = "\0blob",
+    cursors = "{}", metrics = { 1, '{"step":1}', 2, '{"step":2}' } }), true, "raw_run_write")
+  local rec = am.json.decode(assert(am.raw_run_get(st, "tapi-run")))
+  T.ok(rec.format == 1 and rec.id == "tapi-run" and rec.status == "done", "raw_run_get: the record with format and id")
+  T.checkfail("ENOTFOUND", am.raw_run_get, st, "tapi-none")
+  T.eq(am.raw_run_state(st, "tapi-run", "state"), "\0blob", "raw_run_state")
+  T.checkfail("ENOTFOUND", am.raw_run_state, st, "tapi-none", "state")
+  T.checkfail("EINVAL", am.raw_run_state, st, "tapi-run", "Bad")
+  T.eq(#am.raw_run_metrics(st, "tapi-run"), 2, "raw_run_metrics: all")
+  T.eq(am.raw_run_metrics(st, "tapi-run", 2)[1], '{"step":2}', "raw_run_metrics: from a step")
+  T.eq(#am.raw_run_metrics(st, "tapi-run", 1, 1), 1, "raw_run_metrics: a range")
+  local n = 0
+  for _, text in ipairs(am.raw_run_list(st)) do n = n + (am.json.decode(text).id == "tapi-run" and 1 or 0) end
+  T.eq(n, 1, "raw_run_list")
+  T.eq(am.raw_run_resolve(st, "tapi-r"), "tapi-run", "raw_run_resolve: a prefix")
+  T.checkfail("ENOTFOUND", am.raw_run_resolve, st, "tapi-none")
+  assert(am.raw_run_write(st, "tapi-rux", { record = "{}" }))
+  T.checkfail("EINVAL", am.raw_run_resolve, st, "tapi-r")
+  T.checkfail("EINVAL", am.raw_run_write, st, "a/b", { record = "{}" })
+  T.checkfail("EINVAL", am.raw_run_write, st, "tapi-run", { record = "[1]" })
+  T.checkerr("bad argument #3 to 'raw_run_write' (metrics must be {step, json, step, json, ...})",
+    function() am.raw_run_write(st, "tapi-run", { metrics = { 1 } }) end)
+  T.checkerr("bad argument #3 to 'raw_run_write' (state must be a string)",
+    function() am.raw_run_write(st, "tapi-run", { state = 5 }) end)
+  T.checkerr("bad argument #4 to 'raw_run_metrics' (step out of range)", function() am.raw_run_metrics(st, "x", 1, -1) end)
+  T.checkerr("train: name 'a/b' must not contain '/' or control characters",
+    function() am.train { name = "a/b", init = "x", tasks = { { data = "x" } } } end)
 end
 
 T.done()
