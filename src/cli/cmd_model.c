@@ -219,9 +219,11 @@ int cmd_info(CliArgs *a) {
     /* a run id, a model (name or id prefix), a run id prefix */
     if ((rc = cli_info_run(st, a->pos[0], json, 0)) <= 0) goto done;
     if ((rc = store_resolve(st, a->pos[0], id))) {
+        char *why = xstrdup(am_lasterror());
         int rrc = rc == AM_ENOTFOUND ? cli_info_run(st, a->pos[0], json, 1) : 1;
         if (rrc <= 0) rc = rrc;
-        else am_error(rc, "unknown model or run '%s' (see amalgam ls models, amalgam ls runs)", a->pos[0]);
+        else am_error(rc, "%s; no run matches it either (see amalgam ls runs)", why);
+        free(why);
         goto done;
     }
     if ((rc = store_model_meta(st, id, &meta))) goto done;

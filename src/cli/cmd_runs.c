@@ -86,12 +86,16 @@ static void fmt_duration(double s, char *buf, size_t cap) {
 }
 
 #define MAX_TASKS 64
-typedef struct { double loss[MAX_TASKS]; uint32_t step[MAX_TASKS]; int rows; } LastLoss;
+typedef struct { double loss[MAX_TASKS]; uint32_t step[MAX_TASKS]; int rows, n; const char *name[MAX_TASKS]; } LastLoss;
 
 static int last_loss(void *ud, uint32_t step, const char *json, size_t len) {
     LastLoss *l = ud;
     cJSON *j = cJSON_ParseWithLength(json, len);
-    int t = (int)jnum(j, "task");
+    /* "task": the task's name (its index, 1-based, in runs of older builds) */
+    const cJSON *task = cJSON_GetObjectItemCaseSensitive(j, "task");
+    int t = cJSON_IsNumber(task) ? (int)task->valuedouble : 0;
+    for (int i = 0; cJSON_IsString(task) && i < l->n; i++)
+        if (l->name[i] && strcmp(l->name[i], task->valuestring) == 0) t = i + 1;
     const cJSON *loss = cJSON_GetObjectItemCaseSensitive(j, "loss");
     if (t >= 1 && t <= MAX_TASKS && cJSON_IsNumber(loss)) {
         l->loss[t - 1] = loss->valuedouble;
@@ -122,15 +126,17 @@ static void print_summary(Store *st, const char *id, cJSON *r) {
 
     LastLoss ll;
     memset(&ll, 0, sizeof ll);
-    if (store_run_metrics(st, id, 0, UINT32_MAX, last_loss, &ll)) am_clearerror();
     const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "data"), "tasks");
     const cJSON *specs = cJSON_GetObjectItemCaseSensitive(r, "task_specs");
-    int i = 0;
     const cJSON *t;
+    cJSON_ArrayForEach(t, tasks) if (ll.n < MAX_TASKS) ll.name[ll.n++] = jstr(t, "name", NULL);
+    if (store_run_metrics(st, id, 0, UINT32_MAX, last_loss, &ll)) am_clearerror();
+    int i = 0;
     cJSON_ArrayForEach(t, tasks) {
         const cJSON *spec = cJSON_GetArrayItem(specs, i);
         const char *src = jstr(t, "source", "?");
-        const char *label = jstr(spec, "name", NULL);
+        const char *label = jstr(t, "name", NULL);
+        if (!label) label = jstr(spec, "name", NULL);
         if (!label) label = jstr(spec, "data", NULL);
         if (!label) label = strcmp(src, "file") == 0 ? jstr(t, "path", "?") : src;
         const char *slash = strrchr(label, '/');

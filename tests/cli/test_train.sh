@@ -153,7 +153,7 @@ expect "info RUN accepts a unique prefix" 0 "^run +$rid" "$AM" info "${rid:0:12}
 expect "info MODEL shows the run that made it" 0 "^run +[a-zA-Z]+-[0-9]+-[0-9a-f]+  \(step 40 of its 40; run done" "$AM" info ref
 expect_fail "info of an ambiguous run prefix lists the runs" "run id prefix 'sig' is ambiguous, 2 runs match: sigINT-.*, sigTERM-" \
   "$AM" info sig
-expect "info of an unknown run fails" 1 "unknown model or run 'nosuch-run'" "$AM" info nosuch-run
+expect "info of an unknown run fails" 1 "unknown model 'nosuch-run'.*no run matches it either" "$AM" info nosuch-run
 "$AM" ls runs --json >"$W/runs.json" 2>"$W/err"
 printf 'local am = require "amalgam"\nlocal f = io.open(args.f)\nlocal t = am.json.decode(f:read("a"))\nlocal s = {}\nfor _, r in ipairs(t) do assert(not (r.recipe and r.recipe.source), "no recipe source"); s[#s + 1] = r.name .. "=" .. r.status end\ntable.sort(s)\nprint(#t, table.concat(s, ","))\n' >"$W/lsjson.lua"
 expect "ls runs --json gives every run record" 0 "^4	nan=failed,ref=done,sigINT=done,sigTERM=done$" \
