@@ -28,7 +28,7 @@ static const struct {
      "embed one text per line; writes a NumPy .npy float32 array (n, dim) to stdout or FILE"},
     {"ls", cmd_ls, (const char *const[]){"json", NULL}, NULL, "ls [models|datasets|results|runs] [--json]", "list what the store holds"},
     {"info", cmd_info, (const char *const[]){"json", "tensors", NULL}, NULL, "info [MODEL [--tensors] [--json] | RUN [--json]]",
-     "config, size, tensors, lineage and run of a model; a training run's summary; no argument: the store's size per kind"},
+     "config, size, tensors, lineage and run of a model; info RUN: a training run's summary; no argument: the store's size per kind"},
     {"rm", cmd_rm, (const char *const[]){"force", "dry-run", NULL}, NULL, "rm MODEL|RUN... [--force] [--dry-run]",
      "remove models (and their results) or runs (and the unnamed checkpoints they made)"},
     {"gc", cmd_gc, (const char *const[]){"dry-run", "compact", NULL}, NULL, "gc [--dry-run] [--compact]",

@@ -37,7 +37,7 @@ expect "train in a copied store" 0 "trained .* done" "$AM" run "$W/train.lua" na
 run_id=$(awk '/^trained/ {print $2}' "$W/out")
 expect "eval --task in a copied store" 0 "tb" "$AM" eval base --task tb --no-store
 expect "eval of an imported STS set in a copied store" 0 "ts" "$AM" eval base --task ts --no-store
-expect "the run's data manifest is store-relative" 0 '"datasets/tp/pairs.jsonl"' "$AM" info "${run_id:-none}"
+expect "the run's data manifest is store-relative" 0 '"datasets/tp/pairs.jsonl"' "$AM" info "${run_id:-none}" --json
 if grep -q "$W/copy" "$W/out"; then bad "no absolute data path in the run"; else ok "no absolute data path in the run"; fi
 
 # --- a store written before (absolute paths into its own datasets/), then moved
@@ -67,7 +67,7 @@ expect "old absolute paths, original gone: eval" 0 "tb" "$AM" eval base --task t
 (cd "$W" && AMALGAM_STORE=moved/store "$AM" run "$W/train.lua" name=r1 data=tp) >"$W/out" 2>"$W/err" || bad "train with a relative store"
 run_id=$(awk '/^trained/ {print $2}' "$W/out")
 expect "relative --store: the run's data path is store-relative" 0 '"datasets/tp/pairs.jsonl"' \
-  "$AM" info "${run_id:-none}"
+  "$AM" info "${run_id:-none}" --json
 
 # --- an unknown dataset lists the registered ones
 expect_fail "am.train: unknown dataset lists the known ones" "unknown dataset 'tpx'.*tb, tp, ts" \
