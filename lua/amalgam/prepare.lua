@@ -629,7 +629,11 @@ function M.import(opts)
     error(("prepare --import: dataset '%s' already exists (use --force to replace it)"):format(name), 0)
   end
   local t0 = S.now()
-  local ds, msg = D.import(spec)
+  -- beir:DIR#ignore_identical_ids: MTEB's option for sets whose queries are docs (ArguAna, Quora,
+  -- FiQA, ...), kept in the registry's eval so `amalgam eval NAME` drops a query's own doc
+  local iii = spec:find("#ignore_identical_ids", 1, true) ~= nil
+  local dspec = spec:gsub("#ignore_identical_ids", "")
+  local ds, msg = D.import(dspec)
   if not ds then error(msg, 0) end
   local kind = ds:kind()
   local path = ({ retrieval = "beir", pairs = "pairs.jsonl", graded = "sts.jsonl", labelled = "labels.jsonl",
@@ -639,11 +643,15 @@ function M.import(opts)
   local desc = write_files(out, name, { data = { ds = ds, path = path, fmt = kind == "text" and "lines" or nil } })
   local f = desc.data
   local evals = json.array()
+  if iii and kind ~= "retrieval" then
+    error(("prepare --import: #ignore_identical_ids applies to beir:DIR only, not %s"):format(spec), 0)
+  end
   if kind == "retrieval" then
     local split = "test"
     local splits = f.splits or {}
     if not splits.test then split = next(splits) end
-    evals[1] = { type = "retrieval", metric = "ndcg_at_10", test = "data", split = split }
+    evals[1] = { type = "retrieval", metric = "ndcg_at_10", test = "data", split = split,
+      ignore_identical_ids = iii or nil }
   elseif kind == "graded" then
     evals[1] = { type = "sts", metric = "cosine_spearman", test = "data" }
   elseif kind == "labelled" then

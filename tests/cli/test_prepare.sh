@@ -45,6 +45,11 @@ assert rows["my-labels"]["kind"] == "labelled"
 PY
 grep -q "| my-beir | id | retrieval |" "$AMALGAM_STORE/datasets/README" && ok "README lists the import" || bad "README"
 expect_fail "re-import needs --force" "already exists.*--force" "$AM" prepare --import "sts:$D/sts.tsv" --name my-sts
+# MTEB's ignore_identical_ids, recorded in the registry's eval
+"$AM" prepare --import "beir:$D/beir#ignore_identical_ids" --name my-beir-iii >/dev/null 2>"$W/err" \
+  && "$AM" ls datasets --json >"$W/out" 2>>"$W/err" \
+  && python3 -c 'import json,sys; r={x["name"]: x for x in json.load(open(sys.argv[1]))}; sys.exit(0 if r["my-beir-iii"]["evals"][0].get("ignore_identical_ids") is True and not r["my-beir"]["evals"][0].get("ignore_identical_ids") else 1)' "$W/out" \
+  && ok "import beir:DIR#ignore_identical_ids records the option" || bad "import #ignore_identical_ids: $(cat "$W/err")"
 "$AM" prepare --import "sts:$D/sts.jsonl" --name my-sts --force >/dev/null 2>"$W/err" && ok "re-import with --force" || bad "--force"
 
 # --- bad input: each a clear error with file:line, nothing registered or written
