@@ -1,5 +1,5 @@
 /* bench_train.c - `amalgam bench train` on the real training step (trainer_step), shaped like
- * ../shared/bench/torch_ref.py --mode train (see bench_train.h). */
+ * tools/bench/torch_peer.py --mode train (see bench_train.h). */
 #include "bench_train.h"
 #include "am_base.h"
 #include "tensor.h"
