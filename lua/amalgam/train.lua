@@ -9,7 +9,8 @@
 --        | nil, msg, code for expected failures (unknown dataset/model, batch > dataset, ...)
 --   am.resume(run_id [, {steps=, on_step=, progress=}]) -> run | nil, msg, code
 --   am.runs([store]) -> { run records (decoded JSON), ... }; am.run_info(id [, store]) -> record
---   am.run_metrics(id [, store]) -> { {step=, ...}, ... }
+--   am.run_metrics(id [, store | {store=, after=, last=}]) -> { {step=, ...}, ... }
+--   (run ids may be unique prefixes)
 --   am.loss.infonce{temperature=0.05, symmetric=, hard_negatives=} / cosent{scale=20} /
 --     codiemb_sts{...} / matryoshka{dims=, inner=} / starbucks{pairs=, inner=} / random_2d{...} / mlm{}
 --

@@ -205,7 +205,15 @@ int cli_info_run(Store *st, const char *q, int json, int prefix) {
 /* info MODEL: the run that made a checkpoint (its meta carries {"run": id, "step": n}) */
 void cli_print_model_run(Store *st, const char *meta_json) {
     cJSON *m = cJSON_Parse(meta_json);
-    const char *rid = jstr(m, "run", NULL);
+    const char *rid = jstr(m, "run", NULL), *ck = jstr(m, "checkpoint", NULL);
+    char *ck_meta = NULL;
+    if (!rid && ck && store_model_meta(st, ck, &ck_meta) == AM_OK) { /* a task vector: its checkpoint's run */
+        cJSON_Delete(m);
+        m = cJSON_Parse(ck_meta);
+        free(ck_meta);
+        rid = jstr(m, "run", NULL);
+    }
+    am_clearerror();
     if (rid) {
         char *text = NULL;
         printf("run      %s", rid);

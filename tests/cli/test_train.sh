@@ -151,6 +151,7 @@ expect "info RUN: a summary" 0 "^run +$rid|^status +done, step 40 of 40|^recipe 
   "$AM" info "$rid"
 expect "info RUN accepts a unique prefix" 0 "^run +$rid" "$AM" info "${rid:0:12}"
 expect "info MODEL shows the run that made it" 0 "^run +[a-zA-Z]+-[0-9]+-[0-9a-f]+  \(step 40 of its 40; run done" "$AM" info ref
+expect "info of a task vector shows its checkpoint's run" 0 "^run +[a-zA-Z]+-[0-9]+-[0-9a-f]+  \(step 40 of its 40; run done" "$AM" info ref.tau
 expect_fail "info of an ambiguous run prefix lists the runs" "run id prefix 'sig' is ambiguous, 2 runs match: sigINT-.*, sigTERM-" \
   "$AM" info sig
 expect "info of an unknown run fails" 1 "unknown model 'nosuch-run'.*no run matches it either" "$AM" info nosuch-run

@@ -138,6 +138,15 @@ TEST(batched_txn) {
     CHECK_EQ_INT(store_txn_run_put(t, "b/c", "{}"), AM_EINVAL);
     CHECK_OK(store_txn_commit(t));
     CHECK_EQ_INT(metrics(s, "b", 0, UINT32_MAX).n, 2);
+    StoreRunSize z;
+    CHECK_OK(store_run_size(s, "b", &z));
+    CHECK(z.metric_rows == 2 && z.metric_bytes == 2 * (1 + 5 + 2) && z.state_bytes == 1 + 6 + 1 && z.record_bytes > 20);
+    CHECK_OK(store_txn_begin(s, &t));
+    CHECK_OK(store_txn_run_state_del(t, "b", NULL));
+    CHECK_OK(store_txn_run_state_del(t, "b", NULL));   /* nothing left: no error inside a txn */
+    CHECK_OK(store_txn_commit(t));
+    CHECK_OK(store_run_size(s, "b", &z));
+    CHECK(z.state_bytes == 0 && z.metric_rows == 2);
     char *js = NULL;
     CHECK_OK(store_run_get(s, "b", &js));
     CHECK(js && strstr(js, "\"format\":1"));
@@ -181,6 +190,9 @@ static void check_old_contents(Store *s, const char *when) {
     CHECK_OK(store_run_resolve(s, "fx-st", &id));
     CHECK(id && strcmp(id, OLD_STOPPED) == 0);
     free(id);
+    StoreRunSize z;
+    CHECK_OK(store_run_size(s, OLD_STOPPED, &z));
+    CHECKF(z.metric_rows == 3 && z.state_bytes > 1000 && z.record_bytes > 100, "%s: size of the stopped run", when);
     StoreStat st;
     CHECK_OK(store_stat(s, &st));
     CHECK_EQ_INT(st.entries[AM_DB_RESULTS], 1);
