@@ -1,4 +1,5 @@
-/* loss.c - losses on pooled embeddings (see loss.h for every definition) and LossSpec evaluation.
+/* loss.c - losses on pooled embeddings (see loss.h for every definition); loss_spec.c composes
+ * them into LossSpec trees (Matryoshka, Starbucks, random 2D) and evaluates those.
  *
  * Dims legend: n examples, P positives and K hard negatives per example, R = n(1+P+K) rows,
  * M = nP + nK candidate rows, d = features used (first d of each row), L layers, C hidden size.
@@ -9,6 +10,7 @@
  * logs are double, and the gradient flows back through the normalisation into the float rows.
  */
 #include "loss.h"
+#include "loss_internal.h"
 #include "am_base.h"
 #include "tensor.h"
 
@@ -112,7 +114,7 @@ static double ce_row(const double *t, int m, int target, double *g) {
 
 /* ------------------------------------------------------------------ InfoNCE */
 
-static double infonce_eval(const LossInput *in, const InfoNCEOptions *o, float *demb, double w) {
+double loss_infonce_eval(const LossInput *in, const InfoNCEOptions *o, float *demb, double w) {
     const int n = in->n, P = in->n_pos, K = in->n_neg, d = in->dim, M = n * P + n * K;
     AM_ASSERT(n >= 1 && P >= 1 && K >= 0 && d >= 1 && d <= in->ld);
     const int use_thr = in->gold && isfinite(o->threshold);
@@ -195,15 +197,13 @@ static double infonce_eval(const LossInput *in, const InfoNCEOptions *o, float *
     return loss;
 }
 
-double infonce_forward(const LossInput *in, const InfoNCEOptions *o) { return infonce_eval(in, o, NULL, 0); }
+double infonce_forward(const LossInput *in, const InfoNCEOptions *o) { return loss_infonce_eval(in, o, NULL, 0); }
 void infonce_backward(float *demb, const LossInput *in, const InfoNCEOptions *o, double dloss) {
-    infonce_eval(in, o, demb, dloss);
+    loss_infonce_eval(in, o, demb, dloss);
 }
 
 /* ------------------------------------------------------------------ losses of the pair similarities */
 
-/* A loss of c_i = sim(q_i, p_i) and gold y: returns L, fills dc (n) = ∂L/∂c if dc != NULL. */
-typedef double (*PairFn)(const double *c, const float *y, int n, const void *opt, double *dc);
 
 static void pair_sims(double *c, const Rows *r, int n) {
     const int d = r->d;
@@ -232,7 +232,7 @@ static void assert_graded(const LossInput *in) {
     AM_ASSERT(in->n >= 1 && in->n_pos == 1 && in->n_neg == 0 && in->gold != NULL && in->dim >= 1 && in->dim <= in->ld);
 }
 
-static double pair_eval(const LossInput *in, int sim, PairFn fn, const void *opt, float *demb, double w) {
+double loss_pair_eval(const LossInput *in, int sim, PairFn fn, const void *opt, float *demb, double w) {
     assert_graded(in);
     const int n = in->n;
     Rows r;
@@ -251,7 +251,7 @@ static double pair_eval(const LossInput *in, int sim, PairFn fn, const void *opt
 }
 
 /* CoSENT: log(1 + Σ_{y_i > y_j} exp(s (c_j - c_i))) */
-static double cosent_fn(const double *c, const float *y, int n, const void *opt, double *dc) {
+double loss_cosent_fn(const double *c, const float *y, int n, const void *opt, double *dc) {
     const double s = (double)((const CoSENTOptions *)opt)->scale;
     double mx = 0;
     for (int i = 0; i < n; i++)
@@ -388,34 +388,34 @@ done:
     return count ? total / count : 0.0;
 }
 
-double cosent_forward(const LossInput *in, const CoSENTOptions *o) { return pair_eval(in, o->sim, cosent_fn, o, NULL, 0); }
+double cosent_forward(const LossInput *in, const CoSENTOptions *o) { return loss_pair_eval(in, o->sim, loss_cosent_fn, o, NULL, 0); }
 void cosent_backward(float *demb, const LossInput *in, const CoSENTOptions *o, double dloss) {
-    pair_eval(in, o->sim, cosent_fn, o, demb, dloss);
+    loss_pair_eval(in, o->sim, loss_cosent_fn, o, demb, dloss);
 }
-double pearson_forward(const LossInput *in, int sim) { return pair_eval(in, sim, pearson_fn, NULL, NULL, 0); }
+double pearson_forward(const LossInput *in, int sim) { return loss_pair_eval(in, sim, pearson_fn, NULL, NULL, 0); }
 void pearson_backward(float *demb, const LossInput *in, int sim, double dloss) {
-    pair_eval(in, sim, pearson_fn, NULL, demb, dloss);
+    loss_pair_eval(in, sim, pearson_fn, NULL, demb, dloss);
 }
 double rankkl_forward(const LossInput *in, int sim, float temperature) {
     TempOpt o = { (double)temperature, 0 };
-    return pair_eval(in, sim, rankkl_fn, &o, NULL, 0);
+    return loss_pair_eval(in, sim, rankkl_fn, &o, NULL, 0);
 }
 void rankkl_backward(float *demb, const LossInput *in, int sim, float temperature, double dloss) {
     TempOpt o = { (double)temperature, 0 };
-    pair_eval(in, sim, rankkl_fn, &o, demb, dloss);
+    loss_pair_eval(in, sim, rankkl_fn, &o, demb, dloss);
 }
 double pro_forward(const LossInput *in, int sim, float temperature, float eps) {
     TempOpt o = { (double)temperature, (double)eps };
-    return pair_eval(in, sim, pro_fn, &o, NULL, 0);
+    return loss_pair_eval(in, sim, pro_fn, &o, NULL, 0);
 }
 void pro_backward(float *demb, const LossInput *in, int sim, float temperature, float eps, double dloss) {
     TempOpt o = { (double)temperature, (double)eps };
-    pair_eval(in, sim, pro_fn, &o, demb, dloss);
+    loss_pair_eval(in, sim, pro_fn, &o, demb, dloss);
 }
 
 /* ------------------------------------------------------------------ CoDiEmb composite */
 
-static void add_term(LossResult *r, const char *prefix, const char *name, double v) {
+void loss_add_term(LossResult *r, const char *prefix, const char *name, double v) {
     if (!r) return;
     if (r->n_terms >= AM_LOSS_MAX_TERMS) return;
     char *dst = r->term[r->n_terms].name;
@@ -432,12 +432,12 @@ static void add_term(LossResult *r, const char *prefix, const char *name, double
 }
 
 /* Returns the (unweighted) composite; gradients are scaled by gw, the reported terms by tw. */
-static double codiemb_eval(const LossInput *last, const LossInput *mid, const CoDiEmbOptions *o,
-                           float *dlast, float *dmid, double gw, double tw, LossResult *terms, const char *prefix) {
+double loss_codiemb_eval(const LossInput *last, const LossInput *mid, const CoDiEmbOptions *o,
+                         float *dlast, float *dmid, double gw, double tw, LossResult *terms, const char *prefix) {
     assert_graded(last);
     const int n = last->n;
     double lmid = 0;
-    if (o->w_mid != 0 && mid) lmid = infonce_eval(mid, &o->mid, dmid, gw * (double)o->w_mid);
+    if (o->w_mid != 0 && mid) lmid = loss_infonce_eval(mid, &o->mid, dmid, gw * (double)o->w_mid);
     Rows r;
     rows_init(&r, last, o->sim, dlast != NULL);
     double *c = xmalloc((size_t)n * sizeof(double)), *dc = xcalloc((size_t)n, sizeof(double));
@@ -449,13 +449,13 @@ static double codiemb_eval(const LossInput *last, const LossInput *mid, const Co
         { rankkl_fn, &ko, (double)o->w_rankkl, "rankkl" },
     };
     double total = (double)o->w_mid * lmid;
-    if (mid && o->w_mid != 0) add_term(terms, prefix, "mid", tw * (double)o->w_mid * lmid);
+    if (mid && o->w_mid != 0) loss_add_term(terms, prefix, "mid", tw * (double)o->w_mid * lmid);
     for (int k = 0; k < 3; k++) {
         if (parts[k].wt == 0) continue;
         if (tmp) memset(tmp, 0, (size_t)n * sizeof(double));
         double v = parts[k].fn(c, last->gold, n, parts[k].opt, tmp);
         total += parts[k].wt * v;
-        add_term(terms, prefix, parts[k].name, tw * parts[k].wt * v);
+        loss_add_term(terms, prefix, parts[k].name, tw * parts[k].wt * v);
         if (tmp)
             for (int i = 0; i < n; i++) dc[i] += parts[k].wt * tmp[i];
     }
@@ -471,11 +471,11 @@ static double codiemb_eval(const LossInput *last, const LossInput *mid, const Co
 }
 
 double codiemb_sts_forward(const LossInput *last, const LossInput *mid, const CoDiEmbOptions *o, LossResult *terms) {
-    return codiemb_eval(last, mid, o, NULL, NULL, 0.0, 1.0, terms, NULL);
+    return loss_codiemb_eval(last, mid, o, NULL, NULL, 0.0, 1.0, terms, NULL);
 }
 void codiemb_sts_backward(float *dlast, float *dmid, const LossInput *last, const LossInput *mid,
                           const CoDiEmbOptions *o, double dloss) {
-    codiemb_eval(last, mid, o, dlast, dmid, dloss, 0.0, NULL, NULL);
+    loss_codiemb_eval(last, mid, o, dlast, dmid, dloss, 0.0, NULL, NULL);
 }
 
 /* ------------------------------------------------------------------ KL between distributions */
@@ -490,8 +490,8 @@ static double kl_rows(const double *tl, const double *sl, int m, double *g /* (m
     return kl;
 }
 
-static double kl_eval(const LossInput *te, const LossInput *st, int sim, float temperature, int mode,
-                      float *dst, double w) {
+double loss_kl_eval(const LossInput *te, const LossInput *st, int sim, float temperature, int mode,
+                    float *dst, double w) {
     AM_ASSERT(te->n == st->n && te->n_pos == st->n_pos && te->n_neg == st->n_neg);
     const double T = (double)temperature;
     const int n = st->n, R = loss_input_rows(st);
@@ -549,432 +549,9 @@ static double kl_eval(const LossInput *te, const LossInput *st, int sim, float t
 }
 
 double kl_forward(const LossInput *teacher, const LossInput *student, int sim, float temperature, int mode) {
-    return kl_eval(teacher, student, sim, temperature, mode, NULL, 0);
+    return loss_kl_eval(teacher, student, sim, temperature, mode, NULL, 0);
 }
 void kl_backward(float *dstudent, const LossInput *teacher, const LossInput *student, int sim,
                  float temperature, int mode, double dloss) {
-    kl_eval(teacher, student, sim, temperature, mode, dstudent, dloss);
-}
-
-/* ------------------------------------------------------------------ specs */
-
-static const char *const kind_names[AM_LOSS_KIND_COUNT] = {
-    "infonce", "cosent", "codiemb_sts", "matryoshka", "starbucks", "random_2d", "mlm",
-};
-
-int loss_kind_from_name(const char *name) {
-    if (!name) return -1;
-    for (int k = 0; k < AM_LOSS_KIND_COUNT; k++)
-        if (strcmp(name, kind_names[k]) == 0) return k;
-    return -1;
-}
-
-const char *loss_kind_name(int kind) {
-    return kind >= 0 && kind < AM_LOSS_KIND_COUNT ? kind_names[kind] : NULL;
-}
-
-void loss_spec_default(LossSpec *s, int kind) {
-    memset(s, 0, sizeof *s);
-    s->kind = kind;
-    s->weight = 1.0f;
-    s->infonce = (InfoNCEOptions){ .scale = 20.0f, .sim = AM_SIM_COS, .symmetric = 0,
-                                   .multi_pos = AM_MULTIPOS_AVG, .threshold = -INFINITY };
-    s->cosent = (CoSENTOptions){ .scale = 20.0f, .sim = AM_SIM_COS };
-    s->codiemb = (CoDiEmbOptions){ .w_mid = 1.0f, .w_pro = 0.5f, .w_pearson = 2.0f, .w_rankkl = 5.0f,
-                                   .pro_temperature = 0.05f, .pro_eps = 1e-8f, .rankkl_temperature = 0.05f,
-                                   .sim = AM_SIM_COS, .mid_layer = -1 };
-    s->codiemb.mid = (InfoNCEOptions){ .scale = 50.0f, .sim = AM_SIM_COS, .symmetric = 0,
-                                       .multi_pos = AM_MULTIPOS_AVG, .threshold = 1.0f };
-    for (int k = 0; k < AM_LOSS_MAX_DIMS; k++) {
-        s->mrl.weights[k] = 1.0f;
-        s->m2d.weights[k] = 1.0f;
-    }
-    s->m2d.w_full = s->m2d.w_sub = 1.0f;
-    s->m2d.kl_weight = 1.0f;
-    s->m2d.kl_temperature = 0.05f;
-    s->m2d.kl_mode = AM_KL_SCORES;
-    s->mlm = (MlmOptions){ .prob = 0.15f, .mask_frac = 0.8f, .random_frac = 0.1f, .mask_token_id = -1 };
-}
-
-int loss_default_dims(int C, int *dims, int max) {
-    int k = 0;
-    for (int d = 32; d < C && k < max - 1; d *= 2) dims[k++] = d;
-    if (k < max) dims[k++] = C;
-    return k;
-}
-
-int loss_default_pairs(int L, int C, int *layers, int *dims, int max) {
-    int D[AM_LOSS_MAX_DIMS];
-    const int k = loss_default_dims(C, D, AM_LOSS_MAX_DIMS);
-    int cnt = 0;
-    if (k <= L) {
-        for (int i = 0; i < k && cnt < max; i++) {
-            int l = (int)floor((double)(i + 1) * L / k + 0.5);
-            layers[cnt] = l < 1 ? 1 : l;
-            dims[cnt++] = D[i];
-        }
-    } else { /* more dims than layers: a staircase (raise the dim, then the layer) */
-        int prev = 0;
-        for (int i = 0; i < k && cnt < max; i++) {
-            int l = (int)ceil((double)(i + 1) * L / k - 1e-9);
-            if (l < 1) l = 1;
-            if (prev > 0 && l > prev && cnt < max) {
-                layers[cnt] = prev;
-                dims[cnt++] = D[i];
-            }
-            if (cnt < max) {
-                layers[cnt] = l;
-                dims[cnt++] = D[i];
-            }
-            prev = l;
-        }
-    }
-    return cnt;
-}
-
-/* the effective Starbucks list of a spec */
-static int spec_pairs(const LossSpec *s, int L, int C, int *layers, int *dims, float *w) {
-    if (s->m2d.n_pairs > 0) {
-        for (int k = 0; k < s->m2d.n_pairs; k++) {
-            layers[k] = s->m2d.layers[k];
-            dims[k] = s->m2d.dims[k];
-            w[k] = s->m2d.weights[k];
-        }
-        return s->m2d.n_pairs;
-    }
-    int n = loss_default_pairs(L, C, layers, dims, AM_LOSS_MAX_DIMS);
-    for (int k = 0; k < n; k++) w[k] = 1.0f;
-    return n;
-}
-
-static int spec_mrl_dims(const LossSpec *s, int dview, int *dims, float *w) {
-    if (s->mrl.n_dims > 0) {
-        for (int k = 0; k < s->mrl.n_dims; k++) {
-            dims[k] = s->mrl.dims[k] ? s->mrl.dims[k] : dview;
-            w[k] = s->mrl.weights[k];
-        }
-        return s->mrl.n_dims;
-    }
-    int n = loss_default_dims(dview, dims, AM_LOSS_MAX_DIMS);
-    for (int k = 0; k < n; k++) w[k] = 1.0f;
-    return n;
-}
-
-/* RANDOM_2D draw for this seed */
-static void draw_2d(const LossSpec *s, int L, int C, uint64_t seed, int *layer, int *dim) {
-    AmRng rng;
-    am_rng_seed(&rng, am_hash64("2dmse", 5, seed));
-    int D[AM_LOSS_MAX_DIMS], nd;
-    if (s->m2d.n_dims > 0) {
-        nd = s->m2d.n_dims;
-        memcpy(D, s->m2d.sample_dims, (size_t)nd * sizeof(int));
-    } else {
-        nd = loss_default_dims(C, D, AM_LOSS_MAX_DIMS);
-    }
-    *layer = L > 1 ? 1 + (int)am_rng_below(&rng, (uint32_t)(L - 1)) : L;
-    *dim = D[am_rng_below(&rng, (uint32_t)nd)];
-}
-
-/* the similarity a (possibly nested) spec scores with: the KL terms use the same */
-static int spec_sim(const LossSpec *s) {
-    switch (s->kind) {
-    case AM_LOSS_INFONCE: return s->infonce.sim;
-    case AM_LOSS_COSENT: return s->cosent.sim;
-    case AM_LOSS_CODIEMB_STS: return s->codiemb.sim;
-    default: return s->inner ? spec_sim(s->inner) : AM_SIM_COS;
-    }
-}
-
-static int mid_of(const LossSpec *s, int layer) {
-    return s->codiemb.mid_layer >= 0 ? s->codiemb.mid_layer : (layer + 1) / 2;
-}
-
-static int check_infonce(const InfoNCEOptions *o, const char *what) {
-    if (!(o->scale > 0) || !isfinite(o->scale))
-        return am_error(AM_EINVAL, "loss %s: scale must be > 0 (got %g)", what, (double)o->scale);
-    if (o->sim != AM_SIM_COS && o->sim != AM_SIM_DOT)
-        return am_error(AM_EINVAL, "loss %s: unknown similarity %d (cos or dot)", what, o->sim);
-    if (o->multi_pos != AM_MULTIPOS_AVG && o->multi_pos != AM_MULTIPOS_LSE)
-        return am_error(AM_EINVAL, "loss %s: unknown multi_pos mode %d (avg or lse)", what, o->multi_pos);
-    return AM_OK;
-}
-
-static int check_node(const LossSpec *s, int depth, int layer, int dim, int L, int C, int n, int P, int K,
-                      int gold) {
-    if (depth > 4) return am_error(AM_EINVAL, "loss: nesting deeper than 4 (a cycle?)");
-    if (s->kind < 0 || s->kind >= AM_LOSS_KIND_COUNT) return am_error(AM_EINVAL, "loss: unknown kind %d", s->kind);
-    const char *nm = kind_names[s->kind];
-    if (!isfinite(s->weight)) return am_error(AM_EINVAL, "loss %s: weight is not finite", nm);
-    if (layer < 0 || layer > L) return am_error(AM_EINVAL, "loss %s: layer %d outside [0, %d]", nm, layer, L);
-    if (dim < 1 || dim > C) return am_error(AM_EINVAL, "loss %s: dim %d outside [1, %d]", nm, dim, C);
-    int rc;
-    switch (s->kind) {
-    case AM_LOSS_INFONCE:
-        if (n < 1 || P < 1 || K < 0) return am_error(AM_EINVAL, "loss infonce: needs >= 1 query with >= 1 positive");
-        /* graded pairs are not query/positive pairs: without a threshold a score-0 pair would be a positive */
-        if (gold && !isfinite(s->infonce.threshold))
-            return am_error(AM_EINVAL, "loss infonce: the batch holds graded pairs (sentence1, sentence2, score); "
-                            "without a threshold every pair, whatever its score, would count as a positive\n"
-                            "HINT: use am.loss.cosent or am.loss.codiemb_sts for graded data, or "
-                            "am.loss.infonce{threshold = T} to take the pairs scored >= T as positives");
-        return check_infonce(&s->infonce, nm);
-    case AM_LOSS_COSENT:
-    case AM_LOSS_CODIEMB_STS:
-        if (!gold || P != 1 || K != 0)
-            return am_error(AM_EINVAL, "loss %s: needs graded pairs (sentence1, sentence2, score) without hard "
-                            "negatives%s", nm, gold ? "" : "\nHINT: the batch has no gold scores");
-        if (s->kind == AM_LOSS_COSENT) {
-            if (!(s->cosent.scale > 0)) return am_error(AM_EINVAL, "loss cosent: scale must be > 0");
-            if (s->cosent.sim != AM_SIM_COS && s->cosent.sim != AM_SIM_DOT)
-                return am_error(AM_EINVAL, "loss cosent: unknown similarity %d", s->cosent.sim);
-            return AM_OK;
-        }
-        if (!(s->codiemb.pro_temperature > 0) || !(s->codiemb.rankkl_temperature > 0))
-            return am_error(AM_EINVAL, "loss codiemb_sts: temperatures must be > 0");
-        if (s->codiemb.sim != AM_SIM_COS && s->codiemb.sim != AM_SIM_DOT)
-            return am_error(AM_EINVAL, "loss codiemb_sts: unknown similarity %d", s->codiemb.sim);
-        if (s->codiemb.w_mid != 0) {
-            int ml = mid_of(s, layer);
-            if (ml < 0 || ml > L) return am_error(AM_EINVAL, "loss codiemb_sts: mid_layer %d outside [0, %d]", ml, L);
-            return check_infonce(&s->codiemb.mid, "codiemb_sts mid");
-        }
-        return AM_OK;
-    case AM_LOSS_MATRYOSHKA:
-    case AM_LOSS_STARBUCKS:
-    case AM_LOSS_RANDOM_2D:
-        if (!s->inner) return am_error(AM_EINVAL, "loss %s: needs an inner loss", nm);
-        if (s->inner->kind == AM_LOSS_MLM) return am_error(AM_EINVAL, "loss %s: mlm cannot be an inner loss", nm);
-        break;
-    case AM_LOSS_MLM:
-        if (depth > 0) return am_error(AM_EINVAL, "loss mlm: only at the root of a spec");
-        if (s->mlm.mask_token_id < 0)
-            return am_error(AM_EINVAL, "loss mlm: mask_token_id is not set\nHINT: the id of [MASK] in the vocab");
-        if (!(s->mlm.prob > 0 && s->mlm.prob <= 1) || s->mlm.mask_frac < 0 || s->mlm.random_frac < 0 ||
-            s->mlm.mask_frac + s->mlm.random_frac > 1.0f + 1e-6f)
-            return am_error(AM_EINVAL, "loss mlm: need 0 < prob <= 1 and mask_frac + random_frac <= 1");
-        if (s->mlm.n_special < 0 || s->mlm.n_special > 16)
-            return am_error(AM_EINVAL, "loss mlm: at most 16 special ids");
-        return AM_OK;
-    }
-    if (s->kind == AM_LOSS_MATRYOSHKA) {
-        int dims[AM_LOSS_MAX_DIMS];
-        float w[AM_LOSS_MAX_DIMS];
-        if (s->mrl.n_dims < 0 || s->mrl.n_dims > AM_LOSS_MAX_DIMS)
-            return am_error(AM_EINVAL, "loss matryoshka: 1..%d dims", AM_LOSS_MAX_DIMS);
-        if (s->mrl.n_dims_per_step < 0)
-            return am_error(AM_EINVAL, "loss matryoshka: n_dims_per_step must be >= 0 (0 = all)");
-        int nd = spec_mrl_dims(s, dim, dims, w);
-        for (int k = 0; k < nd; k++) {
-            if (dims[k] < 1 || dims[k] > dim)
-                return am_error(AM_EINVAL, "loss matryoshka: dim %d outside [1, %d]", dims[k], dim);
-            if (!isfinite(w[k])) return am_error(AM_EINVAL, "loss matryoshka: weight %d is not finite", k);
-            if ((rc = check_node(s->inner, depth + 1, layer, dims[k], L, C, n, P, K, gold))) return rc;
-        }
-        return AM_OK;
-    }
-    if (!(s->m2d.kl_temperature > 0) || !isfinite(s->m2d.kl_weight))
-        return am_error(AM_EINVAL, "loss %s: kl_temperature must be > 0 and kl_weight finite", nm);
-    if (s->m2d.kl_mode != AM_KL_SCORES && s->m2d.kl_mode != AM_KL_EMBEDDINGS)
-        return am_error(AM_EINVAL, "loss %s: unknown kl_mode %d (scores or embeddings)", nm, s->m2d.kl_mode);
-    if (s->kind == AM_LOSS_STARBUCKS) {
-        int ls[AM_LOSS_MAX_DIMS], ds[AM_LOSS_MAX_DIMS];
-        float w[AM_LOSS_MAX_DIMS];
-        if (s->m2d.n_pairs < 0 || s->m2d.n_pairs > AM_LOSS_MAX_DIMS)
-            return am_error(AM_EINVAL, "loss starbucks: 1..%d (layer, dim) pairs", AM_LOSS_MAX_DIMS);
-        int np = spec_pairs(s, L, C, ls, ds, w);
-        for (int k = 0; k < np; k++) {
-            if (ls[k] < 0 || ls[k] > L || ds[k] < 1 || ds[k] > C)
-                return am_error(AM_EINVAL, "loss starbucks: pair %d = (layer %d, dim %d) outside (0..%d, 1..%d)", k,
-                                ls[k], ds[k], L, C);
-            if (!isfinite(w[k])) return am_error(AM_EINVAL, "loss starbucks: weight %d is not finite", k);
-            if ((rc = check_node(s->inner, depth + 1, ls[k], ds[k], L, C, n, P, K, gold))) return rc;
-        }
-        return check_node(s->inner, depth + 1, layer, dim, L, C, n, P, K, gold);
-    }
-    /* RANDOM_2D */
-    if (s->m2d.n_dims < 0 || s->m2d.n_dims > AM_LOSS_MAX_DIMS)
-        return am_error(AM_EINVAL, "loss random_2d: 1..%d dims", AM_LOSS_MAX_DIMS);
-    for (int k = 0; k < s->m2d.n_dims; k++)
-        if (s->m2d.sample_dims[k] < 1 || s->m2d.sample_dims[k] > C)
-            return am_error(AM_EINVAL, "loss random_2d: dim %d outside [1, %d]", s->m2d.sample_dims[k], C);
-    if ((rc = check_node(s->inner, depth + 1, layer, dim, L, C, n, P, K, gold))) return rc;
-    int D[AM_LOSS_MAX_DIMS], nd = s->m2d.n_dims;
-    if (nd > 0) memcpy(D, s->m2d.sample_dims, (size_t)nd * sizeof(int));
-    else nd = loss_default_dims(C, D, AM_LOSS_MAX_DIMS);
-    for (int l = 1; l <= L; l++) /* any draw must fit */
-        for (int k = 0; k < nd; k++)
-            if ((rc = check_node(s->inner, depth + 1, l, D[k], L, C, n, P, K, gold))) return rc;
-    return AM_OK;
-}
-
-int loss_spec_check(const LossSpec *s, int L, int C, int n, int n_pos, int n_neg, int gold_present) {
-    if (!s) return am_error(AM_EINVAL, "loss: no spec");
-    return check_node(s, 0, L, C, L, C, n, n_pos, n_neg, gold_present);
-}
-
-static void node_layers(const LossSpec *s, int layer, int dim, int L, int C, uint64_t seed, uint8_t *need) {
-    switch (s->kind) {
-    case AM_LOSS_INFONCE:
-    case AM_LOSS_COSENT:
-        need[layer] = 1;
-        return;
-    case AM_LOSS_CODIEMB_STS:
-        need[layer] = 1;
-        if (s->codiemb.w_mid != 0) need[mid_of(s, layer)] = 1;
-        return;
-    case AM_LOSS_MATRYOSHKA: {
-        int dims[AM_LOSS_MAX_DIMS];
-        float w[AM_LOSS_MAX_DIMS];
-        int nd = spec_mrl_dims(s, dim, dims, w);
-        for (int k = 0; k < nd; k++) node_layers(s->inner, layer, dims[k], L, C, seed, need);
-        return;
-    }
-    case AM_LOSS_STARBUCKS: {
-        int ls[AM_LOSS_MAX_DIMS], ds[AM_LOSS_MAX_DIMS];
-        float w[AM_LOSS_MAX_DIMS];
-        int np = spec_pairs(s, L, C, ls, ds, w);
-        for (int k = 0; k < np; k++) node_layers(s->inner, ls[k], ds[k], L, C, seed, need);
-        need[layer] = 1; /* the KL teacher */
-        return;
-    }
-    case AM_LOSS_RANDOM_2D: {
-        int l, d;
-        draw_2d(s, L, C, seed, &l, &d);
-        node_layers(s->inner, layer, dim, L, C, seed, need);
-        node_layers(s->inner, l, d, L, C, seed, need);
-        return;
-    }
-    default:
-        return;
-    }
-}
-
-void loss_spec_layers(const LossSpec *s, int L, int C, uint64_t seed, uint8_t *need) {
-    memset(need, 0, (size_t)L + 1);
-    if (s->kind == AM_LOSS_MLM) {
-        need[L] = 1;
-        return;
-    }
-    node_layers(s, L, C, L, C, seed, need);
-}
-
-typedef struct {
-    const LossViews *v;
-    double scale;       /* gradient scale */
-    LossResult *res;
-    int missing;        /* a needed layer had no embeddings */
-} EvalCtx;
-
-static LossInput view_input(EvalCtx *c, int layer, int dim) {
-    const LossViews *v = c->v;
-    if (!v->emb[layer]) c->missing = layer + 1;
-    return (LossInput){ v->emb[layer], v->C, dim, v->n, v->n_pos, v->n_neg, v->gold };
-}
-
-static float *view_grad(EvalCtx *c, int layer) { return c->v->demb[layer]; }
-
-static double node_eval(EvalCtx *c, const LossSpec *s, int layer, int dim, double w, const char *prefix) {
-    const LossViews *v = c->v;
-    w *= (double)s->weight;
-    char pre[40];
-    switch (s->kind) {
-    case AM_LOSS_INFONCE:
-    case AM_LOSS_COSENT: {
-        LossInput in = view_input(c, layer, dim);
-        if (c->missing) return 0;
-        float *g = view_grad(c, layer);
-        double val = s->kind == AM_LOSS_INFONCE ? infonce_eval(&in, &s->infonce, g, c->scale * w)
-                                                : pair_eval(&in, s->cosent.sim, cosent_fn, &s->cosent, g, c->scale * w);
-        add_term(c->res, prefix, kind_names[s->kind], w * val);
-        return w * val;
-    }
-    case AM_LOSS_CODIEMB_STS: {
-        LossInput last = view_input(c, layer, dim), mid;
-        int ml = mid_of(s, layer);
-        int use_mid = s->codiemb.w_mid != 0;
-        if (use_mid) mid = view_input(c, ml, dim);
-        if (c->missing) return 0;
-        double val = codiemb_eval(&last, use_mid ? &mid : NULL, &s->codiemb, view_grad(c, layer),
-                                  use_mid ? view_grad(c, ml) : NULL, c->scale * w, w, c->res, prefix);
-        return w * val;
-    }
-    case AM_LOSS_MATRYOSHKA: {
-        int dims[AM_LOSS_MAX_DIMS];
-        float wd[AM_LOSS_MAX_DIMS];
-        int nd = spec_mrl_dims(s, dim, dims, wd);
-        if (s->mrl.n_dims_per_step > 0 && s->mrl.n_dims_per_step < nd) { /* partial Fisher-Yates */
-            AmRng rng;
-            am_rng_seed(&rng, am_hash64("mrl", 3, v->seed));
-            for (int k = 0; k < s->mrl.n_dims_per_step; k++) {
-                int j = k + (int)am_rng_below(&rng, (uint32_t)(nd - k));
-                int td = dims[k];
-                float tw = wd[k];
-                dims[k] = dims[j];
-                wd[k] = wd[j];
-                dims[j] = td;
-                wd[j] = tw;
-            }
-            nd = s->mrl.n_dims_per_step;
-        }
-        double tot = 0;
-        for (int k = 0; k < nd; k++) {
-            snprintf(pre, sizeof pre, "%sd%d/", prefix, dims[k]);
-            tot += node_eval(c, s->inner, layer, dims[k], w * (double)wd[k], pre);
-        }
-        return tot;
-    }
-    case AM_LOSS_STARBUCKS: {
-        int ls[AM_LOSS_MAX_DIMS], ds[AM_LOSS_MAX_DIMS];
-        float wp[AM_LOSS_MAX_DIMS];
-        int np = spec_pairs(s, v->L, v->C, ls, ds, wp);
-        double tot = 0;
-        LossInput te = view_input(c, layer, dim);
-        for (int k = 0; k < np; k++) {
-            snprintf(pre, sizeof pre, "%sl%dd%d/", prefix, ls[k], ds[k]);
-            tot += node_eval(c, s->inner, ls[k], ds[k], w * (double)wp[k], pre);
-            if ((ls[k] == layer && ds[k] == dim) || s->m2d.kl_weight == 0) continue;
-            LossInput st = view_input(c, ls[k], ds[k]);
-            if (c->missing) return 0;
-            double kw = w * (double)s->m2d.kl_weight;
-            double val = kl_eval(&te, &st, spec_sim(s->inner), s->m2d.kl_temperature, s->m2d.kl_mode, view_grad(c, ls[k]), c->scale * kw);
-            snprintf(pre, sizeof pre, "%skl/l%dd%d", prefix, ls[k], ds[k]);
-            add_term(c->res, pre, "", kw * val);
-            tot += kw * val;
-        }
-        return tot;
-    }
-    case AM_LOSS_RANDOM_2D: {
-        int l, d;
-        draw_2d(s, v->L, v->C, v->seed, &l, &d);
-        snprintf(pre, sizeof pre, "%sfull/", prefix);
-        double tot = node_eval(c, s->inner, layer, dim, w * (double)s->m2d.w_full, pre);
-        if (l == layer && d == dim) return tot;
-        snprintf(pre, sizeof pre, "%sl%dd%d/", prefix, l, d);
-        tot += node_eval(c, s->inner, l, d, w * (double)s->m2d.w_sub, pre);
-        if (s->m2d.kl_weight != 0) {
-            LossInput te = view_input(c, layer, dim), st = view_input(c, l, d);
-            if (c->missing) return 0;
-            double kw = w * (double)s->m2d.kl_weight;
-            double val = kl_eval(&te, &st, spec_sim(s->inner), s->m2d.kl_temperature, s->m2d.kl_mode, view_grad(c, l), c->scale * kw);
-            snprintf(pre, sizeof pre, "%skl/l%dd%d", prefix, l, d);
-            add_term(c->res, pre, "", kw * val);
-            tot += kw * val;
-        }
-        return tot;
-    }
-    default:
-        return 0;
-    }
-}
-
-int loss_eval(const LossSpec *s, const LossViews *v, double grad_scale, LossResult *out) {
-    memset(out, 0, sizeof *out);
-    if (s->kind == AM_LOSS_MLM) return am_error(AM_EINVAL, "loss_eval: mlm works on token states (mlm.h)");
-    int rc = loss_spec_check(s, v->L, v->C, v->n, v->n_pos, v->n_neg, v->gold != NULL);
-    if (rc) return rc;
-    EvalCtx c = { v, grad_scale, out, 0 };
-    out->total = node_eval(&c, s, v->L, v->C, 1.0, "");
-    if (c.missing)
-        return am_error(AM_EINVAL, "loss_eval: the embeddings of layer %d are needed but were not given", c.missing - 1);
-    return AM_OK;
+    loss_kl_eval(teacher, student, sim, temperature, mode, dstudent, dloss);
 }
