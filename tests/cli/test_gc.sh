@@ -7,6 +7,7 @@
 # usage: test_gc.sh PATH/TO/amalgam        prints "N passed, N failed"
 set -u
 AM="$1"
+T="${AM_TEST_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
 source "$(dirname "$0")/lib.bash"
 am_test_init am_gc
 PY=python3
@@ -14,7 +15,7 @@ PY=python3
 # --- a mistyped --store: an error naming the path, the same words everywhere, nothing created
 typo="$W/no-such-store"
 for cmd in "ls" "ls models" "ls datasets" "ls results" "ls runs" "info base" "encode base" "export base $W/exp" \
-           "eval base --task x" "compare base" "rm base" "gc" "du" "info" "lua -e assert(am.models())"; do
+           "eval base --task x" "compare base" "rm base" "gc" "du" "info" "resume x" "lua -e assert(am.models())"; do
   # shellcheck disable=SC2086 # the command is words
   expect_fail "--store typo: $cmd" "^amalgam: error: no store at '$typo'|no store at '$typo'" "$AM" --store "$typo" $cmd </dev/null
 done
@@ -153,5 +154,13 @@ size1=$(stat -c %s "$AMALGAM_STORE/data.mdb")
 expect "the compacted store works" 0 "^kept " "$AM" ls models
 "$AM" run "$W/train.lua" name=after data="$W/pairs.jsonl" >/dev/null 2>"$W/err" && ok "training writes to the compacted store" \
   || bad "train after compaction"
+
+# --- a store written before the run API (tests/ref/store/old_store): du reads it in place, gc
+# drops the done run's state and keeps the stopped one's, compaction keeps it readable
+cp -r "$T/ref/store/old_store" "$W/old"
+expect "du on an old store" 0 "run trainer state +2 .*1 of finished runs" "$AM" --store "$W/old" du
+expect "gc on an old store" 0 "dropped the trainer state of 1 finished runs" "$AM" --store "$W/old" gc --compact
+expect "the stopped run still resumes (its data paths are relative to tests/)" 0 "^run fx-stopped.* done at step 6 of 6" \
+  sh -c 'cd "$1" && exec "$2" --store "$3" resume fx-stopped' sh "$T" "$AM" "$W/old"
 
 am_test_finish
