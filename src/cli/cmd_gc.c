@@ -1,9 +1,10 @@
 /* cmd_gc.c - amalgam rm, gc, du: what the store holds, what it needs, and giving space back.
  *
- *   rm MODEL|RUN... [--force] [--dry-run]   a model: meta, tensors, names, its eval results and
- *        embedding cache; refused while another model names it as parent/checkpoint/base or an
- *        unfinished run starts from it (--force removes it anyway). A run: its record, metrics,
- *        trainer state and the checkpoints/task vectors it made that have no name.
+ *   rm MODEL|RUN... [--force] [--dry-run]   a model: meta, tensors, names, eval results,
+ *        embedding cache and its unnamed task vector; refused while another model names it as
+ *        parent or base, or an unfinished run starts from it (--force removes it anyway). A run:
+ *        its record, metrics, trainer state and the checkpoints/task vectors it made that have no
+ *        name; refused while it is training (its pid alive).
  *   gc [--dry-run] [--compact]   trainer state of finished runs (unless the run kept it), what no
  *        model references (store_gc), embedding caches of removed models; --compact rewrites
  *        data.mdb without its free pages (LMDB reuses freed pages but never shrinks the file).

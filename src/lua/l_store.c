@@ -349,12 +349,22 @@ static int l_stat(lua_State *L) {
     lua_setfield(L, -2, "page_size");
     lua_pushinteger(L, (lua_Integer)st.grows);
     lua_setfield(L, -2, "grows");
+    lua_pushinteger(L, (lua_Integer)st.free_pages);
+    lua_setfield(L, -2, "free_pages");
+    lua_pushinteger(L, (lua_Integer)st.file_size);
+    lua_setfield(L, -2, "file_size");
     lua_createtable(L, 0, AM_DB_COUNT);
     for (int i = 0; i < AM_DB_COUNT; i++) {
         lua_pushinteger(L, (lua_Integer)st.entries[i]);
         lua_setfield(L, -2, am_db_names[i]);
     }
     lua_setfield(L, -2, "entries");
+    lua_createtable(L, 0, AM_DB_COUNT);
+    for (int i = 0; i < AM_DB_COUNT; i++) {
+        lua_pushinteger(L, (lua_Integer)st.pages[i]);
+        lua_setfield(L, -2, am_db_names[i]);
+    }
+    lua_setfield(L, -2, "pages");
     return 1;
 }
 

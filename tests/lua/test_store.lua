@@ -84,7 +84,12 @@ T.checkerr("limit must be >= 0", s2.keys, s2, "runs", "", -1)
 
 -- delete
 local m2 = assert(am.init_model { store = s2, name = "other", seed = 4 })
+local before = s2:stat()
+T.ok(before.pages.tensors > 0 and before.file_size >= before.used, "stat: pages per database, file size")
 T.eq(s2:delete("other"), true, "delete by name")
+local after = s2:stat()
+T.ok(after.free_pages > before.free_pages and after.file_size >= before.file_size,
+  ("stat: a delete frees pages, the file keeps its size (%d -> %d free pages)"):format(before.free_pages, after.free_pages))
 T.checkfail("ENOTFOUND", s2.resolve, s2, "other")
 T.checkfail("ENOTFOUND", s2.delete, s2, "other")
 T.checkfail("ENOTFOUND", s2.delete, s2, m2) -- the handle still knows its id, the store does not
