@@ -6,7 +6,7 @@
 # `amalgam du`.
 # usage: test_gc.sh PATH/TO/amalgam        prints "N passed, N failed"
 set -u
-AM="$1"
+AM="$(readlink -f "$1")"   # absolute: one check runs from tests/
 T="${AM_TEST_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
 source "$(dirname "$0")/lib.bash"
 am_test_init am_gc
