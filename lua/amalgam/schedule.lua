@@ -123,8 +123,10 @@ function M.sequence(s, tasks, steps, seed, first)
     error(("bad argument #2 to 'sequence' (list of {n=, batch=} expected, got %s)"):format(type(tasks)), 2)
   end
   for i, t in ipairs(tasks) do
-    if type(t) ~= "table" or math.type(t.n) ~= "integer" or math.type(t.batch) ~= "integer" or t.batch < 1 then
-      error(("bad argument #2 to 'sequence' (task %d must be {n = integer, batch = integer >= 1})"):format(i), 2)
+    if type(t) ~= "table" or math.type(t.n) ~= "integer" or math.type(t.batch) ~= "integer" or t.batch < 1
+      or (t.accum ~= nil and (math.type(t.accum) ~= "integer" or t.accum < 1)) then
+      error(("bad argument #2 to 'sequence' (task %d must be {n = integer, batch = integer >= 1 [, accum = integer >= 1]})")
+        :format(i), 2)
     end
   end
   check_int(steps, 3, math.mininteger) -- <= 0: no steps
@@ -154,23 +156,29 @@ function M.sequence(s, tasks, steps, seed, first)
     local B, N = s.batch or tasks[1].batch, 0
     for i = 1, k do N = N + tasks[i].n end
     if B > N then error(("schedule.shuffled_batches: mixed batch %d larger than all tasks' rows (%d)"):format(B, N), 2) end
+    local A = tasks[1].accum or 1
     for _ = 1, steps do
-      local mix, w = {}, {}
-      for i = 1, k do mix[i], w[i] = 0, tasks[i].n end
-      for _ = 1, B do
-        local i = categorical(w, r)
-        mix[i] = mix[i] + 1
-        if mix[i] == tasks[i].n then w[i] = 0 end -- a task never gives more rows than it has
+      local mixes = {}
+      for a = 1, A do
+        local mix, w = {}, {}
+        for i = 1, k do mix[i], w[i] = 0, tasks[i].n end
+        for _ = 1, B do
+          local i = categorical(w, r)
+          mix[i] = mix[i] + 1
+          if mix[i] == tasks[i].n then w[i] = 0 end -- a task never gives more rows than it has
+        end
+        mixes[a] = mix
       end
+      local mix = mixes[1]
       local top = 1
       for i = 2, k do if mix[i] > mix[top] then top = i end end
-      out[#out + 1] = { top, B, mix = mix }
+      out[#out + 1] = { top, B, mix = mix, mixes = A > 1 and mixes or nil }
     end
   elseif kind == "shuffled_batches" or kind == "codiemb" then
     while #out < steps do
       local epoch = {}
       for i = 1, k do
-        local b = batch_of(tasks, i, s)
+        local b = batch_of(tasks, i, s) * (tasks[i].accum or 1) -- rows of one update
         for _ = 1, math.max(1, tasks[i].n // b) do epoch[#epoch + 1] = i end
       end
       shuffle(epoch, r)

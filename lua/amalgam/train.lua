@@ -1,7 +1,7 @@
 -- amalgam/train.lua - multi-task training runs on top of the C trainer (src/lua/l_train.c).
 --
 --   am.train{ name=, init=Model|name, tasks={ {data=name|path|Dataset, loss=am.loss.infonce{...},
---             batch=32, kind=, role=, name=}, ... }, schedule=am.schedule.X{...}|function,
+--             batch=32, n_pos=1, n_neg=1, kind=, role=, name=}, ... }, schedule=am.schedule.X{...}|function,
 --             steps=, lr=, warmup=, lr_schedule=, weight_decay=, clip=, accumulation=, seed=,
 --             lora=, max_len=, dropout=, checkpoint_every=, metrics_every=, on_step=function(s),
 --             progress=true, store= }
@@ -17,8 +17,9 @@
 -- The store keeps runs through the C run API (src/store/store_runs.h; keys and the record
 -- schema in src/store/store_keys.h): the run record, the trainer state and iterator cursors of
 -- the last checkpoint, and one metrics row per step {step, task (its name), loss, terms, lr, grad_norm,
--- tokens, tokens_per_s, ids (1-based row ids of the batch; a mixed step: { {task=, ids=}, ... })},
--- written every metrics_every steps in one transaction.
+-- tokens, sequences, tokens_per_s, ids (1-based row ids of the update's micro-batches; a mixed step:
+-- task "mixed", ids { {task=, ids=}, ... }, rows {[task] = n})}; a step is one optimizer update;
+-- rows are written every metrics_every steps in one transaction.
 local core = require "amalgam.core"
 local schedule = require "amalgam.schedule"
 local registry = require "amalgam.registry"
@@ -77,7 +78,8 @@ end
 M.check_loss = check_loss
 
 -- the keys of one entry of am.train's tasks list
-local task_spec = { data = "any", loss = "any", batch = "integer", kind = "string", role = "string", name = "string" }
+local task_spec = { data = "any", loss = "any", batch = "integer", kind = "string", role = "string", name = "string",
+  n_pos = "integer", n_neg = "integer" }
 local lora_spec = { rank = "integer", alpha = "number", dropout = "number", targets = "table" }
 
 -- ------------------------------------------------------------------ helpers
@@ -146,27 +148,63 @@ local function default_loss(kind)
   return { kind = "infonce" }
 end
 
--- the batch table for rows ids of ds
-local function make_batch(ds, ids, loss)
+-- does the loss (or the loss a wrapper applies per view) train on hard negatives?
+local function wants_negatives(loss)
+  if loss.kind == "mlm" then return false end
+  local l = loss
+  while type(l) == "table" do
+    if l.hard_negatives == false then return false end
+    l = l.inner
+  end
+  return true
+end
+
+-- k entries of list (all of them, in order, if it has no more); seeded draw without replacement
+local function pick(list, k, rng_of)
+  local m = #list
+  if m <= k then
+    local out = {}
+    for i = 1, m do out[i] = list[i] end
+    return out
+  end
+  local r, idx = rng_of(), {}
+  for i = 1, m do idx[i] = i end
+  local out = {}
+  for i = 1, k do
+    local j = i - 1 + r.int(m - i + 1)
+    idx[i], idx[j] = idx[j], idx[i]
+    out[i] = list[idx[i]]
+  end
+  return out
+end
+
+-- the rows ids (drawn in `epoch` of task's iterator) of task's dataset as a batch with per-row
+-- lists: a pairs row gives n_pos of its positives and n_neg of its hard negatives (a seeded draw
+-- per (run seed, task, epoch, row) when it has more, all it has otherwise); pad_batch makes the
+-- trainer's table from it
+local function make_batch(task, ids, epoch, seed)
+  local ds, loss = task.ds, task.loss
   local kind = ds:kind()
   if kind == "pairs" then
+    if loss.kind == "mlm" then
+      local t = {}
+      for j, id in ipairs(ids) do t[j] = ds:row(id).query end
+      return { texts = t }
+    end
     local q, p, n = {}, {}, {}
-    local want_neg = loss.kind ~= "mlm" and loss.hard_negatives ~= false
-    local kneg
+    local want_neg = wants_negatives(loss)
     for j, id in ipairs(ids) do
       local r = ds:row(id)
-      q[j] = r.query
-      p[j] = r.pos[1]
-      if want_neg then
-        local c = #r.neg
-        if kneg == nil then kneg = c elseif kneg ~= c then want_neg = false end
-        n[j] = r.neg[1]
+      local g
+      local function rng_of()
+        g = g or schedule.rng(((seed * 1000003 + task.index) * 1000003 + epoch) * 1000003 + id)
+        return g
       end
+      q[j] = r.query
+      p[j] = pick(r.pos, task.n_pos, rng_of)
+      n[j] = want_neg and pick(r.neg, task.n_neg, rng_of) or {}
     end
-    local b = { queries = q, positives = p }
-    if want_neg and kneg and kneg > 0 then b.negatives = n end
-    if loss.kind == "mlm" then return { texts = q } end
-    return b
+    return { queries = q, positives = p, negatives = n }
   elseif kind == "graded" then
     local a, b, s = {}, {}, {}
     for j, id in ipairs(ids) do
@@ -181,8 +219,37 @@ local function make_batch(ds, ids, loss)
   end
 end
 
--- one batch from several batches of the same shape (a mixed step): lists concatenated;
--- negatives only when every part has them
+-- the trainer's batch: every row's positives and negatives padded with false (a masked
+-- candidate, loss.h) to the most any row of the batch has; one positive each: a plain list
+local function pad_batch(b)
+  if not b.positives then return b end
+  local P, K = 0, 0
+  for j = 1, #b.queries do
+    P = math.max(P, #b.positives[j])
+    K = math.max(K, #b.negatives[j])
+  end
+  local out = { queries = b.queries }
+  local function padded(lists, w)
+    local o = {}
+    for j, l in ipairs(lists) do
+      local r = {}
+      for x = 1, w do r[x] = l[x] or false end
+      o[j] = r
+    end
+    return o
+  end
+  if P == 1 then
+    out.positives = {}
+    for j, l in ipairs(b.positives) do out.positives[j] = l[1] end
+  else
+    out.positives = padded(b.positives, P)
+  end
+  if K > 0 then out.negatives = padded(b.negatives, K) end
+  return out
+end
+
+-- one batch from several batches of the same shape (a mixed step): lists concatenated, every
+-- row keeping its own positives and hard negatives
 local function merge_batches(parts)
   if #parts == 1 then return parts[1] end
   local out = {}
@@ -193,23 +260,40 @@ local function merge_batches(parts)
       for _, v in ipairs(list) do o[#o + 1] = v end
     end
   end
-  for _, b in ipairs(parts) do if not b.negatives then out.negatives = nil end end
   return out
 end
 
--- a mixed schedule (shuffled_batches{mixed=true}, also inside two_stage) needs tasks of one
--- loss kind and one data kind; raises at the recipe's line otherwise
+local function same_value(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" then return a == b end
+  for k, v in pairs(a) do if not same_value(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+
+-- a mixed schedule (shuffled_batches{mixed=true}, also inside two_stage) is one loss over the
+-- rows of every task (BOOM's mixed baseline): one data kind and one identical loss spec, or an
+-- error at the recipe's line
 local function check_mixed(s, tasks, level)
   if type(s) ~= "table" then return end
   if s.kind == "two_stage" then
-    check_mixed(s.stage1, tasks, level + 1)
-    check_mixed(s.stage2, tasks, level + 1)
+    for _, st in ipairs { s.stage1, s.stage2 } do
+      if type(st) == "table" and st.kind == nil then -- a group list: its stages
+        for _, x in ipairs(st) do check_mixed(x, tasks, level + 1) end
+      else
+        check_mixed(st, tasks, level + 1)
+      end
+    end
   elseif s.kind == "shuffled_batches" and s.mixed then
     for i = 2, #tasks do
       local a, b = tasks[1], tasks[i]
       if a.loss.kind ~= b.loss.kind or a.ds:kind() ~= b.ds:kind() then
         error(("train: shuffled_batches{mixed=true} needs tasks of one loss kind: task 1 is %s (%s), task %d is %s (%s)")
           :format(a.loss.kind, a.ds:kind(), i, b.loss.kind, b.ds:kind()), level + 1)
+      end
+      if not same_value(a.loss, b.loss) then
+        error(("train: shuffled_batches{mixed=true} is one loss over the rows of every task: task 1's loss (%s) and "
+          .. "task %d's (%s) differ\nHINT: give every task the same loss (or run them as separate tasks of a "
+          .. "homogeneous schedule)"):format(json.encode(a.loss), i, json.encode(b.loss)), level + 1)
       end
     end
   end
@@ -255,6 +339,7 @@ local spec_train = {
 local function loop(R)
   local st, tr, tasks, rec = R.store, R.trainer, R.tasks, R.rec
   local steps = rec.steps
+  local accum = (rec.trainer and rec.trainer.accumulation) or 1
   local seq = schedule.sequence(R.schedule, R.sched_tasks, steps - rec.step, rec.seed, rec.step + 1)
   local pending = {}
   local clock = core.source.now -- wall time: os.clock() is CPU time, summed over the threads
@@ -308,43 +393,64 @@ local function loop(R)
       local task = tasks[ti]
       local save_cur = {}
       for i, c in ipairs(R.cursors) do save_cur[i] = { epoch = c.epoch, pos = c.pos } end
-      local ids, batch
-      if pair.mix then -- a mixed step: mix[i] rows of task i, one batch, task ti's loss
-        local parts, mixed = {}, {}
-        for i, c in ipairs(pair.mix) do
-          if c > 0 then
-            local pi = next_ids(tasks[i], R.cursors[i], c, rec.seed)
-            parts[#parts + 1] = make_batch(tasks[i].ds, pi, task.loss)
-            mixed[#mixed + 1] = { task = tasks[i].label, ids = pi }
-          end
-        end
-        batch, ids = merge_batches(parts), mixed
-      else
-        ids = next_ids(task, R.cursors[ti], bs, rec.seed)
-        batch = make_batch(task.ds, ids, task.loss)
-      end
+      -- one step = one optimizer update = `accum` micro-batches, all of task ti (a mixed step:
+      -- accum mixed draws, one loss); the update's loss and terms are the micro-batches' mean
+      local ids, rows = {}, nil
       local c0 = clock()
-      local s, msg = tr:step(batch, task.loss)
-      if not s then
-        for i, c in ipairs(save_cur) do R.cursors[i].epoch, R.cursors[i].pos = c.epoch, c.pos end
-        if tostring(msg):match("^train step %d+: non%-finite") then -- trainer_step's message (trainer.c)
-          R.nan = ("step %d: %s"):format(rec.step + 1, (tostring(msg):gsub("^train step %d+: ", "")))
+      local s, loss_sum, tok, seqs, terms, acc_hits, acc_n = nil, 0, 0, 0, {}, 0, 0
+      for a = 1, accum do
+        local batch
+        if pair.mix then -- mix[i] rows of task i in one batch, each row with its own candidates
+          local mix = pair.mixes and pair.mixes[a] or pair.mix
+          local parts = {}
+          rows = rows or {}
+          for i, c in ipairs(mix) do
+            if c > 0 then
+              local cur = R.cursors[i]
+              local pi = next_ids(tasks[i], cur, c, rec.seed)
+              parts[#parts + 1] = make_batch(tasks[i], pi, cur.epoch, rec.seed)
+              ids[#ids + 1] = { task = tasks[i].label, ids = pi }
+              rows[tasks[i].label] = (rows[tasks[i].label] or 0) + c
+            end
+          end
+          batch = pad_batch(merge_batches(parts))
+        else
+          local cur = R.cursors[ti]
+          local mi = next_ids(task, cur, bs, rec.seed)
+          batch = pad_batch(make_batch(task, mi, cur.epoch, rec.seed))
+          for _, id in ipairs(mi) do ids[#ids + 1] = id end
+        end
+        local msg
+        s, msg = tr:step(batch, task.loss)
+        if not s then
+          for i, c in ipairs(save_cur) do R.cursors[i].epoch, R.cursors[i].pos = c.epoch, c.pos end
+          if tostring(msg):match("^train step %d+: non%-finite") then -- trainer_step's message (trainer.c)
+            R.nan = ("step %d: %s"):format(rec.step + 1, (tostring(msg):gsub("^train step %d+: ", "")))
+            return
+          end
+          error(("train: task %d (%s) step %d: %s"):format(ti, pair.mix and "mixed" or task.label, rec.step + 1,
+            tostring(msg)), 0)
+        end
+        if s.loss ~= s.loss or s.loss == math.huge or s.loss == -math.huge then
+          R.nan = ("step %d: loss is %s"):format(rec.step + 1, tostring(s.loss))
           return
         end
-        error(("train: task %d (%s) step %d: %s"):format(ti, task.label, rec.step + 1, tostring(msg)), 0)
+        loss_sum, tok, seqs = loss_sum + s.loss, tok + s.tokens, seqs + s.sequences
+        for name, v in pairs(s.terms) do terms[name] = (terms[name] or 0) + v / accum end
+        if s.mlm_accuracy then acc_hits, acc_n = acc_hits + s.mlm_accuracy, acc_n + 1 end
       end
-      if s.loss ~= s.loss or s.loss == math.huge or s.loss == -math.huge then
-        R.nan = ("step %d: loss is %s"):format(rec.step + 1, tostring(s.loss))
-        return
-      end
+      assert(s.updated, "train: the micro-batches of a step did not end in an update")
+      s.loss, s.tokens, s.terms = loss_sum / accum, tok, terms
       rec.step = rec.step + 1
       tokens_total = tokens_total + s.tokens
       local dt = math.max(clock() - c0, 1e-9)
-      last[ti] = s.loss
+      local key = pair.mix and 0 or ti
+      last[key] = s.loss
       R.losses[#R.losses + 1] = s.loss
-      local m = { step = rec.step, task = task.label, loss = s.loss, terms = s.terms, lr = s.lr, grad_norm = s.grad_norm,
-        tokens = s.tokens, tokens_per_s = s.tokens / dt, ids = ids } -- mixed: ids = { {task=, ids=}, ... }
-      if s.mlm_accuracy then m.mlm_accuracy = s.mlm_accuracy end
+      local m = { step = rec.step, task = pair.mix and "mixed" or task.label, loss = s.loss, terms = s.terms, lr = s.lr,
+        grad_norm = s.grad_norm, tokens = s.tokens, sequences = seqs, tokens_per_s = s.tokens / dt, ids = ids,
+        rows = rows } -- mixed: ids = { {task=, ids=}, ... }, rows = { [task] = rows in the step }
+      if acc_n > 0 then m.mlm_accuracy = acc_hits / acc_n end
       pending[#pending + 1] = rec.step
       pending[#pending + 1] = json.encode(m)
       if #pending >= 2 * every then flush() end
@@ -355,6 +461,7 @@ local function loop(R)
         local el = clock() - t0
         local eta = el / k * (#seq - k)
         local parts = {}
+        if last[0] then parts[1] = ("mixed %.4f"):format(last[0]) end
         for i = 1, #tasks do
           if last[i] then parts[#parts + 1] = ("%s %.4f"):format(tasks[i].label, last[i]) end
         end
@@ -481,10 +588,14 @@ local function prepare_tasks(st, list)
         l = l.inner
       end
     end
+    local n_pos, n_neg = t.n_pos or 1, t.n_neg or 1
+    if n_pos < 1 then error(("train: tasks[%d].n_pos must be >= 1"):format(i), 3) end
+    if n_neg < 0 then error(("train: tasks[%d].n_neg must be >= 0"):format(i), 3) end
     info.batch = bs
     info.loss = loss
+    info.n_pos, info.n_neg = t.n_pos, t.n_neg
     manifest[i] = info
-    tasks[i] = { index = i, ds = ds, n = ds:n(), batch = bs, loss = loss,
+    tasks[i] = { index = i, ds = ds, n = ds:n(), batch = bs, loss = loss, n_pos = n_pos, n_neg = n_neg,
       label = t.name or (type(t.data) == "string" and t.data:match("([^/]+)$")) or ("task" .. i) }
     for j = 1, i - 1 do -- metrics and progress lines name tasks: two on one dataset need two names
       if tasks[j].label == tasks[i].label then tasks[i].label = tasks[i].label .. "#" .. i end
@@ -494,9 +605,9 @@ local function prepare_tasks(st, list)
   return tasks, manifest
 end
 
-local function sched_tasks(tasks)
+local function sched_tasks(tasks, accum)
   local out = {}
-  for i, t in ipairs(tasks) do out[i] = { n = t.n, batch = t.batch } end
+  for i, t in ipairs(tasks) do out[i] = { n = t.n, batch = t.batch, accum = accum } end
   return out
 end
 
@@ -558,7 +669,7 @@ function M.train(o)
     data = { tasks = manifest, hash = fnv64(table.concat(hashes, ",")) },
     models = { checkpoints = {} },
   }
-  local R = { store = st, tasks = tasks, rec = rec, schedule = sched, sched_tasks = sched_tasks(tasks),
+  local R = { store = st, tasks = tasks, rec = rec, schedule = sched, sched_tasks = sched_tasks(tasks, o.accumulation),
     cursors = {}, losses = {}, on_step = o.on_step, progress = o.progress ~= false,
     checkpoint_every = o.checkpoint_every or 0, metrics_every = o.metrics_every or 20, opts = o,
     stop_after = o.stop_after }
@@ -574,7 +685,7 @@ function M.train(o)
   rec.task_specs = {}
   for i, t in ipairs(o.tasks) do
     rec.task_specs[i] = { data = (not is_dataset(t.data)) and t.data or nil, batch = t.batch, loss = tasks[i].loss,
-      kind = t.kind, role = t.role, name = t.name }
+      kind = t.kind, role = t.role, name = t.name, n_pos = t.n_pos, n_neg = t.n_neg }
   end
   return loop(R)
 end
@@ -616,7 +727,8 @@ function M.resume(id, o)
   local base = st:model(rec.init)
   if not base then return nil, "resume: the initial model " .. tostring(rec.init) .. " is gone", "ENOTFOUND" end
   if o.steps then rec.steps = o.steps end
-  local R = { store = st, tasks = tasks, rec = rec, schedule = sched, sched_tasks = sched_tasks(tasks), cursors = {},
+  local R = { store = st, tasks = tasks, rec = rec, schedule = sched,
+    sched_tasks = sched_tasks(tasks, (rec.trainer or {}).accumulation), cursors = {},
     losses = {}, on_step = o.on_step, progress = o.progress ~= false, checkpoint_every = 0, metrics_every = 20,
     stop_after = o.stop_after }
   local to = rec.trainer or {}

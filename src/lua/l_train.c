@@ -7,6 +7,7 @@
  *       true), lora = {rank, alpha, dropout, targets = {"query", "value", ...}}
  *   tr:step(batch, loss)                   -> stats | nil, msg, code
  *       batch: {queries=, positives=, negatives=} | {sentence1=, sentence2=, scores=} | {texts=}
+ *              (positives / negatives: a string per query or a list per query, `false` = padding)
  *       loss:  {kind="infonce"|"cosent"|"codiemb_sts"|"matryoshka"|"starbucks"|"random_2d"|"mlm", ...}
  *       stats: {loss, terms = {name = value}, lr, grad_norm, tokens, step, updated, sequences,
  *               mlm_accuracy}
@@ -390,10 +391,10 @@ static LossSpec *parse_spec(lua_State *L, int t, int arg, SpecPool *pool, const 
 /* ---------------------------------------------------------------- batches */
 
 /* collect a list of strings from field `key` of table t into an autofree array; returns count, -1 if absent */
-typedef struct { const char **v; int n, cap; } StrList;
+typedef struct { const char **v; uint8_t *real; int n, cap, pad; } StrList; /* pad = entries that are padding */
 static void strlist_free(void *p) {
     StrList *s = p;
-    if (s) free(s->v);
+    if (s) free(s->v), free(s->real);
     free(s);
 }
 static StrList *newlist(lua_State *L) {
@@ -405,12 +406,16 @@ static void strlist_push(StrList *s, const char *x) {
     if (s->n == s->cap) {
         s->cap = s->cap ? 2 * s->cap : 32;
         s->v = xrealloc(s->v, s->cap * sizeof *s->v);
+        s->real = xrealloc(s->real, s->cap);
     }
-    s->v[s->n++] = x;
+    s->real[s->n] = x != NULL;
+    s->pad += x == NULL;
+    s->v[s->n++] = x ? x : ""; /* padding encodes as an empty text; the loss masks it */
 }
 
 /* field key of table t: list of strings, or list of lists of strings (per = entries per row, must
- * be equal). Pushes nothing net besides the autofree box (kept on the stack). per=-1 if absent. */
+ * be equal; `false` in a row's list is padding: a row with fewer positives / negatives than the
+ * others). Pushes nothing net besides the autofree box (kept on the stack). per=-1 if absent. */
 static StrList *get_texts(lua_State *L, int t, const char *key, int *per) {
     StrList *s = newlist(L);                       /* [.., box] */
     lua_getfield(L, t, key);                       /* [.., box, list] */
@@ -433,8 +438,10 @@ static StrList *get_texts(lua_State *L, int t, const char *key, int *per) {
             *per = m;
             for (int j = 1; j <= m; j++) {
                 lua_geti(L, -1, j);
-                if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "batch field '%s': row %d entry %d is not a string", key, (int)i, j);
-                strlist_push(s, lua_tostring(L, -1));
+                int padding = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
+                if (!padding && lua_type(L, -1) != LUA_TSTRING)
+                    luaL_error(L, "batch field '%s': row %d entry %d is not a string (or false: padding)", key, (int)i, j);
+                strlist_push(s, padding ? NULL : lua_tostring(L, -1));
                 lua_pop(L, 1);
             }
         } else luaL_error(L, "batch field '%s': row %d is not a string", key, (int)i);
@@ -521,8 +528,30 @@ static int l_step(lua_State *L) {
             return luaL_argerror(L, 2, "batch 'positives' must have one entry (or list) per query");
         if (per_n >= 0 && ng->n != a->n * per_n)
             return luaL_argerror(L, 2, "batch 'negatives' must have one entry (or list) per query");
-        int hn = am_lua_opt_bool(L, 3, 3, "hard_negatives", 1);
-        if (!hn) ng->n = 0;
+        /* hard_negatives = false of the loss or of the loss a wrapper applies per view */
+        int hn = 1;
+        lua_pushvalue(L, 3);
+        while (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "hard_negatives");
+            if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) hn = 0;
+            lua_pop(L, 1);
+            lua_getfield(L, -1, "inner");
+            lua_remove(L, -2);
+        }
+        lua_pop(L, 1);
+        if (!hn) ng->n = ng->pad = 0;
+        if (p->pad || ng->pad) { /* the padding mask over rows [n, R): positives, then negatives */
+            AmAutoFree *cf = am_lua_newautofree(L, free);
+            uint8_t *cand = cf->p = xmalloc((size_t)(p->n + ng->n) + 1);
+            memcpy(cand, p->real, (size_t)p->n);
+            if (ng->n) memcpy(cand + p->n, ng->real, (size_t)ng->n);
+            tb.cand = cand;
+            for (int i = 0; i < a->n; i++) {
+                int any = 0;
+                for (int j = 0; j < per_p; j++) any |= p->real[i * per_p + j];
+                if (!any) return luaL_argerror(L, 2, "batch 'positives': every query needs a positive (false is padding)");
+            }
+        }
     } else if (has_s) {
         shape = "graded";
         a = get_texts(L, 2, "sentence1", &per_a);

@@ -114,14 +114,27 @@ static double ce_row(const double *t, int m, int target, double *g) {
 
 /* ------------------------------------------------------------------ InfoNCE */
 
+/* the weight of each trained (query, positive slot): valid query and a real positive */
+static int infonce_pair_ok(const LossInput *in, const uint8_t *valid, int i, int j) {
+    return valid[i] && (!in->cand || in->cand[i * in->n_pos + j]);
+}
+
 double loss_infonce_eval(const LossInput *in, const InfoNCEOptions *o, float *demb, double w) {
     const int n = in->n, P = in->n_pos, K = in->n_neg, d = in->dim, M = n * P + n * K;
     AM_ASSERT(n >= 1 && P >= 1 && K >= 0 && d >= 1 && d <= in->ld);
     const int use_thr = in->gold && isfinite(o->threshold);
+    const int lse_mode = o->multi_pos == AM_MULTIPOS_LSE && P > 1;
     uint8_t *valid = xmalloc((size_t)n);
-    int nv = 0;
-    for (int i = 0; i < n; i++) nv += valid[i] = !use_thr || in->gold[i] >= o->threshold;
-    if (nv == 0) {
+    int nv = 0, npairs = 0;
+    for (int i = 0; i < n; i++) valid[i] = !use_thr || in->gold[i] >= o->threshold;
+    for (int i = 0; i < n; i++) {
+        int real = 0;
+        for (int j = 0; j < P; j++) real += infonce_pair_ok(in, valid, i, j);
+        npairs += real;
+        if (lse_mode && !real) valid[i] = 0; /* no own positive to score */
+        nv += valid[i];
+    }
+    if (nv == 0 || npairs == 0) {
         free(valid);
         return 0.0;
     }
@@ -132,10 +145,14 @@ double loss_infonce_eval(const LossInput *in, const InfoNCEOptions *o, float *de
     double *S = xmalloc((size_t)n * M * sizeof(double));
     double *dS = demb ? xcalloc((size_t)n * M, sizeof(double)) : NULL;
     dgemm_nt(S, Xq, n, Xc, M, d, s);
+    if (in->cand) /* padding is nobody's candidate: e^-inf = 0 in every softmax, no gradient */
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < M; c++)
+                if (!in->cand[c]) S[(size_t)i * M + c] = -(double)INFINITY;
     const int mrow = M + n; /* longest logit row: n + nK (slot), M (all) or n (symmetric) */
     double *t = xmalloc((size_t)mrow * sizeof(double)), *g = xmalloc((size_t)mrow * sizeof(double));
     double loss_f = 0, loss_b = 0;
-    if (o->multi_pos == AM_MULTIPOS_LSE && P > 1) {
+    if (lse_mode) {
         const double wr = 1.0 / nv;
         for (int i = 0; i < n; i++) {
             if (!valid[i]) continue;
@@ -151,11 +168,11 @@ double loss_infonce_eval(const LossInput *in, const InfoNCEOptions *o, float *de
             }
         }
     } else {
-        const double wr = 1.0 / ((double)nv * P);
+        const double wr = 1.0 / npairs;
         const int m = n + n * K;
         for (int j = 0; j < P; j++)
             for (int i = 0; i < n; i++) {
-                if (!valid[i]) continue;
+                if (!infonce_pair_ok(in, valid, i, j)) continue;
                 const double *Si = S + (size_t)i * M;
                 for (int a = 0; a < n; a++) t[a] = Si[a * P + j];
                 for (int k = 0; k < n * K; k++) t[n + k] = Si[n * P + k];
@@ -169,10 +186,10 @@ double loss_infonce_eval(const LossInput *in, const InfoNCEOptions *o, float *de
     }
     double loss = loss_f;
     if (o->symmetric) { /* positives -> queries: p_{i,j} against every query, target q_i */
-        const double wr = 1.0 / ((double)nv * P);
+        const double wr = 1.0 / npairs;
         for (int j = 0; j < P; j++)
             for (int i = 0; i < n; i++) {
-                if (!valid[i]) continue;
+                if (!infonce_pair_ok(in, valid, i, j)) continue;
                 const int col = i * P + j;
                 for (int a = 0; a < n; a++) t[a] = S[(size_t)a * M + col];
                 loss_b += ce_row(t, n, i, dS ? g : NULL) * wr;
@@ -507,7 +524,10 @@ double loss_kl_eval(const LossInput *te, const LossInput *st, int sim, float tem
         const int d = st->dim;
         double *a = xmalloc((size_t)d * sizeof(double)), *b = xmalloc((size_t)d * sizeof(double));
         double *g = xmalloc((size_t)d * sizeof(double));
+        int nr = 0;
+        for (int i = 0; i < R; i++) nr += i < n || !st->cand || st->cand[i - n];
         for (int i = 0; i < R; i++) {
+            if (i >= n && st->cand && !st->cand[i - n]) continue; /* padding */
             for (int c = 0; c < d; c++) {
                 a[c] = rt.x[(size_t)i * d + c] / T;
                 b[c] = rs.x[(size_t)i * d + c] / T;
@@ -515,9 +535,9 @@ double loss_kl_eval(const LossInput *te, const LossInput *st, int sim, float tem
             }
             loss += kl_rows(a, b, d, dst ? g : NULL);
             if (dst)
-                for (int c = 0; c < d; c++) rs.dx[(size_t)i * d + c] += g[c] / (R * T);
+                for (int c = 0; c < d; c++) rs.dx[(size_t)i * d + c] += g[c] / (nr * T);
         }
-        loss /= R;
+        loss /= nr;
         free(a);
         free(b);
         free(g);
@@ -530,6 +550,10 @@ double loss_kl_eval(const LossInput *te, const LossInput *st, int sim, float tem
         double *dS = dst ? xcalloc((size_t)n * M, sizeof(double)) : NULL;
         dgemm_nt(St, rt.x, n, rt.x + (size_t)n * dt, M, dt, 1.0 / T);
         dgemm_nt(Ss, rs.x, n, rs.x + (size_t)n * ds, M, ds, 1.0 / T);
+        if (st->cand) /* padding is in neither distribution */
+            for (int i = 0; i < n; i++)
+                for (int c = 0; c < M; c++)
+                    if (!st->cand[c]) St[(size_t)i * M + c] = Ss[(size_t)i * M + c] = -(double)INFINITY;
         for (int i = 0; i < n; i++)
             loss += kl_rows(St + (size_t)i * M, Ss + (size_t)i * M, M, dS ? dS + (size_t)i * M : NULL);
         loss /= n;

@@ -35,7 +35,9 @@
  *     AM_MULTIPOS_AVG (default, CoDiEmb):  L = (1/P) Σ_j (1/|V|) Σ_{i∈V} CE(S over C_j, target p_{i,j})
  *     AM_MULTIPOS_LSE (MultiPositiveInfoNCE): candidates = every positive and negative row,
  *        L = (1/|V|) Σ_{i∈V} [ logΣ_{all c} e^{S_ic} − logΣ_{c ∈ own positives} e^{S_ic} ]
- *   With P = 1 both are MultipleNegativesRankingLoss. V = the valid queries: all of them, or, when
+ *   With P = 1 both are MultipleNegativesRankingLoss. Padded rows (LossInput.cand = 0, a query
+ *   with fewer positives / negatives than P / K) are no candidate of anyone and no target: AVG
+ *   averages over the real (i, j), LSE over the real own positives. V = the valid queries: all of them, or, when
  *   gold scores are given and threshold is finite, those with y_i >= threshold (CoDiEmb's STS
  *   InfoNCE: low-scored pairs are not positives but stay candidates). No valid query: L = 0.
  *   symmetric = 1 (MultipleNegativesSymmetricRankingLoss): L = (L_q→d + L_d→q) / 2 where L_d→q
@@ -63,7 +65,8 @@
  * KL between score distributions (Starbucks SRL), teacher detached:
  *   AM_KL_SCORES:     S^T_i = sim_T(q_i, every row in [n, R)) / T, S^S_i likewise for the student;
  *                     L = (1/n) Σ_i KL(softmax(S^T_i) ‖ softmax(S^S_i))        T = 0.05
- *   AM_KL_EMBEDDINGS: (Starbucks STS / ST AdaptiveLayerLoss) over all R rows,
+ *                     (padded rows are in neither softmax)
+ *   AM_KL_EMBEDDINGS: (Starbucks STS / ST AdaptiveLayerLoss) over all R rows (padding excluded),
  *                     L = (1/R) Σ_r KL(softmax(ê^T_r[:d]/T) ‖ softmax(ê^S_r[:d]/T)) where d = the
  *                     student's dim and ê = the row normalised over those d features if sim = cos
  *                     (raw if dot). ST multiplies this by its kl_temperature: fold that into kl_weight.
@@ -122,6 +125,9 @@ typedef struct {
     int n_pos;            /* P >= 1 positives per query */
     int n_neg;            /* K >= 0 hard negatives per query */
     const float *gold;    /* (n) gold scores of graded pairs, or NULL */
+    const uint8_t *cand;  /* (n·P + n·K) 1 = a real positive / negative row (rows [n, R) in order),
+                             0 = padding of a query with fewer (never a candidate nor a target);
+                             NULL = all real */
 } LossInput;
 
 static inline int loss_input_rows(const LossInput *in) { return in->n * (1 + in->n_pos + in->n_neg); }
@@ -220,6 +226,7 @@ typedef struct {
     int L, C;
     int n, n_pos, n_neg;                 /* layout, see the top */
     const float *gold;                   /* (n) or NULL */
+    const uint8_t *cand;                 /* (n·P + n·K) padding mask as LossInput's, or NULL */
     uint64_t seed;                       /* random draws of RANDOM_2D (derive from (run seed, step)) */
 } LossViews;
 

@@ -322,7 +322,7 @@ typedef struct {
 static LossInput view_input(EvalCtx *c, int layer, int dim) {
     const LossViews *v = c->v;
     if (!v->emb[layer]) c->missing = layer + 1;
-    return (LossInput){ v->emb[layer], v->C, dim, v->n, v->n_pos, v->n_neg, v->gold };
+    return (LossInput){ v->emb[layer], v->C, dim, v->n, v->n_pos, v->n_neg, v->gold, v->cand };
 }
 
 static float *view_grad(EvalCtx *c, int layer) { return c->v->demb[layer]; }

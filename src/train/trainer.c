@@ -370,6 +370,7 @@ int trainer_step(Trainer *t, const TrainBatch *b, const LossSpec *s, StepStats *
         v.n_pos = P;
         v.n_neg = K;
         v.gold = b->scores;
+        v.cand = b->cand;
         v.seed = ms;
         for (int l = 0; l <= L; l++) {
             if (!need[l]) continue;

@@ -59,6 +59,8 @@ typedef struct {
 typedef struct {
     TrainTokens a, pos, neg;
     const float *scores;      /* (n) or NULL */
+    const uint8_t *cand;      /* (pos.B + neg.B) 0 = a padding row (a query with fewer positives /
+                                 negatives than the batch's P / K: loss.h's LossInput.cand), NULL = all real */
 } TrainBatch;
 
 typedef struct {

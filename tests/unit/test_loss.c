@@ -70,7 +70,7 @@ static LossInput input(const char *emb, int n, int P, int K, int dim, const floa
     const float *e = fx_f32(&g_loss, emb, &cnt);
     int ld = (int)(cnt / (size_t)(n * (1 + P + K)));
     if (rows) *rows = cnt;
-    return (LossInput){ e, ld, dim ? dim : ld, n, P, K, gold };
+    return (LossInput){ e, ld, dim ? dim : ld, n, P, K, gold, NULL };
 }
 
 static InfoNCEOptions inf_opts(float scale, int sim, int sym, int mode) {
@@ -436,7 +436,7 @@ TEST(random_2d_is_full_plus_drawn_view) {
         CHECK_EQ_INT(dl, drawn);
         CHECK(dd == 32 || dd == 16); /* default dims for C = 16: just C */
         if (dl >= 0 && dl <= L) seen_layers[dl] = 1;
-        LossInput full = { emb[L], C, C, n, 1, 0, NULL }, sub = { emb[dl], C, dd, n, 1, 0, NULL };
+        LossInput full = { emb[L], C, C, n, 1, 0, NULL, NULL }, sub = { emb[dl], C, dd, n, 1, 0, NULL, NULL };
         double want = infonce_forward(&full, &inner.infonce) + infonce_forward(&sub, &inner.infonce) +
                       kl_forward(&full, &sub, AM_SIM_COS, 0.05f, AM_KL_SCORES);
         CHECK_NEAR(res.total, want, 1e-9);
@@ -471,7 +471,7 @@ TEST(matryoshka_dims_per_step) {
         CHECK(sscanf(r.term[0].name, "d%d/", &d) == 1 && (d == 4 || d == 8 || d == 16));
         if (d < 1 || d > 16) continue;
         seen[d] = 1;
-        LossInput in = { e, C, d, n, 1, 0, NULL };
+        LossInput in = { e, C, d, n, 1, 0, NULL, NULL };
         CHECK_NEAR(r.total, (d == 4 ? 1 : d == 8 ? 2 : 3) * infonce_forward(&in, &inner.infonce), 1e-9);
     }
     CHECK(seen[4] && seen[8] && seen[16]);
@@ -744,7 +744,7 @@ static double lora_fixture_loss(Encoder *e, const float *mask, const float *R1, 
     float pooled[4 * 64], normed[4 * 64], dp[4 * 64], dn[4 * 64];
     AM_ASSERT(B == 4 && C <= 64);
     pool_mean_forward(pooled, encoder_hidden(e, L), mask, B, T, C, C);
-    LossInput in = { pooled, C, C, 2, 1, 0, NULL };
+    LossInput in = { pooled, C, C, 2, 1, 0, NULL, NULL };
     LossSpec s;
     loss_spec_default(&s, AM_LOSS_INFONCE);
     double loss = infonce_forward(&in, &s.infonce);
