@@ -39,8 +39,10 @@ if not init then init = assert(am.init_model { config = "tiny", name = "init-tin
 -- windows of about max_len tokens (~0.7 words per word-piece token), so long documents are not
 -- truncated after their first max_len tokens, and `rows` windows are taken at an even stride
 -- across the whole file.
-local reg = assert(st:get("datasets", "pretrain"), "no `pretrain` dataset: run amalgam prepare pretrain first")
-local dir = am.json.decode(reg).path or (st:dir() .. "/datasets/pretrain")
+-- registry paths are relative to the store (amalgam.registry resolves them)
+local reg = assert(require("amalgam.registry").get(st, "pretrain"),
+  "no `pretrain` dataset: run amalgam prepare pretrain first")
+local dir = reg.dir
 local words_per = math.max(8, max_len * 7 // 10)
 local chunks = {}
 for line in io.lines(dir .. "/corpus.txt") do

@@ -140,7 +140,10 @@ for i = 1, 40 do f:write(("a document about topic %d with some words in it and m
 f:close()
 local st = am.store.default()
 assert(st:put("datasets", "toy", am.json.encode { path = args.dir, files = { train = { path = "pairs.jsonl", kind = "pairs" } } }))
-assert(st:put("datasets", "pretrain", am.json.encode { path = args.dir, files = { train = { path = "corpus.txt", kind = "text" } } }))
+-- as prepare writes it: a store-relative path
+local pd = st:dir() .. "/datasets/pretrain"
+os.execute("mkdir -p '" .. pd .. "' && cp '" .. args.dir .. "/corpus.txt' '" .. pd .. "/'")
+assert(st:put("datasets", "pretrain", am.json.encode { path = "datasets/pretrain", files = { train = { path = "corpus.txt", kind = "text" } } }))
 LUA
 "$AM" run "$W/mk.lua" dir="$W" >/dev/null 2>"$W/err" || bad "toy datasets"
 tt() { "$AM" run "$R/train_tasks.lua" base=base tasks=toy steps=2 batch=8 "$@"; }
