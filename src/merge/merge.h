@@ -42,6 +42,19 @@
  *   - DARE / DELLA rescale: mergekit preserves the tensor's L1 norm; the papers divide the
  *     kept entries by the keep probability (1/density for DARE, 1/p_i for DELLA). paper=1.
  *
+ *   - DARE / DELLA paper=1 without rescale keeps the survivors as they are; magnitude methods
+ *     (TIES, breadcrumbs) never rescale in paper mode (the papers do not).
+ * Small departures from mergekit, where it fails or is ill-defined:
+ *   - TIES keeps at least one entry per tensor (mergekit asserts int(density·n) > 0);
+ *   - breadcrumbs keeps the magnitude ranks [n_bot, n − n_top) (mergekit's slice [n_bot:-0]
+ *     keeps nothing when γ·n < 1);
+ *   - DELLA ranks equal magnitudes by position; a one-element row gets p = density;
+ *   - magnitude thresholds keep every entry equal to the k-th largest (ties may keep a few more);
+ *   - multislerp of a tensor whose inputs (task vectors) are all zero returns the base (or zero)
+ *     where mergekit raises; its result otherwise equals mergekit's: the tangent vectors at the
+ *     normalised weighted mean μ of the unit vectors sum to zero, so multislerp is
+ *     μ·Σ w_m‖x_m‖ (an nlerp; equal to SLERP only at the midpoint of equal-norm vectors).
+ *
  * Randomness (DARE, DELLA) is seeded and reproducible: model k's mask of tensor i draws from
  * its own xorshift64* stream (src/base am_rng) seeded with merge_stream_seed(seed, k, i), in
  * element order, keep iff am_rng_uniform() < p. tests/ref/merge/gen_fixture.py reproduces it.
@@ -204,7 +217,9 @@ typedef struct {
 uint64_t merge_stream_seed(uint64_t seed, int k, int tensor_index);
 
 /* Merge in->models (and in->base) into out (tab->total floats; must not alias an input).
- * stats may be NULL. Checks counts, base, parameters and NaN/Inf before writing anything. */
+ * stats may be NULL. Counts, base and every tensor's parameters are checked before anything is
+ * written; a NaN/Inf input is found while merging (AM_EFORMAT), and on any error out's contents
+ * are unspecified. */
 int merge_run(const MergeSpec *spec, const MergeInputs *in, float *out, MergeStats *stats);
 
 /* Same over Model objects: checks configs (AM_EVOCAB for vocab size, AM_ESHAPE naming the first
