@@ -68,13 +68,18 @@ end
 
 do -- proportional and temperature
   local n = 6000
-  local c = counts(S.sequence(S.proportional { seed = 3 }, tasks, n, 1))
-  T.near(c[1] / n, 0.1, 0.02, "proportional p1 = 0.1")
-  T.near(c[3] / n, 0.6, 0.02, "proportional p3 = 0.6")
+  -- step draws: p_i ∝ n_i / batch_i (batches 10, 30, 30 of 70), so examples ∝ n_i
+  local c = counts(S.sequence(S.proportional { seed = 3, epochs = false }, tasks, n, 1))
+  T.near(c[1] / n, 10 / 70, 0.02, "proportional{epochs=false} p1 = 10/70")
+  T.near(c[3] / n, 30 / 70, 0.02, "proportional{epochs=false} p3 = 30/70")
+  -- the default: every batch of an epoch once (ST's ProportionalBatchSampler)
+  local ce = counts(S.sequence(S.proportional { seed = 3 }, tasks, 70, 1))
+  T.ok(ce[1] == 10 and ce[2] == 30 and ce[3] == 30, "proportional: one epoch = every task's batches once")
   local c2 = counts(S.sequence(S.temperature { T = 2, seed = 3 }, tasks, n, 1))
-  local z = 100 ^ 0.5 + 300 ^ 0.5 + 600 ^ 0.5
-  T.near(c2[1] / n, 100 ^ 0.5 / z, 0.02, "temperature T=2 p1 ∝ n^(1/2)")
-  T.near(c2[3] / n, 600 ^ 0.5 / z, 0.02, "temperature T=2 p3 ∝ n^(1/2)")
+  local w = { 100 ^ 0.5 / 10, 300 ^ 0.5 / 10, 600 ^ 0.5 / 20 }
+  local z = w[1] + w[2] + w[3]
+  T.near(c2[1] / n, w[1] / z, 0.02, "temperature T=2: examples ∝ n^(1/2) (p1)")
+  T.near(c2[3] / n, w[3] / z, 0.02, "temperature T=2: examples ∝ n^(1/2) (p3)")
   T.checkerr("T must be > 0", S.temperature, { T = 0 })
 end
 

@@ -141,4 +141,81 @@ do
   T.ok(c[1] == 2 and c[2] == 4, "shuffled_batches under accumulation: one epoch = floor(n / (batch·accum)) updates")
 end
 
+-- 5, 6. schedules ------------------------------------------------------------------------------
+local S = am.schedule
+local function tasks_of(seq)
+  local out = {}
+  for i, p in ipairs(seq) do out[i] = tostring(p[1]) end
+  return table.concat(out)
+end
+local function counts(seq, k)
+  local c = {}
+  for i = 1, k do c[i] = 0 end
+  for _, p in ipairs(seq) do c[p[1]] = c[p[1]] + 1 end
+  return c
+end
+do
+  -- sequential: by default one pass over each task in order (steps in proportion to their updates)
+  local tk = { { n = 20, batch = 2 }, { n = 100, batch = 2 }, { n = 6, batch = 2 } }
+  T.eq(tasks_of(S.sequence(S.sequential {}, tk, 63, 1)), ("1"):rep(10) .. ("2"):rep(50) .. ("3"):rep(3),
+    "sequential: one pass over each task (10, 50, 3 updates)")
+  T.eq(tasks_of(S.sequence(S.sequential {}, tk, 126, 1)), ("1"):rep(20) .. ("2"):rep(100) .. ("3"):rep(6),
+    "sequential: twice the steps, two passes each")
+  local acc = { { n = 20, batch = 2, accum = 2 }, { n = 100, batch = 2, accum = 2 } }
+  T.eq(tasks_of(S.sequence(S.sequential {}, acc, 30, 1)), ("1"):rep(5) .. ("2"):rep(25),
+    "sequential under accumulation: one pass = n / (batch·accum) updates")
+  T.checkerr("summing to the run's 63", S.sequence, S.sequential { steps = { 10, 50 } }, tk, 63, 1)
+  T.checkerr("summing to the run's 63", S.sequence, S.sequential { order = { 1, 2 }, steps = { 10, 50 } }, tk, 63, 1)
+  -- groups: stage 1 = tasks 1 and 3 shuffled together, then task 2
+  local g = S.sequence(S.sequential { order = { { 1, 3 }, 2 } }, tk, 63, 1)
+  local head = tasks_of(g):sub(1, 13)
+  T.ok(select(2, head:gsub("1", "")) == 10 and select(2, head:gsub("3", "")) == 3 and head ~= "1111111111333"
+    and tasks_of(g):sub(14) == ("2"):rep(50), "sequential{order = {{1, 3}, 2}}: a shuffled group, then task 2")
+  T.checkerr("order holds task indices or groups", S.sequential, { order = { "x" } })
+  T.checkerr("order has task 9 (1..3)", S.sequence, S.sequential { order = { { 1, 9 } } }, tk, 10, 1)
+  -- two_stage with groups: stage 1 = {1, 3}, stage 2 = {2}; split by their one-pass shares
+  local two = tasks_of(S.sequence(S.two_stage { stage1 = { 1, 3 }, stage2 = { 2 } }, tk, 63, 1))
+  T.ok(not two:sub(1, 13):find("2") and two:sub(14) == ("2"):rep(50), "two_stage{stage1 = {1, 3}, stage2 = {2}}: one pass of each group")
+  local two2 = tasks_of(S.sequence(S.two_stage { stage1 = { 2 }, stage2 = { 1, 3 }, split = 0.5 }, tk, 20, 1))
+  T.ok(two2:sub(1, 10) == ("2"):rep(10) and not two2:sub(11):find("2"), "two_stage: split given")
+  T.checkerr("does not exist", S.sequence, S.two_stage { stage1 = { 1, 9 }, stage2 = { 2 } }, tk, 10, 1)
+  T.checkerr("stage1 must be a schedule spec", S.two_stage, { stage1 = "x", stage2 = { 1 } })
+  T.checkerr("split must be a number in [0, 1]", S.two_stage, { stage1 = { 1 }, stage2 = { 2 }, split = 2 })
+
+  -- temperature: small T does not overflow to the last task; it tends to the largest
+  local tt = { { n = 10000, batch = 10 }, { n = 50, batch = 10 }, { n = 400, batch = 10 } }
+  local c = counts(S.sequence(S.temperature { T = 0.01, seed = 1 }, tt, 200, 1), 3)
+  T.ok(c[1] == 200, ("temperature T = 0.01: every step on the largest task (%d, %d, %d)"):format(c[1], c[2], c[3]))
+  local c5 = counts(S.sequence(S.temperature { T = 5, seed = 1 }, tt, 4000, 1), 3)
+  T.ok(c5[1] > c5[3] and c5[3] > c5[2] and c5[2] > 0, "temperature T = 5: all tasks, ordered by size")
+  -- round robin: reuse by default, stop = true refuses to go past the smallest task
+  local rr = { { n = 4, batch = 2 }, { n = 20, batch = 2 } }
+  T.eq(#S.sequence(S.round_robin(), rr, 10, 1), 10, "round_robin reuses a small task")
+  T.eq(#S.sequence(S.round_robin { stop = true }, rr, 4, 1), 4, "round_robin{stop = true} within the smallest task")
+  T.checkerr("exhausted after 2 rounds", S.sequence, S.round_robin { stop = true }, rr, 5, 1)
+  -- codiemb: a batch size larger than its task
+  T.checkerr("larger than the task", S.sequence, S.codiemb { batch_sizes = { 5, 30 } }, rr, 2, 1)
+  T.checkerr("accumulation 2", S.sequence, S.codiemb {}, { { n = 3, batch = 2, accum = 2 } }, 2, 1)
+end
+
+-- the same through am.train: sequential one pass, a bad steps list
+do
+  local a, b = rich(8), rich(4, "volcano")
+  local seen = {}
+  local r = assert(am.train { init = base, steps = 6, lr = 1e-3, seed = 4, progress = false, max_len = 12,
+    tasks = { { data = a, batch = 2, name = "a" }, { data = b, batch = 2, name = "b" } },
+    schedule = S.sequential {}, on_step = function(m) seen[#seen + 1] = m.task end })
+  T.eq(r.status, "done", "sequential run done")
+  T.eq(table.concat(seen, " "), "a a a a b b", "am.train sequential: one pass over each task (4 and 2 updates)")
+  T.checkerr("must give each of the 2 entries", am.train, { init = base, steps = 6, progress = false,
+    tasks = { { data = a, batch = 2 }, { data = b, batch = 2 } }, schedule = S.sequential { steps = { 3, 4 } } })
+  local big = am.dataset.new("pairs")
+  for i = 1, 40 do assert(big:add_pair("big " .. w(i) .. " " .. w(i + 3), "ans " .. w(i + 1))) end
+  local tseen = {}
+  assert(am.train { init = base, steps = 3, lr = 1e-3, seed = 4, progress = false, max_len = 12,
+    tasks = { { data = big, batch = 2, name = "big" }, { data = b, batch = 2, name = "small" } },
+    schedule = S.temperature { T = 0.01 }, on_step = function(m) tseen[#tseen + 1] = m.task end })
+  T.eq(table.concat(tseen, " "), "big big big", "am.train temperature T = 0.01: the largest task")
+end
+
 T.done()
