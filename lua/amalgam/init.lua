@@ -265,4 +265,10 @@ do
   M.schedule = require "amalgam.schedule"
 end
 
+-- merging (lua/amalgam/merge.lua; C side src/lua/l_merge.c, src/api/merge_store.c)
+do
+  local merge = require "amalgam.merge"
+  M.merge, M.merge_methods = merge.merge, merge.methods
+end
+
 return M

@@ -2,6 +2,7 @@
 #include "embed.h"
 #include "am_base.h"
 #include "encoder.h"
+#include "merge_store.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -54,7 +55,13 @@ int embed_model_load(Store *st, const char *name_or_id, EmbedModel **out) {
     Model *m = NULL;
     char *meta = NULL, *vtext = NULL;
     size_t vlen = 0;
-    if ((rc = store_model_get(st, id, &m, &meta, &vtext, &vlen))) return rc;
+    if (merge_store_is_recipe(st, id)) { /* a merge kept as its recipe: computed here */
+        if ((rc = merge_store_load(st, id, &m, &vtext, &vlen)) || (rc = store_model_meta(st, id, &meta))) {
+            model_delete(m);
+            free(vtext);
+            return rc;
+        }
+    } else if ((rc = store_model_get(st, id, &m, &meta, &vtext, &vlen))) return rc;
     if (!vtext) {
         model_delete(m);
         free(meta);

@@ -78,5 +78,7 @@ int cmd_ls_runs(CliArgs *a, struct Store *st, int json);          /* amalgam ls 
 int cli_info_run(struct Store *st, const char *q, int json, int prefix);
 void cli_print_model_run(struct Store *st, const char *meta_json); /* info MODEL: its run */
 int cmd_resume(CliArgs *a);
+int cmd_merge(CliArgs *a);                                      /* cmd_merge.c */
+void cli_print_merge(struct Store *st, const char *meta_json);  /* info MODEL of a merge */
 
 #endif

@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "am_base.h"
 #include "embed.h"
+#include "merge_store.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -251,11 +252,12 @@ int cmd_info(CliArgs *a) {
            (int)jnum(j, "max_seq_length"),
            cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "do_lower_case")) ? "cased" : "uncased");
     cli_print_model_run(st, meta); /* cmd_runs.c */
+    cli_print_merge(st, meta);     /* cmd_merge.c */
     printf("lineage  %.12s\n", id);
     print_lineage(st, &ns, id, 0);
     cJSON_Delete(j);
     if (tensors) {
-        if ((rc = store_model_get(st, id, &m, NULL, NULL, NULL))) goto done;
+        if ((rc = merge_store_load(st, id, &m, NULL, NULL))) goto done; /* a merge recipe is computed */
         printf("\n%-52s %-14s %12s %12s\n", "TENSOR", "SHAPE", "L2 NORM", "MAX |x|");
         for (int i = 0; i < m->tab.n; i++) {
             const ParamInfo *p = &m->tab.t[i];

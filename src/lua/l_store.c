@@ -14,6 +14,7 @@
 #include "am_lua.h"
 #include "am_base.h"
 #include "store_runs.h"
+#include "merge_store.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -307,7 +308,7 @@ static int l_name(lua_State *L) {
     luaL_checkany(L, 3);
     char id[AM_ID_HEX + 1];
     int rc = arg_model_id(L, s, 3, id);
-    if (rc == AM_OK) rc = store_name_set(s, name, id);
+    if (rc == AM_OK) rc = merge_store_name(s, name, id); /* a merge recipe is materialised */
     if (rc) return am_lua_fail(L, rc);
     lua_pushstring(L, id);
     return 1;

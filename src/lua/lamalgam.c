@@ -390,6 +390,7 @@ void am_lua_open_source(lua_State *L);
 void am_lua_open_eval(lua_State *L); /* l_eval.c */
 void am_lua_open_train(lua_State *L); /* l_train.c */
 void am_lua_open_host(lua_State *L);  /* l_host.c: the raw_* interrupt primitives */
+void am_lua_open_merge(lua_State *L); /* l_merge.c */
 
 int luaopen_amalgam_core(lua_State *L) {
     luaL_checkversion(L);
@@ -414,6 +415,7 @@ int luaopen_amalgam_core(lua_State *L) {
     am_lua_open_source(L);  /* l_source.c */
     am_lua_open_train(L);   /* l_train.c */
     am_lua_open_host(L);    /* l_host.c */
+    am_lua_open_merge(L);   /* l_merge.c */
     return 1;
 }
 

@@ -92,6 +92,12 @@ int st_name_check(const char *name);
 
 /* store_model.c */
 char *st_dup_val(const MDB_val *v);   /* malloc'd copy + NUL, NULL when out of memory */
+/* the content hash (store_model_id), a plain XXH3-128 hex, the stored meta of m (caller meta +
+ * reserved keys; *name the caller's "name" or NULL, both malloc'd), config floats all finite */
+void st_model_hash(const Model *m, const char *vocab, size_t vocab_len, char id_out[AM_ID_HEX + 1]);
+void st_hash_hex(const void *data, size_t n, char out[AM_ID_HEX + 1]);
+int st_meta_build(const Model *m, const char *id, const char *caller, const char *vhash, char **json, char **name);
+int st_config_finite(const EncoderConfig *c);
 int st_unknown_id(const Store *s, const char *id);
 
 /* store_runs.c: rewrite the runs/metrics keys of a format-1 store (inside open's write txn) */

@@ -23,7 +23,7 @@ static void fmt_float(char *buf, size_t cap, float f) {
     }
 }
 
-static int config_finite(const EncoderConfig *c) {
+int st_config_finite(const EncoderConfig *c) {
     return isfinite(c->layer_norm_eps) && isfinite(c->hidden_dropout) && isfinite(c->attention_dropout) &&
            isfinite(c->initializer_range);
 }
@@ -44,7 +44,7 @@ static void config_canonical(const EncoderConfig *c, char *buf, size_t cap) {
              c->num_heads, c->num_layers, c->pad_token_id, c->type_vocab_size, c->vocab_size);
 }
 
-static void hash_hex(const void *data, size_t n, char out[AM_ID_HEX + 1]) {
+void st_hash_hex(const void *data, size_t n, char out[AM_ID_HEX + 1]) {
     AmHasher *h = am_hasher_new();
     am_hasher_update(h, data, n);
     am_hasher_hex(h, out);
@@ -53,7 +53,7 @@ static void hash_hex(const void *data, size_t n, char out[AM_ID_HEX + 1]) {
 
 /* id = XXH3-128("amalgam-model-v1" 0, canonical config 0, per tensor: name 0, u32 ndim,
  *                u64 shape[ndim], f32 data; "vocab" 0, u64 length, vocab bytes), all LE. */
-static void model_hash(const Model *m, const char *vocab, size_t vocab_len, char id_out[AM_ID_HEX + 1]) {
+void st_model_hash(const Model *m, const char *vocab, size_t vocab_len, char id_out[AM_ID_HEX + 1]) {
     AmHasher *h = am_hasher_new();
     char cfg[1024];
     config_canonical(&m->cfg, cfg, sizeof cfg);
@@ -78,7 +78,7 @@ static void model_hash(const Model *m, const char *vocab, size_t vocab_len, char
 }
 
 void store_model_id(const Model *m, const char *vocab, size_t vocab_len, char id_out[AM_ID_HEX + 1]) {
-    model_hash(m, vocab, vocab ? vocab_len : 0, id_out);
+    st_model_hash(m, vocab, vocab ? vocab_len : 0, id_out);
 }
 
 /* Rebuild the EncoderConfig (and the vocab hash) from a parsed meta object. */
@@ -120,7 +120,7 @@ static int is_reserved(const char *k) {
 
 /* Build the stored meta JSON from the caller's object and the model.
  * OUT: *json malloc'd; *name malloc'd copy of the caller's "name" or NULL. */
-static int meta_build(const Model *m, const char *id, const char *caller, const char *vhash, char **json,
+int st_meta_build(const Model *m, const char *id, const char *caller, const char *vhash, char **json,
                       char **name) {
     *json = NULL;
     *name = NULL;
@@ -231,14 +231,14 @@ static int model_put_fn(StoreTxn *t, void *ud) {
 int store_model_put(Store *s, const Model *m, const char *meta_json, const char *vocab, size_t vocab_len,
                     char id_out[AM_ID_HEX + 1]) {
     id_out[0] = 0;
-    if (!config_finite(&m->cfg))
+    if (!st_config_finite(&m->cfg))
         return am_error(AM_EINVAL, "store %s: model config has a non-finite float", s->dir);
     if (!vocab) vocab_len = 0;
     char id[AM_ID_HEX + 1], vhash[AM_ID_HEX + 1];
-    model_hash(m, vocab, vocab_len, id);
-    if (vocab_len) hash_hex(vocab, vocab_len, vhash);
+    st_model_hash(m, vocab, vocab_len, id);
+    if (vocab_len) st_hash_hex(vocab, vocab_len, vhash);
     char *meta, *name;
-    int rc = meta_build(m, id, meta_json, vocab_len ? vhash : NULL, &meta, &name);
+    int rc = st_meta_build(m, id, meta_json, vocab_len ? vhash : NULL, &meta, &name);
     if (rc) return rc;
     PutCtx c = {.m = m, .id = id, .meta = meta, .vocab = vocab, .vocab_len = vocab_len,
                 .vhash = vocab_len ? vhash : NULL, .name = name};
@@ -294,6 +294,12 @@ int store_model_get(Store *s, const char *id, Model **out, char **meta_json, cha
     }
     if (meta_json && !(meta_copy = st_dup_val(&v))) {
         rc = am_error(AM_ENOMEM, "model %s: cannot allocate the meta copy", id);
+        goto leave;
+    }
+    /* a merged model kept as its recipe has no tensors: src/api/merge_store.h computes it */
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(meta, "recipe_only"))) {
+        rc = am_error(AM_ENOTFOUND, "model %s is a merge recipe without stored tensors (load it through "
+                      "embed_model_load, which computes it, or save it by name)", id);
         goto leave;
     }
     EncoderConfig cfg;
@@ -368,8 +374,10 @@ int store_model_get(Store *s, const char *id, Model **out, char **meta_json, cha
         if (rc) goto leave;
     }
     char check[AM_ID_HEX + 1];
-    model_hash(m, vv.mv_data, vv.mv_size, check);
-    if (strcmp(check, id) != 0) {
+    st_model_hash(m, vv.mv_data, vv.mv_size, check);
+    /* a merged model's id is its recipe's hash; "content" keeps the hash of its tensors */
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(meta, "content");
+    if (strcmp(check, cJSON_IsString(content) ? content->valuestring : id) != 0) {
         rc = am_error(AM_EFORMAT, "model %s: content hash is %s: the stored tensors or vocab are corrupted", id, check);
         goto leave;
     }

@@ -1,0 +1,76 @@
+/* merge_store.h - merges of stored models: the recipe, its id, lineage and materialisation.
+ *
+ * The methods are src/merge/merge.h's; this layer is what the CLI (`amalgam merge`) and Lua
+ * (am.merge) share: it resolves the inputs in a store, checks the request before anything is
+ * computed or written, gives the merge its id and stores it (src/store/store_recipe.h).
+ *
+ * The recipe of a merge is its canonical spec, a JSON object with sorted keys:
+ *   {"base": id | null, "method": "ties", "models": [{"id": id, "weight": w}, ...],
+ *    "params": {"density": 0.5, "lambda": [0.2, 1], "seed": 3, ...}}
+ * (weights default to 1; booleans are stored as 0/1; `threads` is left out: it does not change
+ * the result). The merged model's id is XXH3-128("amalgam-merge-v1" 0, canonical spec), so the
+ * same inputs with the same spec give the same id and a second merge finds the first (nothing
+ * computed). Its meta: kind "merged", parents [{id, weight}], base, merge (the spec), content
+ * (the content hash of the tensors, checked whenever it is recomputed), the first model's
+ * pooling / normalize / max_seq_length / tokenizer keys (so export writes a loadable
+ * sentence-transformers directory), source.
+ *
+ * Inputs may be any stored model of one shape and vocabulary: full models, merged models (also
+ * recipe-only ones: computed first) and task vectors (kind task_vector or lora: τ with its
+ * parent θ0 gives θ = θ0 + τ). When some input has no MLM head, the head is dropped from all.
+ */
+#ifndef AM_MERGE_STORE_H
+#define AM_MERGE_STORE_H
+
+#include "merge.h"
+#include "model.h"
+#include "store.h"
+
+typedef struct {
+    const char *method;          /* mergekit name ("ties", "linear", ...) */
+    const char *base;            /* name or id prefix; NULL = none */
+    int n;                       /* models besides the base */
+    const char *const *models;   /* names or id prefixes */
+    const double *weights;       /* n weights, or NULL = 1 each */
+    const char *params_json;     /* NULL or a JSON object: parameter or option name -> number,
+                                    [numbers] (a gradient over the layers) or boolean */
+    const char *name;            /* non-NULL: store the tensors (materialise) and name the merge */
+    int materialize;             /* store the tensors even without a name */
+    const char *source;          /* meta "source" (the command or recipe), may be NULL */
+} MergeRequest;
+
+typedef struct {
+    char id[AM_ID_HEX + 1];
+    int found;          /* the same merge was stored already: nothing was computed */
+    int stored_tensors; /* the model's tensors are in the store now */
+    Model *model;       /* the computed model (NULL when found); caller model_delete()s */
+    MergeStats stats;   /* of the computation (zero when found) */
+} MergeResult;
+
+/* Merge as r says and store the result (recipe only, or with its tensors when r->name or
+ * r->materialize). Every check happens before the store is written, so a failure leaves it
+ * unchanged. Errors: AM_EINVAL (unknown method, parameter or option with the closest name, a
+ * method that needs a base without one, wrong model count, weights all zero or not finite),
+ * AM_ENOTFOUND (unknown model), AM_ESHAPE (names the first mismatching tensor), AM_EVOCAB
+ * (different vocabularies), AM_EFORMAT (NaN/Inf in an input tensor), store errors. */
+int merge_store_merge(Store *st, const MergeRequest *r, MergeResult *out);
+
+/* The canonical spec (malloc'd JSON) and id of r without computing or writing anything
+ * (the checks of merge_store_merge that need no tensors). */
+int merge_store_recipe(Store *st, const MergeRequest *r, char **spec_json, char id_out[AM_ID_HEX + 1]);
+
+/* The option names a request's params may hold besides the parameters (merge_spec_set_option's). */
+const char *const *merge_store_options(int *n);
+
+/* 1 if model id is stored as a recipe only (no tensors). */
+int merge_store_is_recipe(Store *st, const char *id);
+
+/* Compute stored model id in memory: its tensors if it has them, else its recipe (inputs
+ * loaded or computed recursively, the result checked against the recorded content hash).
+ * OUT: *m (model_delete), *vocab / *vocab_len (malloc'd, may be NULL/0). */
+int merge_store_load(Store *st, const char *id, Model **m, char **vocab, size_t *vocab_len);
+
+/* Point name at model id; a recipe-only merge is materialised first (its tensors stored). */
+int merge_store_name(Store *st, const char *name, const char *id);
+
+#endif

@@ -1,0 +1,194 @@
+/* cmd_merge.c - amalgam merge, and what `info MODEL` shows of a merge (src/api/merge_store.h).
+ *
+ *   merge --method M [--base B] MODEL[:WEIGHT]... [--set key=value]... [--name N] [--materialize] [--json]
+ *
+ * Without --name (or --materialize) the merge is stored as its recipe only (no tensors) and
+ * computed whenever it is used (encode, eval, export); --name stores the tensors and names it.
+ * --set values: a number, true/false, or a comma-separated list of numbers (a gradient over
+ * the layers, mergekit's); e.g. --set density=0.5 --set lambda=0.2,1.
+ */
+#define _GNU_SOURCE
+#include "cli.h"
+#include "am_base.h"
+#include "embed.h"
+#include "merge_store.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* "MODEL:WEIGHT" -> model, weight (a suffix that is not a number belongs to the name) */
+static void split_weight(const char *arg, char **model, double *w, int *has_w) {
+    const char *c = strrchr(arg, ':');
+    *has_w = 0;
+    *w = 1;
+    if (c && c[1]) {
+        char *end;
+        double v = strtod(c + 1, &end);
+        if (*end == 0) {
+            *model = strndup(arg, (size_t)(c - arg));
+            *w = v;
+            *has_w = 1;
+            return;
+        }
+    }
+    *model = xstrdup(arg);
+}
+
+static void appendf(char *buf, size_t cap, size_t *o, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void appendf(char *buf, size_t cap, size_t *o, const char *fmt, ...) {
+    if (*o >= cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf + *o, cap - *o, fmt, ap);
+    va_end(ap);
+    if (k > 0) *o += (size_t)k;
+}
+
+/* --set key=value into the params object */
+static int parse_set(cJSON *params, const char *kv) {
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv || !eq[1])
+        return am_error(AM_EINVAL, "merge: --set expects key=value (e.g. --set density=0.5), got '%s'", kv);
+    char key[64];
+    snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
+    const char *v = eq + 1;
+    if (cJSON_GetObjectItemCaseSensitive(params, key)) return am_error(AM_EINVAL, "merge: --set %s given twice", key);
+    if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0) {
+        cJSON_AddBoolToObject(params, key, v[0] == 't');
+        return AM_OK;
+    }
+    cJSON *arr = cJSON_CreateArray();
+    const char *p = v;
+    while (1) {
+        char *end;
+        double x = strtod(p, &end);
+        if (end == p || (*end != ',' && *end != 0) || !isfinite(x)) {
+            cJSON_Delete(arr);
+            return am_error(AM_EINVAL, "merge: --set %s: '%s' is not a number, true/false or a list of numbers", key, v);
+        }
+        cJSON_AddItemToArray(arr, cJSON_CreateNumber(x));
+        if (*end == 0) break;
+        p = end + 1;
+    }
+    if (cJSON_GetArraySize(arr) == 1) {
+        cJSON_AddItemToObject(params, key, cJSON_DetachItemFromArray(arr, 0));
+        cJSON_Delete(arr);
+    } else cJSON_AddItemToObject(params, key, arr);
+    return AM_OK;
+}
+
+int cmd_merge(CliArgs *a) {
+    const char *method = cli_get(a, "method"), *base = cli_get(a, "base"), *name = cli_get(a, "name");
+    int json = cli_flag(a, "json"), materialize = cli_flag(a, "materialize");
+    cJSON *params = cJSON_CreateObject();
+    int rc = AM_OK;
+    for (int i = 0; i < a->nopt && !rc; i++)
+        if (strcmp(a->opt[i].name, "set") == 0) {
+            a->opt[i].used = 1;
+            rc = parse_set(params, a->opt[i].value);
+        }
+    if (!rc) rc = cli_check_unused(a);
+    if (!rc && !method)
+        rc = am_error(AM_EINVAL, "merge: --method M is required (linear, task_arithmetic, ties, dare_ties, slerp, ...; "
+                      "see lua/API.md)");
+    if (!rc && a->npos == 0)
+        rc = am_error(AM_EINVAL, "merge: usage: amalgam merge --method M [--base B] MODEL[:WEIGHT]... [--set k=v]... "
+                      "[--name N]");
+    if (rc) {
+        cJSON_Delete(params);
+        return rc;
+    }
+    int n = a->npos, any_w = 0;
+    char **models = xcalloc((size_t)n, sizeof *models);
+    double *weights = xcalloc((size_t)n, sizeof *weights);
+    for (int i = 0; i < n; i++) {
+        int hw;
+        split_weight(a->pos[i], &models[i], &weights[i], &hw);
+        any_w |= hw;
+    }
+    char *pj = cJSON_PrintUnformatted(params);
+    cJSON_Delete(params);
+    /* the command line, for the meta's "source" */
+    char source[1024];
+    size_t o = 0;
+    appendf(source, sizeof source, &o, "amalgam merge --method %s", method);
+    if (base) appendf(source, sizeof source, &o, " --base %s", base);
+    for (int i = 0; i < n; i++) appendf(source, sizeof source, &o, " %s", a->pos[i]);
+    MergeRequest r = {.method = method, .base = base, .n = n, .models = (const char *const *)models,
+                      .weights = any_w ? weights : NULL, .params_json = pj, .name = name, .materialize = materialize,
+                      .source = source};
+    Store *st = NULL;
+    MergeResult res;
+    memset(&res, 0, sizeof res);
+    if (!(rc = store_open(a->store_dir, AM_STORE_EXISTING, &st))) rc = merge_store_merge(st, &r, &res);
+    if (!rc && json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "id", res.id);
+        cJSON_AddBoolToObject(j, "found", res.found);
+        cJSON_AddBoolToObject(j, "stored_tensors", res.stored_tensors);
+        if (name) cJSON_AddStringToObject(j, "name", name);
+        cJSON_AddNumberToObject(j, "seconds", res.stats.seconds);
+        char *s = cJSON_PrintUnformatted(j);
+        puts(s);
+        free(s);
+        cJSON_Delete(j);
+    } else if (!rc) {
+        printf("%s %s  id %s  (%s of %d models%s)\n", res.found ? "found" : "merged", name ? name : "-", res.id, method, n,
+               base ? ", with a base" : "");
+        if (res.found) printf("the same merge was stored already: nothing computed\n");
+        if (res.stored_tensors) printf("stored with its tensors\n");
+        else printf("stored as its recipe only (computed when used; --name N or am.name stores the tensors)\n");
+    }
+    model_delete(res.model);
+    store_close(st);
+    for (int i = 0; i < n; i++) free(models[i]);
+    free(models);
+    free(weights);
+    free(pj);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- info MODEL of a merge */
+
+typedef struct { const char *id; char buf[256]; } NameFind;
+
+static int find_names(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
+    NameFind *f = ud;
+    if (vlen != AM_ID_HEX || memcmp(val, f->id, AM_ID_HEX) != 0) return 0;
+    size_t l = strlen(f->buf);
+    snprintf(f->buf + l, sizeof f->buf - l, "%s%.*s", l ? "," : "", (int)klen, (const char *)key);
+    return 0;
+}
+
+void cli_print_merge(Store *st, const char *meta_json) {
+    cJSON *j = cJSON_Parse(meta_json);
+    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(j, "merge");
+    if (!cJSON_IsObject(spec)) {
+        cJSON_Delete(j);
+        return;
+    }
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(spec, "method"), *b = cJSON_GetObjectItemCaseSensitive(spec, "base");
+    printf("merge    %s", cJSON_IsString(m) ? m->valuestring : "?");
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(spec, "params"), *p;
+    cJSON_ArrayForEach(p, params) {
+        char *v = cJSON_PrintUnformatted(p);
+        printf(" %s=%s", p->string, v);
+        free(v);
+    }
+    printf("\n");
+    if (cJSON_IsString(b)) {
+        NameFind f = {.id = b->valuestring};
+        f.buf[0] = 0;
+        store_iter(st, "names", NULL, 0, find_names, &f);
+        am_clearerror();
+        printf("base     %.12s %s\n", b->valuestring, f.buf);
+    }
+    printf("stored   %s\n", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "recipe_only"))
+                                ? "recipe only (computed when used; name it to store the tensors)"
+                                : "with its tensors");
+    cJSON_Delete(j);
+}

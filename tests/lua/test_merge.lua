@@ -1,0 +1,106 @@
+-- test_merge.lua - am.merge through the real binary (lua/API.md "Merging"): recipe-only merges and
+-- their ids, the same merge found again without computing, naming stores the tensors, merges of
+-- merges, task vectors as inputs, lineage in the meta, and bad input (misuse raises at the
+-- recipe's line with the closest name; failures return nil, msg, code and leave the store as it was).
+local T = dofile((arg[0]:match("^(.*)/") or ".") .. "/check.lua")
+local am = require "amalgam"
+
+local st = assert(am.store.default())
+local a = assert(am.init_model { config = "tiny", name = "ma", seed = 1 })
+local b = assert(am.init_model { config = "tiny", name = "mb", seed = 2 })
+local W = "embeddings.word_embeddings.weight"
+local function at(m, name, i, j) return assert(m:tensor(name)):get(i, j) end
+
+-- ------------------------------------------------------------------ a recipe-only merge
+local m, info = am.merge { method = "linear", models = { a, "mb" }, weights = { 1, 3 } }
+T.ok(am.type(m) == "Model" and #m:id() == 32, "am.merge returns a Model handle")
+T.eq(m:kind(), "merged", "kind merged")
+T.eq(info.found, false, "a new merge is computed")
+T.eq(info.stored_tensors, false, "without a name only the recipe is stored")
+local meta = m:meta()
+T.eq(meta.recipe_only, true, "meta.recipe_only")
+T.eq(meta.merge.method, "linear", "meta.merge.method")
+T.eq(#meta.parents, 2, "two parents")
+T.ok(meta.parents[1].id == a:id() and meta.parents[1].weight == 1 and meta.parents[2].id == b:id()
+  and meta.parents[2].weight == 3, "parents with their weights")
+T.ok(meta.source:match("test_merge%.lua:%d+"), "source names the recipe line: " .. tostring(meta.source))
+-- computed on use: linear = (1 a + 3 b) / 4
+T.near(at(m, W, 5, 7), (at(a, W, 5, 7) + 3 * at(b, W, 5, 7)) / 4, 1e-6, "the recipe is computed on use (tensor)")
+T.eq(#m:embed("a merged model encodes"), 128, "a recipe-only merge encodes")
+
+-- the same merge again: the same id, nothing computed
+local m2, info2 = am.merge { method = "linear", models = { "ma", b }, weights = { 1, 3 } }
+T.eq(m2:id(), m:id(), "same inputs and spec: same id")
+T.eq(info2.found, true, "the same merge is found, not computed")
+local m3 = am.merge { method = "linear", models = { a, b }, weights = { 3, 1 } }
+T.ok(m3:id() ~= m:id(), "other weights: another id")
+local m4 = am.merge { method = "linear", models = { a, b } }
+local m5 = am.merge { method = "linear", models = { a, b }, weights = { 1, 1 } }
+T.eq(m4:id(), m5:id(), "weights default to 1 (the spec is canonical)")
+
+-- ------------------------------------------------------------------ naming stores the tensors
+local named, ninfo = am.merge { method = "linear", models = { a, b }, weights = { 1, 3 }, name = "mab" }
+T.eq(named:id(), m:id(), "naming a merge keeps its id")
+T.eq(ninfo.found, true, "the recipe was there: found")
+T.eq(ninfo.stored_tensors, true, "a name stores the tensors")
+T.eq(am.model("mab"):meta().recipe_only, nil, "the named merge is no longer recipe-only")
+T.near(at(am.model("mab"), W, 5, 7), at(m, W, 5, 7), 0, "stored tensors = the computed ones")
+T.eq(am.model(m3:id()):meta().recipe_only, true, "m3 is a recipe")
+assert(am.name("m31", m3))
+T.eq(am.model("m31"):meta().recipe_only, nil, "am.name on a recipe stores its tensors")
+
+-- ------------------------------------------------------------------ merges of merges, lineage
+local mm = assert(am.merge { method = "task_arithmetic", base = a, models = { m4, "mab" }, weights = { 0.5, 0.5 }, lambda = 0.5 })
+local mmeta = mm:meta()
+T.eq(mmeta.base, a:id(), "meta.base")
+T.eq(mmeta.merge.params.lambda, 0.5, "meta.merge.params")
+T.ok(mmeta.parents[1].id == m4:id() and mmeta.parents[2].id == m:id(), "a merge of merges names the merges")
+do -- θ = a + 0.5 (0.5 (m4 − a) + 0.5 (m − a))
+  local want = at(a, W, 3, 3) + 0.5 * (0.5 * (at(m4, W, 3, 3) - at(a, W, 3, 3)) + 0.5 * (at(m, W, 3, 3) - at(a, W, 3, 3)))
+  T.near(at(mm, W, 3, 3), want, 1e-5, "a merge of a recipe-only merge is computed through it")
+end
+local mmid = mm:id()
+mm:close()
+T.near(at(am.model(mmid), W, 3, 3), at(st:model(mmid), W, 3, 3), 0, "reopened by id: the same tensors")
+
+-- ------------------------------------------------------------------ task vectors as inputs
+do
+  local ds = am.dataset.new("pairs")
+  for i = 1, 8 do assert(ds:add_pair("query number " .. i, "passage number " .. i)) end
+  local run = assert(am.train { init = a, steps = 2, lr = 1e-3, seed = 1, progress = false, tasks = { { data = ds, batch = 4 } } })
+  local tv = am.model(run.task_vector)
+  T.eq(tv:kind(), "task_vector", "the run's task vector")
+  local ck = run.model
+  local t = assert(am.merge { method = "task_arithmetic", base = a, models = { tv } })
+  T.near(at(t, W, 1012, 4), at(ck, W, 1012, 4), 1e-6, "a task vector input is θ0 + τ: base + τ = the checkpoint")
+  T.near(t:similarity("one text", "another text"), ck:similarity("one text", "another text"), 1e-5,
+    "the merge of the task vector encodes like the checkpoint")
+end
+
+-- ------------------------------------------------------------------ bad input
+local n_models = #am.models()
+local here = "test_merge.lua:"
+T.checkerr(here, function() am.merge { method = "linar", models = { a, b } } end)
+T.checkerr("merge: unknown method 'linar' (did you mean 'linear'?)", function() am.merge { method = "linar", models = { a, b } } end)
+T.checkerr("merge: unknown option 'densty' (did you mean 'density'?)", function()
+  am.merge { method = "ties", base = a, models = { a, b }, densty = 0.5 } end)
+T.checkerr("merge: unknown option 'wieghts' (did you mean 'weights'?)", function()
+  am.merge { method = "linear", models = { a, b }, wieghts = { 1, 2 } } end)
+T.checkerr("merge: method 'linear' has no parameter 'density'", function()
+  am.merge { method = "linear", models = { a, b }, density = 0.5 } end)
+T.checkerr("merge ties: the method needs a base model", function() am.merge { method = "ties", models = { a, b } } end)
+T.checkerr(here, function() am.merge { method = "ties", models = { a, b } } end)
+T.checkerr("merge linear: all weights are zero", function() am.merge { method = "linear", models = { a, b }, weights = { 0, 0 } } end)
+T.checkerr("merge: 1 weights for 2 models", function() am.merge { method = "linear", models = { a, b }, weights = { 1 } } end)
+T.checkerr("merge: option 'method' is required", function() am.merge { models = { a, b } } end)
+T.checkerr("merge: option 'models' must list the models", function() am.merge { method = "linear" } end)
+T.checkerr("merge: models[2] must be a Model or a model name, got integer", function() am.merge { method = "linear", models = { a, 5 } } end)
+T.checkfail("ENOTFOUND", am.merge, { method = "linear", models = { a, "no-such-model" } })
+do
+  local mini = assert(am.init_model { config = "mini", name = "mmini", seed = 1 })
+  n_models = n_models + 1
+  local ok, msg, code = am.merge { method = "linear", models = { a, mini } }
+  T.ok(not ok and code == "ESHAPE" and msg:match("embeddings%.") ~= nil, "different shapes: ESHAPE naming a tensor: " .. tostring(msg))
+end
+T.eq(#am.models(), n_models, "failed merges store nothing")
+T.done()
