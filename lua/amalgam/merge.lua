@@ -179,5 +179,25 @@ function M.merge(opts)
   return m, info, code
 end
 
+--- am.diagnose{models={...}, base=, store=} -> diagnostics | nil, msg, code
+function M.diagnose(opts)
+  core.check_options("diagnose", opts, { models = "table", base = "Model|string", store = "Store" }, 2)
+  if opts == nil or opts.models == nil or #opts.models == 0 then
+    error("diagnose: option 'models' must list the models to compare", 2)
+  end
+  local ids = {}
+  for i, v in ipairs(opts.models) do ids[i] = model_ref(v, ("models[%d]"):format(i), 2) end
+  local st = opts.store
+  if st == nil then
+    local msg, code
+    st, msg, code = core.store.default()
+    if not st then return nil, msg, code end
+  end
+  local base = opts.base ~= nil and model_ref(opts.base, "base", 2) or nil
+  local d, msg, code = core.raw_merge_diagnose(st, base, ids)
+  if not d and code == "EINVAL" then error("diagnose: " .. msg, 2) end
+  return d, msg, code
+end
+
 M.request = request
 return M

@@ -401,6 +401,16 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
     return AM_OK;
 }
 
+int merge_store_load_weights(Store *st, const char *id, Model **m, char **vocab, size_t *vocab_len) {
+    char *v = NULL;
+    size_t vl = 0;
+    int rc = load_full(st, id, 0, m, &v, &vl);
+    if (vocab) *vocab = v;
+    else free(v);
+    if (vocab_len) *vocab_len = vl;
+    return rc;
+}
+
 int merge_store_load(Store *st, const char *id, Model **m, char **vocab, size_t *vocab_len) {
     char *v = NULL;
     size_t vl = 0;

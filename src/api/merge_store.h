@@ -70,6 +70,21 @@ int merge_store_is_recipe(Store *st, const char *id);
  * OUT: *m (model_delete), *vocab / *vocab_len (malloc'd, may be NULL/0). */
 int merge_store_load(Store *st, const char *id, Model **m, char **vocab, size_t *vocab_len);
 
+/* The full weights of stored model id as a merge input: its tensors, a task vector plus its
+ * parent (θ0 + τ), a recipe computed. OUT as merge_store_load. */
+int merge_store_load_weights(Store *st, const char *id, Model **m, char **vocab, size_t *vocab_len);
+
+/* Task-vector diagnostics (amalgam diff, am.diagnose) of models n against base (NULL: the parent
+ * the models share, e.g. the checkpoints or task vectors of runs from one model): τ_m = θ_m − θ_base.
+ * OUT: *json malloc'd:
+ *   {"base": id, "models": [id...], "norm": [‖τ_m‖...], "cosine": [[...]...] (k x k),
+ *    "groups": [{"name": "embeddings" | "layer.N" | "pooler" | "head", "norm": [...],
+ *                "cosine": [[...]...], "sign_conflict": rate, "conflicts": n, "overlap": n}...],
+ *    "tensors": [the same per tensor, "name" = the tensor's]}
+ * sign_conflict = conflicts / overlap: of the entries that two or more models change, the share
+ * where some go up and some down (TIES' interference). Errors as merge_store_merge's. */
+int merge_store_diagnose(Store *st, const char *base, const char *const *models, int n, char **json);
+
 /* Point name at model id; a recipe-only merge is materialised first (its tensors stored). */
 int merge_store_name(Store *st, const char *name, const char *id);
 

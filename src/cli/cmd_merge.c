@@ -192,3 +192,83 @@ void cli_print_merge(Store *st, const char *meta_json) {
                                 : "with its tensors");
     cJSON_Delete(j);
 }
+
+/* ---------------------------------------------------------------- amalgam diff */
+
+static double num_at(const cJSON *arr, int i) {
+    const cJSON *x = cJSON_GetArrayItem(arr, i);
+    return cJSON_IsNumber(x) ? x->valuedouble : 0;
+}
+
+/* mean cosine over the pairs of a k x k matrix */
+static double mean_pair_cos(const cJSON *cos, int k) {
+    double s = 0;
+    int n = 0;
+    for (int x = 0; x < k; x++)
+        for (int y = x + 1; y < k; y++, n++) s += num_at(cJSON_GetArrayItem(cos, x), y);
+    return n ? s / n : 1;
+}
+
+static void diff_row(const cJSON *g, int k, int w) {
+    printf("%-*s", w, cJSON_GetObjectItemCaseSensitive(g, "name")->valuestring);
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(g, "norm");
+    for (int x = 0; x < k; x++) printf(" %9.4g", num_at(norm, x));
+    if (k > 1)
+        printf(" %9.4f %8.1f%%", mean_pair_cos(cJSON_GetObjectItemCaseSensitive(g, "cosine"), k),
+               100 * cJSON_GetObjectItemCaseSensitive(g, "sign_conflict")->valuedouble);
+    printf("\n");
+}
+
+int cmd_diff(CliArgs *a) {
+    const char *base = cli_get(a, "base");
+    int json = cli_flag(a, "json"), tensors = cli_flag(a, "tensors"), rc;
+    if ((rc = cli_check_unused(a))) return rc;
+    if (a->npos < 1) return am_error(AM_EINVAL, "diff: usage: amalgam diff [--base B] MODEL... [--tensors] [--json]");
+    Store *st = NULL;
+    char *out = NULL;
+    if ((rc = store_open(a->store_dir, AM_STORE_RDONLY, &st))) return rc;
+    if ((rc = merge_store_diagnose(st, base, a->pos, a->npos, &out))) rc = am_error_wrap(rc, "diff");
+    if (!rc && json) puts(out);
+    else if (!rc) {
+        cJSON *j = cJSON_Parse(out);
+        int k = a->npos;
+        NameFind f = {.id = cJSON_GetObjectItemCaseSensitive(j, "base")->valuestring};
+        f.buf[0] = 0;
+        store_iter(st, "names", NULL, 0, find_names, &f);
+        am_clearerror();
+        printf("base     %.12s %s\n", f.id, f.buf);
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(j, "models");
+        for (int x = 0; x < k; x++)
+            printf("model %-2d %.12s %-16s |tau| %.5g\n", x + 1, cJSON_GetArrayItem(ids, x)->valuestring, a->pos[x],
+                   num_at(cJSON_GetObjectItemCaseSensitive(j, "norm"), x));
+        if (k > 1) {
+            printf("\ncosine  ");
+            for (int y = 0; y < k; y++) printf(" %8d", y + 1);
+            printf("\n");
+            const cJSON *cos = cJSON_GetObjectItemCaseSensitive(j, "cosine");
+            for (int x = 0; x < k; x++) {
+                printf("%-8d", x + 1);
+                for (int y = 0; y < k; y++) printf(" %8.4f", num_at(cJSON_GetArrayItem(cos, x), y));
+                printf("\n");
+            }
+            printf("sign conflicts %.1f%% of the %.0f entries two or more models change\n",
+                   100 * cJSON_GetObjectItemCaseSensitive(j, "sign_conflict")->valuedouble,
+                   cJSON_GetObjectItemCaseSensitive(j, "overlap")->valuedouble);
+        }
+        int w = tensors ? 52 : 12;
+        printf("\n%-*s", w, tensors ? "TENSOR" : "LAYER");
+        for (int x = 0; x < k; x++) {
+            char h[16];
+            snprintf(h, sizeof h, "|tau%d|", x + 1);
+            printf(" %9s", h);
+        }
+        if (k > 1) printf(" %9s %9s", "MEAN COS", "CONFLICT");
+        printf("\n");
+        const cJSON *g;
+        cJSON_ArrayForEach(g, cJSON_GetObjectItemCaseSensitive(j, tensors ? "tensors" : "groups")) diff_row(g, k, w);
+        cJSON_Delete(j);
+    }
+    free(out);
+    store_close(st);
+    return rc;
+}

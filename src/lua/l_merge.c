@@ -6,6 +6,7 @@
  *             params = JSON object text|nil, name = string|nil, materialize = bool, source = string}
  *       info: {id, found (the same merge was stored: nothing computed), stored_tensors, seconds,
  *              sign_conflicts, delta_kept, delta_total, lerp_fallbacks}
+ *   raw_merge_diagnose(store, base|nil, {model, ...}) -> diagnostics (merge_store_diagnose's JSON)
  *   raw_merge_recipe(store, req) -> id, spec_json | nil, msg, code   (checks, no tensors, no writes)
  *   raw_merge_methods() -> { {name=, title=, reference=, base = "none"|"optional"|"required",
  *                             min_models=, max_models=, params = {"weight", ...}}, ... },
@@ -159,7 +160,31 @@ static int l_raw_merge_methods(lua_State *L) {
     return 2;
 }
 
+/* raw_merge_diagnose(store, base|nil, {model, ...}) -> table | nil, msg, code */
+static int l_raw_merge_diagnose(lua_State *L) {
+    Store *st = am_lua_checkstore(L, 1);
+    const char *base = luaL_optstring(L, 2, NULL);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    int n = (int)luaL_len(L, 3);
+    luaL_argcheck(L, n >= 1 && n <= 64, 3, "1..64 models expected");
+    const char *models[64];
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, 3, i + 1);
+        models[i] = lua_tostring(L, -1);
+        luaL_argcheck(L, models[i] != NULL, 3, "model names or ids expected");
+        lua_pop(L, 1);
+    }
+    AmAutoFree *af = am_lua_newautofree(L, free);
+    char *json = NULL;
+    int rc = merge_store_diagnose(st, base, models, n, &json);
+    af->p = json;
+    if (rc) return am_lua_fail(L, rc);
+    if ((rc = am_lua_pushjson(L, json, strlen(json)))) return am_lua_fail(L, rc);
+    return 1;
+}
+
 static const luaL_Reg merge_funcs[] = {
+    {"raw_merge_diagnose", l_raw_merge_diagnose},
     {"raw_merge", l_raw_merge},
     {"raw_merge_recipe", l_raw_merge_recipe},
     {"raw_merge_methods", l_raw_merge_methods},

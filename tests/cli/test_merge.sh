@@ -64,6 +64,18 @@ miss=""; for f in config.json model.safetensors vocab.txt tokenizer_config.json 
 printf 'one text\nanother text\n' | "$AM" encode "$D1" --output "$W/e.npy" >"$W/out" 2>"$W/err" && [ -s "$W/e.npy" ] &&
   ok "encode a recipe-only merge" || bad "encode"
 
+# --- diff: task-vector diagnostics
+expect "diff: norms, cosines, conflicts per layer" 0 "^base +[0-9a-f]{12} a$|^model 1 +[0-9a-f]{12} b|^cosine|^sign conflicts [0-9.]+%|^embeddings |^layer\.0 |^layer\.1 |^pooler " \
+  "$AM" diff --base a b c
+expect "diff --tensors" 0 "^encoder\.layer\.1\.output\.dense\.weight " "$AM" diff --base a b c --tensors
+"$AM" diff --base a b b --json >"$W/out" 2>"$W/err" && python3 - "$W/out" <<'PYEOF' && ok "diff --json: a model with itself: cosine 1, no conflicts" || bad "diff --json"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert abs(d['cosine'][0][1] - 1) < 1e-9 and d['sign_conflict'] == 0, d['cosine']
+assert [g['name'] for g in d['groups']] == ['embeddings', 'layer.0', 'layer.1', 'pooler'], d['groups']
+PYEOF
+expect_fail "diff without a shared parent asks for the base" "diff: the models do not start from one model" "$AM" diff b c
+
 # --- a parent a merge needs is not removed
 expect_fail "rm of a merge's parent is refused" "needed by model" "$AM" rm c
 

@@ -75,6 +75,29 @@ do
   T.near(at(t, W, 1012, 4), at(ck, W, 1012, 4), 1e-6, "a task vector input is θ0 + τ: base + τ = the checkpoint")
   T.near(t:similarity("one text", "another text"), ck:similarity("one text", "another text"), 1e-5,
     "the merge of the task vector encodes like the checkpoint")
+  -- diagnostics: the run's task vector and checkpoint start from a (found without a base)
+  local d = assert(am.diagnose { models = { tv, ck } })
+  T.eq(d.base, a:id(), "am.diagnose finds the model both start from")
+  T.near(d.cosine[1][2], 1, 1e-5, "τ of the task vector = τ of the checkpoint: cosine 1")
+  T.near(d.norm[1], d.norm[2], 1e-4 * d.norm[1], "and the same norm")
+  T.eq(d.sign_conflict, 0, "no sign conflicts between equal task vectors")
+end
+
+-- ------------------------------------------------------------------ diagnostics
+do
+  local c = assert(am.init_model { config = "tiny", name = "mc", seed = 3 })
+  local d = assert(am.diagnose { base = a, models = { b, c } })
+  T.ok(d.norm[1] > 0 and d.norm[2] > 0, "norms of the task vectors")
+  T.near(d.cosine[1][2], d.cosine[2][1], 0, "cosine matrix symmetric")
+  T.ok(d.cosine[1][2] > 0.3 and d.cosine[1][2] < 0.7, "two random inits minus a third: cosine about 1/2: " .. d.cosine[1][2])
+  T.ok(d.sign_conflict > 0.2 and d.sign_conflict < 0.5, "sign conflicts of independent vectors: " .. d.sign_conflict)
+  local names = {}
+  for i, g in ipairs(d.groups) do names[i] = g.name end
+  T.eq(table.concat(names, ","), "embeddings,layer.0,layer.1,pooler", "groups per layer")
+  T.eq(#d.tensors, #a:tensors(), "one row per tensor")
+  T.checkerr("diagnose: the models do not start from one model", function() am.diagnose { models = { b, c } } end)
+  T.checkerr("diagnose: option 'models' must list the models", function() am.diagnose {} end)
+  T.checkfail("ENOTFOUND", am.diagnose, { base = a, models = { "no-such-model" } })
 end
 
 -- ------------------------------------------------------------------ bad input
