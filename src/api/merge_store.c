@@ -252,6 +252,26 @@ static int strip_head(Model **m) {
     return AM_OK;
 }
 
+typedef struct { const char *id; char name[128]; } FirstName;
+
+static int first_name(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
+    FirstName *f = ud;
+    if (vlen != AM_ID_HEX || memcmp(val, f->id, AM_ID_HEX) != 0 || klen >= sizeof f->name) return 0;
+    memcpy(f->name, key, klen);
+    f->name[klen] = 0;
+    return 1;
+}
+
+/* "name (id prefix)" or the id prefix, for messages */
+static char *label_of(Store *st, const char *id) {
+    FirstName f = {.id = id, .name = ""};
+    if (store_iter(st, "names", NULL, 0, first_name, &f)) am_clearerror();
+    char buf[160];
+    if (f.name[0]) snprintf(buf, sizeof buf, "%s (%.12s)", f.name, id);
+    else snprintf(buf, sizeof buf, "%.12s", id);
+    return xstrdup(buf);
+}
+
 static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **vocab, size_t *vlen, MergeStats *stats,
                    cJSON **first_meta);
 
@@ -341,8 +361,7 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
         const char *id = jstr(e, "id");
         const cJSON *w = cJSON_GetObjectItemCaseSensitive(e, "weight");
         if (!id || !cJSON_IsNumber(w)) { rc = am_error(AM_EFORMAT, "merge recipe: model %d has no id or weight", i + 1); break; }
-        names[i] = xstrdup(id);
-        names[i][12] = 0;
+        names[i] = label_of(st, id);
         float wf = (float)w->valuedouble;
         if ((rc = merge_spec_set(&ms, MERGE_P_WEIGHT, i, 0, "", &wf, 1))) break;
         char *vt = NULL;
