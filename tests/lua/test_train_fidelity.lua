@@ -60,6 +60,25 @@ do
   assert(v:add_pair("query fish", "fish water"))
   local no = one_step(v, { batch = 3, n_neg = 0, loss = am.loss.infonce {} }, { schedule = am.schedule.round_robin() })
   T.ok(math.abs(no.loss - mu.loss) > 1e-6, "uneven rows keep their hard negatives (the loss differs from none)")
+  -- the Trainer binding: false pads a row's list; a padded row changes nothing
+  local function loss_of(b)
+    local tr = assert(am.raw_trainer(base, { lr = 1e-3, seed = 1, dropout = false }))
+    local st = assert(tr:step(b, am.loss.infonce {}))
+    tr:close()
+    return st
+  end
+  local pa = loss_of { queries = { "a cat", "a dog" }, positives = { "kitten", "hound" },
+    negatives = { { "sun", "moon" }, { "tree", false } } }
+  local pb = loss_of { queries = { "a cat", "a dog" }, positives = { "kitten", "hound" },
+    negatives = { { "sun", "moon" }, { "tree", false } } }
+  local pc = loss_of { queries = { "a cat", "a dog" }, positives = { "kitten", "hound" },
+    negatives = { { "sun", "moon" }, { "tree", "tree" } } }
+  T.ok(pa.sequences == 8 and pa.loss == pb.loss and math.abs(pa.loss - pc.loss) > 1e-6,
+    "tr:step: false pads a row's negatives (masked: the loss differs from a duplicate)")
+  T.checkerr("every query needs a positive", function()
+    loss_of { queries = { "a", "b" }, positives = { { "x", "y" }, { false, false } } }
+  end)
+  T.checkerr("or false: padding", function() loss_of { queries = { "a" }, positives = { { "x", 3 } } } end)
   T.checkerr("n_pos must be >= 1", am.train, { init = base, progress = false, tasks = { { data = d, batch = 2, n_pos = 0 } } })
   T.checkerr("n_neg must be >= 0", am.train, { init = base, progress = false, tasks = { { data = d, batch = 2, n_neg = -1 } } })
 end
@@ -133,6 +152,22 @@ do
   for i, m in ipairs(seen) do ok = ok and #m.ids == 4 and m.task == (i % 2 == 1 and "a" or "b") end
   T.ok(ok, "each update: 2 micro-batches of 2 rows, all of one task")
   T.ok(math.abs(seen[4].lr - 1e-3 * 0.25) < 1e-9, ("the lr decays over 4 updates (%.3g at the last)"):format(seen[4].lr))
+  -- stop after 2 updates and resume: the same 4 updates as one go
+  local p1, p2 = os.tmpname() .. ".jsonl", os.tmpname() .. ".jsonl"
+  assert(d1:write(p1))
+  assert(d2:write(p2))
+  local function run(stop)
+    return assert(am.train { init = base, steps = 4, accumulation = 2, lr = 1e-3, seed = 4, progress = false,
+      max_len = 12, stop_after = stop, tasks = { { data = p1, batch = 2, n_neg = 3 }, { data = p2, batch = 2 } } })
+  end
+  local whole, part = run(nil), run(2)
+  T.eq(part.status, "stopped", "stopped after 2 updates")
+  local rest = assert(am.resume(part.id, { progress = false }))
+  local same = #rest.losses == 4
+  for i = 1, 4 do same = same and rest.losses[i] == whole.losses[i] end
+  T.ok(same, "resume under accumulation continues bit-exactly")
+  os.remove(p1)
+  os.remove(p2)
   -- shuffled batches: an epoch counts updates of batch·accumulation rows
   local seq = am.schedule.sequence(am.schedule.shuffled_batches { seed = 1 }, { { n = 8, batch = 2, accum = 2 },
     { n = 16, batch = 2, accum = 2 } }, 6, 1)
