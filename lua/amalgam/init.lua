@@ -268,7 +268,7 @@ end
 -- merging (lua/amalgam/merge.lua; C side src/lua/l_merge.c, src/api/merge_store.c)
 do
   local merge = require "amalgam.merge"
-  M.merge, M.merge_methods, M.diagnose = merge.merge, merge.methods, merge.diagnose
+  M.merge, M.merge_methods, M.diagnose, M.sweep = merge.merge, merge.methods, merge.diagnose, merge.sweep
 end
 
 return M

@@ -199,5 +199,144 @@ function M.diagnose(opts)
   return d, msg, code
 end
 
+-- ------------------------------------------------------------------ sweeps
+
+-- the grid's points in order: the first key varies slowest; each point {key = value}
+local function grid_points(grid, keys)
+  local pts = { {} }
+  for _, k in ipairs(keys) do
+    local next_pts = {}
+    for _, p in ipairs(pts) do
+      for _, v in ipairs(grid[k]) do
+        local q = {}
+        for kk, vv in pairs(p) do q[kk] = vv end
+        q[k] = v
+        next_pts[#next_pts + 1] = q
+      end
+    end
+    pts = next_pts
+  end
+  return pts
+end
+
+local sweep_only = { grid = "table", eval = "table|boolean", on_point = "function" }
+
+--- am.sweep{method=, base=, models=, weights=, <parameters>..., grid = {key = {values...}, ...},
+---   eval = {am.eval options} | false, on_point = function(point, i, n), store=} -> points | nil, msg, code
+function M.sweep(opts)
+  if type(opts) ~= "table" then error("sweep: options must be a table, got " .. core.typeof(opts), 2) end
+  local merge_opts, grid, eval_opts, on_point = {}, opts.grid, opts.eval, opts.on_point
+  for k, v in pairs(opts) do
+    if sweep_only[k] then core.check_options("sweep", { [k] = v }, sweep_only, 2)
+    elseif k == "name" or k == "materialize" then error("sweep: option '" .. k .. "' is not for sweeps (name a point's model with am.name)", 2)
+    else merge_opts[k] = v end
+  end
+  if type(grid) ~= "table" or next(grid) == nil then
+    error("sweep: option 'grid' must map parameters to lists of values, e.g. grid = { density = {0.3, 0.6} }", 2)
+  end
+  local keys = {}
+  for k, vals in pairs(grid) do
+    if type(k) ~= "string" then error("sweep: grid keys must be parameter names", 2) end
+    if type(vals) ~= "table" or #vals == 0 then error(("sweep: grid.%s must be a non-empty list of values"):format(k), 2) end
+    if merge_opts[k] ~= nil then error(("sweep: '%s' is both an option and a grid key"):format(k), 2) end
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  local n_models = type(opts.models) == "table" and #opts.models or 0
+  -- every point's request checked before anything is merged or evaluated
+  local points = grid_points(grid, keys)
+  local reqs = {}
+  for i, p in ipairs(points) do
+    local o = {}
+    for k, v in pairs(merge_opts) do o[k] = v end
+    for k, v in pairs(p) do
+      if k == "weight" then -- two models: x -> {1 - x, x}
+        if n_models ~= 2 or type(v) ~= "number" then
+          error("sweep: grid.weight needs exactly 2 models and numbers (x gives weights {1 - x, x}); use grid.weights = {{...}, ...}", 2)
+        end
+        o.weights = { 1 - v, v }
+      else
+        o[k == "weights" and "weights" or k] = v
+      end
+    end
+    reqs[i] = request(o, 2)
+  end
+  local st = opts.store
+  if st == nil then
+    local msg, code
+    st, msg, code = core.store.default()
+    if not st then return nil, msg, code end
+  end
+  local ev
+  if eval_opts ~= false then
+    ev = {}
+    for k, v in pairs(eval_opts or {}) do ev[k] = v end
+    if ev.suite == nil and ev.tasks == nil then ev.suite = "quick" end
+    ev.store = st
+  end
+  local out = {}
+  for i, p in ipairs(points) do
+    local m, info, code = core.raw_merge(st, reqs[i])
+    if not m then
+      if code == "EINVAL" then error(("sweep: point %d: %s"):format(i, info), 2) end
+      return nil, ("sweep: point %d: %s"):format(i, info), code
+    end
+    local point = { params = p, weights = reqs[i].weights, model = m, id = m:id(), found = info.found }
+    if ev then
+      local r, msg, code2 = core.eval(m, ev)
+      if not r then return nil, ("sweep: point %d: %s"):format(i, msg), code2 end
+      point.results, point.id_avg, point.ood_avg = r, r.id_avg, r.ood_avg
+    end
+    out[i] = point
+    if on_point then on_point(point, i, #points) end
+  end
+  out.keys = keys
+  return out
+end
+
+-- a point's value of grid key k, as text
+local function show(v)
+  if type(v) == "table" then
+    local t = {}
+    for i, x in ipairs(v) do t[i] = ("%g"):format(x) end
+    return "{" .. concat(t, ",") .. "}"
+  end
+  if type(v) == "number" then return ("%g"):format(v) end
+  return tostring(v)
+end
+
+--- M.cli_sweep{method=, base=, models={...}, weights=, params=JSON, grid = {key = {...}}, suite=, tasks=,
+---   tag=, no_eval=, json=} -> true | nil, msg, code   (amalgam sweep; src/cli/cmd_merge.c)
+function M.cli_sweep(a)
+  local o = { method = a.method, base = a.base, models = a.models, weights = a.weights, grid = a.grid }
+  if a.params then
+    local p = json.decode(a.params)
+    for k, v in pairs(p) do o[k] = v end
+  end
+  if a.no_eval then o.eval = false
+  else o.eval = { suite = a.suite, tasks = a.tasks, tag = a.tag } end
+  local ok, pts, msg, code = pcall(M.sweep, o)
+  if not ok then return nil, tostring(pts):gsub("^[^:]*:%d+: ", ""), "EINVAL" end
+  if not pts then return nil, msg, code end
+  if a.json then
+    local list = json.array()
+    for i, p in ipairs(pts) do
+      list[i] = { params = p.params, weights = p.weights, id = p.id, found = p.found, id_avg = p.id_avg, ood_avg = p.ood_avg }
+    end
+    print(json.encode(list))
+    return true
+  end
+  local head = {}
+  for _, k in ipairs(pts.keys) do head[#head + 1] = ("%-10s"):format(k) end
+  print(concat(head, " ") .. (" %-12s %8s %8s"):format("ID", "ID AVG", "OOD AVG"))
+  for _, p in ipairs(pts) do
+    local row = {}
+    for _, k in ipairs(pts.keys) do row[#row + 1] = ("%-10s"):format(show(p.params[k])) end
+    local function avg(x) return x and ("%8.4f"):format(x) or ("%8s"):format("-") end
+    print(concat(row, " ") .. (" %-12s %s %s%s"):format(p.id:sub(1, 12), avg(p.id_avg), avg(p.ood_avg), p.found and "  (stored)" or ""))
+  end
+  return true
+end
+
 M.request = request
 return M

@@ -80,6 +80,7 @@ void cli_print_model_run(struct Store *st, const char *meta_json); /* info MODEL
 int cmd_resume(CliArgs *a);
 int cmd_merge(CliArgs *a);                                      /* cmd_merge.c */
 int cmd_diff(CliArgs *a);                                       /* cmd_merge.c */
+int cmd_sweep(CliArgs *a);                                      /* cmd_merge.c */
 void cli_print_merge(struct Store *st, const char *meta_json);  /* info MODEL of a merge */
 
 #endif

@@ -12,6 +12,7 @@
 #include "am_base.h"
 #include "embed.h"
 #include "merge_store.h"
+#include "am_lua.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -270,5 +271,121 @@ int cmd_diff(CliArgs *a) {
     }
     free(out);
     store_close(st);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- amalgam sweep */
+
+/* require("amalgam.merge").cli_sweep(args), args on top of the stack, through the host (as
+ * cmd_eval.c's run_lua): AM_OK, a negative code with the message, or an exit code reported */
+static int run_sweep(lua_State *L) {
+    lua_getglobal(L, "require");                             /* [args, require] */
+    lua_pushliteral(L, "amalgam.merge");
+    int st = am_docall(L, 1, 1);                             /* [args, M] */
+    if (st != LUA_OK) {
+        am_lua_report(L, st);
+        return am_error(AM_EINVAL, "cannot load amalgam.merge");
+    }
+    lua_getfield(L, -1, "cli_sweep");                        /* [args, M, f] */
+    lua_pushvalue(L, -3);
+    st = am_lua_hostcall(L, 1, 3);                           /* [args, M, ok, msg, code] */
+    fflush(stdout);
+    if (st != LUA_OK || am_lua_interrupted(L)) return am_lua_finish(L, st);
+    if (lua_toboolean(L, -3)) return AM_OK;
+    const char *msg = lua_tostring(L, -2), *code = lua_tostring(L, -1);
+    int rc = AM_EIO;
+    for (int c = -32000; c >= -32040; c--)
+        if (code && am_errname(c) && strcmp(am_errname(c), code) == 0) rc = c;
+    return am_error(rc, "%s", msg ? msg : "sweep failed");
+}
+
+int cmd_sweep(CliArgs *a) {
+    const char *method = cli_get(a, "method"), *base = cli_get(a, "base");
+    cJSON *params = cJSON_CreateObject(), *grid = cJSON_CreateObject();
+    const char *tasks[CLI_MAX_OPTS];
+    int ntasks = 0, rc = AM_OK;
+    for (int i = 0; i < a->nopt && !rc; i++) {
+        CliOpt *o = &a->opt[i];
+        if (strcmp(o->name, "set") == 0) o->used = 1, rc = parse_set(params, o->value);
+        else if (strcmp(o->name, "grid") == 0) {
+            o->used = 1;
+            if (!(rc = parse_set(grid, o->value))) { /* a single value is a one-point list */
+                cJSON *last = grid->child;
+                while (last->next) last = last->next;
+                if (!cJSON_IsArray(last)) {
+                    cJSON *arr = cJSON_CreateArray();
+                    cJSON_AddItemToArray(arr, cJSON_Duplicate(last, 1));
+                    cJSON_ReplaceItemViaPointer(grid, last, arr);
+                }
+            }
+        } else if (strcmp(o->name, "task") == 0) {
+            o->used = 1;
+            if (ntasks < CLI_MAX_OPTS) tasks[ntasks++] = o->value;
+        }
+    }
+    const char *suite = cli_get(a, "suite"), *tag = cli_get(a, "tag");
+    int no_eval = cli_flag(a, "no-eval"), json = cli_flag(a, "json");
+    if (!rc) rc = cli_check_unused(a);
+    if (!rc && (!method || a->npos == 0 || !grid->child))
+        rc = am_error(AM_EINVAL, "sweep: usage: amalgam sweep --method M [--base B] MODEL[:WEIGHT]... --grid key=v1,v2,... "
+                      "[--set k=v]... [--suite quick|default] [--task T]... [--no-eval] [--json]");
+    Store *probe = NULL;
+    if (!rc && (rc = store_open(a->store_dir, AM_STORE_RDONLY, &probe)) == AM_OK) store_close(probe);
+    lua_State *L = NULL;
+    if (!rc && !(L = am_lua_newstate(a->store_dir))) rc = am_error(AM_EINVAL, "sweep: cannot start Lua");
+    if (!rc) {
+        am_log_set_echo(AM_LOG_WARN);
+        lua_createtable(L, 0, 12);
+        lua_pushstring(L, method);
+        lua_setfield(L, -2, "method");
+        if (base) lua_pushstring(L, base), lua_setfield(L, -2, "base");
+        lua_createtable(L, a->npos, 0);
+        int any_w = 0;
+        for (int i = 0; i < a->npos; i++) {
+            char *m;
+            double w;
+            int hw;
+            split_weight(a->pos[i], &m, &w, &hw);
+            any_w |= hw;
+            lua_pushstring(L, m);
+            lua_rawseti(L, -2, i + 1);
+            free(m);
+        }
+        lua_setfield(L, -2, "models");
+        if (any_w) {
+            lua_createtable(L, a->npos, 0);
+            for (int i = 0; i < a->npos; i++) {
+                char *m;
+                double w;
+                int hw;
+                split_weight(a->pos[i], &m, &w, &hw);
+                lua_pushnumber(L, w);
+                lua_rawseti(L, -2, i + 1);
+                free(m);
+            }
+            lua_setfield(L, -2, "weights");
+        }
+        char *pj = cJSON_PrintUnformatted(params), *gj = cJSON_PrintUnformatted(grid);
+        lua_pushstring(L, pj);
+        lua_setfield(L, -2, "params");
+        if (am_lua_pushjson(L, gj, strlen(gj)) == AM_OK) lua_setfield(L, -2, "grid");
+        free(pj);
+        free(gj);
+        if (ntasks) {
+            lua_createtable(L, ntasks, 0);
+            for (int i = 0; i < ntasks; i++) lua_pushstring(L, tasks[i]), lua_rawseti(L, -2, i + 1);
+            lua_setfield(L, -2, "tasks");
+        }
+        if (suite) lua_pushstring(L, suite), lua_setfield(L, -2, "suite");
+        if (tag) lua_pushstring(L, tag), lua_setfield(L, -2, "tag");
+        lua_pushboolean(L, no_eval);
+        lua_setfield(L, -2, "no_eval");
+        lua_pushboolean(L, json);
+        lua_setfield(L, -2, "json");
+        rc = run_sweep(L);
+        lua_close(L);
+    }
+    cJSON_Delete(params);
+    cJSON_Delete(grid);
     return rc;
 }

@@ -43,6 +43,11 @@ static const struct {
     {"diff", cmd_diff, (const char *const[]){"json", "tensors", NULL}, (const char *const[]){"base", NULL},
      "diff [--base B] MODEL... [--tensors] [--json]",
      "task-vector diagnostics: norms, pairwise cosines and sign conflicts per layer (or tensor)"},
+    {"sweep", cmd_sweep, (const char *const[]){"no-eval", "json", NULL},
+     (const char *const[]){"method", "base", "set", "grid", "suite", "task", "tag", NULL},
+     "sweep --method M [--base B] MODEL[:WEIGHT]... --grid key=v1,v2,... [--grid ...] [--set k=v]... [--suite quick|default]\n"
+     "                [--task T]... [--tag id|ood] [--no-eval] [--json]",
+     "merge at every point of a parameter grid (recipes only) and evaluate each; weight=x sweeps 2 models as {1-x, x}"},
     {"bench", cmd_bench, (const char *const[]){"no-peer", NULL}, (const char *const[]){"config", "threads", NULL},
      "bench encode|train [--config tiny|mini|small|all] [--threads N] [--no-peer]",
      "time the C encoder and the PyTorch peer (tools/bench/torch_peer.py) side by side"},

@@ -76,6 +76,20 @@ assert [g['name'] for g in d['groups']] == ['embeddings', 'layer.0', 'layer.1', 
 PYEOF
 expect_fail "diff without a shared parent asks for the base" "diff: the models do not start from one model" "$AM" diff b c
 
+# --- sweep: recipes at every grid point, each evaluated
+STS="sts:$T/ref/evalrun/sts.tsv"
+expect "sweep over 2 models' weight" 0 "^weight +ID +ID AVG|^0 +[0-9a-f]{12} +-?[0-9.]+|^0\.5 +[0-9a-f]{12}|^1 +[0-9a-f]{12}" \
+  "$AM" sweep --method linear a b --grid weight=0,0.5,1 --task "$STS" --tag id
+"$AM" sweep --method linear a b --grid weight=0,0.5,1 --task "$STS" --tag id --json >"$W/out" 2>"$W/err" && python3 - "$W/out" "$D1" <<'PYEOF' &&
+import json, sys
+p = json.load(open(sys.argv[1]))
+assert len(p) == 3 and all(x['found'] for x in p) and p[1]['weights'] == [0.5, 0.5], p
+assert all(isinstance(x['id_avg'], float) for x in p), p
+PYEOF
+  ok "sweep --json: a repeated sweep finds its points" || bad "sweep --json"
+expect "a 2-D sweep without evaluation" 0 "^density +lambda|^0\.3 +0\.5 |^0\.6 +1 " \
+  "$AM" sweep --method ties --base a b c --grid density=0.3,0.6 --grid lambda=0.5,1 --no-eval
+
 # --- a parent a merge needs is not removed
 expect_fail "rm of a merge's parent is refused" "needed by model" "$AM" rm c
 
@@ -102,6 +116,9 @@ expect_fail "a parameter the method does not read" "has no parameter 'density'" 
 expect_fail "a bad --set" "--set expects key=value" "$AM" merge --method linear a b --set density
 expect_fail "unknown model" "unknown model 'nope'" "$AM" merge --method linear a nope
 expect_fail "no method" "--method M is required" "$AM" merge a b
+expect_fail "sweep: a typo in the grid" "unknown option 'densty' \(did you mean 'density'\?\)" \
+  "$AM" sweep --method ties --base a a b --grid densty=0.3,0.6 --no-eval
+expect_fail "sweep without a grid" "usage: amalgam sweep" "$AM" sweep --method linear a b
 unchanged "usage"
 # NaN in a tensor: an exported copy of a with one NaN, imported
 "$AM" export a "$W/nan" >/dev/null && python3 - "$W/nan/model.safetensors" <<'PYEOF' && "$AM" import "$W/nan" --name nan >/dev/null || bad "NaN model"

@@ -100,6 +100,39 @@ do
   T.checkfail("ENOTFOUND", am.diagnose, { base = a, models = { "no-such-model" } })
 end
 
+-- ------------------------------------------------------------------ sweeps
+do
+  local TD = os.getenv("AM_TEST_DIR") or "tests"
+  local sts = "sts:" .. TD .. "/ref/evalrun/sts.tsv"
+  local seen = 0
+  local pts = assert(am.sweep { method = "linear", models = { a, b }, grid = { weight = { 0, 0.5, 1 } },
+    eval = { tasks = { sts }, tag = "id" }, on_point = function(_, i, n) seen = seen + 1; assert(n == 3 and i == seen) end })
+  T.eq(#pts, 3, "a 1-D sweep: one point per value")
+  T.eq(seen, 3, "on_point after every point")
+  T.eq(pts.keys[1], "weight", "points.keys")
+  T.ok(pts[2].weights[1] == 0.5 and pts[2].weights[2] == 0.5, "weight x gives the weights {1 - x, x}")
+  local half, hinfo = am.merge { method = "linear", models = { a, b }, weights = { 0.5, 0.5 } }
+  T.ok(half:id() == pts[2].id and hinfo.found, "a sweep point is the merge with its weights (found)")
+  T.ok(pts[1].model:meta().recipe_only, "sweep points are recipes")
+  T.ok(type(pts[3].id_avg) == "number" and pts[3].results.by_task, "each point is evaluated: " .. tostring(pts[3].id_avg))
+  local again = assert(am.sweep { method = "linear", models = { a, b }, grid = { weight = { 0, 0.5, 1 } },
+    eval = { tasks = { sts }, tag = "id" } })
+  T.ok(again[1].found and again[3].found and again[3].results[1].from_store, "a repeated sweep computes nothing")
+  T.eq(again[3].id_avg, pts[3].id_avg, "and finds the same results")
+  local g2 = assert(am.sweep { method = "ties", base = a, models = { b, m }, grid = { density = { 0.3, 0.6 }, lambda = { 0.5, 1 } },
+    eval = false })
+  T.eq(#g2, 4, "a 2-D grid: the product")
+  T.ok(g2[1].params.density == 0.3 and g2[1].params.lambda == 0.5 and g2[2].params.lambda == 1, "the first key varies slowest")
+  T.eq(g2[1].model:meta().merge.params.density, 0.3, "the point's parameters are in its spec")
+  local before = #am.models()
+  T.checkerr("merge: unknown option 'densty' (did you mean 'density'?)", function()
+    am.sweep { method = "ties", base = a, models = { a, b }, grid = { densty = { 0.3 } }, eval = false } end)
+  T.checkerr("sweep: grid.weight needs exactly 2 models", function()
+    am.sweep { method = "linear", models = { a, b, m }, grid = { weight = { 0.5 } }, eval = false } end)
+  T.checkerr("sweep: option 'grid' must map parameters", function() am.sweep { method = "linear", models = { a, b } } end)
+  T.eq(#am.models(), before, "a sweep with a bad point stores nothing")
+end
+
 -- ------------------------------------------------------------------ bad input
 local n_models = #am.models()
 local here = "test_merge.lua:"
