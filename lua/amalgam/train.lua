@@ -1,7 +1,7 @@
 -- amalgam/train.lua - multi-task training runs on top of the C trainer (src/lua/l_train.c).
 --
 --   am.train{ name=, init=Model|name, tasks={ {data=name|path|Dataset, loss=am.loss.infonce{...},
---             batch=32, n_pos=1, n_neg=1, kind=, role=, name=}, ... }, schedule=am.schedule.X{...}|function,
+--             batch=32, n_pos=1, n_neg=1, fill="pad", kind=, role=, name=}, ... }, schedule=am.schedule.X{...}|function,
 --             steps=, lr=, warmup=, lr_schedule=, weight_decay=, clip=, accumulation=, seed=,
 --             lora=, max_len=, dropout=, checkpoint_every=, metrics_every=, on_step=function(s),
 --             progress=true, store= }
@@ -79,7 +79,7 @@ M.check_loss = check_loss
 
 -- the keys of one entry of am.train's tasks list
 local task_spec = { data = "any", loss = "any", batch = "integer", kind = "string", role = "string", name = "string",
-  n_pos = "integer", n_neg = "integer" }
+  n_pos = "integer", n_neg = "integer", fill = { "pad", "repeat" } }
 local lora_spec = { rank = "integer", alpha = "number", dropout = "number", targets = "table" }
 
 -- ------------------------------------------------------------------ helpers
@@ -159,9 +159,16 @@ local function wants_negatives(loss)
   return true
 end
 
--- k entries of list (all of them, in order, if it has no more); seeded draw without replacement
-local function pick(list, k, rng_of)
+-- k entries of list: a seeded draw without replacement; a list with no more: all of it, in
+-- order, or with fill = "repeat" (CoDiEmb's and FlagEmbedding's data code) k drawn from the
+-- list repeated ceil(k/m) times
+local function pick(list, k, rng_of, fill)
   local m = #list
+  if m < k and fill == "repeat" and m > 0 then
+    local rep = {}
+    for x = 1, math.ceil(k / m) * m do rep[x] = list[(x - 1) % m + 1] end
+    list, m = rep, #rep
+  end
   if m <= k then
     local out = {}
     for i = 1, m do out[i] = list[i] end
@@ -201,8 +208,8 @@ local function make_batch(task, ids, epoch, seed)
         return g
       end
       q[j] = r.query
-      p[j] = pick(r.pos, task.n_pos, rng_of)
-      n[j] = want_neg and pick(r.neg, task.n_neg, rng_of) or {}
+      p[j] = pick(r.pos, task.n_pos, rng_of, task.fill)
+      n[j] = want_neg and pick(r.neg, task.n_neg, rng_of, task.fill) or {}
     end
     return { queries = q, positives = p, negatives = n }
   elseif kind == "graded" then
@@ -593,9 +600,9 @@ local function prepare_tasks(st, list)
     if n_neg < 0 then error(("train: tasks[%d].n_neg must be >= 0"):format(i), 3) end
     info.batch = bs
     info.loss = loss
-    info.n_pos, info.n_neg = t.n_pos, t.n_neg
+    info.n_pos, info.n_neg, info.fill = t.n_pos, t.n_neg, t.fill
     manifest[i] = info
-    tasks[i] = { index = i, ds = ds, n = ds:n(), batch = bs, loss = loss, n_pos = n_pos, n_neg = n_neg,
+    tasks[i] = { index = i, ds = ds, n = ds:n(), batch = bs, loss = loss, n_pos = n_pos, n_neg = n_neg, fill = t.fill,
       label = t.name or (type(t.data) == "string" and t.data:match("([^/]+)$")) or ("task" .. i) }
     for j = 1, i - 1 do -- metrics and progress lines name tasks: two on one dataset need two names
       if tasks[j].label == tasks[i].label then tasks[i].label = tasks[i].label .. "#" .. i end
@@ -685,7 +692,8 @@ function M.train(o)
   rec.task_specs = {}
   for i, t in ipairs(o.tasks) do
     rec.task_specs[i] = { data = (not is_dataset(t.data)) and t.data or nil, batch = t.batch, loss = tasks[i].loss,
-      kind = t.kind, role = t.role, name = t.name, n_pos = t.n_pos, n_neg = t.n_neg }
+      kind = t.kind, role = t.role, name = t.name, n_pos = t.n_pos, n_neg = t.n_neg,
+      fill = t.fill }
   end
   return loop(R)
 end

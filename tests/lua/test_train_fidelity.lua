@@ -79,6 +79,12 @@ do
     loss_of { queries = { "a", "b" }, positives = { { "x", "y" }, { false, false } } }
   end)
   T.checkerr("or false: padding", function() loss_of { queries = { "a" }, positives = { { "x", 3 } } } end)
+  -- fill = "repeat" (CoDiEmb's data code): the short rows filled with repeats, no padding
+  local rp = one_step(u, { batch = 3, n_neg = 4, fill = "repeat", loss = am.loss.infonce {} },
+    { schedule = am.schedule.round_robin() })
+  T.eq(rp.sequences, 3 * (1 + 1 + 4), "fill = 'repeat': every row with negatives filled to n_neg (the one without padded)")
+  T.ok(math.abs(rp.loss - mu.loss) > 1e-6, "fill = 'repeat' differs from padding")
+  T.checkerr("fill", am.train, { init = base, progress = false, tasks = { { data = d, batch = 2, fill = "dup" } } })
   T.checkerr("n_pos must be >= 1", am.train, { init = base, progress = false, tasks = { { data = d, batch = 2, n_pos = 0 } } })
   T.checkerr("n_neg must be >= 0", am.train, { init = base, progress = false, tasks = { { data = d, batch = 2, n_neg = -1 } } })
 end
