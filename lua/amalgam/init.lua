@@ -263,6 +263,7 @@ do
   M.train, M.resume, M.loss = train.train, train.resume, train.loss
   M.runs, M.run_info, M.run_metrics = train.runs, train.run_info, train.run_metrics
   M.schedule = require "amalgam.schedule"
+  M.preset = require "amalgam.preset" -- each paper's defaults (loss, pooling, schedule hints)
 end
 
 -- merging (lua/amalgam/merge.lua; C side src/lua/l_merge.c, src/api/merge_store.c)

@@ -32,14 +32,16 @@ local M = {}
 -- the options of each loss (src/lua/l_train.c reads them; a typo must not silently train with a default)
 local sim = { "cos", "dot" }
 local m2d = { pairs = "table", weights = "table", dims = "table", w_full = "number", w_sub = "number",
-  kl_weight = "number", kl_temperature = "number", kl_mode = { "scores", "embeddings" }, inner = "table" }
+  kl_weight = "number", kl_softmax_temperature = "number", kl_mode = { "scores", "embeddings" }, kl_normalize = "boolean",
+  kl_detach = "boolean", kl_full_dim = "boolean", layer_weighting = { "linear", "uniform" },
+  random_full_dim = "boolean", inner = "table" }
 local loss_specs = {
   infonce = { temperature = "number", scale = "number", sim = sim, symmetric = "boolean", multi_pos = { "avg", "lse" },
     threshold = "number", hard_negatives = "boolean" },
   cosent = { scale = "number", sim = sim },
   codiemb_sts = { w_mid = "number", w_pro = "number", w_pearson = "number", w_rankkl = "number",
     pro_temperature = "number", rankkl_temperature = "number", mid_threshold = "number", mid_scale = "number",
-    mid_layer = "integer" },
+    mid_threshold_frac = "number", score_range = "table", mid_layer = "integer" },
   matryoshka = { dims = "table", weights = "table", n_dims_per_step = "integer", inner = "table" },
   starbucks = m2d, random_2d = m2d,
   mlm = { prob = "number", mask_frac = "number", random_frac = "number" },
@@ -52,6 +54,11 @@ for _, k in ipairs { "infonce", "cosent", "codiemb_sts", "matryoshka", "starbuck
   loss_full[k] = spec
   M.loss[k] = function(o)
     if o ~= nil and type(o) ~= "table" then error(("loss.%s: options must be a table"):format(k), 2) end
+    if o and o.kl_temperature ~= nil then -- ST's kl_temperature divides and multiplies, Starbucks' only multiplies
+      error(("loss.%s: 'kl_temperature' is ambiguous: use kl_weight (multiplies the KL term; Starbucks' "
+        .. "kl_temperature 0.3) and kl_softmax_temperature (divides the logits; sentence-transformers' "
+        .. "kl_temperature is both)"):format(k), 2)
+    end
     o = core.check_options("loss." .. k, o, spec)
     if o.temperature and not (o.temperature > 0) then error(("loss.%s: temperature must be > 0"):format(k), 2) end
     if o.inner ~= nil and type(o.inner.kind) ~= "string" then
@@ -598,6 +605,7 @@ local function prepare_tasks(st, list)
     local n_pos, n_neg = t.n_pos or 1, t.n_neg or 1
     if n_pos < 1 then error(("train: tasks[%d].n_pos must be >= 1"):format(i), 3) end
     if n_neg < 0 then error(("train: tasks[%d].n_neg must be >= 0"):format(i), 3) end
+    if ds:kind() == "graded" then loss = require("amalgam.preset")._with_score_range(loss, ds) end
     info.batch = bs
     info.loss = loss
     info.n_pos, info.n_neg, info.fill = t.n_pos, t.n_neg, t.fill

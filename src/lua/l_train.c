@@ -321,6 +321,17 @@ static LossSpec *parse_spec(lua_State *L, int t, int arg, SpecPool *pool, const 
         o->pro_temperature = (float)am_lua_opt_num(L, t, arg, "pro_temperature", o->pro_temperature);
         o->rankkl_temperature = (float)am_lua_opt_num(L, t, arg, "rankkl_temperature", o->rankkl_temperature);
         o->mid.threshold = (float)am_lua_opt_num(L, t, arg, "mid_threshold", o->mid.threshold);
+        o->mid_threshold_frac = (float)am_lua_opt_num(L, t, arg, "mid_threshold_frac", o->mid_threshold_frac);
+        lua_getfield(L, t, "score_range");
+        if (lua_istable(L, -1)) {
+            lua_geti(L, -1, 1);
+            lua_geti(L, -2, 2);
+            o->score_lo = (float)luaL_checknumber(L, -2);
+            o->score_hi = (float)luaL_checknumber(L, -1);
+            if (!(o->score_lo <= o->score_hi)) luaL_error(L, "loss option 'score_range': {lo, hi} with lo <= hi expected");
+            lua_pop(L, 2);
+        } else if (!lua_isnil(L, -1)) luaL_error(L, "loss option 'score_range' must be {lo, hi}");
+        lua_pop(L, 1);
         o->mid.scale = (float)am_lua_opt_num(L, t, arg, "mid_scale", o->mid.scale);
         o->mid_layer = (int)am_lua_opt_int(L, t, arg, "mid_layer", o->mid_layer);
         break;
@@ -353,10 +364,18 @@ static LossSpec *parse_spec(lua_State *L, int t, int arg, SpecPool *pool, const 
         read_dims(L, t, "dims", o->sample_dims, &o->n_dims, AM_LOSS_MAX_DIMS);
         o->w_full = (float)am_lua_opt_num(L, t, arg, "w_full", o->w_full);
         o->w_sub = (float)am_lua_opt_num(L, t, arg, "w_sub", o->w_sub);
-        o->kl_weight = (float)am_lua_opt_num(L, t, arg, "kl_weight", o->kl_weight);
-        o->kl_temperature = (float)am_lua_opt_num(L, t, arg, "kl_temperature", o->kl_temperature);
         static const char *const klm[] = {"scores", "embeddings", NULL};
-        o->kl_mode = am_lua_opt_enum(L, t, arg, "kl_mode", klm, o->kl_mode);
+        o->kl.mode = am_lua_opt_enum(L, t, arg, "kl_mode", klm, o->kl.mode);
+        if (o->kl.mode == AM_KL_SCORES) /* Starbucks' retrieval code: weight 1, teacher detached */
+            o->kl = (KLOptions){ .mode = AM_KL_SCORES, .weight = 1.0f, .temperature = -1.0f, .detach = 1 };
+        o->kl.weight = (float)am_lua_opt_num(L, t, arg, "kl_weight", o->kl.weight);
+        o->kl.temperature = (float)am_lua_opt_num(L, t, arg, "kl_softmax_temperature", o->kl.temperature);
+        o->kl.normalize = am_lua_opt_bool(L, t, arg, "kl_normalize", o->kl.normalize);
+        o->kl.detach = am_lua_opt_bool(L, t, arg, "kl_detach", o->kl.detach);
+        o->kl.full_dim = am_lua_opt_bool(L, t, arg, "kl_full_dim", o->kl.full_dim);
+        static const char *const lw[] = {"linear", "uniform", NULL};
+        o->layer_weighting = am_lua_opt_enum(L, t, arg, "layer_weighting", lw, o->layer_weighting);
+        o->random_full_dim = am_lua_opt_bool(L, t, arg, "random_full_dim", o->random_full_dim);
         break;
     }
     case AM_LOSS_MLM: {
@@ -384,6 +403,12 @@ static LossSpec *parse_spec(lua_State *L, int t, int arg, SpecPool *pool, const 
             s->inner = in;
         }
         lua_pop(L, 1);
+        /* scores KL without a temperature: the inner loss's (Starbucks' retrieval code uses one T) */
+        if (kind != AM_LOSS_MATRYOSHKA && !(s->m2d.kl.temperature > 0)) {
+            const LossSpec *in = s->inner;
+            float scale = in->kind == AM_LOSS_INFONCE ? in->infonce.scale : in->kind == AM_LOSS_COSENT ? in->cosent.scale : 20.0f;
+            s->m2d.kl.temperature = 1.0f / scale;
+        }
     }
     return s;
 }

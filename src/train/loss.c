@@ -448,13 +448,30 @@ void loss_add_term(LossResult *r, const char *prefix, const char *name, double v
     r->n_terms++;
 }
 
+float loss_codiemb_mid_threshold(const CoDiEmbOptions *o, const float *gold, int n) {
+    if (!isnan(o->mid.threshold)) return o->mid.threshold;
+    double lo = (double)o->score_lo, hi = (double)o->score_hi;
+    if (isnan(lo) || isnan(hi)) { /* no dataset range given: the batch's */
+        lo = hi = (double)gold[0];
+        for (int i = 1; i < n; i++) {
+            lo = fmin(lo, (double)gold[i]);
+            hi = fmax(hi, (double)gold[i]);
+        }
+    }
+    return (float)(lo + (double)o->mid_threshold_frac * (hi - lo));
+}
+
 /* Returns the (unweighted) composite; gradients are scaled by gw, the reported terms by tw. */
 double loss_codiemb_eval(const LossInput *last, const LossInput *mid, const CoDiEmbOptions *o,
                          float *dlast, float *dmid, double gw, double tw, LossResult *terms, const char *prefix) {
     assert_graded(last);
     const int n = last->n;
     double lmid = 0;
-    if (o->w_mid != 0 && mid) lmid = loss_infonce_eval(mid, &o->mid, dmid, gw * (double)o->w_mid);
+    if (o->w_mid != 0 && mid) {
+        InfoNCEOptions mo = o->mid;
+        mo.threshold = loss_codiemb_mid_threshold(o, last->gold, n);
+        lmid = loss_infonce_eval(mid, &mo, dmid, gw * (double)o->w_mid);
+    }
     Rows r;
     rows_init(&r, last, o->sim, dlast != NULL);
     double *c = xmalloc((size_t)n * sizeof(double)), *dc = xcalloc((size_t)n, sizeof(double));
@@ -497,33 +514,40 @@ void codiemb_sts_backward(float *dlast, float *dmid, const LossInput *last, cons
 
 /* ------------------------------------------------------------------ KL between distributions */
 
-static double kl_rows(const double *tl, const double *sl, int m, double *g /* (m) += (q - p) */) {
+/* KL(softmax(tl) ‖ softmax(sl)) over m logits; gs (m) += ∂/∂sl = q − p, gt (m) += ∂/∂tl =
+ * p·(log p − log q − KL) (each if non-NULL) */
+static double kl_rows(const double *tl, const double *sl, int m, double *gt, double *gs) {
     double zt = lse(tl, m), zs = lse(sl, m), kl = 0;
     for (int c = 0; c < m; c++) {
         double lp = tl[c] - zt, p = exp(lp), lq = sl[c] - zs;
         if (p > 0) kl += p * (lp - lq);
-        if (g) g[c] += exp(lq) - p;
+        if (gs) gs[c] += exp(lq) - p;
     }
+    if (gt)
+        for (int c = 0; c < m; c++) {
+            double lp = tl[c] - zt, p = exp(lp);
+            if (p > 0) gt[c] += p * (lp - (sl[c] - zs) - kl);
+        }
     return kl;
 }
 
-double loss_kl_eval(const LossInput *te, const LossInput *st, int sim, float temperature, int mode,
+double loss_kl_eval(const LossInput *te, const LossInput *st, int sim, const KLOptions *o, float *dte,
                     float *dst, double w) {
     AM_ASSERT(te->n == st->n && te->n_pos == st->n_pos && te->n_neg == st->n_neg);
-    const double T = (double)temperature;
+    const double T = (double)o->temperature;
     const int n = st->n, R = loss_input_rows(st);
+    if (o->detach) dte = NULL;
     double loss = 0;
-    Rows rs;
-    rows_init(&rs, st, sim, dst != NULL);
-    if (mode == AM_KL_EMBEDDINGS) {
+    if (o->mode == AM_KL_EMBEDDINGS) {
+        const int rs_sim = o->normalize ? AM_SIM_COS : AM_SIM_DOT;
         LossInput tt = *te;
         tt.dim = st->dim; /* teacher truncated to the student's dim */
         AM_ASSERT(tt.dim <= te->ld);
-        Rows rt;
-        rows_init(&rt, &tt, sim, 0);
+        Rows rs, rt;
+        rows_init(&rs, st, rs_sim, dst != NULL);
+        rows_init(&rt, &tt, rs_sim, dte != NULL);
         const int d = st->dim;
         double *a = xmalloc((size_t)d * sizeof(double)), *b = xmalloc((size_t)d * sizeof(double));
-        double *g = xmalloc((size_t)d * sizeof(double));
         int nr = 0;
         for (int i = 0; i < R; i++) nr += i < n || !st->cand || st->cand[i - n];
         for (int i = 0; i < R; i++) {
@@ -531,23 +555,28 @@ double loss_kl_eval(const LossInput *te, const LossInput *st, int sim, float tem
             for (int c = 0; c < d; c++) {
                 a[c] = rt.x[(size_t)i * d + c] / T;
                 b[c] = rs.x[(size_t)i * d + c] / T;
-                g[c] = 0;
             }
-            loss += kl_rows(a, b, d, dst ? g : NULL);
-            if (dst)
-                for (int c = 0; c < d; c++) rs.dx[(size_t)i * d + c] += g[c] / (nr * T);
+            double *gt = dte ? rt.dx + (size_t)i * d : NULL, *gs = dst ? rs.dx + (size_t)i * d : NULL;
+            loss += kl_rows(a, b, d, gt, gs);
         }
         loss /= nr;
+        /* ∂/∂x = ∂/∂logit / T, and the mean over the real rows */
+        for (size_t i = 0; dst && i < (size_t)R * d; i++) rs.dx[i] /= nr * T;
+        for (size_t i = 0; dte && i < (size_t)R * d; i++) rt.dx[i] /= nr * T;
+        if (dst) rows_backward(&rs, st, rs_sim, dst, w);
+        if (dte) rows_backward(&rt, &tt, rs_sim, dte, w);
         free(a);
         free(b);
-        free(g);
         rows_free(&rt);
+        rows_free(&rs);
     } else {
-        Rows rt;
-        rows_init(&rt, te, sim, 0);
+        Rows rs, rt;
+        rows_init(&rs, st, sim, dst != NULL);
+        rows_init(&rt, te, sim, dte != NULL);
         const int M = R - n, ds = st->dim, dt = te->dim;
         double *St = xmalloc((size_t)n * M * sizeof(double)), *Ss = xmalloc((size_t)n * M * sizeof(double));
         double *dS = dst ? xcalloc((size_t)n * M, sizeof(double)) : NULL;
+        double *dT = dte ? xcalloc((size_t)n * M, sizeof(double)) : NULL;
         dgemm_nt(St, rt.x, n, rt.x + (size_t)n * dt, M, dt, 1.0 / T);
         dgemm_nt(Ss, rs.x, n, rs.x + (size_t)n * ds, M, ds, 1.0 / T);
         if (st->cand) /* padding is in neither distribution */
@@ -555,27 +584,35 @@ double loss_kl_eval(const LossInput *te, const LossInput *st, int sim, float tem
                 for (int c = 0; c < M; c++)
                     if (!st->cand[c]) St[(size_t)i * M + c] = Ss[(size_t)i * M + c] = -(double)INFINITY;
         for (int i = 0; i < n; i++)
-            loss += kl_rows(St + (size_t)i * M, Ss + (size_t)i * M, M, dS ? dS + (size_t)i * M : NULL);
+            loss += kl_rows(St + (size_t)i * M, Ss + (size_t)i * M, M, dT ? dT + (size_t)i * M : NULL,
+                            dS ? dS + (size_t)i * M : NULL);
         loss /= n;
         if (dS) {
             for (size_t i = 0; i < (size_t)n * M; i++) dS[i] /= n * T;
             dgemm_nn_acc(rs.dx, dS, rs.x + (size_t)n * ds, n, M, ds);
             dgemm_tn_acc(rs.dx + (size_t)n * ds, dS, rs.x, M, n, ds);
+            rows_backward(&rs, st, sim, dst, w);
+        }
+        if (dT) {
+            for (size_t i = 0; i < (size_t)n * M; i++) dT[i] /= n * T;
+            dgemm_nn_acc(rt.dx, dT, rt.x + (size_t)n * dt, n, M, dt);
+            dgemm_tn_acc(rt.dx + (size_t)n * dt, dT, rt.x, M, n, dt);
+            rows_backward(&rt, te, sim, dte, w);
         }
         free(St);
         free(Ss);
         free(dS);
+        free(dT);
         rows_free(&rt);
+        rows_free(&rs);
     }
-    if (dst) rows_backward(&rs, st, sim, dst, w);
-    rows_free(&rs);
     return loss;
 }
 
-double kl_forward(const LossInput *teacher, const LossInput *student, int sim, float temperature, int mode) {
-    return loss_kl_eval(teacher, student, sim, temperature, mode, NULL, 0);
+double kl_forward(const LossInput *teacher, const LossInput *student, int sim, const KLOptions *o) {
+    return loss_kl_eval(teacher, student, sim, o, NULL, NULL, 0);
 }
-void kl_backward(float *dstudent, const LossInput *teacher, const LossInput *student, int sim,
-                 float temperature, int mode, double dloss) {
-    loss_kl_eval(teacher, student, sim, temperature, mode, dstudent, dloss);
+void kl_backward(float *dteacher, float *dstudent, const LossInput *teacher, const LossInput *student, int sim,
+                 const KLOptions *o, double dloss) {
+    loss_kl_eval(teacher, student, sim, o, dteacher, dstudent, dloss);
 }

@@ -56,20 +56,25 @@
  *   PRO:      sort by y descending; for each k with a non-empty tail J_k = {j after k : y_k − y_j > eps}:
  *             w_j = y_k − y_j, w_k = max_j w_j, logits = [w_k·c_k/T, w_j·c_j/T for j ∈ J_k],
  *             term_k = −log_softmax(logits)[0]; L = mean over such k (0 if none). T = 0.05, eps 1e-8.
- *   L_mid:    InfoNCE (scale 50 = 1/0.02, threshold 1.0 on gold) on the pooled embeddings of a middle
- *             layer: hidden_states[(l+1)/2] for a loss evaluated on layer l (CoDiEmb's
- *             hidden_states[len//2]); [U] the threshold assumes gold on CoDiEmb's scale — set it
- *             for yours; mid_layer can be fixed.
+ *   L_mid:    InfoNCE (scale 50 = 1/0.02) on the pooled embeddings of a middle layer over the
+ *             pairs with gold >= threshold: hidden_states[(l+1)/2] for a loss evaluated on layer l
+ *             (CoDiEmb's hidden_states[len//2]); mid_layer can be fixed. CoDiEmb's threshold 1.0
+ *             is absolute on its data (binary 0/1 labels: the positive pairs; 0..5 STS-B: >= 1/5 of
+ *             the range). Here the default is relative: lo + 0.2·(hi − lo) with [lo, hi] the
+ *             dataset's gold range (score_lo/hi; am.train sets them; NaN = the batch's), which is
+ *             CoDiEmb's choice on both of its scales; mid.threshold (absolute) overrides it.
  *   composite L = w_mid·L_mid + w_pro·PRO + w_pearson·Pearson + w_rankkl·RankKL   (1, 0.5, 2, 5)
  *
- * KL between score distributions (Starbucks SRL), teacher detached:
- *   AM_KL_SCORES:     S^T_i = sim_T(q_i, every row in [n, R)) / T, S^S_i likewise for the student;
- *                     L = (1/n) Σ_i KL(softmax(S^T_i) ‖ softmax(S^S_i))        T = 0.05
- *                     (padded rows are in neither softmax)
- *   AM_KL_EMBEDDINGS: (Starbucks STS / ST AdaptiveLayerLoss) over all R rows (padding excluded),
- *                     L = (1/R) Σ_r KL(softmax(ê^T_r[:d]/T) ‖ softmax(ê^S_r[:d]/T)) where d = the
- *                     student's dim and ê = the row normalised over those d features if sim = cos
- *                     (raw if dot). ST multiplies this by its kl_temperature: fold that into kl_weight.
+ * KL(teacher ‖ student) between distributions (KLOptions; T = temperature, R = all rows):
+ *   AM_KL_EMBEDDINGS: over the features of each row (Starbucks sts/starbucks_loss.py, ST
+ *                     AdaptiveLayerLoss; R = the rows that are not padding): L = (1/R) Σ_r KL(softmax(e^T_r[:d]/T) ‖ softmax(e^S_r[:d]/T))
+ *                     with e the RAW pooled rows (normalize = 1: L2-normalised over those d first),
+ *                     d = the student's dim (the caller passes dim C for KL over all features).
+ *   AM_KL_SCORES:     over each query's candidate scores (Starbucks retrieval/modeling.py):
+ *                     S_i = sim(q_i, every row in [n, R)) / T, L = (1/n) Σ_i KL(softmax(S^T_i) ‖ softmax(S^S_i))
+ *                     (padded rows are in neither softmax).
+ *   detach = 0: the teacher gets gradient too (both authors' sts code and ST); detach = 1: not
+ *   (Starbucks' retrieval code). The weight multiplies the term; T only divides the logits.
  *
  * ---- composition (LossSpec) --------------------------------------------------------------------
  * A LossSpec node is evaluated on a "view" (layer l, dim d) of the pooled embeddings; the root view
@@ -78,14 +83,20 @@
  *   MATRYOSHKA (ST MatryoshkaLoss): Σ_k w_k · inner(l, d_k) over mrl.dims (each <= d; default
  *       32, 64, ... < d, d), or over a seeded random subset of n_dims_per_step of them.
  *   STARBUCKS (2D Matryoshka, fixed diagonal list): Σ_k w_k · inner(l_k, d_k) over m2d.pairs
- *       (small -> large; the full (L, C) counted once, only if it is in the list) + kl_weight · Σ_{k:
+ *       (small -> large; the full (L, C) counted once, only if it is in the list) + kl.weight · Σ_{k:
  *       (l_k,d_k) ≠ full} KL(full view ‖ (l_k, d_k)). The default list (loss_spec_default) is a
  *       Starbucks-like diagonal: dims 32, 64, ... (< C), C; layers spread evenly up to L; when there
  *       are more dims than layers the diagonal becomes a staircase. tiny (2 layers, 128):
- *       (1,32) (1,64) (2,64) (2,128).
- *   RANDOM_2D (2DMSE): each step draws layer l uniform in [1, L−1] (L if L = 1) and d uniform from
- *       m2d.dims, seeded by (run seed, step); L = w_full·inner(full) + w_sub·inner(l, d)
- *       + kl_weight·KL(full ‖ (l, d)); the sub-term is skipped if (l, d) is the full view.
+ *       (1,32) (1,64) (2,64) (2,128). Default KL = Starbucks' sts code: embeddings, raw rows,
+ *       T = 1, weight 0.3, teacher not detached, over the pair's first d_k features.
+ *   RANDOM_2D (2DMSE as sentence-transformers' Matryoshka2dLoss, n_layers_per_step = n_dims_per_step
+ *       = 1): each step draws layer l uniform in [1, L−1], a dim d_s for it and, independently,
+ *       a dim d_f for the last layer (random_full_dim = 1; 0: d_f = C), uniform from m2d.dims,
+ *       seeded by (run seed, step); L = w_full·inner(L, d_f) + w_sub·λ_l·inner(l, d_s)
+ *       + kl.weight·KL(layer L ‖ layer l) with λ_l = 1/l (layer_weighting linear: ST's
+ *       1/(1 + layer_idx), the version Starbucks compared with) or 1 (uniform). Default KL = ST's:
+ *       embeddings, raw rows over all C features, T = 0.3, weight 0.3 (kl_temperature ·
+ *       kl_div_weight), teacher not detached. L = 1: only the first term (no prior layer).
  *   MLM: root only, on token states (the trainer runs mlm.h); never inside another node.
  * Terms of nested nodes are reported with their view as a prefix ("l1d32/infonce").
  */
@@ -100,6 +111,7 @@
 enum { AM_SIM_COS = 0, AM_SIM_DOT = 1 };
 enum { AM_MULTIPOS_AVG = 0, AM_MULTIPOS_LSE = 1 };
 enum { AM_KL_SCORES = 0, AM_KL_EMBEDDINGS = 1 };
+enum { AM_LAYERW_LINEAR = 0, AM_LAYERW_UNIFORM = 1 };
 
 enum {
     AM_LOSS_INFONCE = 0,     /* MultipleNegativesRankingLoss and variants */
@@ -153,9 +165,20 @@ typedef struct {
     float pro_eps;            /* 1e-8 */
     float rankkl_temperature; /* 0.05 */
     int sim;                  /* AM_SIM_COS (CoDiEmb normalises) */
-    InfoNCEOptions mid;       /* L_mid: scale 50 (T 0.02), threshold 1.0, not symmetric */
+    InfoNCEOptions mid;       /* L_mid: scale 50 (T 0.02), not symmetric; threshold NaN = relative */
+    float mid_threshold_frac; /* 0.2: positives have gold >= lo + frac·(hi − lo) */
+    float score_lo, score_hi; /* the dataset's gold range; NaN = the batch's min / max */
     int mid_layer;            /* -1 = (l+1)/2 of the view's layer l; else a fixed layer */
 } CoDiEmbOptions;
+
+typedef struct {
+    int mode;             /* AM_KL_EMBEDDINGS (both kinds' default) or AM_KL_SCORES */
+    float weight;         /* multiplies the term (0 = no KL); starbucks 0.3, random_2d 0.3 */
+    float temperature;    /* divides the logits in both softmaxes; starbucks 1, random_2d 0.3 */
+    int normalize;        /* embeddings: L2-normalise the rows first (0) */
+    int detach;           /* the teacher gets no gradient (0) */
+    int full_dim;         /* embeddings: over all C features, not the student's d (starbucks 0, random_2d 1) */
+} KLOptions;
 
 typedef struct {
     int n_dims;                       /* >= 1 */
@@ -174,11 +197,11 @@ typedef struct {
     /* RANDOM_2D: dims to sample from (n_dims = 0 -> 32, 64, ... < C, C) */
     int n_dims;
     int sample_dims[AM_LOSS_MAX_DIMS];
-    float w_full, w_sub;              /* 1, 1 */
+    float w_full, w_sub;              /* 1, 1 (ST last_layer_weight, prior_layers_weight) */
+    int layer_weighting;              /* AM_LAYERW_LINEAR: the sub-layer term × 1/l */
+    int random_full_dim;              /* 1: the last layer's term uses a drawn dim too */
     /* both */
-    float kl_weight;                  /* 1 (0 = no KL term) */
-    float kl_temperature;             /* 0.05 (scores) */
-    int kl_mode;                      /* AM_KL_SCORES */
+    KLOptions kl;                     /* see the top; defaults differ per kind */
 } Matryoshka2DOptions;
 
 typedef struct {
@@ -269,11 +292,14 @@ double codiemb_sts_forward(const LossInput *last, const LossInput *mid, const Co
                            LossResult *terms);
 void codiemb_sts_backward(float *dlast, float *dmid, const LossInput *last, const LossInput *mid,
                           const CoDiEmbOptions *o, double dloss);
+/* The gold threshold of L_mid for a batch of n gold scores (see the top). */
+float loss_codiemb_mid_threshold(const CoDiEmbOptions *o, const float *gold, int n);
 
-/* KL(teacher ‖ student), teacher detached (no gradient). Same layout; dims may differ (scores) or
- * the teacher is truncated to the student's dim (embeddings). */
-double kl_forward(const LossInput *teacher, const LossInput *student, int sim, float temperature, int mode);
-void kl_backward(float *dstudent, const LossInput *teacher, const LossInput *student, int sim,
-                 float temperature, int mode, double dloss);
+/* KL(teacher ‖ student) as `o` says (the top). Same layout; dims may differ (scores) or the teacher
+ * is truncated to the student's dim (embeddings). sim: the scores' similarity (scores mode only).
+ * The backward adds to dteacher only if o->detach is 0 and dteacher is non-NULL. */
+double kl_forward(const LossInput *teacher, const LossInput *student, int sim, const KLOptions *o);
+void kl_backward(float *dteacher, float *dstudent, const LossInput *teacher, const LossInput *student, int sim,
+                 const KLOptions *o, double dloss);
 
 #endif

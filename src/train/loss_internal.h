@@ -17,7 +17,8 @@ double loss_cosent_fn(const double *c, const float *y, int n, const void *opt, d
 /* Both gradients (dlast, dmid) are scaled by gw; terms get the parts scaled by tw, named prefix+part. */
 double loss_codiemb_eval(const LossInput *last, const LossInput *mid, const CoDiEmbOptions *o,
                          float *dlast, float *dmid, double gw, double tw, LossResult *terms, const char *prefix);
-double loss_kl_eval(const LossInput *te, const LossInput *st, int sim, float temperature, int mode,
+/* dte gets gradient unless o->detach (either pointer may be NULL) */
+double loss_kl_eval(const LossInput *te, const LossInput *st, int sim, const KLOptions *o, float *dte,
                     float *dst, double w);
 /* Append the term prefix+name = v to r (no-op when r is NULL or full). */
 void loss_add_term(LossResult *r, const char *prefix, const char *name, double v);

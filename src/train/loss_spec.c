@@ -36,17 +36,23 @@ void loss_spec_default(LossSpec *s, int kind) {
     s->cosent = (CoSENTOptions){ .scale = 20.0f, .sim = AM_SIM_COS };
     s->codiemb = (CoDiEmbOptions){ .w_mid = 1.0f, .w_pro = 0.5f, .w_pearson = 2.0f, .w_rankkl = 5.0f,
                                    .pro_temperature = 0.05f, .pro_eps = 1e-8f, .rankkl_temperature = 0.05f,
-                                   .sim = AM_SIM_COS, .mid_layer = -1 };
+                                   .sim = AM_SIM_COS, .mid_layer = -1, .mid_threshold_frac = 0.2f,
+                                   .score_lo = NAN, .score_hi = NAN };
     s->codiemb.mid = (InfoNCEOptions){ .scale = 50.0f, .sim = AM_SIM_COS, .symmetric = 0,
-                                       .multi_pos = AM_MULTIPOS_AVG, .threshold = 1.0f };
+                                       .multi_pos = AM_MULTIPOS_AVG, .threshold = NAN };
     for (int k = 0; k < AM_LOSS_MAX_DIMS; k++) {
         s->mrl.weights[k] = 1.0f;
         s->m2d.weights[k] = 1.0f;
     }
     s->m2d.w_full = s->m2d.w_sub = 1.0f;
-    s->m2d.kl_weight = 1.0f;
-    s->m2d.kl_temperature = 0.05f;
-    s->m2d.kl_mode = AM_KL_SCORES;
+    s->m2d.layer_weighting = AM_LAYERW_LINEAR;
+    s->m2d.random_full_dim = 1;
+    /* the authors' KL: Starbucks sts/starbucks_loss.py (raw rows, no temperature, × 0.3, first d
+     * features); ST Matryoshka2dLoss (raw rows / 0.3 over all features, × 0.3); neither detaches */
+    if (kind == AM_LOSS_RANDOM_2D)
+        s->m2d.kl = (KLOptions){ .mode = AM_KL_EMBEDDINGS, .weight = 0.3f, .temperature = 0.3f, .full_dim = 1 };
+    else
+        s->m2d.kl = (KLOptions){ .mode = AM_KL_EMBEDDINGS, .weight = 0.3f, .temperature = 1.0f };
     s->mlm = (MlmOptions){ .prob = 0.15f, .mask_frac = 0.8f, .random_frac = 0.1f, .mask_token_id = -1 };
 }
 
@@ -114,8 +120,8 @@ static int spec_mrl_dims(const LossSpec *s, int dview, int *dims, float *w) {
     return n;
 }
 
-/* RANDOM_2D draw for this seed */
-static void draw_2d(const LossSpec *s, int L, int C, uint64_t seed, int *layer, int *dim) {
+/* RANDOM_2D draws for this seed: the prior layer (0 = none, when L < 2), its dim, the last layer's dim */
+static void draw_2d(const LossSpec *s, int L, int C, uint64_t seed, int *layer, int *dim, int *full_dim) {
     AmRng rng;
     am_rng_seed(&rng, am_hash64("2dmse", 5, seed));
     int D[AM_LOSS_MAX_DIMS], nd;
@@ -125,8 +131,9 @@ static void draw_2d(const LossSpec *s, int L, int C, uint64_t seed, int *layer, 
     } else {
         nd = loss_default_dims(C, D, AM_LOSS_MAX_DIMS);
     }
-    *layer = L > 1 ? 1 + (int)am_rng_below(&rng, (uint32_t)(L - 1)) : L;
+    *layer = L > 1 ? 1 + (int)am_rng_below(&rng, (uint32_t)(L - 1)) : 0;
     *dim = D[am_rng_below(&rng, (uint32_t)nd)];
+    *full_dim = s->m2d.random_full_dim ? D[am_rng_below(&rng, (uint32_t)nd)] : C;
 }
 
 /* the similarity a (possibly nested) spec scores with: the KL terms use the same */
@@ -226,10 +233,12 @@ static int check_node(const LossSpec *s, int depth, int layer, int dim, int L, i
         }
         return AM_OK;
     }
-    if (!(s->m2d.kl_temperature > 0) || !isfinite(s->m2d.kl_weight))
-        return am_error(AM_EINVAL, "loss %s: kl_temperature must be > 0 and kl_weight finite", nm);
-    if (s->m2d.kl_mode != AM_KL_SCORES && s->m2d.kl_mode != AM_KL_EMBEDDINGS)
-        return am_error(AM_EINVAL, "loss %s: unknown kl_mode %d (scores or embeddings)", nm, s->m2d.kl_mode);
+    if (!(s->m2d.kl.temperature > 0) || !isfinite(s->m2d.kl.temperature) || !isfinite(s->m2d.kl.weight))
+        return am_error(AM_EINVAL, "loss %s: kl_softmax_temperature must be > 0 and kl_weight finite", nm);
+    if (s->m2d.kl.mode != AM_KL_SCORES && s->m2d.kl.mode != AM_KL_EMBEDDINGS)
+        return am_error(AM_EINVAL, "loss %s: unknown kl_mode %d (scores or embeddings)", nm, s->m2d.kl.mode);
+    if (s->m2d.layer_weighting != AM_LAYERW_LINEAR && s->m2d.layer_weighting != AM_LAYERW_UNIFORM)
+        return am_error(AM_EINVAL, "loss %s: unknown layer_weighting %d (linear or uniform)", nm, s->m2d.layer_weighting);
     if (s->kind == AM_LOSS_STARBUCKS) {
         int ls[AM_LOSS_MAX_DIMS], ds[AM_LOSS_MAX_DIMS];
         float w[AM_LOSS_MAX_DIMS];
@@ -255,7 +264,7 @@ static int check_node(const LossSpec *s, int depth, int layer, int dim, int L, i
     int D[AM_LOSS_MAX_DIMS], nd = s->m2d.n_dims;
     if (nd > 0) memcpy(D, s->m2d.sample_dims, (size_t)nd * sizeof(int));
     else nd = loss_default_dims(C, D, AM_LOSS_MAX_DIMS);
-    for (int l = 1; l <= L; l++) /* any draw must fit */
+    for (int l = 1; l < L; l++) /* any draw must fit */
         for (int k = 0; k < nd; k++)
             if ((rc = check_node(s->inner, depth + 1, l, D[k], L, C, n, P, K, gold))) return rc;
     return AM_OK;
@@ -292,10 +301,10 @@ static void node_layers(const LossSpec *s, int layer, int dim, int L, int C, uin
         return;
     }
     case AM_LOSS_RANDOM_2D: {
-        int l, d;
-        draw_2d(s, L, C, seed, &l, &d);
-        node_layers(s->inner, layer, dim, L, C, seed, need);
-        node_layers(s->inner, l, d, L, C, seed, need);
+        int l, d, df;
+        draw_2d(s, L, C, seed, &l, &d, &df);
+        node_layers(s->inner, layer, df, L, C, seed, need);
+        if (l > 0) node_layers(s->inner, l, d, L, C, seed, need);
         return;
     }
     default:
@@ -326,6 +335,20 @@ static LossInput view_input(EvalCtx *c, int layer, int dim) {
 }
 
 static float *view_grad(EvalCtx *c, int layer) { return c->v->demb[layer]; }
+
+/* kl.weight · KL(teacher view te on layer tl ‖ (l, d)), over all C features if kl.full_dim */
+static double kl_term(EvalCtx *c, const LossSpec *s, LossInput te, int tl, int l, int d, double w, const char *prefix) {
+    const KLOptions *o = &s->m2d.kl;
+    LossInput st = view_input(c, l, d);
+    if (c->missing) return 0;
+    if (o->full_dim && o->mode == AM_KL_EMBEDDINGS) te.dim = st.dim = c->v->C;
+    const double kw = w * (double)o->weight;
+    double val = loss_kl_eval(&te, &st, spec_sim(s->inner), o, view_grad(c, tl), view_grad(c, l), c->scale * kw);
+    char pre[48];
+    snprintf(pre, sizeof pre, "%skl/l%dd%d", prefix, l, d);
+    loss_add_term(c->res, pre, "", kw * val);
+    return kw * val;
+}
 
 static double node_eval(EvalCtx *c, const LossSpec *s, int layer, int dim, double w, const char *prefix) {
     const LossViews *v = c->v;
@@ -386,33 +409,25 @@ static double node_eval(EvalCtx *c, const LossSpec *s, int layer, int dim, doubl
         for (int k = 0; k < np; k++) {
             snprintf(pre, sizeof pre, "%sl%dd%d/", prefix, ls[k], ds[k]);
             tot += node_eval(c, s->inner, ls[k], ds[k], w * (double)wp[k], pre);
-            if ((ls[k] == layer && ds[k] == dim) || s->m2d.kl_weight == 0) continue;
-            LossInput st = view_input(c, ls[k], ds[k]);
-            if (c->missing) return 0;
-            double kw = w * (double)s->m2d.kl_weight;
-            double val = loss_kl_eval(&te, &st, spec_sim(s->inner), s->m2d.kl_temperature, s->m2d.kl_mode, view_grad(c, ls[k]), c->scale * kw);
-            snprintf(pre, sizeof pre, "%skl/l%dd%d", prefix, ls[k], ds[k]);
-            loss_add_term(c->res, pre, "", kw * val);
-            tot += kw * val;
+            if ((ls[k] == layer && ds[k] == dim) || s->m2d.kl.weight == 0) continue;
+            tot += kl_term(c, s, te, layer, ls[k], ds[k], w, prefix);
         }
         return tot;
     }
     case AM_LOSS_RANDOM_2D: {
-        int l, d;
-        draw_2d(s, v->L, v->C, v->seed, &l, &d);
-        snprintf(pre, sizeof pre, "%sfull/", prefix);
-        double tot = node_eval(c, s->inner, layer, dim, w * (double)s->m2d.w_full, pre);
-        if (l == layer && d == dim) return tot;
+        int l, d, df;
+        draw_2d(s, v->L, v->C, v->seed, &l, &d, &df);
+        if (df > dim) df = dim; /* nested in a smaller view */
+        snprintf(pre, sizeof pre, "%sl%dd%d/", prefix, layer, df);
+        double tot = node_eval(c, s->inner, layer, df, w * (double)s->m2d.w_full, pre);
+        if (l == 0) return tot; /* one layer: no prior layer (ST) */
+        /* ST AdaptiveLayerLoss: layer_loss / (1 + layer_idx) / n_layers_per_step, layer_idx = l − 1 */
+        const double lw = s->m2d.layer_weighting == AM_LAYERW_LINEAR ? 1.0 / l : 1.0;
         snprintf(pre, sizeof pre, "%sl%dd%d/", prefix, l, d);
-        tot += node_eval(c, s->inner, l, d, w * (double)s->m2d.w_sub, pre);
-        if (s->m2d.kl_weight != 0) {
-            LossInput te = view_input(c, layer, dim), st = view_input(c, l, d);
-            if (c->missing) return 0;
-            double kw = w * (double)s->m2d.kl_weight;
-            double val = loss_kl_eval(&te, &st, spec_sim(s->inner), s->m2d.kl_temperature, s->m2d.kl_mode, view_grad(c, l), c->scale * kw);
-            snprintf(pre, sizeof pre, "%skl/l%dd%d", prefix, l, d);
-            loss_add_term(c->res, pre, "", kw * val);
-            tot += kw * val;
+        tot += node_eval(c, s->inner, l, d, w * (double)s->m2d.w_sub * lw, pre);
+        if (s->m2d.kl.weight != 0) {
+            LossInput te = view_input(c, layer, dim);
+            tot += kl_term(c, s, te, layer, l, d, w, prefix);
         }
         return tot;
     }

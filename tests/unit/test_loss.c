@@ -144,9 +144,13 @@ TEST(sts_losses_match_pytorch) {
     LossSpec s;
     loss_spec_default(&s, AM_LOSS_CODIEMB_STS);
     LossInput mid = input("G.mid", 8, 1, 0, 0, gold, NULL);
-    CHECK_SCALAR("mid", infonce_forward(&mid, &s.codiemb.mid), fx_scalar(&g_loss, "mid.loss"));
+    /* gold 0..5 here: the default relative threshold 0.2 of the range is CoDiEmb's 1.0 */
+    CHECK_NEAR(loss_codiemb_mid_threshold(&s.codiemb, gold, 8), 1.0, 1e-6);
+    InfoNCEOptions mo = s.codiemb.mid;
+    mo.threshold = 1.0f;
+    CHECK_SCALAR("mid", infonce_forward(&mid, &mo), fx_scalar(&g_loss, "mid.loss"));
     memset(g, 0, cnt * sizeof(float));
-    infonce_backward(g, &mid, &s.codiemb.mid, 1.0);
+    infonce_backward(g, &mid, &mo, 1.0);
     CHECK_REL("mid", g, fx_f32(&g_loss, "mid.grad0", NULL), cnt);
     /* the composite */
     LossResult terms = { 0 };
@@ -170,12 +174,15 @@ TEST(kl_matches_pytorch) {
     size_t cs;
     LossInput te = input("K.teacher", 4, 1, 3, 0, NULL, NULL), st = input("K.student", 4, 1, 3, 0, NULL, &cs);
     float *g = xcalloc(cs, sizeof(float));
-    CHECK_SCALAR("kl scores", kl_forward(&te, &st, AM_SIM_COS, 0.05f, AM_KL_SCORES), fx_scalar(&g_loss, "kl_scores.loss"));
-    kl_backward(g, &te, &st, AM_SIM_COS, 0.05f, AM_KL_SCORES, 1.0);
+    /* the fixture's variants: teacher detached; scores T 0.05; embeddings normalised, T 0.3 */
+    KLOptions ks = { .mode = AM_KL_SCORES, .weight = 1, .temperature = 0.05f, .detach = 1 };
+    KLOptions ke = { .mode = AM_KL_EMBEDDINGS, .weight = 1, .temperature = 0.3f, .detach = 1, .normalize = 1 };
+    CHECK_SCALAR("kl scores", kl_forward(&te, &st, AM_SIM_COS, &ks), fx_scalar(&g_loss, "kl_scores.loss"));
+    kl_backward(NULL, g, &te, &st, AM_SIM_COS, &ks, 1.0);
     CHECK_REL("kl scores", g, fx_f32(&g_loss, "kl_scores.grad0", NULL), cs);
     memset(g, 0, cs * sizeof(float));
-    CHECK_SCALAR("kl emb", kl_forward(&te, &st, AM_SIM_COS, 0.3f, AM_KL_EMBEDDINGS), fx_scalar(&g_loss, "kl_emb.loss"));
-    kl_backward(g, &te, &st, AM_SIM_COS, 0.3f, AM_KL_EMBEDDINGS, 1.0);
+    CHECK_SCALAR("kl emb", kl_forward(&te, &st, AM_SIM_COS, &ke), fx_scalar(&g_loss, "kl_emb.loss"));
+    kl_backward(NULL, g, &te, &st, AM_SIM_COS, &ke, 1.0);
     CHECK_REL("kl emb", g, fx_f32(&g_loss, "kl_emb.grad0", NULL), cs);
     free(g);
 }
@@ -213,6 +220,7 @@ TEST(matryoshka_and_starbucks_match_pytorch) {
     int ls[4] = { 1, 1, 2, 2 }, ds[4] = { 8, 16, 16, 24 };
     sb.m2d.n_pairs = 4;
     for (int k = 0; k < 4; k++) { sb.m2d.layers[k] = ls[k]; sb.m2d.dims[k] = ds[k]; }
+    sb.m2d.kl = (KLOptions){ .mode = AM_KL_SCORES, .weight = 1, .temperature = 0.05f, .detach = 1 }; /* retrieval form */
     memset(&v, 0, sizeof v);
     float *gl[3];
     char key[64];
@@ -238,9 +246,7 @@ TEST(matryoshka_and_starbucks_match_pytorch) {
     LossSpec cos;
     loss_spec_default(&cos, AM_LOSS_COSENT);
     sb.inner = &cos;
-    sb.m2d.kl_mode = AM_KL_EMBEDDINGS;
-    sb.m2d.kl_temperature = 0.3f;
-    sb.m2d.kl_weight = 0.3f;
+    sb.m2d.kl = (KLOptions){ .mode = AM_KL_EMBEDDINGS, .weight = 0.3f, .temperature = 0.3f, .detach = 1, .normalize = 1 };
     memset(&v, 0, sizeof v);
     for (int l = 0; l < 3; l++) {
         snprintf(key, sizeof key, "SG.emb%d", l);
@@ -377,13 +383,14 @@ TEST(finite_differences_every_loss) {
     sb.m2d.layers[0] = 1; sb.m2d.dims[0] = 4;
     sb.m2d.layers[1] = 1; sb.m2d.dims[1] = 8;
     sb.m2d.layers[2] = 2; sb.m2d.dims[2] = 12;
-    sb.m2d.kl_temperature = 0.5f;
+    sb.m2d.kl = (KLOptions){ .mode = AM_KL_SCORES, .weight = 1, .temperature = 0.5f, .detach = 1 };
     sbc = sb;
     sbc.inner = &cos;
-    sbc.m2d.kl_mode = AM_KL_EMBEDDINGS;
+    sbc.m2d.kl = (KLOptions){ .mode = AM_KL_EMBEDDINGS, .weight = 1, .temperature = 0.5f, .detach = 1, .normalize = 1 };
     loss_spec_default(&r2, AM_LOSS_RANDOM_2D);
     r2.inner = &cod;
-    r2.m2d.kl_temperature = 0.5f;
+    r2.m2d.kl = (KLOptions){ .mode = AM_KL_SCORES, .weight = 1, .temperature = 0.5f, .detach = 1 };
+    r2.m2d.random_full_dim = 0;
     r2.m2d.n_dims = 2;
     r2.m2d.sample_dims[0] = 4;
     r2.m2d.sample_dims[1] = 8;
@@ -399,7 +406,7 @@ TEST(finite_differences_every_loss) {
         double e = fd_check(comp[k].s, emb, L, C, comp[k].n, comp[k].P, comp[k].K, gd, 3, L - 1);
         CHECKF(e < 2e-3, "%s: finite-difference rel err %.3g (layers < L)", comp[k].what, e);
         LossSpec nokl = *comp[k].s; /* without the KL term the full layer is an ordinary input */
-        nokl.m2d.kl_weight = 0;
+        nokl.m2d.kl.weight = 0;
         e = fd_check(&nokl, emb, L, C, comp[k].n, comp[k].P, comp[k].K, gd, 3, L);
         CHECKF(e < 2e-3, "%s without KL: finite-difference rel err %.3g", comp[k].what, e);
         for (int l = 0; l <= L; l++) free(emb[l]);
@@ -407,7 +414,8 @@ TEST(finite_differences_every_loss) {
 }
 
 TEST(random_2d_is_full_plus_drawn_view) {
-    /* RANDOM_2D == Starbucks-like sum of inner(full) + inner(l, d) + KL for the drawn (l, d) */
+    /* RANDOM_2D == ST Matryoshka2dLoss: inner(L, drawn d_f) + inner(l, drawn d_s) / l
+     * + 0.3 · KL(softmax(raw e_L / 0.3) ‖ softmax(raw e_l / 0.3)) over all C features */
     AmRng rng;
     am_rng_seed(&rng, 11);
     const int L = 3, C = 16, n = 4, R = 8;
@@ -417,7 +425,10 @@ TEST(random_2d_is_full_plus_drawn_view) {
     loss_spec_default(&inner, AM_LOSS_INFONCE);
     loss_spec_default(&r2, AM_LOSS_RANDOM_2D);
     r2.inner = &inner;
-    int seen_layers[4] = { 0 };
+    r2.m2d.n_dims = 2;
+    r2.m2d.sample_dims[0] = 8;
+    r2.m2d.sample_dims[1] = 16;
+    int seen_layers[4] = { 0 }, seen_full[17] = { 0 };
     for (uint64_t seed = 0; seed < 40; seed++) {
         LossViews v;
         memset(&v, 0, sizeof v);
@@ -431,17 +442,32 @@ TEST(random_2d_is_full_plus_drawn_view) {
         LossResult res;
         CHECK_OK(loss_eval(&r2, &v, 1.0, &res));
         CHECK_EQ_INT(res.n_terms, 3);
-        int dl = 0, dd = 0;
+        int fl = 0, fd = 0, dl = 0, dd = 0;
+        CHECK(sscanf(res.term[0].name, "l%dd%d/", &fl, &fd) == 2);
         CHECK(sscanf(res.term[1].name, "l%dd%d/", &dl, &dd) == 2);
+        CHECK_EQ_INT(fl, L);
         CHECK_EQ_INT(dl, drawn);
-        CHECK(dd == 32 || dd == 16); /* default dims for C = 16: just C */
-        if (dl >= 0 && dl <= L) seen_layers[dl] = 1;
-        LossInput full = { emb[L], C, C, n, 1, 0, NULL, NULL }, sub = { emb[dl], C, dd, n, 1, 0, NULL, NULL };
-        double want = infonce_forward(&full, &inner.infonce) + infonce_forward(&sub, &inner.infonce) +
-                      kl_forward(&full, &sub, AM_SIM_COS, 0.05f, AM_KL_SCORES);
-        CHECK_NEAR(res.total, want, 1e-9);
+        CHECK((dd == 8 || dd == 16) && (fd == 8 || fd == 16));
+        if (dl < 1 || dl > L || (fd != 8 && fd != 16) || (dd != 8 && dd != 16)) continue;
+        seen_layers[dl] = 1;
+        seen_full[fd] = 1;
+        LossInput full = { emb[L], C, fd, n, 1, 0, NULL, NULL }, sub = { emb[dl], C, dd, n, 1, 0, NULL, NULL };
+        LossInput fullC = { emb[L], C, C, n, 1, 0, NULL, NULL }, subC = { emb[dl], C, C, n, 1, 0, NULL, NULL };
+        KLOptions st_kl = { .mode = AM_KL_EMBEDDINGS, .weight = 0.3f, .temperature = 0.3f };
+        double want = infonce_forward(&full, &inner.infonce) + infonce_forward(&sub, &inner.infonce) / dl +
+                      0.3 * kl_forward(&fullC, &subC, AM_SIM_COS, &st_kl);
+        CHECK_NEAR(res.total, want, 1e-6);
     }
     CHECK(seen_layers[1] && seen_layers[2]);
+    CHECK(seen_full[8] && seen_full[16]); /* the last layer's dim is drawn too */
+    /* one layer: no prior layer, only the last layer's term */
+    LossViews v1;
+    memset(&v1, 0, sizeof v1);
+    v1.emb[1] = emb[1];
+    v1.L = 1; v1.C = C; v1.n = n; v1.n_pos = 1;
+    LossResult r1;
+    CHECK_OK(loss_eval(&r2, &v1, 1.0, &r1));
+    CHECK_EQ_INT(r1.n_terms, 1);
     for (int l = 0; l <= L; l++) free(emb[l]);
 }
 
@@ -942,17 +968,218 @@ TEST(lora_dropout_finite_differences_and_init) {
     model_delete(m);
 }
 
+
+/* ------------------------------------------------------------------ the authors' code (fidelity.bin) */
+
+static Fixture g_fid;
+static int g_fid_ok;
+
+/* evaluate spec on layers prefix.emb0..L of fidelity.bin; compare the loss and every layer's
+ * gradient with name.loss / name.grad<l> */
+static void check_fid(const char *what, const LossSpec *spec, const char *prefix, const char *name, int L, int C,
+                      int n, int P, int K, const float *gold, uint64_t seed, LossResult *res) {
+    LossViews v;
+    memset(&v, 0, sizeof v);
+    float *g[AM_MAX_LAYERS + 1] = { 0 };
+    size_t cnt = 0;
+    char key[64];
+    for (int l = 0; l <= L; l++) {
+        snprintf(key, sizeof key, "%s.emb%d", prefix, l);
+        v.emb[l] = fx_f32(&g_fid, key, &cnt);
+        v.demb[l] = g[l] = xcalloc(cnt, sizeof(float));
+    }
+    v.L = L; v.C = C; v.n = n; v.n_pos = P; v.n_neg = K; v.gold = gold; v.seed = seed;
+    CHECK_OK(loss_eval(spec, &v, 1.0, res));
+    snprintf(key, sizeof key, "%s.loss", name);
+    CHECKF(fabs(res->total - (double)fx_scalar(&g_fid, key)) <= REL_TOL * fabs((double)fx_scalar(&g_fid, key)), "%s: loss %.9g, want %.9g",
+           what, res->total, (double)fx_scalar(&g_fid, key));
+    for (int l = 0; l <= L; l++) {
+        snprintf(key, sizeof key, "%s.grad%d", name, l);
+        const float *want = fx_f32(&g_fid, key, NULL);
+        if (want) {
+            double gmax = 0;
+            for (size_t i = 0; i < cnt; i++) gmax = fmax(gmax, fabs((double)want[i]));
+            if (gmax == 0) { /* a layer the loss does not read */
+                for (size_t i = 0; i < cnt; i++) CHECK(g[l][i] == 0);
+            } else if (!check_rel(key, g[l], want, cnt, REL_TOL)) {
+                t_cur_failed++;
+                printf("  %s\n", what);
+            }
+        } else CHECK(0);
+        free(g[l]);
+    }
+}
+
+TEST(starbucks_matches_authors_code) {
+    if (!g_fid_ok) { CHECK(g_fid_ok); return; }
+    /* am.loss.starbucks's defaults = StarbucksLoss (sts/starbucks_loss.py): KL over the raw pooled
+     * rows' first d features, no temperature, × 0.3, the teacher not detached */
+    LossSpec cos, inf, sb;
+    loss_spec_default(&cos, AM_LOSS_COSENT);
+    loss_spec_default(&inf, AM_LOSS_INFONCE);
+    loss_spec_default(&sb, AM_LOSS_STARBUCKS);
+    CHECK(sb.m2d.kl.mode == AM_KL_EMBEDDINGS && sb.m2d.kl.weight == 0.3f && sb.m2d.kl.temperature == 1.0f &&
+          !sb.m2d.kl.detach && !sb.m2d.kl.normalize && !sb.m2d.kl.full_dim);
+    sb.m2d.n_pairs = 3;
+    for (int k = 0; k < 3; k++) { sb.m2d.layers[k] = k + 1; sb.m2d.dims[k] = 8 * (k + 1); }
+    sb.inner = &cos;
+    LossResult res;
+    check_fid("starbucks cosent", &sb, "sts", "sb_cosent", 3, 24, 8, 1, 0, fx_f32(&g_fid, "sts.gold", NULL), 0, &res);
+    CHECK_EQ_INT(res.n_terms, 5); /* 3 CoSENT + 2 KL */
+    sb.inner = &inf;
+    check_fid("starbucks mnrl", &sb, "nli", "sb_mnrl", 3, 24, 6, 1, 1, NULL, 0, &res);
+}
+
+TEST(random_2d_matches_matryoshka2dloss) {
+    if (!g_fid_ok) { CHECK(g_fid_ok); return; }
+    /* am.loss.random_2d's defaults = ST Matryoshka2dLoss: a drawn dim for the last layer too, the
+     * prior layer's loss / l, 0.3 · KL(softmax(e_L / 0.3) ‖ softmax(e_l / 0.3)) on all features */
+    LossSpec cos, r2;
+    loss_spec_default(&cos, AM_LOSS_COSENT);
+    loss_spec_default(&r2, AM_LOSS_RANDOM_2D);
+    r2.inner = &cos;
+    r2.m2d.n_dims = 2;
+    r2.m2d.sample_dims[0] = 8;
+    r2.m2d.sample_dims[1] = 24;
+    int seen = 0, checked = 0;
+    for (uint64_t seed = 0; seed < 64 && seen != 0xff; seed++) {
+        uint8_t need[4];
+        loss_spec_layers(&r2, 3, 24, seed, need);
+        int l = need[1] ? 1 : 2;
+        LossResult probe;
+        LossViews v;
+        memset(&v, 0, sizeof v);
+        for (int k = 0; k <= 3; k++) {
+            char key[32];
+            snprintf(key, sizeof key, "sts.emb%d", k);
+            v.emb[k] = fx_f32(&g_fid, key, NULL);
+        }
+        v.L = 3; v.C = 24; v.n = 8; v.n_pos = 1; v.gold = fx_f32(&g_fid, "sts.gold", NULL); v.seed = seed;
+        CHECK_OK(loss_eval(&r2, &v, 1.0, &probe));
+        int fl, fd, sl, sd;
+        if (probe.n_terms != 3 || sscanf(probe.term[0].name, "l%dd%d/", &fl, &fd) != 2 ||
+            sscanf(probe.term[1].name, "l%dd%d/", &sl, &sd) != 2) { CHECK(0); break; }
+        CHECK_EQ_INT(sl, l);
+        const int bit = ((sl - 1) << 2) | ((fd == 24) << 1) | (sd == 24);
+        if (seen & (1 << bit)) continue;
+        seen |= 1 << bit;
+        char name[48];
+        snprintf(name, sizeof name, "m2d.l%d.f%d.s%d", sl, fd, sd);
+        LossResult res;
+        check_fid(name, &r2, "sts", name, 3, 24, 8, 1, 0, v.gold, seed, &res);
+        checked++;
+    }
+    CHECK_EQ_INT(checked, 8); /* every (layer, last dim, layer dim) draw */
+}
+
+TEST(codiemb_mid_term_lives_on_wn_sts) {
+    if (!g_fid_ok) { CHECK(g_fid_ok); return; }
+    /* a sample of the project's wn-sts (gold 0.06..0.97): CoDiEmb's literal threshold 1.0 makes
+     * L_mid 0 (no gradient); the default relative threshold (0.2 of the dataset's range) does not */
+    size_t m;
+    const float *gold = fx_f32(&g_fid, "wn.gold", &m), *range = fx_f32(&g_fid, "wn.range", NULL);
+    const float *terms = fx_f32(&g_fid, "wn.terms", NULL), *terms1 = fx_f32(&g_fid, "wn.terms_thr1", NULL);
+    size_t cnt;
+    const float *last = fx_f32(&g_fid, "wn.last", &cnt), *midv = fx_f32(&g_fid, "wn.mid", NULL);
+    const int n = (int)m, C = (int)(cnt / (2 * m));
+    LossInput in = { last, C, C, n, 1, 0, gold, NULL }, mid = { midv, C, C, n, 1, 0, gold, NULL };
+    LossSpec s;
+    loss_spec_default(&s, AM_LOSS_CODIEMB_STS);
+    s.codiemb.score_lo = range[0];
+    s.codiemb.score_hi = range[1];
+    CHECK_NEAR(loss_codiemb_mid_threshold(&s.codiemb, gold, n), fx_scalar(&g_fid, "wn.threshold"), 1e-6);
+    LossResult r = { 0 };
+    double v = codiemb_sts_forward(&in, &mid, &s.codiemb, &r);
+    CHECK_SCALAR("codiemb wn", v, fx_scalar(&g_fid, "wn.codiemb.loss"));
+    CHECK_EQ_INT(r.n_terms, 4); /* mid, pro, pearson, rankkl: each non-zero and as the authors' code */
+    for (int k = 0; k < r.n_terms && k < 4; k++) {
+        CHECKF(r.term[k].value != 0, "term %s is 0", r.term[k].name);
+        CHECK_SCALAR(r.term[k].name, r.term[k].value, terms[k]);
+    }
+    float *gl = xcalloc(cnt, sizeof(float)), *gm = xcalloc(cnt, sizeof(float));
+    codiemb_sts_backward(gl, gm, &in, &mid, &s.codiemb, 1.0);
+    CHECK_REL("codiemb wn last", gl, fx_f32(&g_fid, "wn.codiemb.grad0", NULL), cnt);
+    CHECK_REL("codiemb wn mid", gm, fx_f32(&g_fid, "wn.codiemb.grad1", NULL), cnt);
+    double gn = 0;
+    for (size_t i = 0; i < cnt; i++) gn += (double)gm[i] * (double)gm[i];
+    CHECK(gn > 0); /* the middle layer is trained */
+    /* without a dataset range the batch's is used: still a live term */
+    LossSpec sb;
+    loss_spec_default(&sb, AM_LOSS_CODIEMB_STS);
+    memset(&r, 0, sizeof r);
+    codiemb_sts_forward(&in, &mid, &sb.codiemb, &r);
+    CHECK(r.n_terms == 4 && r.term[0].value > 0);
+    /* the authors' absolute 1.0 on this scale: L_mid = 0, as their code gives */
+    s.codiemb.mid.threshold = 1.0f;
+    memset(&r, 0, sizeof r);
+    codiemb_sts_forward(&in, &mid, &s.codiemb, &r);
+    CHECK(r.n_terms == 4 && r.term[0].value == 0 && terms1[0] == 0);
+    for (int k = 1; k < r.n_terms && k < 4; k++) CHECK_SCALAR(r.term[k].name, r.term[k].value, terms1[k]);
+    free(gl);
+    free(gm);
+}
+
+TEST(finite_differences_authors_kl_forms) {
+    /* the new forms: KL with the teacher NOT detached (gradient into layer L too), raw rows,
+     * all-feature KL, linear layer weighting, a drawn last-layer dim */
+    AmRng rng;
+    am_rng_seed(&rng, 21);
+    const int C = 12, L = 3;
+    float gold[6] = { 0.9f, 0.1f, 0.5f, 0.5f, 0.75f, 0.3f };
+    LossSpec cos, inf, sb, sbs, r2, r2u;
+    loss_spec_default(&cos, AM_LOSS_COSENT);
+    cos.cosent.scale = 5;
+    loss_spec_default(&inf, AM_LOSS_INFONCE);
+    inf.infonce.scale = 5;
+    loss_spec_default(&sb, AM_LOSS_STARBUCKS); /* authors' defaults */
+    sb.inner = &cos;
+    sb.m2d.n_pairs = 3;
+    for (int k = 0; k < 3; k++) { sb.m2d.layers[k] = k + 1; sb.m2d.dims[k] = 4 * (k + 1); }
+    sbs = sb; /* scores KL with the teacher attached */
+    sbs.inner = &inf;
+    sbs.m2d.kl = (KLOptions){ .mode = AM_KL_SCORES, .weight = 1, .temperature = 0.5f, .detach = 0 };
+    loss_spec_default(&r2, AM_LOSS_RANDOM_2D);
+    r2.inner = &cos;
+    r2.m2d.n_dims = 2;
+    r2.m2d.sample_dims[0] = 4;
+    r2.m2d.sample_dims[1] = 12;
+    r2u = r2;
+    r2u.m2d.layer_weighting = AM_LAYERW_UNIFORM;
+    r2u.m2d.kl.normalize = 1;
+    struct { const LossSpec *s; int n, P, K, graded; const char *what; } comp[] = {
+        { &sb, 6, 1, 0, 1, "starbucks (authors' KL)" }, { &sbs, 4, 1, 1, 0, "starbucks scores KL, attached" },
+        { &r2, 6, 1, 0, 1, "random_2d (ST)" }, { &r2u, 6, 1, 0, 1, "random_2d uniform, normalised KL" },
+    };
+    for (size_t k = 0; k < sizeof comp / sizeof comp[0]; k++) {
+        const int R = comp[k].n * (1 + comp[k].P + comp[k].K);
+        float *emb[4];
+        for (int l = 0; l <= L; l++) emb[l] = rand_mat(&rng, (size_t)R * C, 1.0f);
+        for (uint64_t seed = 3; seed < 6; seed++) {
+            double e = fd_check(comp[k].s, emb, L, C, comp[k].n, comp[k].P, comp[k].K, comp[k].graded ? gold : NULL,
+                                seed, L);
+            CHECKF(e < 2e-3, "%s seed %d: finite-difference rel err %.3g (every layer)", comp[k].what, (int)seed, e);
+        }
+        for (int l = 0; l <= L; l++) free(emb[l]);
+    }
+}
+
 int main(void) {
     am_parallel_set_threads(2);
     blas_init();
     g_loss_ok = fx_load_train(&g_loss, "losses.bin") == 0;
     if (!g_loss_ok) printf("cannot load tests/ref/train/losses.bin\n");
+    g_fid_ok = fx_load_train(&g_fid, "fidelity.bin") == 0;
+    if (!g_fid_ok) printf("cannot load tests/ref/train/fidelity.bin\n");
     RUN(infonce_matches_pytorch);
     RUN(sts_losses_match_pytorch);
     RUN(kl_matches_pytorch);
     RUN(matryoshka_and_starbucks_match_pytorch);
     RUN(finite_differences_every_loss);
     RUN(random_2d_is_full_plus_drawn_view);
+    RUN(starbucks_matches_authors_code);
+    RUN(random_2d_matches_matryoshka2dloss);
+    RUN(codiemb_mid_term_lives_on_wn_sts);
+    RUN(finite_differences_authors_kl_forms);
     RUN(matryoshka_dims_per_step);
     RUN(spec_defaults_and_errors);
     RUN(mlm_head_matches_pytorch);
@@ -961,5 +1188,6 @@ int main(void) {
     RUN(lora_matches_pytorch);
     RUN(lora_dropout_finite_differences_and_init);
     fx_free(&g_loss);
+    fx_free(&g_fid);
     return test_report();
 }

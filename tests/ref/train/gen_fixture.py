@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """gen_fixture.py - PyTorch references for src/train (tests/unit/test_loss.c, test_train.c).
 
-Run with Debian's PyTorch:  /usr/bin/python3 tests/ref/train/gen_fixture.py
+Run with Debian's PyTorch:  /usr/bin/python3 tests/ref/train/gen_fixture.py [fidelity]
 Writes, next to this script (format: see README.md, the same AMFX container as tests/ref/encoder):
 
   losses.bin   every loss of src/train/loss.h on random float32 embeddings, computed in float64 by
@@ -19,6 +19,9 @@ Writes, next to this script (format: see README.md, the same AMFX container as t
   lora.bin     a small BERT (HF parameter names) with PEFT-style LoRA on query, value,
                attention.output.dense, intermediate.dense and output.dense (not key): hidden states,
                the loss, every LoRA gradient and every base gradient (full fine-tuning + LoRA).
+  fidelity.bin ports of the authors' code (Starbucks' StarbucksLoss, sentence-transformers'
+               Matryoshka2dLoss, CoDiEmb's STS composite) with their hyper-parameters and realistic
+               gold (STS-B-like in [0, 1]; a sample of the project's wn-sts): loss and gradients.
   pairs64.txt  64 made-up query/positive pairs, pre-tokenized with a tiny word vocabulary in which
                the positive uses SYNONYMS of the query's words (so a random model cannot match them
                and training has something to learn).
@@ -550,12 +553,178 @@ def gen_pairs(rng):
     print(f"wrote {path}: 64 pairs, vocab {len(vocab)}", file=sys.stderr)
 
 
+# ---------------------------------------------------------------- the authors' code, ported
+
+# Ports of the training losses as their authors' repositories run them, on pooled embeddings per
+# layer (the encoder is not needed: every wrapper only re-pools cached hidden states). Each keeps
+# the structure of the original so a reader can put them side by side:
+#   ielab/Starbucks sts/starbucks_loss.py (StarbucksLoss) + sts/matryoshkaloss_modified.py
+#   sentence-transformers 3.x-5.1 losses/AdaptiveLayerLoss.py + Matryoshka2dLoss.py (the 2DMSE
+#     baseline Starbucks compared with; random.sample replaced by the given draw)
+#   TencentCloudADP/youtu-embedding training/CoDiEmb/train/model.py (STS branch) + loss.py
+
+def st_cosent(a, b, labels, scale=20.0):  # sentence-transformers CoSENTLoss on (already shrunk) embeddings
+    s = torch.sum(F.normalize(a, dim=-1) * F.normalize(b, dim=-1), dim=-1) * scale
+    s = s[:, None] - s[None, :]
+    lab = (labels[:, None] < labels[None, :]).double()
+    s = s - (1 - lab) * 1e12
+    s = torch.cat((torch.zeros(1), s.view(-1)), dim=0)
+    return torch.logsumexp(s, dim=0)
+
+
+def st_mnrl(a, p, neg, scale=20.0):  # MultipleNegativesRankingLoss(anchor, positive, negative)
+    cand = torch.cat([p, neg], dim=0)
+    scores = F.normalize(a, dim=-1) @ F.normalize(cand, dim=-1).t() * scale
+    return F.cross_entropy(scores, torch.arange(a.shape[0]))
+
+
+def split_features(e, n, parts):  # the sentence_features list: one (n, C) block per column
+    return [e[k * n:(k + 1) * n] for k in range(parts)]
+
+
+def inner_loss(kind, feats, labels):
+    if kind == "cosent":
+        return st_cosent(feats[0], feats[1], labels)
+    return st_mnrl(feats[0], feats[1], feats[2])
+
+
+def starbucks_port(E, n, parts, kind, labels, matryoshka_layers, matryoshka_dims, kl_div_weight=1.0,
+                   kl_temperature=0.3):
+    """StarbucksLoss.forward: E[l] = pooled embeddings of hidden layer l (l = 0..L), rows = the
+    concatenated sentence features. MatryoshkaLoss(dim) shrinks AND normalises the features the
+    inner loss sees; the ForwardDecorator of StarbucksLoss sees the raw pooled rows."""
+    num_layers = len(E) - 1                      # transformer_decorator.num_layers
+    layers0 = [l - 1 for l in matryoshka_layers]  # self.matryoshka_layers (0-based into hidden_states[1:-1])
+    C = E[-1].shape[1]
+
+    def matryoshka(e, dim):  # MatryoshkaLoss.forward(features, labels, dim)
+        feats = [F.normalize(f[:, :dim], p=2, dim=-1) for f in split_features(e, n, parts)]
+        return inner_loss(kind, feats, labels)
+
+    loss = matryoshka(E[num_layers], C) * 1.0    # self.loss(..., 768) * last_layer_weight
+    final_embeddings = E[num_layers]              # raw, not detached
+    layer_indices = [i for i in layers0 if i < num_layers - 1]
+    dim_indices = [matryoshka_dims[i] for i in range(len(layer_indices))]
+    for layer_idx, dim_idx in zip(layer_indices, dim_indices):
+        emb = E[layer_idx + 1]
+        loss = loss + matryoshka(emb, dim_idx) * 1   # prior_layers_weight
+        p, q = emb[:, :dim_idx], final_embeddings.clone()[:, :dim_idx]
+        kl = F.kl_div(F.log_softmax(p, dim=-1), F.softmax(q, dim=-1), reduction="batchmean")
+        loss = loss + kl * kl_temperature * kl_div_weight
+    return loss
+
+
+def matryoshka2d_port(E, n, parts, kind, labels, layer_idx, dim_last, dim_layer, kl_div_weight=1.0,
+                      kl_temperature=0.3, weighting="linear"):
+    """Matryoshka2dLoss = AdaptiveLayerLoss(MatryoshkaLoss(n_dims_per_step=1), n_layers_per_step=1):
+    the draws (layer_idx in range(num_layers - 1), one dim per MatryoshkaLoss call) are given."""
+    num_layers = len(E) - 1
+
+    def matryoshka(e, dim):
+        feats = [F.normalize(f[:, :dim], p=2, dim=-1) for f in split_features(e, n, parts)]
+        return inner_loss(kind, feats, labels)
+
+    loss = matryoshka(E[num_layers], dim_last) * 1.0        # last_layer_weight
+    final_embeddings = F.softmax(E[num_layers] / kl_temperature, dim=-1)
+    layer_indices = [layer_idx]
+    for li in layer_indices:
+        layer_loss = matryoshka(E[li + 1], dim_layer)
+        if weighting == "linear":                           # ST <= 5.1: / (1 + layer_idx) / len(...)
+            loss = loss + layer_loss / (1 + li) / len(layer_indices) * 1.0
+        else:
+            loss = loss + layer_loss * 1.0
+        kl = F.kl_div(F.log_softmax(E[li + 1] / kl_temperature, dim=-1), final_embeddings, reduction="batchmean")
+        loss = loss + kl * kl_temperature * kl_div_weight
+    return loss
+
+
+def codiemb_sts_port(q_reps, p_reps, certain_q, certain_p, scores, threshold, temperature=0.02):
+    """model.py forward, task_type "sts", multi_layer_loss on, normalized: ContrastiveLoss(sts,
+    threshold) on the middle layer + 2 Pearson + 0.5 PRO + 5 RankKL on the last layer."""
+    q_reps, p_reps = F.normalize(q_reps, dim=-1), F.normalize(p_reps, dim=-1)
+    certain_q, certain_p = F.normalize(certain_q, dim=-1), F.normalize(certain_p, dim=-1)
+    # ContrastiveLoss._loss_sts (group_size 1)
+    sc = (certain_q @ certain_p.t()) / temperature
+    valid = scores >= threshold
+    if valid.sum() == 0:
+        loss_infonce = torch.tensor(0.0)
+    else:
+        loss_infonce = F.cross_entropy(sc[valid], torch.arange(q_reps.size(0))[valid])
+    sim = torch.sum(q_reps * p_reps, dim=-1)
+    loss_pearson = 2 * pearson_ref(sim, scores)
+    loss_pro = 0.5 * pro_ref(sim, scores, 0.05)
+    loss_kl = 5 * rankkl_ref(sim, scores, 0.05)
+    return loss_infonce + loss_pearson + loss_pro + loss_kl, (loss_infonce, loss_pro, loss_pearson, loss_kl)
+
+
+def gen_fidelity(rng):
+    out = Out()
+
+    def leaf(name, a):
+        t = f32(a).requires_grad_(True)
+        out.add(name, t)
+        return t
+
+    def emit(name, loss, inputs):
+        for t in inputs:
+            t.grad = None
+        loss.backward()
+        out.add(f"{name}.loss", loss.item())
+        for k, t in enumerate(inputs):
+            out.add(f"{name}.grad{k}", t.grad if t.grad is not None else torch.zeros_like(t))
+
+    L, C, n = 3, 24, 8
+    # STS-B as sentence-transformers/stsb ships it: gold in [0, 1], with ties
+    y = np.array([0.76, 0.2, 0.52, 0.52, 1.0, 0.0, 0.36, 0.76], dtype=np.float32)
+    out.add("sts.gold", y)
+    yt = torch.as_tensor(y, dtype=torch.float64)
+    # pooled embeddings of hidden_states[0..L] (raw BERT-like scale), a shared component so KL is not trivial
+    base = rng.standard_normal((2 * n, C))
+    Eg = [leaf(f"sts.emb{l}", base + 0.8 * rng.standard_normal((2 * n, C))) for l in range(L + 1)]
+    # Starbucks sts, CoSENT (train_starbucks.py "low"): layers [1, 2, 3], dims [8, 16, 24], 0.3 x KL
+    emit("sb_cosent", starbucks_port(Eg, n, 2, "cosent", yt, [1, 2, 3], [8, 16, 24]), Eg)
+    # Starbucks sts, MNRL on (anchor, positive, negative) triplets (train_starbucks.py "full")
+    En = [leaf(f"nli.emb{l}", rng.standard_normal((3 * 6, C)) * 0.7 + 0.3) for l in range(L + 1)]
+    emit("sb_mnrl", starbucks_port(En, 6, 3, "mnrl", None, [1, 2, 3], [8, 16, 24]), En)
+    # 2DMSE (Matryoshka2dLoss, CoSENT on STS-B gold), every draw: layer_idx 0..L-2 (hidden 1..L-1),
+    # dims from [8, 24] for the last layer and for the drawn layer
+    for li in range(L - 1):
+        for dl in (8, 24):
+            for ds in (8, 24):
+                emit(f"m2d.l{li + 1}.f{dl}.s{ds}", matryoshka2d_port(Eg, n, 2, "cosent", yt, li, dl, ds), Eg)
+    # CoDiEmb on a sample of the project's wn-sts (real gold, range of the whole train split
+    # 0.0625..0.9677): the authors' composite with the relative threshold 0.2 of that range,
+    # and with their literal threshold 1.0 (no pair reaches it: L_mid = 0)
+    import json
+    rows = [json.loads(l) for l in open(os.path.join(HERE, "wn_sts_sample.jsonl"))]
+    g = np.array([r["score"] for r in rows], dtype=np.float32)
+    m = len(rows)
+    out.add("wn.gold", g)
+    lo, hi = 0.0625, 0.9677
+    out.add("wn.range", np.array([lo, hi], dtype=np.float32))
+    gt = torch.as_tensor(g, dtype=torch.float64)
+    last = leaf("wn.last", rng.standard_normal((2 * m, C)) + 0.5 * np.tile(rng.standard_normal((1, C)), (2 * m, 1)))
+    mid = leaf("wn.mid", rng.standard_normal((2 * m, C)))
+    thr = float(np.float32(lo + np.float32(0.2) * np.float32(hi - lo)))
+    out.add("wn.threshold", np.array([thr], dtype=np.float32))
+    tot, parts = codiemb_sts_port(last[:m], last[m:], mid[:m], mid[m:], gt, thr)
+    out.add("wn.terms", np.array([p.item() for p in parts], dtype=np.float32))
+    emit("wn.codiemb", tot, [last, mid])
+    tot1, parts1 = codiemb_sts_port(last[:m], last[m:], mid[:m], mid[m:], gt, 1.0)
+    out.add("wn.terms_thr1", np.array([p.item() for p in parts1], dtype=np.float32))
+    write_fixture(os.path.join(HERE, "fidelity.bin"), out.arrays)
+
+
 def main():
+    if sys.argv[1:] == ["fidelity"]:  # only fidelity.bin (the others are unchanged)
+        gen_fidelity(np.random.default_rng(20260101))
+        return
     gen_losses(np.random.default_rng(20250101))
     gen_mlm(np.random.default_rng(20250102))
     gen_adamw(np.random.default_rng(20250103))
     gen_lora(np.random.default_rng(20250104))
     gen_pairs(np.random.default_rng(20250105))
+    gen_fidelity(np.random.default_rng(20260101))
     print(f"torch {torch.__version__}", file=sys.stderr)
 
 
