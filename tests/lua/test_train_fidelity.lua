@@ -143,6 +143,14 @@ do
   T.ok(ok, "mixed metrics: task 'mixed', rows per task; one part's negatives kept (the other's rows padded)")
   local rows = am.run_metrics(r.id)
   T.eq(rows[1].task, "mixed", "stored metrics name the step 'mixed'")
+  local ms = {}
+  assert(am.train { init = base, steps = 2, accumulation = 2, lr = 1e-3, seed = 4, progress = false, max_len = 12,
+    tasks = { { data = d1, batch = 2, name = "rich" }, { data = d3, batch = 2, name = "plain" } },
+    schedule = am.schedule.shuffled_batches { mixed = true, batch = 4, seed = 2 },
+    on_step = function(m) ms[#ms + 1] = m end })
+  local okm = #ms == 2
+  for _, m in ipairs(ms) do okm = okm and (m.rows.rich or 0) + (m.rows.plain or 0) == 8 end
+  T.ok(okm, "mixed under accumulation = 2: two mixed draws of 4 rows per update")
 end
 
 -- 4. steps = optimizer updates under accumulation ------------------------------------------------
