@@ -302,7 +302,12 @@ function M.eval(model, opts)
   local cfg = cfg_of(opts, opts.on_step)
   local scores = {}
   for i, spec in ipairs(specs) do
-    local res, from, ecode = core.raw_eval_task(st, m, spec, cfg)
+    local res, from, ecode
+    if not opts.force then -- stored: no weights loaded (a merge kept as its recipe is not computed)
+      res = core.raw_eval_lookup(st, m:id(), spec, cfg)
+      from = res ~= nil
+    end
+    if not res then res, from, ecode = core.raw_eval_task(st, m, spec, cfg) end
     if not res then return nil, from, ecode end
     clean(res)
     res.from_store = from

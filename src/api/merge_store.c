@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +276,71 @@ static char *label_of(Store *st, const char *id) {
 static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **vocab, size_t *vlen, MergeStats *stats,
                    cJSON **first_meta);
 
+/* ---------------------------------------------------------------- the last computed merge
+ * A recipe is computed where it is used; a sweep merges a point and then evaluates it, a Lua
+ * handle opened on a new merge loads it: the last result is kept (one copy, per process) so the
+ * second use copies instead of merging again. Keyed by id alone: a recipe id names its content. */
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct { char id[AM_ID_HEX + 1]; Model *m; char *vocab; size_t vlen; } cache;
+static MergeStoreCounts counts; /* under cache_mu */
+
+void merge_store_counts(MergeStoreCounts *c) {
+    pthread_mutex_lock(&cache_mu);
+    *c = counts;
+    pthread_mutex_unlock(&cache_mu);
+}
+
+static void count(size_t *field) {
+    pthread_mutex_lock(&cache_mu);
+    (*field)++;
+    pthread_mutex_unlock(&cache_mu);
+}
+
+static Model *model_copy(const Model *m) {
+    Model *c = NULL;
+    if (model_new(&m->cfg, &c)) return NULL;
+    memcpy(c->params, m->params, m->tab.total * sizeof(float));
+    return c;
+}
+
+static void cache_put(const char *id, const Model *m, const char *vocab, size_t vlen) {
+    Model *c = model_copy(m);
+    if (!c) {
+        am_clearerror();
+        return;
+    }
+    pthread_mutex_lock(&cache_mu);
+    model_delete(cache.m);
+    free(cache.vocab);
+    snprintf(cache.id, sizeof cache.id, "%s", id);
+    cache.m = c;
+    cache.vocab = vlen ? xmalloc(vlen + 1) : NULL;
+    if (vlen) {
+        memcpy(cache.vocab, vocab, vlen);
+        cache.vocab[vlen] = 0;
+    }
+    cache.vlen = vlen;
+    pthread_mutex_unlock(&cache_mu);
+}
+
+static int cache_get(const char *id, Model **m, char **vocab, size_t *vlen) {
+    int hit = 0;
+    pthread_mutex_lock(&cache_mu);
+    if (cache.m && strcmp(cache.id, id) == 0 && (*m = model_copy(cache.m))) {
+        hit = 1;
+        counts.reused++;
+        *vlen = cache.vlen;
+        *vocab = NULL;
+        if (cache.vlen) {
+            *vocab = xmalloc(cache.vlen + 1);
+            memcpy(*vocab, cache.vocab, cache.vlen + 1);
+        }
+    }
+    pthread_mutex_unlock(&cache_mu);
+    if (!hit) am_clearerror();
+    return hit;
+}
+
 /* The full weights of stored model id: its tensors; a task vector plus its parent; a recipe computed. */
 static int load_full(Store *st, const char *id, int depth, Model **out, char **vocab, size_t *vlen) {
     *out = NULL;
@@ -285,7 +351,9 @@ static int load_full(Store *st, const char *id, int depth, Model **out, char **v
     int rc = meta_of(st, id, &meta);
     if (rc) return rc;
     const char *kind = jstr(meta, "kind");
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(meta, "recipe_only"))) {
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(meta, "recipe_only")) && cache_get(id, out, vocab, vlen)) {
+        rc = AM_OK;
+    } else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(meta, "recipe_only"))) {
         rc = compute(st, cJSON_GetObjectItemCaseSensitive(meta, "merge"), depth + 1, out, vocab, vlen, NULL, NULL);
         const char *want = jstr(meta, "content");
         if (!rc && want) {
@@ -295,6 +363,7 @@ static int load_full(Store *st, const char *id, int depth, Model **out, char **v
                 rc = am_error(AM_EFORMAT, "merged model %.12s: recomputed content %.12s differs from the recorded "
                               "%.12s (an input changed?)", id, got, want);
         }
+        if (!rc) cache_put(id, *out, *vocab, *vlen);
     } else if ((rc = store_model_get(st, id, out, NULL, vocab, vlen)) == AM_OK && kind &&
                (strcmp(kind, "task_vector") == 0 || strcmp(kind, "lora") == 0)) {
         /* θ = θ0 + τ, θ0 the model the run started from */
@@ -395,6 +464,7 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
     if (!rc) {
         MergeStats s0;
         rc = merge_models(&ms, in, (const char *const *)names, k, base, res, stats ? stats : &s0);
+        count(&counts.computed);
     }
     for (int i = 0; i < k; i++) {
         model_delete(in[i]);
@@ -500,6 +570,7 @@ int merge_store_merge(Store *st, const MergeRequest *r, MergeResult *out) {
     char *meta = merged_meta(spec, first, r->name, r->source);
     int tensors = r->name || r->materialize;
     rc = store_merged_put(st, out->id, m, meta, vocab, vlen, !tensors);
+    if (!rc && !tensors) cache_put(out->id, m, vocab, vlen);
     free(meta);
     free(vocab);
     cJSON_Delete(first);

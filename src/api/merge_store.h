@@ -85,6 +85,11 @@ int merge_store_load_weights(Store *st, const char *id, Model **m, char **vocab,
  * where some go up and some down (TIES' interference). Errors as merge_store_merge's. */
 int merge_store_diagnose(Store *st, const char *base, const char *const *models, int n, char **json);
 
+/* What this process merged: merges computed (merge_models calls) and recipes taken from the
+ * in-memory copy of the last computed merge instead of being computed again. */
+typedef struct { size_t computed, reused; } MergeStoreCounts;
+void merge_store_counts(MergeStoreCounts *c);
+
 /* Point name at model id; a recipe-only merge is materialised first (its tensors stored). */
 int merge_store_name(Store *st, const char *name, const char *id);
 

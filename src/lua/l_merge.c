@@ -7,6 +7,7 @@
  *       info: {id, found (the same merge was stored: nothing computed), stored_tensors, seconds,
  *              sign_conflicts, delta_kept, delta_total, lerp_fallbacks}
  *   raw_merge_diagnose(store, base|nil, {model, ...}) -> diagnostics (merge_store_diagnose's JSON)
+ *   raw_merge_counts() -> {computed = merges computed, reused = recipes taken from the last result}
  *   raw_merge_recipe(store, req) -> id, spec_json | nil, msg, code   (checks, no tensors, no writes)
  *   raw_merge_methods() -> { {name=, title=, reference=, base = "none"|"optional"|"required",
  *                             min_models=, max_models=, params = {"weight", ...}}, ... },
@@ -183,7 +184,20 @@ static int l_raw_merge_diagnose(lua_State *L) {
     return 1;
 }
 
+/* raw_merge_counts() -> {computed=, reused=} */
+static int l_raw_merge_counts(lua_State *L) {
+    MergeStoreCounts c;
+    merge_store_counts(&c);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)c.computed);
+    lua_setfield(L, -2, "computed");
+    lua_pushinteger(L, (lua_Integer)c.reused);
+    lua_setfield(L, -2, "reused");
+    return 1;
+}
+
 static const luaL_Reg merge_funcs[] = {
+    {"raw_merge_counts", l_raw_merge_counts},
     {"raw_merge_diagnose", l_raw_merge_diagnose},
     {"raw_merge", l_raw_merge},
     {"raw_merge_recipe", l_raw_merge_recipe},

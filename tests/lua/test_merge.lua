@@ -12,6 +12,7 @@ local W = "embeddings.word_embeddings.weight"
 local function at(m, name, i, j) return assert(m:tensor(name)):get(i, j) end
 
 -- ------------------------------------------------------------------ a recipe-only merge
+local c0 = am.raw_merge_counts()
 local m, info = am.merge { method = "linear", models = { a, "mb" }, weights = { 1, 3 } }
 T.ok(am.type(m) == "Model" and #m:id() == 32, "am.merge returns a Model handle")
 T.eq(m:kind(), "merged", "kind merged")
@@ -26,7 +27,9 @@ T.ok(meta.parents[1].id == a:id() and meta.parents[1].weight == 1 and meta.paren
 T.ok(meta.source:match("test_merge%.lua:%d+"), "source names the recipe line: " .. tostring(meta.source))
 -- computed on use: linear = (1 a + 3 b) / 4
 T.near(at(m, W, 5, 7), (at(a, W, 5, 7) + 3 * at(b, W, 5, 7)) / 4, 1e-6, "the recipe is computed on use (tensor)")
+local c1 = am.raw_merge_counts()
 T.eq(#m:embed("a merged model encodes"), 128, "a recipe-only merge encodes")
+T.ok(c1.computed == c0.computed + 1 and c1.reused == c0.reused + 1, "the new merge is computed once (its first use reuses it)")
 
 -- the same merge again: the same id, nothing computed
 local m2, info2 = am.merge { method = "linear", models = { "ma", b }, weights = { 1, 3 } }
@@ -105,6 +108,7 @@ do
   local TD = os.getenv("AM_TEST_DIR") or "tests"
   local sts = "sts:" .. TD .. "/ref/evalrun/sts.tsv"
   local seen = 0
+  local c0 = am.raw_merge_counts()
   local pts = assert(am.sweep { method = "linear", models = { a, b }, grid = { weight = { 0, 0.5, 1 } },
     eval = { tasks = { sts }, tag = "id" }, on_point = function(_, i, n) seen = seen + 1; assert(n == 3 and i == seen) end })
   T.eq(#pts, 3, "a 1-D sweep: one point per value")
@@ -115,8 +119,12 @@ do
   T.ok(half:id() == pts[2].id and hinfo.found, "a sweep point is the merge with its weights (found)")
   T.ok(pts[1].model:meta().recipe_only, "sweep points are recipes")
   T.ok(type(pts[3].id_avg) == "number" and pts[3].results.by_task, "each point is evaluated: " .. tostring(pts[3].id_avg))
+  local c1 = am.raw_merge_counts()
+  T.ok(c1.computed == c0.computed + 3 and c1.reused == c0.reused + 3, "each point merged once, evaluated without merging again")
   local again = assert(am.sweep { method = "linear", models = { a, b }, grid = { weight = { 0, 0.5, 1 } },
     eval = { tasks = { sts }, tag = "id" } })
+  local c2 = am.raw_merge_counts()
+  T.eq(c2.computed, c1.computed, "a repeated sweep merges nothing (stored results: no weights loaded)")
   T.ok(again[1].found and again[3].found and again[3].results[1].from_store, "a repeated sweep computes nothing")
   T.eq(again[3].id_avg, pts[3].id_avg, "and finds the same results")
   local g2 = assert(am.sweep { method = "ties", base = a, models = { b, m }, grid = { density = { 0.3, 0.6 }, lambda = { 0.5, 1 } },
