@@ -1028,6 +1028,14 @@ TEST(starbucks_matches_authors_code) {
     CHECK_EQ_INT(res.n_terms, 5); /* 3 CoSENT + 2 KL */
     sb.inner = &inf;
     check_fid("starbucks mnrl", &sb, "nli", "sb_mnrl", 3, 24, 6, 1, 1, NULL, 0, &res);
+    /* am.preset.starbucks (retrieval/modeling.py): infonce{sim = "dot", temperature = 1} inside,
+     * KL on scores, T 1, weight 1, the full-size scores detached */
+    LossSpec dot = inf;
+    dot.infonce.sim = AM_SIM_DOT;
+    dot.infonce.scale = 1;
+    sb.inner = &dot;
+    sb.m2d.kl = (KLOptions){ .mode = AM_KL_SCORES, .weight = 1, .temperature = 1, .detach = 1 };
+    check_fid("starbucks retrieval", &sb, "ret", "sb_retrieval", 3, 24, 4, 1, 3, NULL, 0, &res);
 }
 
 TEST(random_2d_matches_matryoshka2dloss) {

@@ -614,6 +614,38 @@ def starbucks_port(E, n, parts, kind, labels, matryoshka_layers, matryoshka_dims
     return loss
 
 
+def starbucks_retrieval_port(E, n, K, layer_list, embedding_dim_list, temperature=1.0, kl_divergence_weight=1.0,
+                             normalize=False):
+    """SrlDenseModel.forward (retrieval/modeling.py, sub_model_sampling=False, one device): E[l] =
+    pooled hidden_states[l] rows in amalgam's layout (n queries, n positives, n*K negatives); the
+    passages are put in Tevatron's order (each query's positive, then its K negatives)."""
+    idx = []
+    for i in range(n):
+        idx += [n + i] + [2 * n + i * K + k for k in range(K)]
+    reps = [F.normalize(e, p=2, dim=-1) if normalize else e for e in E]
+    q_reps = torch.stack([reps[l][:n] for l in layer_list])
+    p_reps = torch.stack([reps[l][idx] for l in layer_list])
+    num_layers, batch_size, embedding_dim = q_reps.shape
+    target = torch.arange(q_reps.size(1), dtype=torch.long)
+    target = target * (p_reps.size(1) // q_reps.size(1))
+    all_scores = torch.einsum('lqh,ldh -> lqdh', q_reps, p_reps)
+    last_layer_index = num_layers - 1
+    full_layer_scores = all_scores[last_layer_index, :, :].sum(dim=-1)
+    total_loss = F.cross_entropy(full_layer_scores / temperature, target)
+    target_scores = full_layer_scores.detach() if kl_divergence_weight > 0 else None
+    layer_dim_tuples = [(layer_idx, dim) for layer_idx, dim in zip(range(num_layers), embedding_dim_list)]
+    for layer_idx, dim in layer_dim_tuples:
+        if layer_idx == last_layer_index and dim == embedding_dim:
+            continue
+        layer_scores = all_scores[layer_idx, :, :, :dim].sum(dim=-1)
+        total_loss += F.cross_entropy(layer_scores / temperature, target)
+        if kl_divergence_weight > 0:
+            kl_loss = F.kl_div(F.log_softmax(layer_scores / temperature, dim=1),
+                               F.softmax(target_scores / temperature, dim=1), reduction='batchmean')
+            total_loss += kl_divergence_weight * kl_loss
+    return total_loss
+
+
 def matryoshka2d_port(E, n, parts, kind, labels, layer_idx, dim_last, dim_layer, kl_div_weight=1.0,
                       kl_temperature=0.3, weighting="linear"):
     """Matryoshka2dLoss = AdaptiveLayerLoss(MatryoshkaLoss(n_dims_per_step=1), n_layers_per_step=1):
@@ -712,6 +744,10 @@ def gen_fidelity(rng):
     emit("wn.codiemb", tot, [last, mid])
     tot1, parts1 = codiemb_sts_port(last[:m], last[m:], mid[:m], mid[m:], gt, 1.0)
     out.add("wn.terms_thr1", np.array([p.item() for p in parts1], dtype=np.float32))
+    # Starbucks retrieval (am.preset.starbucks): dot product of unnormalised rows, T = 1 for the CE
+    # and the KL, KL weight 1 with the full-size scores detached; 4 queries, 1 positive + 3 negatives
+    Er = [leaf(f"ret.emb{l}", rng.standard_normal((4 * 5, C)) * 0.25) for l in range(L + 1)]
+    emit("sb_retrieval", starbucks_retrieval_port(Er, 4, 3, [1, 2, 3], [8, 16, 24]), Er)
     write_fixture(os.path.join(HERE, "fidelity.bin"), out.arrays)
 
 
