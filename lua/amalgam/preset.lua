@@ -99,7 +99,8 @@ function M.codiemb(o)
   return { name = "codiemb", source = "arXiv 2508.11442; youtu-embedding training/CoDiEmb/train/{loss,model}.py, scripts/train_bge.sh",
     losses = { pairs = l.infonce { temperature = 0.02, multi_pos = "avg" }, graded = l.codiemb_sts {} },
     pooling = "cls", lr = 5e-5, lr_schedule = "linear", warmup_ratio = 0.03, batches = { pairs = 64, graded = 32 },
-    epochs = 5, n_pos = 2, n_neg = 4, max_len = 512, schedule = require("amalgam.schedule").codiemb { seed = o.seed },
+    epochs = 5, n_pos = 2, n_neg = 4, fill = "repeat", max_len = 512,
+    schedule = require("amalgam.schedule").codiemb { seed = o.seed },
     notes = "IR examples: 2 positives and 4 hard negatives (train_bge.sh); seed 49" }
 end
 
@@ -129,7 +130,7 @@ end
 
 -- train options with the preset's values where the caller left them unset: pooling, lr,
 -- lr_schedule, warmup (warmup_ratio x steps), schedule, lora, and each task's loss and batch
--- (and n_pos / n_neg for pairs data)
+-- (and n_pos / n_neg / fill for pairs data)
 function M.apply(p, o)
   if type(p) ~= "table" or not p.name then error("preset.apply: argument #1 must be an am.preset.* table", 2) end
   if type(o) ~= "table" then error("preset.apply: argument #2 must be am.train's options table", 2) end
@@ -155,6 +156,7 @@ function M.apply(p, o)
         if kind == "pairs" then
           if c.n_pos == nil then c.n_pos = p.n_pos end
           if c.n_neg == nil then c.n_neg = p.n_neg end
+          if c.fill == nil then c.fill = p.fill end -- CoDiEmb's data code repeats a short row's list
         end
       else
         c = t

@@ -84,6 +84,8 @@ do
     { schedule = am.schedule.round_robin() })
   T.eq(rp.sequences, 3 * (1 + 1 + 4), "fill = 'repeat': every row with negatives filled to n_neg (the one without padded)")
   T.ok(math.abs(rp.loss - mu.loss) > 1e-6, "fill = 'repeat' differs from padding")
+  T.eq(am.preset.apply(am.preset.codiemb {}, { tasks = { { data = d } } }).tasks[1].fill, "repeat",
+    "am.preset.codiemb fills short rows as CoDiEmb's data code does")
   T.checkerr("fill", am.train, { init = base, progress = false, tasks = { { data = d, batch = 2, fill = "dup" } } })
   T.checkerr("n_pos must be >= 1", am.train, { init = base, progress = false, tasks = { { data = d, batch = 2, n_pos = 0 } } })
   T.checkerr("n_neg must be >= 0", am.train, { init = base, progress = false, tasks = { { data = d, batch = 2, n_neg = -1 } } })
