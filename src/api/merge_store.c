@@ -41,7 +41,53 @@ static int unknown_param(const char *method, const char *key) {
                     "nuslerp_row_wise, filter_wise, threads)", method, key);
 }
 
-/* The params object of the request: checked against the method, as a sorted canonical object.
+/* merge_spec_set_option's defaults (merge.h), so an option given at its default gives the same id */
+typedef struct { const char *name; double def; int boolean; } OptionDefault;
+
+static int option_default(const MergeMethodInfo *mi, const char *key, OptionDefault *r) {
+    static const OptionDefault t[] = {{"normalize", 0, 1}, {"rescale", 0, 1}, {"paper", 0, 1}, {"seed", 0, 0},
+                                {"eps", 1e-8, 0}, {"max_iter", 10, 0}, {"tol", 1e-5, 0}, {"nuslerp_flatten", 1, 1},
+                                {"nuslerp_row_wise", 0, 1}, {"filter_wise", 0, 1}};
+    if (strcmp(key, "normalize_weights") == 0) key = "normalize";
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (strcmp(key, t[i].name) == 0) {
+            *r = t[i];
+            if (i == 0) r->def = mi->normalize;
+            if (i == 1) r->def = mi->rescale;
+            return 1;
+        }
+    return 0;
+}
+
+/* the shortest decimal that reads back as f ("0.15", not 0.15000000596) */
+static double shortest(float f) {
+    char buf[32];
+    for (int p = 1; p <= 9; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, (double)f);
+        if ((float)strtod(buf, NULL) == f) break;
+    }
+    return strtod(buf, NULL);
+}
+
+/* o with its keys in byte order (the canonical form) */
+static cJSON *sorted(cJSON *o) {
+    cJSON *s = cJSON_CreateObject();
+    while (o->child) {
+        cJSON *min = o->child;
+        for (cJSON *it = min->next; it; it = it->next)
+            if (strcmp(it->string, min->string) < 0) min = it;
+        char *k = xstrdup(min->string);
+        cJSON_AddItemToObject(s, k, cJSON_DetachItemViaPointer(o, min));
+        free(k);
+    }
+    cJSON_Delete(o);
+    return s;
+}
+
+/* The params object of the request: checked against the method (names and values), as the
+ * canonical object: sorted keys, every parameter the method reads (defaults filled in; a
+ * one-value list is its value), options only where they differ from the default (as 0/1 for the
+ * boolean ones; normalize_weights is normalize; threads and int8_mask left out).
  * spec (may be NULL) gets the rules and options. */
 static int params_canonical(MergeMethod mm, const char *params_json, cJSON **out, MergeSpec *spec) {
     const char *mname = merge_method_name(mm);
@@ -65,6 +111,11 @@ static int params_canonical(MergeMethod mm, const char *params_json, cJSON **out
         }
     cJSON *o = cJSON_CreateObject();
     int rc = AM_OK;
+    MergeSpec local, *ms = spec;
+    if (!ms) {
+        merge_spec_init(&local, mm);
+        ms = &local;
+    }
     for (int i = 0; i < n && !rc; i++) {
         const cJSON *v = items[i];
         const char *key = v->string;
@@ -108,22 +159,41 @@ static int params_canonical(MergeMethod mm, const char *params_json, cJSON **out
         for (int q = 0; q < nv && !rc; q++)
             if (!isfinite(vals[q])) rc = am_error(AM_EINVAL, "merge %s: parameter '%s' is not finite", mname, key);
         if (rc) break;
-        if (spec) {
-            if (is_param) rc = merge_spec_set(spec, p, -1, 0, "", vals, nv);
-            else rc = merge_spec_set_option(spec, key, cJSON_IsBool(v) ? (cJSON_IsTrue(v) ? 1 : 0) : v->valuedouble);
-            if (rc) break;
+        double x = cJSON_IsBool(v) ? (cJSON_IsTrue(v) ? 1 : 0) : cJSON_IsNumber(v) ? v->valuedouble : 0;
+        /* the values are checked here too, so a bad one fails before anything is computed */
+        if (is_param) rc = merge_spec_set(ms, p, -1, 0, "", vals, nv);
+        else rc = merge_spec_set_option(ms, key, x);
+        if (rc) break;
+        /* canonical: the full parameters, options only where they differ from the default */
+        if (is_param) {
+            if (nv == 1) cJSON_AddNumberToObject(o, key, cJSON_IsNumber(v) ? v->valuedouble : cJSON_GetArrayItem(v, 0)->valuedouble);
+            else cJSON_AddItemToObject(o, key, cJSON_Duplicate(v, 1));
+            continue;
         }
-        if (strcmp(key, "threads") == 0) continue; /* does not change the result */
-        if (cJSON_IsBool(v)) cJSON_AddNumberToObject(o, key, cJSON_IsTrue(v) ? 1 : 0);
-        else cJSON_AddItemToObject(o, key, cJSON_Duplicate(v, 1));
+        OptionDefault od;
+        if (!option_default(mi, key, &od)) continue; /* threads, int8_mask: the result is the same */
+        if (od.boolean) x = x != 0;
+        if (x == od.def) continue;
+        if (cJSON_GetObjectItemCaseSensitive(o, od.name)) {
+            rc = am_error(AM_EINVAL, "merge %s: option '%s' given twice (normalize_weights is normalize)", mname, od.name);
+            break;
+        }
+        cJSON_AddNumberToObject(o, od.name, x);
+    }
+    for (int q = 0; q < MERGE_PARAM_COUNT && !rc; q++) { /* the defaults of the parameters it reads */
+        const char *pn = merge_param_name((MergeParam)q);
+        float d = merge_param_default(mm, (MergeParam)q);
+        if (q == MERGE_P_WEIGHT || !(mi->params & (1u << q)) || isnan(d) || cJSON_GetObjectItemCaseSensitive(o, pn)) continue;
+        cJSON_AddNumberToObject(o, pn, shortest(d));
     }
     free(items);
     cJSON_Delete(in);
+    if (ms == &local) merge_spec_free(&local);
     if (rc) {
         cJSON_Delete(o);
         return rc;
     }
-    *out = o;
+    *out = sorted(o);
     return AM_OK;
 }
 

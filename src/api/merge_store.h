@@ -7,8 +7,9 @@
  * The recipe of a merge is its canonical spec, a JSON object with sorted keys:
  *   {"base": id | null, "method": "ties", "models": [{"id": id, "weight": w}, ...],
  *    "params": {"density": 0.5, "lambda": [0.2, 1], "seed": 3, ...}}
- * (weights default to 1; booleans are stored as 0/1; `threads` is left out: it does not change
- * the result). The merged model's id is XXH3-128("amalgam-merge-v1" 0, canonical spec), so the
+ * (weights default to 1; every parameter the method reads is there, its default filled in;
+ * options only where they differ from their default, booleans as 0/1; `threads` and `int8_mask`
+ * are left out: they do not change the result), so spelling a default out gives the same id. The merged model's id is XXH3-128("amalgam-merge-v1" 0, canonical spec), so the
  * same inputs with the same spec give the same id and a second merge finds the first (nothing
  * computed). Its meta: kind "merged", parents [{id, weight}], base, merge (the spec), content
  * (the content hash of the tensors, checked whenever it is recomputed), the first model's

@@ -39,6 +39,14 @@ expect "weights default to 1" 0 "merged" "$AM" merge --method linear a b
 D1=$(grep -oE '[0-9a-f]{32}' "$W/out" | head -1)
 expect "explicit weights 1 give the same id" 0 "found - +id $D1" "$AM" merge --method linear a:1 b:1
 
+expect "ties: the full spec" 0 "merged" "$AM" merge --method ties --base a b c
+TI=$(grep -oE '[0-9a-f]{32}' "$W/out" | head -1)
+[ "$(meta "$TI" 'sorted(m["merge"]["params"].items())')" = "[('density', 1), ('lambda', 1)]" ] &&
+  ok "the spec holds every parameter the method reads, defaults filled in" || bad "full spec: $(meta "$TI" 'm["merge"]')"
+expect "defaults given explicitly: the same id" 0 "found - +id $TI" \
+  "$AM" merge --method ties --base a b c --set density=1 --set lambda=1 --set normalize=true --set threads=2
+expect "an option off its default: another id" 0 "^merged" "$AM" merge --method ties --base a b c --set normalize=false
+
 # --- a name stores the tensors under the same id
 expect "merge --name stores the tensors" 0 "found ab +id $R|stored with its tensors" \
   "$AM" merge --method linear a:0.25 b:0.75 --name ab
@@ -90,6 +98,19 @@ PYEOF
 expect "a 2-D sweep without evaluation" 0 "^density +lambda|^0\.3 +0\.5 |^0\.6 +1 " \
   "$AM" sweep --method ties --base a b c --grid density=0.3,0.6 --grid lambda=0.5,1 --no-eval
 
+# a merge keeps the first model's pooling and normalisation: CLS + Normalize
+"$AM" import "$T/ref/hf/st_cls_norm" --name stcls >/dev/null || bad "import st_cls_norm"
+expect "merge of a CLS + Normalize model" 0 "merged" "$AM" merge --method linear stcls stcls:0.5
+SC=$(grep -oE '[0-9a-f]{32}' "$W/out" | head -1)
+"$AM" export "$SC" "$W/exp2" >/dev/null && python3 - "$W/exp2" <<'PYEOF' && ok "its export keeps CLS pooling and 2_Normalize" || bad "export pooling"
+import json, os, sys
+d = sys.argv[1]
+p = json.load(open(os.path.join(d, '1_Pooling/config.json')))
+assert p['pooling_mode_cls_token'] and not p['pooling_mode_mean_tokens'], p
+mods = [m['type'] for m in json.load(open(os.path.join(d, 'modules.json')))]
+assert any('Normalize' in t for t in mods), mods
+PYEOF
+
 # --- a parent a merge needs is not removed
 expect_fail "rm of a merge's parent is refused" "needed by model" "$AM" rm c
 
@@ -116,6 +137,7 @@ expect_fail "a parameter the method does not read" "has no parameter 'density'" 
 expect_fail "a bad --set" "--set expects key=value" "$AM" merge --method linear a b --set density
 expect_fail "unknown model" "unknown model 'nope'" "$AM" merge --method linear a nope
 expect_fail "no method" "--method M is required" "$AM" merge a b
+expect_fail "a bad option value fails before merging" "seed: -1 is negative" "$AM" merge --method dare_ties --base a a b --set seed=-1
 expect_fail "sweep: a typo in the grid" "unknown option 'densty' \(did you mean 'density'\?\)" \
   "$AM" sweep --method ties --base a a b --grid densty=0.3,0.6 --no-eval
 expect_fail "sweep without a grid" "usage: amalgam sweep" "$AM" sweep --method linear a b

@@ -40,6 +40,12 @@ T.ok(m3:id() ~= m:id(), "other weights: another id")
 local m4 = am.merge { method = "linear", models = { a, b } }
 local m5 = am.merge { method = "linear", models = { a, b }, weights = { 1, 1 } }
 T.eq(m4:id(), m5:id(), "weights default to 1 (the spec is canonical)")
+do
+  local t1 = am.merge { method = "ties", base = a, models = { b, m } }
+  local t2, ti2 = am.merge { method = "ties", base = a, models = { b, m }, density = 1, lambda = 1, normalize = true }
+  T.ok(t1:id() == t2:id() and ti2.found, "defaults spelled out: the same merge")
+  T.eq(t1:meta().merge.params.density, 1, "the spec holds the defaults")
+end
 
 -- ------------------------------------------------------------------ naming stores the tensors
 local named, ninfo = am.merge { method = "linear", models = { a, b }, weights = { 1, 3 }, name = "mab" }
