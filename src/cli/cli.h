@@ -53,6 +53,7 @@ int cmd_encode(CliArgs *a);
 int cmd_ls(CliArgs *a);
 int cmd_info(CliArgs *a);
 int cmd_bench(CliArgs *a);
+int cmd_bench_merge(const char *config, int threads, int peer); /* cmd_bench_merge.c */
 int cmd_demo(CliArgs *a);
 int cmd_run(CliArgs *a);   /* cmd_lua.c */
 int cmd_lua(CliArgs *a);   /* cmd_lua.c */

@@ -118,8 +118,9 @@ int cmd_bench(CliArgs *a) {
     if ((rc = cli_get_int(a, "threads", 2, &threads))) return rc;
     int peer = !cli_flag(a, "no-peer");
     if ((rc = cli_check_unused(a))) return rc;
+    if (strcmp(what, "merge") == 0) return cmd_bench_merge(config ? config : "small", threads, peer);
     if (strcmp(what, "encode") != 0 && strcmp(what, "train") != 0)
-        return am_error(AM_EINVAL, "bench: unknown benchmark '%s' (available: encode, train)", what);
+        return am_error(AM_EINVAL, "bench: unknown benchmark '%s' (available: encode, train, merge)", what);
     if (!config) config = "all";
     if (strcmp(config, "all") != 0 && strcmp(config, "tiny") != 0 && strcmp(config, "mini") != 0 &&
         strcmp(config, "small") != 0)

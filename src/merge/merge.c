@@ -24,9 +24,26 @@
 #include "merge.h"
 #include "tensor.h"
 
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
 #define BLK 2048          /* elementwise block (floats): K+2 blocks stay in L1/L2 */
 #define GCHUNK 32768      /* Gram / write chunk handed to a pool thread */
 #define GB 256            /* Gram inner block */
+
+/* Grow-only scratch kept across the tensors of one merge_run (fresh large allocations would be
+ * fresh pages: page faults on every tensor). */
+typedef struct { float *p; size_t cap; } WsBuf;
+
+static float *ws_get(WsBuf *w, size_t need) {
+    if (need > w->cap) {
+        am_free_aligned(w->p);
+        w->p = am_alloc_floats(need);
+        w->cap = w->p ? need : 0;
+    }
+    return w->p;
+}
 
 typedef struct {
     const MergeSpec *s;
@@ -41,6 +58,7 @@ typedef struct {
     float *o;
     size_t n;
     const float *const *ew; /* per-element weights (offset applied) or NULL */
+    WsBuf *ws;              /* K + 3 scratch buffers: band per model, sample, select ping-pong, copy */
 } Tj;
 
 static const char *mname(const MergeInputs *in, int k, char *buf, size_t len) {
@@ -176,6 +194,42 @@ static int consensus(MergeMethod m) {
     return m == MERGE_TIES || m == MERGE_DARE_TIES || m == MERGE_DELLA || m == MERGE_BREADCRUMBS_TIES;
 }
 
+static float select_kth(float *a, size_t n, size_t k);
+
+/* k-th smallest (0-based) of a[0..n), destroying a, with tmp (n floats) as the other half of a
+ * ping-pong: each round partitions out of place without branches (every entry is written to
+ * both ends, one end advances), which on random data is several times faster than a quickselect
+ * whose comparisons the branch predictor cannot guess. */
+static float select_kth_bf(float *a, float *tmp, size_t n, size_t k) {
+    while (n > 64) {
+        float x = a[0], y = a[n / 2], z = a[n - 1], piv;
+        piv = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        size_t lo = 0, hi = n - 1;
+        for (size_t i = 0; i < n; i++) {
+            float v = a[i];
+            size_t c = v < piv;
+            tmp[lo] = v;
+            tmp[hi] = v;
+            lo += c;
+            hi -= 1 - c;
+        }
+        /* tmp[0..lo) < piv <= tmp[lo..n) */
+        if (k < lo) { n = lo; }
+        else if (lo > 0) { tmp += lo; n -= lo; k -= lo; }
+        else {
+            /* piv is the minimum: split off the entries equal to it */
+            size_t eq = 0;
+            for (size_t i = 0; i < n; i++) eq += a[i] == piv;
+            if (k < eq) return piv;
+            size_t o = 0;
+            for (size_t i = 0; i < n; i++) { tmp[o] = a[i]; o += a[i] != piv; }
+            n = o; k -= eq;
+        }
+        float *t = a; a = tmp; tmp = t;
+    }
+    return select_kth(a, n, k);
+}
+
 /* k-th smallest (0-based) of a[0..n) in place (Hoare quickselect, median of three). */
 static float select_kth(float *a, size_t n, size_t k) {
     size_t lo = 0, hi = n - 1;
@@ -225,16 +279,235 @@ static size_t della_rows(const ParamInfo *pi, size_t *cols) {
     return (size_t)pi->shape[0];
 }
 
+/* The k-th smallest (0-based) of |x − b| over a tensor, exactly, without a scratch copy: two
+ * histogram passes over the float bits (non-negative floats order as their bit patterns), the
+ * top 16 bits and then the low 16 bits inside the bin that holds rank k. Per-thread histograms;
+ * integer counts, so the result does not depend on the thread count. Returns 1 if |x − b| has a
+ * NaN or Inf. */
+#define RADIX_CH 65536
+typedef struct { const float *x, *b; size_t n; int bin; uint32_t *hist; } RadixCtx;
+
+static void radix_range(void *vctx, size_t lo, size_t hi, int tid) {
+    RadixCtx *c = vctx;
+    uint32_t *h = c->hist + (size_t)tid * 65536;
+    const float *x = c->x, *b = c->b;
+    size_t e1 = hi * RADIX_CH < c->n ? hi * RADIX_CH : c->n;
+    if (c->bin < 0) {
+        for (size_t e = lo * RADIX_CH; e < e1; e++) {
+            float a = fabsf(x[e] - b[e]);
+            uint32_t u;
+            memcpy(&u, &a, 4);
+            h[u >> 16]++;
+        }
+    } else {
+        uint32_t bin = (uint32_t)c->bin;
+        for (size_t e = lo * RADIX_CH; e < e1; e++) {
+            float a = fabsf(x[e] - b[e]);
+            uint32_t u;
+            memcpy(&u, &a, 4);
+            if ((u >> 16) == bin) h[u & 0xffff]++;
+        }
+    }
+}
+
+static int abs_delta_kth(const float *x, const float *b, size_t n, size_t k, float *out) {
+    int nth = am_parallel_get_threads();
+    uint32_t *hist = xcalloc((size_t)nth * 65536, sizeof *hist);
+    size_t *tot = xcalloc(65536, sizeof *tot);
+    RadixCtx c = {x, b, n, -1, hist};
+    size_t nch = (n + RADIX_CH - 1) / RADIX_CH, cum = 0, r = k;
+    int bad = 0;
+    uint32_t v = 0;
+    for (int pass = 0; pass < 2 && !bad; pass++) {
+        am_parallel_for(radix_range, &c, nch, 1, n * 2);
+        memset(tot, 0, 65536 * sizeof *tot);
+        for (int t = 0; t < nth; t++)
+            for (size_t i = 0; i < 65536; i++) tot[i] += hist[(size_t)t * 65536 + i];
+        if (pass == 0)
+            for (size_t i = 0x7f80; i < 65536; i++) bad |= tot[i] != 0;
+        size_t i;
+        cum = 0;
+        for (i = 0; i < 65536; i++) {
+            if (cum + tot[i] > r) break;
+            cum += tot[i];
+        }
+        AM_ASSERT(i < 65536);
+        if (pass == 0) { c.bin = (int)i; r -= cum; v = (uint32_t)i << 16; }
+        else v |= (uint32_t)i;
+        memset(hist, 0, (size_t)nth * 65536 * sizeof *hist);
+    }
+    free(hist);
+    free(tot);
+    memcpy(out, &v, 4);
+    return bad;
+}
+
+/* The same, faster for large tensors: a pseudo-random sample (one entry per 64, a quarter of
+ * the cache lines) brackets rank k in [lo, hi] with a wide margin; one pass counts the entries
+ * below lo and collects those in [lo, hi]; the exact k-th is then selected among the collected.
+ * If the bracket missed (or collected too much), the radix passes decide. Small tensors are
+ * copied and selected in cache. */
+typedef struct { const float *x; float lo, hi; size_t below, cnt, cap; float *band; int over, want; } BandM;
+typedef struct { const float *b; size_t n; int K; BandM *bm; } BandCtx;
+
+static void band_range(void *vctx, size_t lo, size_t hi, int tid) {
+    BandCtx *c = vctx;
+    (void)tid;
+    size_t e1 = hi * RADIX_CH < c->n ? hi * RADIX_CH : c->n;
+    const float *b = c->b;
+    float a[256], loc[1024];
+    /* model by model over the chunk: the base's chunk stays in cache for the next model */
+    for (int m = 0; m < c->K; m++) {
+        BandM *bm = &c->bm[m];
+        if (!bm->want) continue;
+        const float *x = bm->x;
+        float l = bm->lo, h = bm->hi;
+        size_t nl = 0, below = 0;
+        size_t s0 = lo * RADIX_CH;
+#ifdef __AVX512F__
+        /* compress-store the in-band entries: no branch per entry */
+        {
+            __m512 vl = _mm512_set1_ps(l), vh = _mm512_set1_ps(h);
+            __m512i absm = _mm512_set1_epi32(0x7fffffff);
+            for (; s0 + 16 <= e1; s0 += 16) {
+                __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + s0), _mm512_loadu_ps(b + s0));
+                __m512 av = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(d), absm));
+                __mmask16 lt = _mm512_cmp_ps_mask(av, vl, _CMP_LT_OQ);
+                __mmask16 in = _mm512_cmp_ps_mask(av, vl, _CMP_GE_OQ) & _mm512_cmp_ps_mask(av, vh, _CMP_LE_OQ);
+                below += (size_t)__builtin_popcount(lt);
+                if (in) {
+                    if (nl + 16 > 1024) {
+                        size_t at = __atomic_fetch_add(&bm->cnt, nl, __ATOMIC_RELAXED);
+                        if (at + nl <= bm->cap) memcpy(bm->band + at, loc, nl * sizeof *loc);
+                        else __atomic_store_n(&bm->over, 1, __ATOMIC_RELAXED);
+                        nl = 0;
+                    }
+                    _mm512_mask_compressstoreu_ps(loc + nl, in, av);
+                    nl += (size_t)__builtin_popcount(in);
+                }
+            }
+        }
+#endif
+        for (; s0 < e1; s0 += 256) {
+            size_t len = s0 + 256 < e1 ? 256 : e1 - s0;
+            uint32_t nb = 0, ni = 0;
+            /* counts without branches (vectorised), then a branch-free append */
+            for (size_t e = 0; e < len; e++) {
+                a[e] = fabsf(x[s0 + e] - b[s0 + e]);
+                nb += a[e] < l;
+                ni += (a[e] >= l) & (a[e] <= h);
+            }
+            below += nb;
+            if (!ni) continue;
+            if (nl + len > 1024) {
+                size_t at = __atomic_fetch_add(&bm->cnt, nl, __ATOMIC_RELAXED);
+                if (at + nl <= bm->cap) memcpy(bm->band + at, loc, nl * sizeof *loc);
+                else __atomic_store_n(&bm->over, 1, __ATOMIC_RELAXED);
+                nl = 0;
+            }
+            for (size_t e = 0; e < len; e++) {
+                loc[nl] = a[e];
+                nl += (size_t)((a[e] >= l) & (a[e] <= h));
+            }
+        }
+        size_t at = __atomic_fetch_add(&bm->cnt, nl, __ATOMIC_RELAXED);
+        if (at + nl <= bm->cap) memcpy(bm->band + at, loc, nl * sizeof *loc);
+        else __atomic_store_n(&bm->over, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&bm->below, below, __ATOMIC_RELAXED);
+    }
+}
+
+static int abs_delta_kth_radix_all(const float *const *x, const float *b, size_t n, int K, const size_t *k,
+                                   float *out) {
+    for (int m = 0; m < K; m++)
+        if (k[m] != SIZE_MAX && abs_delta_kth(x[m], b, n, k[m], &out[m])) return m;
+    return -1;
+}
+
+/* k[m]-th smallest |x_m − b| for every model with k[m] != SIZE_MAX, in one pass over the inputs
+ * for large tensors: a pseudo-random sample of each δ_m (one entry per 64, a quarter of the cache
+ * lines) brackets rank k in [lo, hi] with a wide margin; one pass counts the entries below lo and
+ * collects those in [lo, hi]; the exact k-th is selected among the collected. Where a bracket
+ * missed, the radix passes decide. Small tensors are copied and selected in cache.
+ * Returns the first model whose δ has a NaN/Inf, or −1. */
+static int abs_delta_kth_multi(const float *const *x, const float *b, size_t n, int K, const size_t *k, float *out,
+                               WsBuf *ws) {
+    if (n < ((size_t)1 << 14)) {
+        float *t = ws_get(&ws[K], n);
+        if (!t) return abs_delta_kth_radix_all(x, b, n, K, k, out);
+        for (int m = 0; m < K; m++) {
+            if (k[m] == SIZE_MAX) continue;
+            for (size_t e = 0; e < n; e++) t[e] = fabsf(x[m][e] - b[e]);
+            if (block_bad(t, n)) return m;
+            out[m] = select_kth(t, n, k[m]);
+        }
+        return -1;
+    }
+    size_t ns = n / 64 / 16 * 16; /* n >= 2^14: at least 256 */
+    BandM bm[K];
+    memset(bm, 0, sizeof bm);
+    float *smp = ws_get(&ws[K], ns);
+    if (!smp) return abs_delta_kth_radix_all(x, b, n, K, k, out);
+    for (int m = 0; m < K; m++) {
+        if (k[m] == SIZE_MAX) continue;
+        /* one 16-float cache line at a pseudo-random place in every 64 lines: few cache misses */
+        uint64_t h = 0x9E3779B97F4A7C15ull;
+        for (size_t i = 0; i + 16 <= ns; i += 16) {
+            h ^= h >> 12; h ^= h << 25; h ^= h >> 27;
+            size_t e0 = i * 64 + 16 * (size_t)((h * 0x2545F4914F6CDD1Dull) >> 58);
+            for (size_t q = 0; q < 16; q++) smp[i + q] = fabsf(x[m][e0 + q] - b[e0 + q]);
+        }
+        if (block_bad(smp, ns)) return m;
+        /* rank k/n in the sample ± 8 standard deviations of a sample quantile (and ± 64 entries) */
+        double p = (double)k[m] / (double)n, sd = sqrt(p * (1 - p) / (double)ns) * (double)ns;
+        double mg = 8 * sd + 64, rl = p * (double)ns - mg, rh = p * (double)ns + mg;
+        bm[m].x = x[m];
+        float *cp = ws_get(&ws[K + 2], ns), *tmp = ws_get(&ws[K + 1], ns);
+        if (!cp || !tmp) return abs_delta_kth_radix_all(x, b, n, K, k, out);
+        memcpy(cp, smp, ns * sizeof *cp);
+        bm[m].lo = rl <= 0 ? 0.0f : select_kth_bf(cp, tmp, ns, (size_t)rl);
+        bm[m].hi = rh >= (double)(ns - 1) ? INFINITY : select_kth_bf(smp, tmp, ns, (size_t)rh);
+        bm[m].cap = (size_t)(4 * (rh - rl + 1)) * 64 + 4096;
+        bm[m].band = ws_get(&ws[m], bm[m].cap);
+        bm[m].want = bm[m].band != NULL;
+    }
+    BandCtx c = {b, n, K, bm};
+    am_parallel_for(band_range, &c, (n + RADIX_CH - 1) / RADIX_CH, 1, n * (size_t)(K + 1));
+    int bad = -1;
+    for (int m = 0; m < K; m++) {
+        if (k[m] == SIZE_MAX) continue;
+        int ok = bm[m].want && !bm[m].over && bm[m].below <= k[m] && k[m] < bm[m].below + bm[m].cnt;
+        float *tmp = ok ? ws_get(&ws[K + 1], bm[m].cnt) : NULL;
+        if (ok && tmp) out[m] = select_kth_bf(bm[m].band, tmp, bm[m].cnt, k[m] - bm[m].below);
+        else if (ok) out[m] = select_kth(bm[m].band, bm[m].cnt, k[m] - bm[m].below);
+        else if (abs_delta_kth(x[m], b, n, k[m], &out[m]) && bad < 0) bad = m; /* NaN/Inf end here */
+    }
+    return bad;
+}
+
 /* Per-model preparation: thresholds and the L1 rescale factor. */
 static int gta_prepare(const Tj *j, int kind, GtaModel *gm, float *scratch, RankEnt *rk, double *pr) {
     const float *b = j->b;
     size_t n = j->n;
     int rescale = opt_rescale(j), paper = j->s->paper;
+    if (kind == SP_MAGNITUDE) {
+        /* every model's threshold in one pass over the inputs */
+        size_t ks[j->K];
+        float th[j->K];
+        for (int m = 0; m < j->K; m++) {
+            size_t k = (size_t)(gm[m].density * (double)n);
+            if (k < 1) k = 1; /* mergekit asserts k > 0; we keep the largest entry */
+            ks[m] = gm[m].density < 1 ? n - k : SIZE_MAX;
+        }
+        int bad = abs_delta_kth_multi(j->x, b, n, j->K, ks, th, j->ws);
+        if (bad >= 0) return report_nonfinite(j, 0, n);
+        for (int m = 0; m < j->K; m++) gm[m].lo = th[m];
+    }
     for (int m = 0; m < j->K; m++) {
         GtaModel *g = &gm[m];
         const float *x = j->x[m];
         g->scale = 1;
-        g->lo = 0;
+        if (kind != SP_MAGNITUDE) g->lo = 0;
         g->hi = INFINITY;
         g->keep_none = 0;
         g->active = kind != SP_NONE && g->density < 1;
@@ -242,13 +515,9 @@ static int gta_prepare(const Tj *j, int kind, GtaModel *gm, float *scratch, Rank
         am_rng_seed(&g->rng, merge_stream_seed(j->s->seed, m, j->ti));
         double before = 0, after = 0;
         if (kind == SP_MAGNITUDE || kind == SP_OUTLIERS) {
-            for (size_t e = 0; e < n; e++) { scratch[e] = fabsf(x[e] - b[e]); before += (double)scratch[e]; }
-            if (!isfinite(before)) return report_nonfinite(j, 0, n);
-            if (kind == SP_MAGNITUDE) {
-                size_t k = (size_t)(g->density * (double)n);
-                if (k < 1) k = 1; /* mergekit asserts k > 0; we keep the largest entry */
-                g->lo = select_kth(scratch, n, n - k);
-            } else {
+            if (kind == SP_OUTLIERS) {
+                for (size_t e = 0; e < n; e++) scratch[e] = fabsf(x[e] - b[e]);
+                if (block_bad(scratch, n)) return report_nonfinite(j, 0, n);
                 /* drop the γ·n largest, then the smallest down to density·n (mergekit's
                  * magnitude_outliers; with γ·n < 1 mergekit's slice [n_bot:-0] keeps nothing,
                  * we drop no large entries instead) */
@@ -266,6 +535,7 @@ static int gta_prepare(const Tj *j, int kind, GtaModel *gm, float *scratch, Rank
             if (rescale && !paper) {
                 for (size_t e = 0; e < n; e++) {
                     float a = fabsf(x[e] - b[e]);
+                    before += (double)a;
                     if (!g->keep_none && a >= g->lo && a <= g->hi) after += (double)a;
                 }
             }
@@ -297,40 +567,72 @@ static int gta_prepare(const Tj *j, int kind, GtaModel *gm, float *scratch, Rank
     return AM_OK;
 }
 
-/* Mix [s, e1) given each model's sparsified δ in D[m][0..len). */
+/* Mix [s, s+len) given each model's sparsified δ in D[m][0..len): loops over elements innermost
+ * and branch-free so they vectorise. */
+/* w_m per element of [s, s+len): the scalar, or scalar × elem_weight */
+static const float *weights_of(const Tj *j, const GtaModel *gm, int m, size_t s, size_t len, float *wbuf) {
+    float ws = (float)gm[m].w;
+    if (j->ew && j->ew[m]) {
+        const float *ew = j->ew[m] + s;
+        for (size_t e = 0; e < len; e++) wbuf[e] = ws * ew[e];
+    } else {
+        for (size_t e = 0; e < len; e++) wbuf[e] = ws;
+    }
+    return wbuf;
+}
+
+static void gta_mix_blk(const Tj *j, GtaModel *gm, float *const *D, size_t s, size_t len, int cons,
+                        int norm, double lambda, size_t *conflicts) {
+    int K = j->K, paper = j->s->paper;
+    const float *b = j->b + s;
+    float *o = j->o + s;
+    float lam = (float)lambda;
+    float mixed[BLK], div[BLK], vote[BLK], wbuf[BLK];
+    for (size_t e = 0; e < len; e++) { mixed[e] = 0; div[e] = 0; vote[e] = 0; }
+    if (cons) {
+        for (int m = 0; m < K; m++) {
+            const float *d = D[m];
+            if (paper) { for (size_t e = 0; e < len; e++) vote[e] += d[e]; continue; }
+            const float *w_ = weights_of(j, gm, m, s, len, wbuf);
+            for (size_t e = 0; e < len; e++) vote[e] += w_[e] * d[e];
+        }
+        float maj[BLK];
+        for (size_t e = 0; e < len; e++) maj[e] = vote[e] >= 0 ? 1.0f : -1.0f;
+        uint32_t nz = 0, ag = 0; /* 32-bit counters keep the loop in one vector width */
+        for (int m = 0; m < K; m++) {
+            const float *d = D[m];
+            const float *w_ = weights_of(j, gm, m, s, len, wbuf);
+            for (size_t e = 0; e < len; e++) {
+                float wd = w_[e] * d[e], sg = paper ? d[e] : wd;
+                int agree = sg * maj[e] > 0;
+                mixed[e] += agree ? wd : 0.0f;
+                div[e] += agree ? w_[e] : 0.0f;
+                nz += sg != 0;
+                ag += (uint32_t)agree;
+            }
+        }
+        size_t conf = nz - ag;
+        *conflicts += conf;
+        for (size_t e = 0; e < len; e++) div[e] = div[e] == 0 ? 1.0f : div[e];
+    } else {
+        for (int m = 0; m < K; m++) {
+            const float *d = D[m];
+            const float *w_ = weights_of(j, gm, m, s, len, wbuf);
+            for (size_t e = 0; e < len; e++) { mixed[e] += w_[e] * d[e]; div[e] += w_[e]; }
+        }
+        for (size_t e = 0; e < len; e++) div[e] = fabsf(div[e]) < 1e-8f ? 1.0f : div[e];
+    }
+    if (norm) for (size_t e = 0; e < len; e++) o[e] = b[e] + lam * (mixed[e] / div[e]);
+    else for (size_t e = 0; e < len; e++) o[e] = b[e] + lam * mixed[e];
+}
+
 static void gta_mix(const Tj *j, GtaModel *gm, float *const *D, size_t s, size_t len, int cons,
                     int norm, double lambda, size_t *conflicts) {
-    int K = j->K, paper = j->s->paper;
-    const float *b = j->b;
-    float *o = j->o;
-    float lam = (float)lambda;
-    for (size_t e = 0; e < len; e++) {
-        float mixed = 0, div = 0;
-        if (cons) {
-            float sw = 0;
-            for (int m = 0; m < K; m++) {
-                float w = (float)gm[m].w * (j->ew && j->ew[m] ? j->ew[m][s + e] : 1.0f);
-                sw += paper ? D[m][e] : w * D[m][e];
-            }
-            float maj = sw >= 0 ? 1.0f : -1.0f;
-            for (int m = 0; m < K; m++) {
-                float w = (float)gm[m].w * (j->ew && j->ew[m] ? j->ew[m][s + e] : 1.0f);
-                float wd = w * D[m][e];
-                float sg = paper ? D[m][e] : wd;
-                if ((sg > 0 && maj > 0) || (sg < 0 && maj < 0)) { mixed += wd; div += w; }
-                else if (sg != 0) (*conflicts)++;
-            }
-            if (div == 0) div = 1;
-        } else {
-            for (int m = 0; m < K; m++) {
-                float w = (float)gm[m].w * (j->ew && j->ew[m] ? j->ew[m][s + e] : 1.0f);
-                mixed += w * D[m][e];
-                div += w;
-            }
-            if (fabsf(div) < 1e-8f) div = 1;
-        }
-        if (norm) mixed /= div;
-        o[s + e] = b[s + e] + lam * mixed;
+    int K = j->K;
+    for (size_t q = 0; q < len; q += BLK) { /* DELLA rows may be longer than a block */
+        float *Dq[K];
+        for (int m = 0; m < K; m++) Dq[m] = D[m] + q;
+        gta_mix_blk(j, gm, Dq, s + q, len - q < BLK ? len - q : BLK, cons, norm, lambda, conflicts);
     }
 }
 
@@ -384,7 +686,7 @@ static int run_gta(const Tj *j) {
     RankEnt *rk = NULL;
     double *pr = NULL;
     size_t cols = 0;
-    if (kind == SP_MAGNITUDE || kind == SP_OUTLIERS) {
+    if (kind == SP_OUTLIERS) {
         scratch = am_alloc_floats(j->n);
         if (!scratch) return am_error(AM_ENOMEM, "merge: no memory for a %zu-float scratch", j->n);
     }
@@ -859,6 +1161,8 @@ int merge_run(const MergeSpec *spec, const MergeInputs *in, float *out, MergeSta
     j.st = stats;
     j.out = out;
     j.K = K;
+    WsBuf *ws = xcalloc((size_t)K + 3, sizeof *ws);
+    j.ws = ws;
     for (int ti = 0; ti < in->tab->n && rc == AM_OK; ti++) {
         const ParamInfo *pi = &in->tab->t[ti];
         for (int m = 0; m < K; m++) {
@@ -885,6 +1189,8 @@ int merge_run(const MergeSpec *spec, const MergeInputs *in, float *out, MergeSta
         stats->n_tensors++;
         stats->n_elements += pi->numel;
     }
+    for (int m = 0; m < K + 3; m++) am_free_aligned(ws[m].p);
+    free(ws);
     if (rc) return rc;
     if (spec->method == MERGE_MODEL_STOCK && stats->n_tensors) stats->model_stock_t /= (double)stats->n_tensors;
     stats->seconds = am_now() - t0;

@@ -546,6 +546,73 @@ TEST(test_merge_threads) {
     model_delete(o2);
 }
 
+static int cmp_f(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* TIES thresholds on tensors large enough for the sampled band selection (and, with many equal
+ * magnitudes, its radix fallback), against a sort-based reference of the same merge */
+TEST(test_merge_ties_large) {
+    const size_t n = 300000;
+    ParamInfo t = {0};
+    snprintf(t.name, sizeof t.name, "encoder.layer.0.intermediate.dense.weight");
+    t.ndim = 2; t.shape[0] = 600; t.shape[1] = 500; t.numel = n;
+    ParamTable tab = {1, &t, n};
+    float *x[2], *b = xmalloc(n * sizeof(float)), *out = xmalloc(n * sizeof(float)), *ref = xmalloc(n * sizeof(float));
+    float *tmp = xmalloc(n * sizeof(float));
+    AmRng r;
+    am_rng_seed(&r, 5);
+    for (int variant = 0; variant < 2; variant++) {
+        for (size_t e = 0; e < n; e++) b[e] = am_rng_normal(&r);
+        for (int k = 0; k < 2; k++) {
+            x[k] = xmalloc(n * sizeof(float));
+            for (size_t e = 0; e < n; e++) {
+                float d = variant == 0 ? 0.1f * am_rng_normal(&r) : (am_rng_below(&r, 300) ? 0.5f : am_rng_normal(&r));
+                if (variant == 1 && am_rng_below(&r, 2)) d = -d;
+                x[k][e] = b[e] + d;
+            }
+        }
+        float w[2] = {1.0f, 0.6f}, dens = 0.3f;
+        /* reference: τ_m = the k-th largest |δ| (k = int(0.3 n)), keep |δ| >= τ_m, TIES mix */
+        float tau[2];
+        for (int k = 0; k < 2; k++) {
+            for (size_t e = 0; e < n; e++) tmp[e] = fabsf(x[k][e] - b[e]);
+            qsort(tmp, n, sizeof *tmp, cmp_f);
+            tau[k] = tmp[n - (size_t)((double)dens * (double)n)];
+        }
+        size_t kept = 0;
+        for (size_t e = 0; e < n; e++) {
+            float d[2], vote = 0, mixed = 0, div = 0;
+            for (int k = 0; k < 2; k++) {
+                float dd = x[k][e] - b[e];
+                d[k] = fabsf(dd) >= tau[k] ? dd : 0.0f;
+                kept += d[k] != 0;
+                vote += w[k] * d[k];
+            }
+            for (int k = 0; k < 2; k++) {
+                float wd = w[k] * d[k];
+                if ((wd > 0 && vote >= 0) || (wd < 0 && vote < 0)) { mixed += wd; div += w[k]; }
+            }
+            ref[e] = b[e] + mixed / (div == 0 ? 1.0f : div);
+        }
+        MergeSpec s;
+        merge_spec_init(&s, MERGE_TIES);
+        setw(&s, 2, w);
+        set1(&s, MERGE_P_DENSITY, -1, dens);
+        MergeInputs in = {0};
+        in.tab = &tab; in.n_layers = 1; in.k = 2; in.models = (const float *const *)x; in.base = b;
+        MergeStats st;
+        CHECK_OK(merge_run(&s, &in, out, &st));
+        double e = rel_err(out, ref, n);
+        CHECKF(e < 1e-6, "variant %d: rel err %.3g against the sort-based reference", variant, e);
+        if (variant == 0) CHECK_EQ_INT(st.delta_kept, kept); /* no ties in magnitude: exactly k per model */
+        merge_spec_free(&s);
+        for (int k = 0; k < 2; k++) free(x[k]);
+    }
+    free(b); free(out); free(ref); free(tmp);
+}
+
 int main(void) {
     RUN(test_merge_names);
     RUN(test_merge_classes);
@@ -555,5 +622,6 @@ int main(void) {
     RUN(test_merge_errors);
     RUN(test_merge_models_checks);
     RUN(test_merge_threads);
+    RUN(test_merge_ties_large);
     return test_report();
 }
