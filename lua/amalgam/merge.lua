@@ -16,7 +16,7 @@ local M = {}
 -- the options of am.merge itself; every other key is a merge parameter or option
 local fixed = {
   method = "string", base = "Model|string", models = "table", weights = "table", name = "string",
-  store = "Store", materialize = "boolean",
+  store = "Store", materialize = "boolean", rules = "table",
 }
 
 local function distance(a, b)
@@ -160,6 +160,7 @@ local function request(opts, level)
   return {
     method = method.name, base = opts.base ~= nil and model_ref(opts.base, "base", level) or nil, models = ids,
     weights = weights, params = next(params) and json.encode(params) or nil, name = opts.name,
+    rules = opts.rules and #opts.rules > 0 and json.encode(opts.rules) or nil,
     materialize = opts.materialize, source = "am.merge at " .. where,
   }
 end

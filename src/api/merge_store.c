@@ -5,6 +5,7 @@
 #include "store_recipe.h"
 
 #include <cjson/cJSON.h>
+#include <fnmatch.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -197,6 +198,98 @@ static int params_canonical(MergeMethod mm, const char *params_json, cJSON **out
     return AM_OK;
 }
 
+/* The rules of a request (a JSON array of {param, model, classes, pattern, value}) checked and
+ * canonical: {classes: [names], model: k (1-based), param, pattern, value}, keys left out when
+ * they say "all"; the order is kept (the last matching rule wins). ms (may be NULL) gets them. */
+static int rules_canonical(MergeMethod mm, int n_models, const cJSON *in, cJSON **out, MergeSpec *ms) {
+    static const char *const cls_names[] = {"embeddings", "attention", "ffn", "layernorm", "pooler", "head"};
+    const char *mname = merge_method_name(mm);
+    const MergeMethodInfo *mi = merge_method_info(mm);
+    *out = NULL;
+    if (!cJSON_IsArray(in)) return am_error(AM_EINVAL, "merge %s: rules must be a list", mname);
+    cJSON *o = cJSON_CreateArray();
+    int rc = AM_OK, i = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, in) {
+        i++;
+        const cJSON *jp = cJSON_GetObjectItemCaseSensitive(r, "param"), *jm = cJSON_GetObjectItemCaseSensitive(r, "model"),
+                    *jc = cJSON_GetObjectItemCaseSensitive(r, "classes"), *jt = cJSON_GetObjectItemCaseSensitive(r, "pattern"),
+                    *jv = cJSON_GetObjectItemCaseSensitive(r, "value");
+        for (const cJSON *k = cJSON_IsObject(r) ? r->child : NULL; k && !rc; k = k->next)
+            if (strcmp(k->string, "param") && strcmp(k->string, "model") && strcmp(k->string, "classes") &&
+                strcmp(k->string, "pattern") && strcmp(k->string, "value"))
+                rc = am_error(AM_EINVAL, "merge %s: rule %d: unknown key '%s' (param, model, classes, pattern, value)",
+                              mname, i, k->string);
+        if (rc) break;
+        MergeParam p;
+        if (!cJSON_IsObject(r) || !cJSON_IsString(jp)) {
+            rc = am_error(AM_EINVAL, "merge %s: rule %d must be {param =, value =, [model =, classes =, pattern =]}", mname, i);
+            break;
+        }
+        if ((rc = merge_param_from_name(jp->valuestring, &p))) { rc = am_error_wrap(rc, "merge %s: rule %d", mname, i); break; }
+        if (!(mi->params & (1u << p))) {
+            rc = am_error(AM_EINVAL, "merge %s: rule %d: the method has no parameter '%s'", mname, i, jp->valuestring);
+            break;
+        }
+        int model = 0;
+        if (jm && !(cJSON_IsNumber(jm) && jm->valuedouble == (int)jm->valuedouble && jm->valueint >= 1 && jm->valueint <= n_models)) {
+            rc = am_error(AM_EINVAL, "merge %s: rule %d: model must be 1..%d (the position in the models list)", mname, i, n_models);
+            break;
+        }
+        if (jm) model = jm->valueint;
+        unsigned classes = 0;
+        const cJSON *c;
+        if (cJSON_IsString(jc)) rc = merge_class_from_name(jc->valuestring, &classes);
+        else if (cJSON_IsArray(jc)) {
+            cJSON_ArrayForEach(c, jc) {
+                unsigned b;
+                if (!cJSON_IsString(c)) { rc = am_error(AM_EINVAL, "class names expected"); break; }
+                if ((rc = merge_class_from_name(c->valuestring, &b))) break;
+                classes |= b;
+            }
+        } else if (jc) rc = am_error(AM_EINVAL, "classes must be a class name or a list of them");
+        if (rc) { rc = am_error_wrap(rc, "merge %s: rule %d", mname, i); break; }
+        if (jt && (!cJSON_IsString(jt) || strlen(jt->valuestring) >= AM_NAME_MAX)) {
+            rc = am_error(AM_EINVAL, "merge %s: rule %d: pattern must be a tensor name pattern (shorter than %d)", mname, i, AM_NAME_MAX);
+            break;
+        }
+        float vals[64];
+        int nv = 0;
+        if (cJSON_IsNumber(jv)) vals[nv++] = (float)jv->valuedouble;
+        else if (cJSON_IsArray(jv)) {
+            const cJSON *e;
+            cJSON_ArrayForEach(e, jv) {
+                if (!cJSON_IsNumber(e) || nv == 64) { nv = -1; break; }
+                vals[nv++] = (float)e->valuedouble;
+            }
+        }
+        for (int q = 0; q < nv; q++) if (!isfinite(vals[q])) nv = -1;
+        if (nv <= 0) {
+            rc = am_error(AM_EINVAL, "merge %s: rule %d: value must be a number or a list of 1..64 numbers", mname, i);
+            break;
+        }
+        const char *pattern = cJSON_IsString(jt) ? jt->valuestring : "";
+        if (ms && (rc = merge_spec_set(ms, p, model - 1, classes, pattern, vals, nv))) break;
+        cJSON *x = cJSON_CreateObject();
+        if (classes) {
+            cJSON *cl = cJSON_AddArrayToObject(x, "classes");
+            for (int b = 0; b < 6; b++) if (classes & (1u << b)) cJSON_AddItemToArray(cl, cJSON_CreateString(cls_names[b]));
+        }
+        if (model) cJSON_AddNumberToObject(x, "model", model);
+        cJSON_AddStringToObject(x, "param", merge_param_name(p));
+        if (pattern[0]) cJSON_AddStringToObject(x, "pattern", pattern);
+        if (nv == 1) cJSON_AddNumberToObject(x, "value", cJSON_IsNumber(jv) ? jv->valuedouble : cJSON_GetArrayItem(jv, 0)->valuedouble);
+        else cJSON_AddItemToObject(x, "value", cJSON_Duplicate(jv, 1));
+        cJSON_AddItemToArray(o, x);
+    }
+    if (rc) {
+        cJSON_Delete(o);
+        return rc;
+    }
+    *out = o;
+    return AM_OK;
+}
+
 /* id of a canonical spec string */
 static void recipe_id(const char *spec, char id[AM_ID_HEX + 1]) {
     AmHasher *h = am_hasher_new();
@@ -264,6 +357,17 @@ static int request_spec(Store *st, const MergeRequest *r, cJSON **out) {
         cJSON_AddItemToArray(models, m);
     }
     cJSON_AddItemToObject(o, "params", params);
+    if (r->rules_json && *r->rules_json) { /* only when there are rules: the ids of plain merges stay */
+        cJSON *in = cJSON_Parse(r->rules_json), *rules = NULL;
+        rc = in ? rules_canonical(mm, r->n, in, &rules, NULL) : am_error(AM_EINVAL, "merge %s: rules are not JSON", mi->name);
+        cJSON_Delete(in);
+        if (rc) {
+            cJSON_Delete(o);
+            return rc;
+        }
+        if (cJSON_GetArraySize(rules)) cJSON_AddItemToObject(o, "rules", rules);
+        else cJSON_Delete(rules);
+    }
     *out = o;
     return AM_OK;
 }
@@ -521,11 +625,35 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
         }
         heads &= in[i]->cfg.has_mlm_head;
     }
+    const cJSON *rules = cJSON_GetObjectItemCaseSensitive(spec, "rules");
+    if (!rc && rules) { /* after the weights: the more specific rules win */
+        cJSON *tmp = NULL;
+        rc = rules_canonical(mm, k, rules, &tmp, &ms);
+        cJSON_Delete(tmp);
+    }
     if (!rc && base_id) {
         if ((rc = load_full(st, base_id, depth, &base, &bvocab, &bl))) rc = am_error_wrap(rc, "merge: base");
         else if (bl != l0 || (bl && memcmp(bvocab, v0, bl) != 0))
             rc = am_error(AM_EVOCAB, "merge: the base (%.12s) has a different vocabulary than model 1", base_id);
         if (base) heads &= base->cfg.has_mlm_head;
+    }
+    /* a rule's pattern that matches no tensor is a typo, not a no-op */
+    const cJSON *rule;
+    cJSON_ArrayForEach(rule, rules) {
+        const char *pat = jstr(rule, "pattern");
+        if (rc || !pat || !in[0]) continue;
+        int hit = 0;
+        for (int t = 0; t < in[0]->tab.n && !hit; t++) {
+            const char *tn = in[0]->tab.t[t].name;
+            hit = strchr(pat, '*') ? fnmatch(pat, tn, 0) == 0 : strstr(tn, pat) != NULL;
+        }
+        if (!hit) {
+            static const char *const cls[] = {"embeddings", "attention", "ffn", "mlp", "layernorm", "norm", "pooler", "head"};
+            const char *c = merge_closest_name(pat, cls, 8);
+            char hint[80] = "";
+            if (c) snprintf(hint, sizeof hint, " (did you mean the class '%s'?)", c);
+            rc = am_error(AM_EINVAL, "merge %s: the rule pattern '%s' matches no tensor%s", method, pat, hint);
+        }
     }
     /* an input without an MLM head (a task vector, an imported encoder): merge the encoders */
     for (int i = 0; i < k && !rc && !heads; i++) rc = strip_head(&in[i]);

@@ -6,7 +6,9 @@
  *
  * The recipe of a merge is its canonical spec, a JSON object with sorted keys:
  *   {"base": id | null, "method": "ties", "models": [{"id": id, "weight": w}, ...],
- *    "params": {"density": 0.5, "lambda": [0.2, 1], "seed": 3, ...}}
+ *    "params": {"density": 0.5, "lambda": [0.2, 1], "seed": 3, ...},
+ *    "rules": [{"classes": ["attention"], "model": 2, "param": "weight", "pattern": "...", "value": v}...]}
+ * ("rules" only when there are some)
  * (weights default to 1; every parameter the method reads is there, its default filled in;
  * options only where they differ from their default, booleans as 0/1; `threads` and `int8_mask`
  * are left out: they do not change the result), so spelling a default out gives the same id. The merged model's id is XXH3-128("amalgam-merge-v1" 0, canonical spec), so the
@@ -35,6 +37,10 @@ typedef struct {
     const double *weights;       /* n weights, or NULL = 1 each */
     const char *params_json;     /* NULL or a JSON object: parameter or option name -> number,
                                     [numbers] (a gradient over the layers) or boolean */
+    const char *rules_json;      /* NULL or a JSON array of rules, in order (the last match wins):
+                                    {param, value (number or gradient list), model (1-based; none =
+                                    every model), classes ("attention" or a list of merge.h's class
+                                    names), pattern (tensor name substring, or a glob with '*')} */
     const char *name;            /* non-NULL: store the tensors (materialise) and name the merge */
     int materialize;             /* store the tensors even without a name */
     const char *source;          /* meta "source" (the command or recipe), may be NULL */

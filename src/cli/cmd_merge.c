@@ -1,11 +1,13 @@
 /* cmd_merge.c - amalgam merge, and what `info MODEL` shows of a merge (src/api/merge_store.h).
  *
- *   merge --method M [--base B] MODEL[:WEIGHT]... [--set key=value]... [--name N] [--materialize] [--json]
+ *   merge --method M [--base B] MODEL[:WEIGHT]... [--set key=value]... [--rule R]... [--name N] [--materialize] [--json]
  *
  * Without --name (or --materialize) the merge is stored as its recipe only (no tensors) and
  * computed whenever it is used (encode, eval, export); --name stores the tensors and names it.
  * --set values: a number, true/false, or a comma-separated list of numbers (a gradient over
- * the layers, mergekit's); e.g. --set density=0.5 --set lambda=0.2,1.
+ * the layers, mergekit's); e.g. --set density=0.5 --set lambda=0.2,1. --rule PARAM[@K][:SEL]=V
+ * sets a parameter for model K only (1-based) and/or a module class (embeddings, attention, ffn,
+ * layernorm, pooler, head) or tensor-name pattern only; later rules win.
  */
 #define _GNU_SOURCE
 #include "cli.h"
@@ -82,15 +84,61 @@ static int parse_set(cJSON *params, const char *kv) {
     return AM_OK;
 }
 
+/* --rule PARAM[@K][:CLASS|PATTERN]=V[,V...] into the rules array (a class name wins over a pattern) */
+static int parse_rule(cJSON *rules, const char *spec) {
+    const char *eq = strrchr(spec, '=');
+    if (!eq || eq == spec || !eq[1])
+        return am_error(AM_EINVAL, "merge: --rule expects PARAM[@MODEL][:CLASS|PATTERN]=VALUE (e.g. --rule "
+                        "density:attention=0.3, --rule weight@2:encoder.layer.1.*=0.8), got '%s'", spec);
+    char lhs[256];
+    snprintf(lhs, sizeof lhs, "%.*s", (int)(eq - spec), spec);
+    cJSON *tmp = cJSON_CreateObject();
+    char kv[300];
+    snprintf(kv, sizeof kv, "value=%s", eq + 1);
+    int rc = parse_set(tmp, kv);
+    if (rc) {
+        cJSON_Delete(tmp);
+        return rc;
+    }
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddItemToObject(r, "value", cJSON_DetachItemFromObject(tmp, "value"));
+    cJSON_Delete(tmp);
+    char *sel = strchr(lhs, ':');
+    if (sel) *sel++ = 0;
+    char *at = strchr(lhs, '@');
+    if (at) {
+        *at++ = 0;
+        char *end;
+        long k = strtol(at, &end, 10);
+        if (!*at || *end || k < 1 || k > 1000) {
+            cJSON_Delete(r);
+            return am_error(AM_EINVAL, "merge: --rule %s: @%s is not a model position (1, 2, ...)", spec, at);
+        }
+        cJSON_AddNumberToObject(r, "model", (double)k);
+    }
+    cJSON_AddStringToObject(r, "param", lhs);
+    if (sel && *sel) {
+        unsigned c;
+        if (merge_class_from_name(sel, &c) == AM_OK) cJSON_AddStringToObject(r, "classes", sel);
+        else cJSON_AddStringToObject(r, "pattern", sel);
+        am_clearerror();
+    }
+    cJSON_AddItemToArray(rules, r);
+    return AM_OK;
+}
+
 int cmd_merge(CliArgs *a) {
     const char *method = cli_get(a, "method"), *base = cli_get(a, "base"), *name = cli_get(a, "name");
     int json = cli_flag(a, "json"), materialize = cli_flag(a, "materialize");
-    cJSON *params = cJSON_CreateObject();
+    cJSON *params = cJSON_CreateObject(), *rules = cJSON_CreateArray();
     int rc = AM_OK;
     for (int i = 0; i < a->nopt && !rc; i++)
         if (strcmp(a->opt[i].name, "set") == 0) {
             a->opt[i].used = 1;
             rc = parse_set(params, a->opt[i].value);
+        } else if (strcmp(a->opt[i].name, "rule") == 0) {
+            a->opt[i].used = 1;
+            rc = parse_rule(rules, a->opt[i].value);
         }
     if (!rc) rc = cli_check_unused(a);
     if (!rc && !method)
@@ -101,6 +149,7 @@ int cmd_merge(CliArgs *a) {
                       "[--name N]");
     if (rc) {
         cJSON_Delete(params);
+        cJSON_Delete(rules);
         return rc;
     }
     int n = a->npos, any_w = 0;
@@ -111,8 +160,9 @@ int cmd_merge(CliArgs *a) {
         split_weight(a->pos[i], &models[i], &weights[i], &hw);
         any_w |= hw;
     }
-    char *pj = cJSON_PrintUnformatted(params);
+    char *pj = cJSON_PrintUnformatted(params), *rj = cJSON_PrintUnformatted(rules);
     cJSON_Delete(params);
+    cJSON_Delete(rules);
     /* the command line, for the meta's "source" */
     char source[1024];
     size_t o = 0;
@@ -120,7 +170,8 @@ int cmd_merge(CliArgs *a) {
     if (base) appendf(source, sizeof source, &o, " --base %s", base);
     for (int i = 0; i < n; i++) appendf(source, sizeof source, &o, " %s", a->pos[i]);
     MergeRequest r = {.method = method, .base = base, .n = n, .models = (const char *const *)models,
-                      .weights = any_w ? weights : NULL, .params_json = pj, .name = name, .materialize = materialize,
+                      .weights = any_w ? weights : NULL, .params_json = pj, .rules_json = rj, .name = name,
+                      .materialize = materialize,
                       .source = source};
     Store *st = NULL;
     MergeResult res;
@@ -150,6 +201,7 @@ int cmd_merge(CliArgs *a) {
     free(models);
     free(weights);
     free(pj);
+    free(rj);
     return rc;
 }
 

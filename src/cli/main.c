@@ -37,8 +37,9 @@ static const struct {
     {"resume", cmd_resume, NULL, (const char *const[]){"steps", NULL}, "resume RUN [--steps N]",
      "continue a stopped training run from its last checkpoint (--steps: a new total)"},
     {"merge", cmd_merge, (const char *const[]){"materialize", "json", NULL},
-     (const char *const[]){"method", "base", "set", "name", NULL},
-     "merge --method M [--base B] MODEL[:WEIGHT]... [--set key=value]... [--name N] [--materialize] [--json]",
+     (const char *const[]){"method", "base", "set", "rule", "name", NULL},
+     "merge --method M [--base B] MODEL[:WEIGHT]... [--set key=value]... [--rule PARAM[@K][:CLASS|PATTERN]=V]...\n"
+     "                [--name N] [--materialize] [--json]",
      "merge stored models (mergekit's methods); without --name only the recipe is stored"},
     {"diff", cmd_diff, (const char *const[]){"json", "tensors", NULL}, (const char *const[]){"base", NULL},
      "diff [--base B] MODEL... [--tensors] [--json]",

@@ -3,7 +3,8 @@
  *
  *   raw_merge(store, req) -> Model, info | nil, msg, code
  *       req: {method = "ties", base = id|name|nil, models = {id|name, ...}, weights = {w, ...}|nil,
- *             params = JSON object text|nil, name = string|nil, materialize = bool, source = string}
+ *             params = JSON object text|nil, rules = JSON array text|nil, name = string|nil,
+ *             materialize = bool, source = string}
  *       info: {id, found (the same merge was stored: nothing computed), stored_tensors, seconds,
  *              sign_conflicts, delta_kept, delta_total, lerp_fallbacks}
  *   raw_merge_diagnose(store, base|nil, {model, ...}) -> diagnostics (merge_store_diagnose's JSON)
@@ -47,6 +48,7 @@ static ReqBox *check_req(lua_State *L, int idx) {
     b->r.name = am_lua_opt_str(L, idx, 2, "name", NULL);
     b->r.source = am_lua_opt_str(L, idx, 2, "source", NULL);
     b->r.params_json = am_lua_opt_str(L, idx, 2, "params", NULL);
+    b->r.rules_json = am_lua_opt_str(L, idx, 2, "rules", NULL);
     b->r.materialize = am_lua_opt_bool(L, idx, 2, "materialize", 0);
     lua_getfield(L, idx, "models");
     luaL_argcheck(L, lua_istable(L, -1), 2, "req.models must be a list of model names or ids");

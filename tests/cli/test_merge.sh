@@ -47,6 +47,12 @@ expect "defaults given explicitly: the same id" 0 "found - +id $TI" \
   "$AM" merge --method ties --base a b c --set density=1 --set lambda=1 --set normalize=true --set threads=2
 expect "an option off its default: another id" 0 "^merged" "$AM" merge --method ties --base a b c --set normalize=false
 
+expect "--rule: per model and class, per tensor pattern" 0 "^merged" \
+  "$AM" merge --method linear a b --rule weight@2:attention=3 --rule "weight:encoder.layer.1.*=0,1"
+RU=$(grep -oE '[0-9a-f]{32}' "$W/out" | head -1)
+[ "$(meta "$RU" 'm["merge"]["rules"]')" = "[{'classes': ['attention'], 'model': 2, 'param': 'weight', 'value': 3}, {'param': 'weight', 'pattern': 'encoder.layer.1.*', 'value': [0, 1]}]" ] &&
+  ok "the rules are in the spec, in order" || bad "rules spec: $(meta "$RU" 'm["merge"]')"
+
 # --- a name stores the tensors under the same id
 expect "merge --name stores the tensors" 0 "found ab +id $R|stored with its tensors" \
   "$AM" merge --method linear a:0.25 b:0.75 --name ab
@@ -137,6 +143,9 @@ expect_fail "a parameter the method does not read" "has no parameter 'density'" 
 expect_fail "a bad --set" "--set expects key=value" "$AM" merge --method linear a b --set density
 expect_fail "unknown model" "unknown model 'nope'" "$AM" merge --method linear a nope
 expect_fail "no method" "--method M is required" "$AM" merge a b
+expect_fail "a rule pattern matching no tensor" "pattern 'attenton' matches no tensor \(did you mean the class 'attention'\?\)" \
+  "$AM" merge --method linear a b --rule weight:attenton=2
+expect_fail "a rule for a model that is not there" "model must be 1\.\.2" "$AM" merge --method linear a b --rule weight@3=2
 expect_fail "a bad option value fails before merging" "seed: -1 is negative" "$AM" merge --method dare_ties --base a a b --set seed=-1
 expect_fail "sweep: a typo in the grid" "unknown option 'densty' \(did you mean 'density'\?\)" \
   "$AM" sweep --method ties --base a a b --grid densty=0.3,0.6 --no-eval

@@ -47,6 +47,25 @@ do
   T.eq(t1:meta().merge.params.density, 1, "the spec holds the defaults")
 end
 
+-- ------------------------------------------------------------------ rules: per model, class, tensor
+do
+  local r = assert(am.merge { method = "linear", models = { a, b },
+    rules = { { param = "weight", model = 2, classes = "attention", value = 3 },
+              { param = "weight", model = 2, pattern = "encoder.layer.1.output.dense.*", value = 0 } } })
+  local Q, O = "encoder.layer.0.attention.self.query.weight", "encoder.layer.1.output.dense.weight"
+  T.near(at(r, Q, 2, 3), (at(a, Q, 2, 3) + 3 * at(b, Q, 2, 3)) / 4, 1e-6, "a class rule for one model (attention: 1:3)")
+  T.near(at(r, W, 2, 3), (at(a, W, 2, 3) + at(b, W, 2, 3)) / 2, 1e-6, "other classes keep the weights (1:1)")
+  T.near(at(r, O, 2, 3), at(a, O, 2, 3), 1e-6, "a pattern rule (model 2 weight 0 on one tensor)")
+  local rm = r:meta().merge.rules
+  T.ok(#rm == 2 and rm[1].classes[1] == "attention" and rm[1].model == 2 and rm[2].pattern, "the rules are in the spec")
+  T.checkerr("merge linear: the rule pattern 'attenton' matches no tensor (did you mean the class 'attention'?)", function()
+    am.merge { method = "linear", models = { a, b }, rules = { { param = "weight", pattern = "attenton", value = 2 } } } end)
+  T.checkerr("merge linear: rule 1: model must be 1..2", function()
+    am.merge { method = "linear", models = { a, b }, rules = { { param = "weight", model = 3, value = 2 } } } end)
+  T.checkerr("merge linear: rule 1: unknown key 'modle'", function()
+    am.merge { method = "linear", models = { a, b }, rules = { { param = "weight", modle = 2, value = 2 } } } end)
+end
+
 -- ------------------------------------------------------------------ naming stores the tensors
 local named, ninfo = am.merge { method = "linear", models = { a, b }, weights = { 1, 3 }, name = "mab" }
 T.eq(named:id(), m:id(), "naming a merge keeps its id")
