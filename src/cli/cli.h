@@ -79,6 +79,7 @@ int cmd_ls_runs(CliArgs *a, struct Store *st, int json);          /* amalgam ls 
 int cli_info_run(struct Store *st, const char *q, int json, int prefix);
 void cli_print_model_run(struct Store *st, const char *meta_json); /* info MODEL: its run */
 int cmd_resume(CliArgs *a);
+int cmd_tui(CliArgs *a);                     /* cmd_tui.c */
 int cmd_merge(CliArgs *a);                                      /* cmd_merge.c */
 int cmd_diff(CliArgs *a);                                       /* cmd_merge.c */
 int cmd_sweep(CliArgs *a);                                      /* cmd_merge.c */

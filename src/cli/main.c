@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const struct {
     const char *name;
@@ -68,6 +69,9 @@ static const struct {
      "ID/OOD table: averages and every task's main score, deltas against the reference"},
     {"run", cmd_run, NULL, NULL, "run RECIPE.lua [key=value...]",
      "run a Lua recipe headless (key=value arguments become the table `args`)"},
+    {"tui", cmd_tui, NULL, (const char *const[]){"frames", "panel", NULL},
+     "tui [--frames N] [--panel models|merge|results|plot|runs|lua|log]",
+     "the terminal workbench (also `amalgam` alone on a terminal); --frames N: N redraws, then exit"},
     {"lua", cmd_lua, NULL, NULL, "lua [-i] [FILE [ARGS...] | -e CODE [ARGS...] | -]",
      "Lua with the amalgam module as `am`: run a script, or a REPL on a terminal (a piped stdin is a script; -i: REPL)"},
 };
@@ -205,7 +209,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "amalgam: error: unknown option %s (see amalgam --help)\n", argv[i]);
         return 2;
     }
-    if (i >= argc) { usage(stderr); return 2; }
+    if (i >= argc) {
+        /* `amalgam` alone: the TUI on a terminal, the usage elsewhere */
+        if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) { usage(stderr); return 2; }
+        CliArgs a = {.cmd = "tui", .store_dir = store ? store : getenv("AMALGAM_STORE")};
+        if (!a.store_dir || !*a.store_dir) a.store_dir = "store";
+        return cli_fail(cmd_tui(&a));
+    }
     const char *name = argv[i];
     if (strcmp(name, "help") == 0) { usage(stdout); return 0; }
     int c = find_command(name);

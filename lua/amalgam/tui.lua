@@ -1,0 +1,185 @@
+-- amalgam.tui: what the TUI panels (src/tui) show, gathered through the public API so the
+-- panels see the store exactly as recipes do. Plain tables only: the C side reads them.
+local am = require "amalgam"
+
+local M = {}
+
+local function short(id) return id and id:sub(1, 12) or "?" end
+
+-- The label a listing shows: a name, else RUN@STEP for a checkpoint (.tau for its task
+-- vector), else the id prefix (cli_model_label does the same).
+local function label_of(row, meta)
+  if row.name then return row.name end
+  if meta.run and meta.step then
+    return meta.run .. "@" .. meta.step .. (meta.kind == "task_vector" and ".tau" or "")
+  end
+  return short(row.id)
+end
+
+-- Models as a lineage tree: base -> checkpoints -> task vectors -> merges. A task vector hangs
+-- under its checkpoint, a merge under its base (else its first input), anything else under its
+-- first parent. Rows come back in display order with a depth.
+function M.models()
+  local rows, err = am.models()
+  if not rows then return nil, err end
+  local by_id, nodes = {}, {}
+  for _, r in ipairs(rows) do
+    local m = am.model(r.id)
+    local meta = m and m:meta() or {}
+    local parents = {}
+    for _, p in ipairs(meta.parents or {}) do parents[#parents + 1] = p end
+    local n = {
+      id = r.id, kind = meta.kind or r.kind or "?", n_params = r.n_params or 0,
+      layers = r.layers, hidden = r.hidden, created = r.created or "",
+      run = meta.run, step = meta.step, names = table.concat(r.names or {}, ", "),
+      recipe_only = meta.recipe_only and true or false, children = {},
+    }
+    n.label = label_of(r, meta)
+    local parent = meta.checkpoint or (type(meta.base) == "string" and meta.base)
+      or (parents[1] and parents[1].id)
+    n.parent = parent
+    if meta.merge or meta.kind == "merged" then
+      local spec = meta.merge or {}
+      n.method = spec.method or meta.method
+      n.inputs = parents
+    end
+    by_id[r.id] = n
+    nodes[#nodes + 1] = n
+  end
+  -- an unnamed task vector is its checkpoint's ".tau"
+  for _, n in ipairs(nodes) do
+    local p = n.parent and by_id[n.parent]
+    if n.kind == "task_vector" and n.label == short(n.id) and p then n.label = p.label .. ".tau" end
+  end
+  -- merge descriptions name the inputs by their labels
+  for _, n in ipairs(nodes) do
+    if n.inputs then
+      local parts = {}
+      for _, p in ipairs(n.inputs) do
+        local pl = by_id[p.id] and by_id[p.id].label or short(p.id)
+        parts[#parts + 1] = p.weight and string.format("%s:%g", pl, p.weight) or pl
+      end
+      n.recipe = string.format("%s(%s)", n.method or "merge", table.concat(parts, ", "))
+    elseif n.run then
+      n.recipe = "run " .. n.run .. (n.step and ("@" .. n.step) or "")
+    elseif n.kind == "task_vector" and by_id[n.parent or ""] then
+      n.recipe = "tau = " .. by_id[n.parent].label .. " - base"
+    end
+  end
+  local roots = {}
+  for _, n in ipairs(nodes) do
+    local p = n.parent and by_id[n.parent]
+    if p and p ~= n then p.children[#p.children + 1] = n else roots[#roots + 1] = n end
+  end
+  local function bycreated(a, b)
+    if a.created ~= b.created then return a.created < b.created end
+    return a.id < b.id
+  end
+  local out, seen = {}, {}
+  local function walk(n, depth)
+    if seen[n] then return end
+    seen[n] = true
+    n.depth = depth
+    out[#out + 1] = n
+    table.sort(n.children, bycreated)
+    for _, c in ipairs(n.children) do walk(c, depth + 1) end
+  end
+  table.sort(roots, bycreated)
+  for _, r in ipairs(roots) do walk(r, 0) end
+  for _, n in ipairs(out) do
+    n.children, n.inputs = nil, nil
+    n.parent_label = n.parent and by_id[n.parent] and by_id[n.parent].label or nil
+  end
+  return out
+end
+
+-- One model's tensors with their L2 (Frobenius) norms, and its meta summary lines.
+function M.model_detail(id)
+  local m, err = am.model(id)
+  if not m then return nil, err end
+  local meta = m:meta()
+  local lines = {}
+  local function add(k, v) if v ~= nil then lines[#lines + 1] = string.format("%-10s %s", k, tostring(v)) end end
+  add("id", meta.id)
+  add("kind", meta.kind)
+  add("names", meta.name)
+  add("created", meta.created)
+  add("source", meta.source)
+  add("run", meta.run and (meta.run .. (meta.step and ("@" .. meta.step) or "")))
+  if meta.merge then add("merge", am.json.encode(meta.merge)) end
+  if meta.recipe_only then add("storage", "recipe only (computed when loaded)") end
+  local tensors = {}
+  local list = m:tensors()
+  for _, t in ipairs(list or {}) do
+    local x = m:tensor(t.name)
+    local ss = 0
+    if x then
+      for i = 1, x:rows() do local r = x:norm(i); ss = ss + r * r end
+      x:close()
+    end
+    local shape = {}
+    for _, d in ipairs(t.shape or {}) do shape[#shape + 1] = tostring(d) end
+    tensors[#tensors + 1] = { name = t.name, shape = table.concat(shape, "x"), numel = t.numel, norm = math.sqrt(ss) }
+  end
+  return { lines = lines, tensors = tensors }
+end
+
+-- Stored results as one table per mode (full, quick): tasks in suite order (ID, then OOD,
+-- then untagged) and per model its main scores. Several configs of one (model, task, mode):
+-- the newest wins.
+function M.results()
+  local list, err = am.results()
+  if not list then return nil, err end
+  local order = {}
+  for i, t in ipairs(am.eval_suite()) do order[t.name] = i end
+  local labels = {}
+  for _, r in ipairs(am.models() or {}) do labels[r.id] = r.name or short(r.id) end
+  local modes = {}
+  for _, x in ipairs(list) do
+    local res = x.result or {}
+    local mode = res.mode or "full"
+    local md = modes[mode]
+    if not md then
+      md = { mode = mode, tasks = {}, task_set = {}, models = {}, model_set = {} }
+      modes[mode] = md
+    end
+    local task = x.task
+    if not md.task_set[task] then
+      local tag = res.tag
+      if tag == am.json.null then tag = nil end
+      md.task_set[task] = { name = task, tag = tag or "", metric = res.main_metric or "" }
+      md.tasks[#md.tasks + 1] = md.task_set[task]
+    end
+    local row = md.model_set[x.model]
+    if not row then
+      row = { id = x.model, name = labels[x.model] or short(x.model), scores = {}, created = {} }
+      md.model_set[x.model] = row
+      md.models[#md.models + 1] = row
+    end
+    local score = res.main_score
+    if type(score) == "number" and (not row.created[task] or (res.created or "") > row.created[task]) then
+      row.scores[task] = score
+      row.created[task] = res.created or ""
+    end
+  end
+  local out = {}
+  local rank = { id = 1, ood = 2 }
+  for _, mode in ipairs { "full", "quick" } do
+    local md = modes[mode]
+    if md then
+      table.sort(md.tasks, function(a, b)
+        local ra, rb = rank[a.tag] or 3, rank[b.tag] or 3
+        if ra ~= rb then return ra < rb end
+        local oa, ob = order[a.name] or 1e9, order[b.name] or 1e9
+        if oa ~= ob then return oa < ob end
+        return a.name < b.name
+      end)
+      for _, r in ipairs(md.models) do r.created = nil end
+      md.task_set, md.model_set = nil, nil
+      out[#out + 1] = md
+    end
+  end
+  return out
+end
+
+return M

@@ -1,0 +1,167 @@
+/* p_plot.c - ID vs OOD: each model of the shown results a point (x = ID average, y = OOD
+ * average), the Pareto front (no other model better on both) marked and joined by a braille
+ * line; a legend names the points. */
+#include "tui_internal.h"
+
+#include <curses.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int sel, top;
+} PlotState;
+
+static char mark_of(int i) { return i < 9 ? (char)('1' + i) : i < 35 ? (char)('a' + i - 9) : '+'; }
+
+/* the braille canvas: cw x ch cells, 2 x 4 dots each */
+typedef struct {
+    int cw, ch;
+    unsigned char *bits;
+} Canvas;
+
+static void dot(Canvas *c, int dx, int dy) {
+    if (dx < 0 || dy < 0 || dx >= 2 * c->cw || dy >= 4 * c->ch) return;
+    static const unsigned char map[2][4] = {{0x01, 0x02, 0x04, 0x40}, {0x08, 0x10, 0x20, 0x80}};
+    c->bits[(dy / 4) * c->cw + dx / 2] |= map[dx % 2][dy % 4];
+}
+
+static void line(Canvas *c, int x0, int y0, int x1, int y1) {
+    int dx = abs(x1 - x0), dy = -abs(y1 - y0), sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1, err = dx + dy;
+    for (;;) {
+        dot(c, x0, y0);
+        if (x0 == x1 && y0 == y1) break;
+        int e2 = 2 * err;
+        if (e2 >= dy) err += dy, x0 += sx;
+        if (e2 <= dx) err += dx, y0 += sy;
+    }
+}
+
+typedef struct { double x, y; int i; } Pt;
+static int by_x(const void *a, const void *b) {
+    const Pt *p = a, *q = b;
+    return p->x < q->x ? -1 : p->x > q->x;
+}
+
+static void plot_draw(Panel *p, int y, int x, int h, int w) {
+    PlotState *s = p->st;
+    Tui *t = p->tui;
+    TuiResults *r = tui_results(t);
+    snprintf(p->title, sizeof p->title, "ID vs OOD  %s suite  (%s Pareto front: no model better on both)", r->mode,
+             crt_glyphs.front);
+    int n = r->nrows;
+    if (n == 0) {
+        crt_put(y + 1, x + 2, w - 4, "No results to plot. Evaluate models: amalgam eval MODEL --suite quick", 0);
+        return;
+    }
+    double *xs = malloc(sizeof(double) * (size_t)n), *ys = malloc(sizeof(double) * (size_t)n);
+    int *front = malloc(sizeof(int) * (size_t)n);
+    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        xs[i] = r->rows[i].id_avg * 100, ys[i] = r->rows[i].ood_avg * 100;
+        if (isnan(xs[i]) || isnan(ys[i])) continue;
+        if (xs[i] < x0) x0 = xs[i];
+        if (xs[i] > x1) x1 = xs[i];
+        if (ys[i] < y0) y0 = ys[i];
+        if (ys[i] > y1) y1 = ys[i];
+    }
+    tui_pareto(xs, ys, n, front);
+    if (!(x0 <= x1)) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
+    double px = (x1 - x0) * 0.08 + 0.5, py = (y1 - y0) * 0.08 + 0.5;
+    x0 -= px, x1 += px, y0 -= py, y1 += py;
+    /* layout: y labels (5) | canvas | legend (lw) */
+    int lw = w >= 90 ? 36 : 30;
+    int cx = x + 6, cy = y + 1, cw = w - lw - 15, ch = h - 3;
+    if (cw < 10 || ch < 4) { free(xs), free(ys), free(front); return; }
+    Canvas c = {cw, ch, calloc((size_t)cw * (size_t)ch, 1)};
+    #define DX(v) ((int)(((v) - x0) / (x1 - x0) * (2 * cw - 1) + 0.5))
+    #define DY(v) ((int)((y1 - (v)) / (y1 - y0) * (4 * ch - 1) + 0.5))
+    int nf = 0;
+    Pt *pts = malloc(sizeof(Pt) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        if (front[i]) pts[nf++] = (Pt){xs[i], ys[i], i};
+    qsort(pts, (size_t)nf, sizeof *pts, by_x);
+    for (int k = 0; k + 1 < nf; k++) line(&c, DX(pts[k].x), DY(pts[k].y), DX(pts[k + 1].x), DY(pts[k + 1].y));
+    /* axes */
+    attrset(crt_attr(CR_DIM));
+    for (int j = 0; j < ch; j++) crt_put(cy + j, cx - 1, 1, crt_glyphs.vline, 0);
+    crt_hline(cy + ch, cx - 1, cw + 1);
+    crt_putf(cy, x, 5, 0, "%5.1f", y1);
+    crt_putf(cy + ch - 1, x, 5, 0, "%5.1f", y0);
+    crt_putf(cy + ch / 2, x, 5, 0, "%5.1f", (y0 + y1) / 2);
+    crt_put(y, x, 10, "OOD avg", 0);
+    crt_putf(cy + ch + 1, cx - 2, 8, 0, "%.1f", x0);
+    crt_putf(cy + ch + 1, cx + cw / 2 - 3, 8, 0, "%.1f", (x0 + x1) / 2);
+    crt_putf(cy + ch + 1, cx + cw - 6, 8, 0, "%.1f", x1);
+    crt_put(cy + ch + 1, cx + cw + 1, 8, "ID avg", 0);
+    /* the front line */
+    attrset(crt_attr(CR_PARETO) & ~A_BOLD);
+    for (int j = 0; j < ch; j++)
+        for (int i = 0; i < cw; i++) {
+            unsigned char b = c.bits[j * cw + i];
+            if (!b) continue;
+            if (crt_glyphs.braille) {
+                char u[4] = {(char)0xE2, (char)(0xA0 | (b >> 6)), (char)(0x80 | (b & 0x3F)), 0};
+                mvaddstr(cy + j, cx + i, u);
+            } else {
+                mvaddch(cy + j, cx + i, '.');
+            }
+        }
+    /* the points, front ones last so they win a shared cell */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < n; i++) {
+            if (isnan(xs[i]) || isnan(ys[i]) || front[i] != pass) continue;
+            int px_ = cx + DX(xs[i]) / 2, py_ = cy + DY(ys[i]) / 4;
+            int role = front[i] ? CR_PARETO : CR_DEFAULT;
+            attrset(crt_attr(role) | (i == s->sel ? A_REVERSE : 0) | A_BOLD);
+            mvaddch(py_, px_, (chtype)mark_of(i));
+        }
+    attrset(crt_attr(CR_DEFAULT));
+    /* legend */
+    int lx = x + w - lw;
+    attrset(crt_attr(CR_COLHEAD));
+    crt_putf(y, lx, lw, 1, "   model%*s  ID   OOD", lw - 22, "");
+    attrset(crt_attr(CR_DEFAULT));
+    tui_list_fit(s->sel, &s->top, n, h - 2);
+    for (int k = 0; k < h - 2 && s->top + k < n; k++) {
+        int i = s->top + k;
+        char a[16], b[16];
+        tui_fmt_score(a, sizeof a, r->rows[i].id_avg);
+        tui_fmt_score(b, sizeof b, r->rows[i].ood_avg);
+        attrset(i == s->sel ? crt_attr(CR_SELECT) : crt_attr(front[i] ? CR_PARETO : CR_DEFAULT));
+        crt_putf(y + 1 + k, lx, lw, 1, "%c %s %-*.*s %5s %5s", mark_of(i), front[i] ? crt_glyphs.front : " ", lw - 17,
+                 lw - 17, r->rows[i].name, a, b);
+    }
+    attrset(crt_attr(CR_DIM));
+    crt_putf(y + h - 1, lx, lw, 0, "%s front  %d of %d models", crt_glyphs.front, nf, n);
+    attrset(crt_attr(CR_DEFAULT));
+    #undef DX
+    #undef DY
+    free(c.bits), free(pts), free(xs), free(ys), free(front);
+}
+
+static int plot_move(Panel *p, int key) {
+    PlotState *s = p->st;
+    return tui_list_key(&s->sel, tui_results(p->tui)->nrows, LINES - 6, key);
+}
+
+static int plot_mode(Panel *p, int key) {
+    Tui *t = p->tui;
+    if (t->nresults < 2) { tui_flash(t, "only %s results in this store", tui_results(t)->mode); return HR_REDRAW; }
+    t->mode = !t->mode;
+    t->ref = tui_results(t)->nrows ? 0 : -1;
+    return HR_REDRAW;
+}
+
+static const PanelKey plot_keys[] = {
+    {KEY_UP, "↑↓", plot_move, "select a model (highlighted in the plot)"},
+    {KEY_DOWN, NULL, plot_move, NULL},
+    {'k', NULL, plot_move, NULL},
+    {'j', NULL, plot_move, NULL},
+    {'m', "m", plot_mode, "full / quick results"},
+    {0},
+};
+
+const PanelClass PlotPanel = {
+    .name = "Plot", .id = "plot", .size = sizeof(PlotState), .draw = plot_draw, .keys = plot_keys,
+};

@@ -1,0 +1,264 @@
+/* p_results.c - the Results panel: models as rows, tasks as columns grouped ID | OOD with
+ * both averages, deltas against a reference row, gains green and losses red (within half a
+ * point dim), sortable by any column. Full and quick results are separate tables: `m`
+ * switches, the title says which one is shown, and they are never mixed in one row. */
+#include "tui_internal.h"
+
+#include <curses.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NOISE 0.005   /* |Δ| below half a point is shown as ≈ (no paired test yet) */
+
+typedef struct {
+    int sel, top;        /* sel: position in the sorted order */
+    int col;             /* column cursor: 0 model, 1 ID avg, 2 OOD avg, 3.. tasks */
+    int sort_col, sort_desc;
+    int left;            /* first task column shown */
+    int show_delta;      /* task cells show Δ instead of the score */
+    int *order;
+    int norder;
+} ResultsState;
+
+static TuiResults *cur_res;   /* for qsort */
+static int cur_col, cur_desc;
+
+static double cell(TuiResults *r, int row, int col) {
+    TuiRow *x = &r->rows[row];
+    if (col == 1) return x->id_avg;
+    if (col == 2) return x->ood_avg;
+    if (col >= 3 && col - 3 < r->ntasks) return x->scores[col - 3];
+    return NAN;
+}
+
+static int cmp_rows(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    if (cur_col == 0) {
+        int c = strcmp(cur_res->rows[i].name, cur_res->rows[j].name);
+        return cur_desc ? -c : c;
+    }
+    double x = cell(cur_res, i, cur_col), y = cell(cur_res, j, cur_col);
+    if (isnan(x) != isnan(y)) return isnan(x) ? 1 : -1;   /* missing last either way */
+    if (isnan(x) || x == y) return i - j;
+    return (x < y ? -1 : 1) * (cur_desc ? -1 : 1);
+}
+
+static void resort(Panel *p) {
+    ResultsState *s = p->st;
+    TuiResults *r = tui_results(p->tui);
+    int keep = s->sel >= 0 && s->sel < s->norder ? s->order[s->sel] : -1;
+    free(s->order);
+    s->norder = r->nrows;
+    s->order = malloc(sizeof(int) * (size_t)(r->nrows + 1));
+    for (int i = 0; i < r->nrows; i++) s->order[i] = i;
+    cur_res = r, cur_col = s->sort_col, cur_desc = s->sort_desc;
+    qsort(s->order, (size_t)r->nrows, sizeof(int), cmp_rows);
+    for (int i = 0; i < r->nrows; i++)
+        if (s->order[i] == keep) s->sel = i;
+    if (s->sel >= r->nrows) s->sel = r->nrows - 1;
+    if (s->sel < 0) s->sel = 0;
+}
+
+static void results_init(Panel *p) {
+    ResultsState *s = p->st;
+    s->sort_col = 2;
+    s->sort_desc = 1;
+    s->col = 2;
+}
+
+static void results_enter(Panel *p) { resort(p); }
+static void results_done(Panel *p) { free(((ResultsState *)p->st)->order); }
+
+static int delta_role(double d) {
+    if (isnan(d)) return CR_DIM;
+    if (fabs(d) < NOISE) return CR_DIM;
+    return d > 0 ? CR_GAIN : CR_LOSS;
+}
+
+static void put_avg(int y, int x, double v, double ref, int is_ref, int incomplete, int sel) {
+    char b[16];
+    tui_fmt_score(b, sizeof b, v);
+    crt_putf(y, x, 6, 0, "%5s%s", b, incomplete ? "*" : " ");
+    if (is_ref || isnan(v) || isnan(ref)) return;
+    double d = v - ref;
+    if (!sel) attrset(crt_attr(delta_role(d)));
+    if (fabs(d) < NOISE) crt_putf(y, x + 6, 6, 0, "%5s", crt_glyphs.approx);
+    else crt_putf(y, x + 6, 6, 0, "%+5.1f", d * 100);
+    if (!sel) attrset(crt_attr(CR_DEFAULT));
+}
+
+static void results_draw(Panel *p, int y, int x, int h, int w) {
+    ResultsState *s = p->st;
+    Tui *t = p->tui;
+    TuiResults *r = tui_results(t);
+    if (s->norder != r->nrows) resort(p);
+    const char *ref_name = t->ref >= 0 && t->ref < r->nrows ? r->rows[t->ref].name : "none";
+    static const char *colnames[] = {"model", "ID avg", "OOD avg"};
+    const char *sort_name = s->sort_col < 3 ? colnames[s->sort_col]
+                            : s->sort_col - 3 < r->ntasks ? r->tasks[s->sort_col - 3].name : "?";
+    snprintf(p->title, sizeof p->title, "Results  %s suite%s  %s vs %s  sorted by %s %s", r->mode,
+             t->nresults > 1 ? " (m: the other mode)" : "", crt_glyphs.delta, ref_name, sort_name,
+             s->sort_desc ? crt_glyphs.down : crt_glyphs.up);
+    if (r->nrows == 0) {
+        crt_put(y + 1, x + 2, w - 4, "No results in this store. Evaluate a model: amalgam eval MODEL --suite quick", 0);
+        return;
+    }
+    /* layout: name | ID avg Δ | OOD avg Δ | ID tasks | OOD tasks (scrolled) */
+    int nw = 24, aw = 13, tw = 7;
+    if (w < 100) nw = 20;
+    int tx0 = x + nw + 2 * aw + 1;
+    int ntw = (w - tx0 - 1) / tw;     /* task columns that fit */
+    if (ntw < 1) ntw = 1;
+    if (s->col >= 3) {
+        int k = s->col - 3;
+        if (k < s->left) s->left = k;
+        if (k >= s->left + ntw) s->left = k - ntw + 1;
+    }
+    if (s->left > r->ntasks - ntw) s->left = r->ntasks - ntw;
+    if (s->left < 0) s->left = 0;
+    /* header: group line and names */
+    attrset(crt_attr(CR_COLHEAD));
+    mvhline(y, x, ' ', w);
+    mvhline(y + 1, x, ' ', w);
+    crt_put(y + 1, x + 1, nw - 1, "model", 0);
+    crt_put(y + 1, x + nw, aw, "  ID avg   Δ", 0);
+    crt_put(y + 1, x + nw + aw, aw, " OOD avg   Δ", 0);
+    crt_putf(y, x + nw, 2 * aw, 0, " %d ID | %d OOD tasks", r->n_id, r->n_ood);
+    const char *last_tag = NULL;
+    for (int c = 0; c < ntw && s->left + c < r->ntasks; c++) {
+        TuiTask *k = &r->tasks[s->left + c];
+        int cx = tx0 + c * tw;
+        if (!last_tag || strcmp(last_tag, k->tag) != 0) {
+            crt_putf(y, cx, w - cx, 0, "%s%s", crt_glyphs.vline, k->tag[0] ? (strcmp(k->tag, "id") == 0 ? "ID" : "OOD") : "untagged");
+            last_tag = k->tag;
+        }
+        char nm[16];
+        snprintf(nm, sizeof nm, "%.6s", k->name);
+        if (s->col == s->left + c + 3) attrset(crt_attr(CR_SELECT) | A_BOLD);
+        crt_putf(y + 1, cx, tw, 0, "%6s", nm);
+        attrset(crt_attr(CR_COLHEAD));
+    }
+    if (s->col < 3) {
+        attrset(crt_attr(CR_SELECT) | A_BOLD);
+        int cx = s->col == 0 ? x + 1 : s->col == 1 ? x + nw : x + nw + aw;
+        crt_put(y + 1, cx, s->col == 0 ? 5 : 8, s->col == 0 ? "model" : s->col == 1 ? "  ID avg" : " OOD avg", 0);
+    }
+    attrset(crt_attr(CR_DEFAULT));
+    int rows = h - 3;
+    tui_list_fit(s->sel, &s->top, r->nrows, rows);
+    TuiRow *ref = t->ref >= 0 && t->ref < r->nrows ? &r->rows[t->ref] : NULL;
+    for (int i = 0; i < rows && s->top + i < r->nrows; i++) {
+        int pos = s->top + i, ri = s->order[pos], yy = y + 2 + i, sel = pos == s->sel;
+        TuiRow *row = &r->rows[ri];
+        int is_ref = ref == row;
+        attrset(sel ? crt_attr(CR_SELECT) : crt_attr(CR_DEFAULT));
+        if (sel) mvhline(yy, x, ' ', w);
+        crt_putf(yy, x, nw, 1, "%s%s", sel ? crt_glyphs.sel : " ", row->name);
+        if (is_ref && !sel) attrset(crt_attr(CR_DEFAULT) | A_BOLD);
+        put_avg(yy, x + nw, row->id_avg, ref ? ref->id_avg : (double)NAN, is_ref, row->id_n < r->n_id, sel);
+        put_avg(yy, x + nw + aw, row->ood_avg, ref ? ref->ood_avg : (double)NAN, is_ref, row->ood_n < r->n_ood, sel);
+        last_tag = NULL;
+        for (int c = 0; c < ntw && s->left + c < r->ntasks; c++) {
+            int k = s->left + c, cx = tx0 + c * tw;
+            if (!last_tag || strcmp(last_tag, r->tasks[k].tag) != 0) {
+                if (!sel) attrset(crt_attr(CR_DIM));
+                crt_put(yy, cx, 1, crt_glyphs.vline, 0);
+                last_tag = r->tasks[k].tag;
+            }
+            double v = row->scores[k], d = ref && !is_ref ? v - ref->scores[k] : (double)NAN;
+            if (!sel) attrset(crt_attr(is_ref || isnan(d) ? CR_DEFAULT : delta_role(d)));
+            if (s->show_delta && !is_ref) {
+                if (isnan(d)) crt_putf(yy, cx + 1, tw - 1, 0, "%5s", crt_utf8 ? "—" : "-");
+                else if (fabs(d) < NOISE) crt_putf(yy, cx + 1, tw - 1, 0, "%5s", crt_glyphs.approx);
+                else crt_putf(yy, cx + 1, tw - 1, 0, "%+5.1f", d * 100);
+            } else {
+                char b[16];
+                tui_fmt_score(b, sizeof b, v);
+                crt_putf(yy, cx + 1, tw - 1, 0, "%5s", b);
+            }
+        }
+        attrset(crt_attr(CR_DEFAULT));
+    }
+    int ly = y + h - 1;
+    attrset(crt_attr(CR_DIM));
+    crt_putf(ly, x + 1, w - 2, 0, "scores x100 (main metric)  %s |%s| < 0.5  * average over fewer tasks  tasks %d-%d of %d%s",
+             crt_glyphs.approx, crt_glyphs.delta, s->left + 1, s->left + ntw < r->ntasks ? s->left + ntw : r->ntasks,
+             r->ntasks, s->show_delta ? "  cells: " "\xce\x94" : "");
+    attrset(crt_attr(CR_DEFAULT));
+}
+
+static int res_move(Panel *p, int key) {
+    ResultsState *s = p->st;
+    return tui_list_key(&s->sel, tui_results(p->tui)->nrows, LINES - 7, key);
+}
+
+static int res_col(Panel *p, int key) {
+    ResultsState *s = p->st;
+    int n = 3 + tui_results(p->tui)->ntasks;
+    s->col += key == KEY_LEFT || key == 'h' ? -1 : 1;
+    if (s->col < 0) s->col = 0;
+    if (s->col >= n) s->col = n - 1;
+    return HR_REDRAW;
+}
+
+static int res_sort(Panel *p, int key) {
+    ResultsState *s = p->st;
+    if (s->sort_col == s->col) s->sort_desc = !s->sort_desc;
+    else s->sort_col = s->col, s->sort_desc = s->col != 0;
+    resort(p);
+    return HR_REDRAW;
+}
+
+static int res_ref(Panel *p, int key) {
+    ResultsState *s = p->st;
+    if (s->sel < s->norder) p->tui->ref = s->order[s->sel];
+    return HR_REDRAW;
+}
+
+static int res_mode(Panel *p, int key) {
+    Tui *t = p->tui;
+    if (t->nresults < 2) { tui_flash(t, "only %s results in this store", tui_results(t)->mode); return HR_REDRAW; }
+    char keep[33] = "";
+    TuiResults *r = tui_results(t);
+    if (t->ref >= 0 && t->ref < r->nrows) snprintf(keep, sizeof keep, "%s", r->rows[t->ref].id);
+    t->mode = !t->mode;
+    r = tui_results(t);
+    t->ref = r->nrows ? 0 : -1;
+    for (int j = 0; j < r->nrows; j++)
+        if (strcmp(r->rows[j].id, keep) == 0) t->ref = j;
+    ((ResultsState *)p->st)->sel = 0;
+    resort(p);
+    return HR_REDRAW;
+}
+
+static int res_delta(Panel *p, int key) {
+    ResultsState *s = p->st;
+    s->show_delta = !s->show_delta;
+    return HR_REDRAW;
+}
+
+static const PanelKey results_keys[] = {
+    {KEY_UP, "↑↓", res_move, "select"},
+    {KEY_DOWN, NULL, res_move, NULL},
+    {'k', NULL, res_move, NULL},
+    {'j', NULL, res_move, NULL},
+    {KEY_PPAGE, NULL, res_move, NULL},
+    {KEY_NPAGE, NULL, res_move, NULL},
+    {KEY_HOME, NULL, res_move, NULL},
+    {KEY_END, NULL, res_move, NULL},
+    {KEY_LEFT, "←→", res_col, "column (scrolls the tasks)"},
+    {KEY_RIGHT, NULL, res_col, NULL},
+    {'h', NULL, res_col, NULL},
+    {'l', NULL, res_col, NULL},
+    {'o', "o", res_sort, "sort by the column (again: reverse)"},
+    {'r', "r", res_ref, "the selected model becomes the reference"},
+    {'d', "d", res_delta, "task cells: scores / deltas"},
+    {'m', "m", res_mode, "full / quick results"},
+    {0},
+};
+
+const PanelClass ResultsPanel = {
+    .name = "Results", .id = "results", .size = sizeof(ResultsState), .init = results_init,
+    .enter = results_enter, .done = results_done, .draw = results_draw, .keys = results_keys,
+};

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The TUI through the real binary in tmux (a private tmux server, -L): a small store made here
+# (two tiny models, ad-hoc results with ID and OOD tags, a "live" run whose metrics grow while
+# the TUI watches), every panel opened, the Lua console surviving an error, resizes to 80x24
+# and back, quitting with q and with SIGTERM with the terminal restored, NO_COLOR, and the
+# headless --frames N mode. usage: test_tui.sh PATH/TO/amalgam    prints "N passed, N failed"
+set -u
+AM="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+T="${AM_TEST_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
+F="$T/ref/evalrun"
+source "$T/cli/lib.bash"
+am_test_init am_tui
+if ! command -v tmux >/dev/null; then echo "tmux not installed: skipped"; exit 77; fi
+S="$AMALGAM_STORE"
+TM="tmux -L am_tui_$$ -f /dev/null"
+cleanup() { $TM kill-server 2>/dev/null; [ -n "${SLEEPER:-}" ] && kill "$SLEEPER" 2>/dev/null; rm -rf "$W"; }
+trap cleanup EXIT
+
+# ---- the store
+"$AM" init-model --config tiny --name base >/dev/null 2>"$W/err" || bad "init-model base"
+"$AM" init-model --config tiny --name other --seed 7 >/dev/null 2>"$W/err" || bad "init-model other"
+"$AM" eval base other --task "sts:$F/sts.tsv" --tag id >/dev/null 2>"$W/err" || bad "eval id"
+"$AM" eval base other --task "beir:$F/beir" --tag ood >/dev/null 2>"$W/err" || bad "eval ood"
+"$AM" eval base --task "sts:$F/sts.tsv" --tag id --suite quick >/dev/null 2>"$W/err" || bad "eval quick"
+sleep 600 & SLEEPER=$!
+run_write() { # run_write STEP FIRST LAST: the record at STEP and metrics rows FIRST..LAST
+  "$AM" lua -e "
+    local st = am.store.default()
+    local m = {}
+    for i = $2, $3 do m[#m + 1] = i; m[#m + 1] = am.json.encode { step = i, task = 'wn-def', loss = 3 - i / 10, lr = 1e-4, tokens_per_s = 5000 } end
+    assert(am.raw_run_write(st, 'tui-run-1', { record = am.json.encode { status = 'running', step = $1, steps = 40, pid = $SLEEPER,
+      start = os.date('!%Y-%m-%dT%H:%M:%SZ'), name = 'tui-run' }, metrics = m }))" >/dev/null 2>"$W/err" || bad "run write"
+}
+run_write 5 1 5
+
+# ---- headless
+"$AM" tui --frames 14 </dev/null >"$W/out" 2>"$W/err" && ok "headless --frames 14 (every panel twice) exits 0" || bad "headless --frames"
+expect_fail "tui off a terminal without --frames" "needs a terminal" "$AM" tui
+"$AM" </dev/null >"$W/out" 2>&1; [ $? = 2 ] && grep -q "usage: amalgam" "$W/out" && ok "amalgam alone off a terminal: usage" || bad "amalgam alone off a terminal"
+expect_fail "tui --store without a store" "no store" "$AM" tui --store "$W/nothing" --frames 1
+
+# ---- interactive, in tmux
+cap() { $TM capture-pane -t tui -p >"$W/out" 2>&1; }
+wait_for() { # wait_for PATTERN [SECONDS]: the screen matches ERE PATTERN
+  local i n=$(( ${2:-5} * 10 ))
+  for ((i = 0; i < n; i++)); do cap; grep -qE -- "$1" "$W/out" && return 0; sleep 0.1; done
+  return 1
+}
+check() { if wait_for "$2" "${3:-5}"; then ok "$1"; else bad "$1 (screen lacks /$2/)"; fi; }
+keys() { $TM send-keys -t tui "$@"; }
+start() { # start ENV...: a shell in a 120x32 pane running `amalgam` (no command: the TUI)
+  $TM kill-server 2>/dev/null
+  sleep 0.2
+  $TM new-session -d -s tui -x 120 -y 32 "env PS1='$ ' TERM=xterm-256color $* bash --norc --noprofile"
+  keys "cd '$W' && '$AM' --store '$S'; echo EXIT=\$?; stty -a | grep -oE -- '-?icanon|-?echo ' | tr '\n' ' '; echo" Enter
+}
+tui_pid() { local sh; sh=$($TM display -p -t tui '#{pane_pid}'); pgrep -P "$sh" -x amalgam; }
+
+start
+check "amalgam alone on a terminal opens the Models panel" "Models +2 in"
+check "lineage and kinds" "base .*init"
+keys F4; check "Results: ID and OOD averages, deltas vs a reference" "ID avg.*OOD avg"
+check "Results: full suite by default" "full suite"
+keys m; check "Results: m shows the quick results apart" "quick suite"
+keys m; keys Right o; check "Results: sorts by a column" "sorted by"
+keys F5; check "Plot: the Pareto front" "Pareto"
+keys F6; check "Runs: the live run is listed as running" "tui-run-1 .*running +5/40"
+run_write 12 6 12
+check "Runs: a live run is followed (new metrics polled)" "tui-run-1 .*running +12/40" 6
+keys F2 Enter; check "Models: details with per-tensor norms" "word_embeddings.*norm|norm.*word_embeddings|embeddings.word_embeddings.weight"
+keys Escape
+keys F7; check "Lua console opens" "Lua console"
+keys "1 + 1" Enter; check "console evaluates an expression" "^ 2 *$"
+keys 'error("boom")' Enter; check "a Lua error shows message and traceback" "boom"
+cap; grep -q "traceback" "$W/out" && ok "traceback shown" || bad "no traceback"
+keys "print(40 + 2)" Enter; check "the console goes on after an error (print goes to the console)" "^ 42 *$"
+keys "q" Enter; check "q in the console is text, not quit" "attempt|undefined|nil|q"
+cap; grep -q "EXIT=" "$W/out" && bad "q quit from the console" || ok "still running after q in the console"
+keys F8; check "Log panel with the key latency" "key latency mean"
+keys F1; check "F1 help prints the key table" "Tab S-Tab.*next"
+keys x
+$TM resize-window -t tui -x 80 -y 24 2>/dev/null || $TM resize-pane -t tui -x 80 -y 24
+check "resize to 80x24: key bar on the last line" "F10Quit"
+cap; [ "$(wc -l <"$W/out")" -le 24 ] && ok "80x24 screen" || bad "80x24 screen has $(wc -l <"$W/out") lines"
+keys F4; check "Results at 80x24" "ID avg"
+$TM resize-window -t tui -x 120 -y 32 2>/dev/null || $TM resize-pane -t tui -x 120 -y 32
+check "resize back to 120x32" "Results +full suite"
+keys F2 q
+check "q quits with exit 0" "EXIT=0"
+check "terminal restored after q (icanon, echo)" "^icanon echo"
+
+start
+check "started again" "Models +2 in"
+kill -TERM "$(tui_pid)"
+check "SIGTERM ends it with 143" "EXIT=143"
+check "terminal restored after SIGTERM" "^icanon echo"
+
+start NO_COLOR=1
+check "NO_COLOR: starts" "Models +2 in"
+$TM capture-pane -t tui -p -e >"$W/out"
+grep -qE $'\e\\[(3[0-7]|4[0-7]|38;|48;)' "$W/out" && bad "NO_COLOR: colours used" || ok "NO_COLOR: no colours, attributes only"
+keys F10; check "F10 quits" "EXIT=0"
+
+start AMALGAM_TUI_ASCII=1
+check "ASCII fallback: starts" "Models +2 in"
+cap; LC_ALL=C grep -q $'[\x80-\xff]' "$W/out" && bad "ASCII fallback: non-ASCII on screen" || ok "ASCII fallback: ASCII only"
+keys q; check "quits" "EXIT=0"
+am_test_finish
