@@ -11,6 +11,11 @@
  *    on coefficients in the span of the unit vectors, so it costs no extra passes either.
  * Passes are cache-blocked and split over the tensor thread pool in fixed chunks (results do
  * not depend on the thread count); random masks are drawn sequentially per (model, tensor).
+ * Finished output blocks go out with streaming stores (AVX-512), so a linear merge moves about
+ * the bytes it is credited with (measured above the triad's bandwidth with two models).
+ * TIES' per-model thresholds (the k-th largest |δ|) cost one extra pass for all models: a
+ * sample brackets the threshold, the pass counts what lies below the bracket and collects what
+ * lies inside, and a branch-free selection finishes; exact, with radix passes as the fallback.
  *
  * NaN/Inf inputs are found through the output (or the Gram matrix) of each block: only then
  * are the inputs of that block scanned to name the model. On an error `out` is unspecified.
@@ -31,6 +36,7 @@
 #define BLK 2048          /* elementwise block (floats): K+2 blocks stay in L1/L2 */
 #define GCHUNK 32768      /* Gram / write chunk handed to a pool thread */
 #define GB 256            /* Gram inner block */
+#define GSB 256           /* task-arithmetic sub-block */
 
 /* Grow-only scratch kept across the tensors of one merge_run (fresh large allocations would be
  * fresh pages: page faults on every tensor). */
@@ -87,6 +93,24 @@ static int block_bad(const float *x, size_t n) {
     return bad != 0;
 }
 
+/* Store n floats of a finished output block. The output is not read again during the merge,
+ * so with AVX-512 the aligned part goes around the cache (streaming stores: no read for
+ * ownership, which is a third of the traffic of a two-model linear merge). */
+static void store_out(float *dst, const float *src, size_t n) {
+    size_t i = 0;
+#ifdef __AVX512F__
+    while (i < n && ((uintptr_t)(dst + i) & 63)) { dst[i] = src[i]; i++; }
+    for (; i + 16 <= n; i += 16) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+#endif
+    for (; i < n; i++) dst[i] = src[i];
+}
+
+static void store_fence(void) {
+#ifdef __AVX512F__
+    _mm_sfence(); /* streaming stores are visible to the joining thread */
+#endif
+}
+
 /* Name the input with a NaN/Inf in [lo, hi) of the current tensor, or report overflow. */
 static int report_nonfinite(const Tj *j, size_t lo, size_t hi) {
     char buf[32];
@@ -118,19 +142,21 @@ static void lin_range(void *vctx, size_t lo, size_t hi, int tid) {
     LinCtx *c = vctx;
     const Tj *j = c->j;
     (void)tid;
+    float t[BLK];
     for (size_t s = lo * BLK; s < hi * BLK && s < j->n; s += BLK) {
-        size_t e1 = s + BLK < j->n ? s + BLK : j->n;
-        float *o = j->o;
+        size_t e1 = s + BLK < j->n ? s + BLK : j->n, len = e1 - s;
         float c0 = (float)c->c[0];
-        const float *x0 = j->x[0];
-        for (size_t e = s; e < e1; e++) o[e] = c0 * x0[e];
+        const float *x0 = j->x[0] + s;
+        for (size_t e = 0; e < len; e++) t[e] = c0 * x0[e];
         for (int m = 1; m < j->K; m++) {
             float cm = (float)c->c[m];
-            const float *xm = j->x[m];
-            for (size_t e = s; e < e1; e++) o[e] += cm * xm[e];
+            const float *xm = j->x[m] + s;
+            for (size_t e = 0; e < len; e++) t[e] += cm * xm[e];
         }
-        if (block_bad(o + s, e1 - s) && !c->bad) { c->bad = 1; c->bad_lo = s; c->bad_hi = e1; }
+        if (block_bad(t, len) && !c->bad) { c->bad = 1; c->bad_lo = s; c->bad_hi = e1; }
+        store_out(j->o + s, t, len);
     }
+    store_fence();
 }
 
 static int run_linear(const Tj *j) {
@@ -350,70 +376,65 @@ static int abs_delta_kth(const float *x, const float *b, size_t n, size_t k, flo
 typedef struct { const float *x; float lo, hi; size_t below, cnt, cap; float *band; int over, want; } BandM;
 typedef struct { const float *b; size_t n; int K; BandM *bm; } BandCtx;
 
+#define BAND_LOC 512
+static void band_flush(BandM *bm, const float *loc, size_t nl) {
+    size_t at = __atomic_fetch_add(&bm->cnt, nl, __ATOMIC_RELAXED);
+    if (at + nl <= bm->cap) memcpy(bm->band + at, loc, nl * sizeof *loc);
+    else __atomic_store_n(&bm->over, 1, __ATOMIC_RELAXED);
+}
+
 static void band_range(void *vctx, size_t lo, size_t hi, int tid) {
     BandCtx *c = vctx;
     (void)tid;
+    int K = c->K;
     size_t e1 = hi * RADIX_CH < c->n ? hi * RADIX_CH : c->n;
     const float *b = c->b;
-    float a[256], loc[1024];
-    /* model by model over the chunk: the base's chunk stays in cache for the next model */
-    for (int m = 0; m < c->K; m++) {
-        BandM *bm = &c->bm[m];
-        if (!bm->want) continue;
-        const float *x = bm->x;
-        float l = bm->lo, h = bm->hi;
-        size_t nl = 0, below = 0;
-        size_t s0 = lo * RADIX_CH;
+    float loc[K][BAND_LOC];
+    size_t nl[K], below[K];
+    for (int m = 0; m < K; m++) nl[m] = below[m] = 0;
+    /* the models interleaved per 2048 entries: K streams in flight, as a linear merge reads */
+    for (size_t s0 = lo * RADIX_CH; s0 < e1; s0 += 2048) {
+        size_t s1 = s0 + 2048 < e1 ? s0 + 2048 : e1;
+        for (int m = 0; m < K; m++) {
+            BandM *bm = &c->bm[m];
+            if (!bm->want) continue;
+            const float *x = bm->x;
+            float l = bm->lo, h = bm->hi;
+            size_t e = s0, n_l = nl[m], bl = 0;
+            float *lc = loc[m];
 #ifdef __AVX512F__
-        /* compress-store the in-band entries: no branch per entry */
-        {
+            /* compress-store the in-band entries: no branch per entry */
             __m512 vl = _mm512_set1_ps(l), vh = _mm512_set1_ps(h);
             __m512i absm = _mm512_set1_epi32(0x7fffffff);
-            for (; s0 + 16 <= e1; s0 += 16) {
-                __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + s0), _mm512_loadu_ps(b + s0));
+            for (; e + 16 <= s1; e += 16) {
+                __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + e), _mm512_loadu_ps(b + e));
                 __m512 av = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(d), absm));
                 __mmask16 lt = _mm512_cmp_ps_mask(av, vl, _CMP_LT_OQ);
                 __mmask16 in = _mm512_cmp_ps_mask(av, vl, _CMP_GE_OQ) & _mm512_cmp_ps_mask(av, vh, _CMP_LE_OQ);
-                below += (size_t)__builtin_popcount(lt);
+                bl += (size_t)__builtin_popcount(lt);
                 if (in) {
-                    if (nl + 16 > 1024) {
-                        size_t at = __atomic_fetch_add(&bm->cnt, nl, __ATOMIC_RELAXED);
-                        if (at + nl <= bm->cap) memcpy(bm->band + at, loc, nl * sizeof *loc);
-                        else __atomic_store_n(&bm->over, 1, __ATOMIC_RELAXED);
-                        nl = 0;
-                    }
-                    _mm512_mask_compressstoreu_ps(loc + nl, in, av);
-                    nl += (size_t)__builtin_popcount(in);
+                    if (n_l + 16 > BAND_LOC) { band_flush(bm, lc, n_l); n_l = 0; }
+                    _mm512_mask_compressstoreu_ps(lc + n_l, in, av);
+                    n_l += (size_t)__builtin_popcount(in);
                 }
             }
-        }
 #endif
-        for (; s0 < e1; s0 += 256) {
-            size_t len = s0 + 256 < e1 ? 256 : e1 - s0;
-            uint32_t nb = 0, ni = 0;
-            /* counts without branches (vectorised), then a branch-free append */
-            for (size_t e = 0; e < len; e++) {
-                a[e] = fabsf(x[s0 + e] - b[s0 + e]);
-                nb += a[e] < l;
-                ni += (a[e] >= l) & (a[e] <= h);
+            for (; e < s1; e++) {
+                float a = fabsf(x[e] - b[e]);
+                bl += a < l;
+                if (a >= l && a <= h) {
+                    if (n_l == BAND_LOC) { band_flush(bm, lc, n_l); n_l = 0; }
+                    lc[n_l++] = a;
+                }
             }
-            below += nb;
-            if (!ni) continue;
-            if (nl + len > 1024) {
-                size_t at = __atomic_fetch_add(&bm->cnt, nl, __ATOMIC_RELAXED);
-                if (at + nl <= bm->cap) memcpy(bm->band + at, loc, nl * sizeof *loc);
-                else __atomic_store_n(&bm->over, 1, __ATOMIC_RELAXED);
-                nl = 0;
-            }
-            for (size_t e = 0; e < len; e++) {
-                loc[nl] = a[e];
-                nl += (size_t)((a[e] >= l) & (a[e] <= h));
-            }
+            nl[m] = n_l;
+            below[m] += bl;
         }
-        size_t at = __atomic_fetch_add(&bm->cnt, nl, __ATOMIC_RELAXED);
-        if (at + nl <= bm->cap) memcpy(bm->band + at, loc, nl * sizeof *loc);
-        else __atomic_store_n(&bm->over, 1, __ATOMIC_RELAXED);
-        __atomic_fetch_add(&bm->below, below, __ATOMIC_RELAXED);
+    }
+    for (int m = 0; m < K; m++) {
+        if (!c->bm[m].want) continue;
+        band_flush(&c->bm[m], loc[m], nl[m]);
+        __atomic_fetch_add(&c->bm[m].below, below[m], __ATOMIC_RELAXED);
     }
 }
 
@@ -458,9 +479,10 @@ static int abs_delta_kth_multi(const float *const *x, const float *b, size_t n, 
             for (size_t q = 0; q < 16; q++) smp[i + q] = fabsf(x[m][e0 + q] - b[e0 + q]);
         }
         if (block_bad(smp, ns)) return m;
-        /* rank k/n in the sample ± 8 standard deviations of a sample quantile (and ± 64 entries) */
+        /* rank k/n in the sample ± 6 standard deviations of a sample quantile (and ± 32 entries);
+         * a miss (about 2e-9 per tensor and model) only costs the radix passes */
         double p = (double)k[m] / (double)n, sd = sqrt(p * (1 - p) / (double)ns) * (double)ns;
-        double mg = 8 * sd + 64, rl = p * (double)ns - mg, rh = p * (double)ns + mg;
+        double mg = 6 * sd + 32, rl = p * (double)ns - mg, rh = p * (double)ns + mg;
         bm[m].x = x[m];
         float *cp = ws_get(&ws[K + 2], ns), *tmp = ws_get(&ws[K + 1], ns);
         if (!cp || !tmp) return abs_delta_kth_radix_all(x, b, n, K, k, out);
@@ -581,8 +603,8 @@ static const float *weights_of(const Tj *j, const GtaModel *gm, int m, size_t s,
     return wbuf;
 }
 
-static void gta_mix_blk(const Tj *j, GtaModel *gm, float *const *D, size_t s, size_t len, int cons,
-                        int norm, double lambda, size_t *conflicts) {
+static int gta_mix_blk(const Tj *j, GtaModel *gm, float *const *D, size_t s, size_t len, int cons,
+                       int norm, double lambda, size_t *conflicts) {
     int K = j->K, paper = j->s->paper;
     const float *b = j->b + s;
     float *o = j->o + s;
@@ -622,18 +644,22 @@ static void gta_mix_blk(const Tj *j, GtaModel *gm, float *const *D, size_t s, si
         }
         for (size_t e = 0; e < len; e++) div[e] = fabsf(div[e]) < 1e-8f ? 1.0f : div[e];
     }
-    if (norm) for (size_t e = 0; e < len; e++) o[e] = b[e] + lam * (mixed[e] / div[e]);
-    else for (size_t e = 0; e < len; e++) o[e] = b[e] + lam * mixed[e];
+    if (norm) for (size_t e = 0; e < len; e++) mixed[e] = b[e] + lam * (mixed[e] / div[e]);
+    else for (size_t e = 0; e < len; e++) mixed[e] = b[e] + lam * mixed[e];
+    int bad = block_bad(mixed, len);
+    store_out(o, mixed, len);
+    return bad;
 }
 
-static void gta_mix(const Tj *j, GtaModel *gm, float *const *D, size_t s, size_t len, int cons,
-                    int norm, double lambda, size_t *conflicts) {
-    int K = j->K;
+static int gta_mix(const Tj *j, GtaModel *gm, float *const *D, size_t s, size_t len, int cons,
+                   int norm, double lambda, size_t *conflicts) {
+    int K = j->K, bad = 0;
     for (size_t q = 0; q < len; q += BLK) { /* DELLA rows may be longer than a block */
         float *Dq[K];
         for (int m = 0; m < K; m++) Dq[m] = D[m] + q;
-        gta_mix_blk(j, gm, Dq, s + q, len - q < BLK ? len - q : BLK, cons, norm, lambda, conflicts);
+        bad |= gta_mix_blk(j, gm, Dq, s + q, len - q < BLK ? len - q : BLK, cons, norm, lambda, conflicts);
     }
+    return bad;
 }
 
 typedef struct { const Tj *j; GtaModel *gm; int kind, cons, norm; double lambda;
@@ -645,29 +671,60 @@ static void gta_range(void *vctx, size_t lo, size_t hi, int tid) {
     const Tj *j = c->j;
     (void)tid;
     int K = j->K;
-    float buf[K][BLK];
+    /* sub-blocks of GSB: the K masked δ and the mix's arrays stay in L1 */
+    float buf[K][GSB];
     float *D[K];
     for (int m = 0; m < K; m++) D[m] = buf[m];
     size_t kept = 0, conf = 0;
-    for (size_t s = lo * BLK; s < hi * BLK && s < j->n; s += BLK) {
-        size_t len = s + BLK < j->n ? BLK : j->n - s;
+    for (size_t s = lo * BLK; s < hi * BLK && s < j->n; s += GSB) {
+        size_t len = s + GSB < j->n ? GSB : j->n - s;
         for (int m = 0; m < K; m++) {
             const GtaModel *g = &c->gm[m];
             const float *x = j->x[m] + s, *b = j->b + s;
-            float sc = (float)g->scale;
-            if (!g->active) { for (size_t e = 0; e < len; e++) D[m][e] = x[e] - b[e]; continue; }
+            float sc = (float)g->scale, l = g->lo, h = g->hi;
+            float *d = D[m];
+            if (!g->active) { for (size_t e = 0; e < len; e++) d[e] = x[e] - b[e]; continue; }
+            if (g->keep_none) { for (size_t e = 0; e < len; e++) d[e] = 0; continue; }
+            uint32_t kb = 0;
             for (size_t e = 0; e < len; e++) {
-                float d = x[e] - b[e], a = fabsf(d);
-                int k = !g->keep_none && a >= g->lo && a <= g->hi;
-                D[m][e] = k ? d * sc : 0.0f;
-                kept += (size_t)k;
+                float v = x[e] - b[e], a = fabsf(v);
+                int k = (a >= l) & (a <= h);
+                d[e] = k ? v * sc : 0.0f;
+                kb += (uint32_t)k;
             }
+            kept += kb;
         }
-        gta_mix(j, c->gm, D, s, len, c->cons, c->norm, c->lambda, &conf);
-        if (block_bad(j->o + s, len) && !c->bad) { c->bad = 1; c->bad_lo = s; c->bad_hi = s + len; }
+        if (gta_mix_blk(j, c->gm, D, s, len, c->cons, c->norm, c->lambda, &conf) && !c->bad) {
+            c->bad = 1; c->bad_lo = s; c->bad_hi = s + len;
+        }
     }
+    store_fence();
     __atomic_fetch_add(&c->kept, kept, __ATOMIC_RELAXED);
     __atomic_fetch_add(&c->conflicts, conf, __ATOMIC_RELAXED);
+}
+
+/* Task arithmetic without masks or element weights: out = b + Σ c_m (x_m − b), one pass */
+typedef struct { const Tj *j; const float *c; int bad; size_t bad_lo, bad_hi; } TaCtx;
+
+static void ta_range(void *vctx, size_t lo, size_t hi, int tid) {
+    TaCtx *c = vctx;
+    const Tj *j = c->j;
+    (void)tid;
+    float t[BLK];
+    for (size_t s = lo * BLK; s < hi * BLK && s < j->n; s += BLK) {
+        size_t len = s + BLK < j->n ? BLK : j->n - s;
+        const float *b = j->b + s;
+        for (size_t e = 0; e < len; e++) t[e] = 0;
+        for (int m = 0; m < j->K; m++) {
+            const float *x = j->x[m] + s;
+            float cm = c->c[m];
+            for (size_t e = 0; e < len; e++) t[e] += cm * (x[e] - b[e]);
+        }
+        for (size_t e = 0; e < len; e++) t[e] += b[e];
+        if (block_bad(t, len) && !c->bad) { c->bad = 1; c->bad_lo = s; c->bad_hi = s + len; }
+        store_out(j->o + s, t, len);
+    }
+    store_fence();
 }
 
 static int run_gta(const Tj *j) {
@@ -682,6 +739,16 @@ static int run_gta(const Tj *j) {
         gm[m].gamma = par(j, MERGE_P_GAMMA, m);
     }
     double lambda = par(j, MERGE_P_LAMBDA, -1);
+    if (kind == SP_NONE && !cons && !j->ew) {
+        double div = 0;
+        for (int m = 0; m < K; m++) div += gm[m].w;
+        if (fabs(div) < 1e-8 || !norm) div = 1;
+        float c[K];
+        for (int m = 0; m < K; m++) c[m] = (float)(lambda * gm[m].w / div);
+        TaCtx ctx = {j, c, 0, 0, 0};
+        am_parallel_for(ta_range, &ctx, (j->n + BLK - 1) / BLK, 8, j->n * (size_t)(K + 2));
+        return ctx.bad ? report_nonfinite(j, ctx.bad_lo, ctx.bad_hi) : AM_OK;
+    }
     float *scratch = NULL;
     RankEnt *rk = NULL;
     double *pr = NULL;
@@ -730,8 +797,9 @@ static int run_gta(const Tj *j) {
                     ctx.kept += (size_t)k;
                 }
             }
-            gta_mix(j, gm, D, s, len, cons, norm, lambda, &ctx.conflicts);
-            if (block_bad(j->o + s, len) && !ctx.bad) { ctx.bad = 1; ctx.bad_lo = s; ctx.bad_hi = s + len; }
+            if (gta_mix(j, gm, D, s, len, cons, norm, lambda, &ctx.conflicts) && !ctx.bad) {
+                ctx.bad = 1; ctx.bad_lo = s; ctx.bad_hi = s + len;
+            }
         }
         am_free_aligned(buf);
         (void)rows;
@@ -822,17 +890,24 @@ static int gram_tensor(const Tj *j, const float *b, double *G) {
 }
 
 /* out = Σ c_m x_m + cb·b over [lo, hi) */
-typedef struct { const Tj *j; const double *c; double cb; const float *b; } CombCtx;
+typedef struct { const Tj *j; const double *c; double cb; const float *b; int bad; } CombCtx;
 
-static void comb_block(const Tj *j, const double *c, double cb, const float *b, size_t lo, size_t hi) {
-    float *o = j->o;
-    if (b) { float f = (float)cb; for (size_t e = lo; e < hi; e++) o[e] = f * b[e]; }
-    else for (size_t e = lo; e < hi; e++) o[e] = 0;
-    for (int m = 0; m < j->K; m++) {
-        float f = (float)c[m];
-        const float *x = j->x[m];
-        for (size_t e = lo; e < hi; e++) o[e] += f * x[e];
+static int comb_block(const Tj *j, const double *c, double cb, const float *b, size_t lo, size_t hi) {
+    float t[BLK];
+    int bad = 0;
+    for (size_t s = lo; s < hi; s += BLK) {
+        size_t len = s + BLK < hi ? BLK : hi - s;
+        if (b) { float f = (float)cb; for (size_t e = 0; e < len; e++) t[e] = f * b[s + e]; }
+        else for (size_t e = 0; e < len; e++) t[e] = 0;
+        for (int m = 0; m < j->K; m++) {
+            float f = (float)c[m];
+            const float *x = j->x[m] + s;
+            for (size_t e = 0; e < len; e++) t[e] += f * x[e];
+        }
+        bad |= block_bad(t, len);
+        store_out(j->o + s, t, len);
     }
+    return bad;
 }
 
 static void comb_range(void *vctx, size_t lo, size_t hi, int tid) {
@@ -840,14 +915,15 @@ static void comb_range(void *vctx, size_t lo, size_t hi, int tid) {
     (void)tid;
     for (size_t ch = lo; ch < hi; ch++) {
         size_t s = ch * BLK, e1 = s + BLK < c->j->n ? s + BLK : c->j->n;
-        comb_block(c->j, c->c, c->cb, c->b, s, e1);
+        if (comb_block(c->j, c->c, c->cb, c->b, s, e1)) c->bad = 1;
     }
+    store_fence();
 }
 
 static int combine(const Tj *j, const double *c, double cb, const float *b) {
-    CombCtx ctx = {j, c, cb, b};
+    CombCtx ctx = {j, c, cb, b, 0};
     am_parallel_for(comb_range, &ctx, (j->n + BLK - 1) / BLK, 8, j->n * (size_t)(j->K + 1));
-    if (block_bad(j->o, j->n)) return report_nonfinite(j, 0, j->n);
+    if (ctx.bad) return report_nonfinite(j, 0, j->n);
     return AM_OK;
 }
 
