@@ -637,6 +637,23 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
             rc = am_error(AM_EVOCAB, "merge: the base (%.12s) has a different vocabulary than model 1", base_id);
         if (base) heads &= base->cfg.has_mlm_head;
     }
+    /* a NaN/Inf in any input is an error, also where a method would trim it away */
+    for (int i = 0; i <= k && !rc; i++) {
+        const Model *x = i < k ? in[i] : base;
+        if (!x) continue;
+        for (int t = 0; t < x->tab.n && !rc; t++) {
+            const ParamInfo *p = &x->tab.t[t];
+            const float *v = x->params + p->offset;
+            for (size_t e = 0; e < p->numel; e++)
+                if (!isfinite(v[e])) {
+                    char *blab = i < k ? NULL : label_of(st, base_id);
+                    rc = am_error(AM_EFORMAT, "merge: %s%s has a%s in tensor %s (element %zu)", i < k ? "" : "the base ",
+                                  i < k ? names[i] : blab, isnan(v[e]) ? " NaN" : "n Inf", p->name, e);
+                    free(blab);
+                    break;
+                }
+        }
+    }
     /* a rule's pattern that matches no tensor is a typo, not a no-op */
     const cJSON *rule;
     cJSON_ArrayForEach(rule, rules) {
@@ -714,7 +731,8 @@ int merge_store_load(Store *st, const char *id, Model **m, char **vocab, size_t 
 /* ---------------------------------------------------------------- storing */
 
 /* The stored meta of a merge: the first model's embedding keys + kind, parents, base, spec. */
-static char *merged_meta(const cJSON *spec, const cJSON *first, const char *name, const char *source) {
+static char *merged_meta(const cJSON *spec, const cJSON *first, const char *name, const char *source,
+                         const MergeStats *st) {
     cJSON *j = cJSON_CreateObject();
     if (name) cJSON_AddStringToObject(j, "name", name);
     cJSON_AddStringToObject(j, "kind", "merged");
@@ -730,6 +748,17 @@ static char *merged_meta(const cJSON *spec, const cJSON *first, const char *name
     const char *base = jstr(spec, "base");
     if (base) cJSON_AddStringToObject(j, "base", base);
     cJSON_AddItemToObject(j, "merge", cJSON_Duplicate(spec, 1));
+    /* what the method did: how much of the task vectors it kept, how many entries voted down */
+    cJSON *x = cJSON_AddObjectToObject(j, "merge_stats");
+    cJSON_AddNumberToObject(x, "seconds", st->seconds);
+    if (st->delta_total) {
+        cJSON_AddNumberToObject(x, "delta_total", (double)st->delta_total);
+        cJSON_AddNumberToObject(x, "delta_kept", (double)st->delta_kept);
+    }
+    if (st->sign_conflicts) cJSON_AddNumberToObject(x, "sign_conflicts", (double)st->sign_conflicts);
+    if (st->lerp_fallbacks) cJSON_AddNumberToObject(x, "lerp_fallbacks", (double)st->lerp_fallbacks);
+    if (st->karcher_iters) cJSON_AddNumberToObject(x, "karcher_iters", st->karcher_iters);
+    if (st->model_stock_t != 0) cJSON_AddNumberToObject(x, "model_stock_t", st->model_stock_t);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     AM_ASSERT(s != NULL);
@@ -765,7 +794,7 @@ int merge_store_merge(Store *st, const MergeRequest *r, MergeResult *out) {
         cJSON_Delete(spec);
         return rc;
     }
-    char *meta = merged_meta(spec, first, r->name, r->source);
+    char *meta = merged_meta(spec, first, r->name, r->source, &out->stats);
     int tensors = r->name || r->materialize;
     rc = store_merged_put(st, out->id, m, meta, vocab, vlen, !tensors);
     if (!rc && !tensors) cache_put(out->id, m, vocab, vlen);

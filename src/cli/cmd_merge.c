@@ -192,6 +192,13 @@ int cmd_merge(CliArgs *a) {
         printf("%s %s  id %s  (%s of %d models%s)\n", res.found ? "found" : "merged", name ? name : "-", res.id, method, n,
                base ? ", with a base" : "");
         if (res.found) printf("the same merge was stored already: nothing computed\n");
+        else {
+            printf("merged in %.3f s", res.stats.seconds);
+            if (res.stats.delta_total)
+                printf(", kept %.1f%% of the task-vector entries", 100.0 * (double)res.stats.delta_kept / (double)res.stats.delta_total);
+            if (res.stats.sign_conflicts) printf(", %zu against the elected sign", res.stats.sign_conflicts);
+            printf("\n");
+        }
         if (res.stored_tensors) printf("stored with its tensors\n");
         else printf("stored as its recipe only (computed when used; --name N or am.name stores the tensors)\n");
     }
@@ -206,6 +213,11 @@ int cmd_merge(CliArgs *a) {
 }
 
 /* ---------------------------------------------------------------- info MODEL of a merge */
+
+static double jnum(const cJSON *j, const char *k) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsNumber(x) ? x->valuedouble : 0;
+}
 
 typedef struct { const char *id; char buf[256]; } NameFind;
 
@@ -239,6 +251,15 @@ void cli_print_merge(Store *st, const char *meta_json) {
         store_iter(st, "names", NULL, 0, find_names, &f);
         am_clearerror();
         printf("base     %.12s %s\n", b->valuestring, f.buf);
+    }
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "merge_stats");
+    double tot = jnum(ms, "delta_total"), kept = jnum(ms, "delta_kept"), conf = jnum(ms, "sign_conflicts");
+    if (tot > 0 || conf > 0) {
+        printf("effect  ");
+        if (tot > 0) printf(" kept %.1f%% of %.0f task-vector entries", 100 * kept / tot, tot);
+        if (conf > 0) printf("%s %.0f entries against the elected sign (%.1f%%)", tot > 0 ? ";" : "", conf,
+                             100 * conf / (kept > 0 ? kept : tot > 0 ? tot : 1));
+        printf("\n");
     }
     printf("stored   %s\n", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "recipe_only"))
                                 ? "recipe only (computed when used; name it to store the tensors)"

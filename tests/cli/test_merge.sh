@@ -39,8 +39,10 @@ expect "weights default to 1" 0 "merged" "$AM" merge --method linear a b
 D1=$(grep -oE '[0-9a-f]{32}' "$W/out" | head -1)
 expect "explicit weights 1 give the same id" 0 "found - +id $D1" "$AM" merge --method linear a:1 b:1
 
-expect "ties: the full spec" 0 "merged" "$AM" merge --method ties --base a b c
+expect "ties: the full spec, what it kept" 0 "^merged|kept 100\.0% of the task-vector entries" "$AM" merge --method ties --base a b c
 TI=$(grep -oE '[0-9a-f]{32}' "$W/out" | head -1)
+expect "info: the effect of a sparsifying merge" 0 "^effect +kept 30\.[0-9]% of [0-9]+ task-vector entries" \
+  "$AM" info "$("$AM" merge --method ties --base a b c --set density=0.3 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
 [ "$(meta "$TI" 'sorted(m["merge"]["params"].items())')" = "[('density', 1), ('lambda', 1)]" ] &&
   ok "the spec holds every parameter the method reads, defaults filled in" || bad "full spec: $(meta "$TI" 'm["merge"]')"
 expect "defaults given explicitly: the same id" 0 "found - +id $TI" \
@@ -167,4 +169,8 @@ before=$(store_state)
 expect_fail "NaN in a tensor: names the model and tensor" "nan \([0-9a-f]{12}\) has a NaN in tensor encoder\.layer\.1\.output\.dense\.weight" \
   "$AM" merge --method linear a nan
 unchanged "NaN"
+expect_fail "NaN in a tensor a method would trim away" "nan \([0-9a-f]{12}\) has a NaN in tensor" \
+  "$AM" merge --method ties --base a b nan --set density=0.2
+expect_fail "NaN in the base" "the base nan \([0-9a-f]{12}\) has a NaN in tensor" "$AM" merge --method ties --base nan a b
+unchanged "NaN in ties and in the base"
 am_test_finish
