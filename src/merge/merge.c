@@ -373,7 +373,7 @@ static int abs_delta_kth(const float *x, const float *b, size_t n, size_t k, flo
  * below lo and collects those in [lo, hi]; the exact k-th is then selected among the collected.
  * If the bracket missed (or collected too much), the radix passes decide. Small tensors are
  * copied and selected in cache. */
-typedef struct { const float *x; float lo, hi; size_t below, cnt, cap; float *band; int over, want; } BandM;
+typedef struct { const float *x; float lo, hi; size_t below, cnt, cap, nans; float *band; int over, want; } BandM;
 typedef struct { const float *b; size_t n; int K; BandM *bm; } BandCtx;
 
 #define BAND_LOC 512
@@ -400,7 +400,7 @@ static void band_range(void *vctx, size_t lo, size_t hi, int tid) {
             if (!bm->want) continue;
             const float *x = bm->x;
             float l = bm->lo, h = bm->hi;
-            size_t e = s0, n_l = nl[m], bl = 0;
+            size_t e = s0, n_l = nl[m], bl = 0, nn = 0;
             float *lc = loc[m];
 #ifdef __AVX512F__
             /* compress-store the in-band entries: no branch per entry */
@@ -412,6 +412,7 @@ static void band_range(void *vctx, size_t lo, size_t hi, int tid) {
                 __mmask16 lt = _mm512_cmp_ps_mask(av, vl, _CMP_LT_OQ);
                 __mmask16 in = _mm512_cmp_ps_mask(av, vl, _CMP_GE_OQ) & _mm512_cmp_ps_mask(av, vh, _CMP_LE_OQ);
                 bl += (size_t)__builtin_popcount(lt);
+                nn += (size_t)__builtin_popcount(_mm512_cmp_ps_mask(av, av, _CMP_UNORD_Q));
                 if (in) {
                     if (n_l + 16 > BAND_LOC) { band_flush(bm, lc, n_l); n_l = 0; }
                     _mm512_mask_compressstoreu_ps(lc + n_l, in, av);
@@ -422,6 +423,7 @@ static void band_range(void *vctx, size_t lo, size_t hi, int tid) {
             for (; e < s1; e++) {
                 float a = fabsf(x[e] - b[e]);
                 bl += a < l;
+                nn += a != a;
                 if (a >= l && a <= h) {
                     if (n_l == BAND_LOC) { band_flush(bm, lc, n_l); n_l = 0; }
                     lc[n_l++] = a;
@@ -429,6 +431,7 @@ static void band_range(void *vctx, size_t lo, size_t hi, int tid) {
             }
             nl[m] = n_l;
             below[m] += bl;
+            if (nn) __atomic_fetch_add(&bm->nans, nn, __ATOMIC_RELAXED); /* NaN: outside every count */
         }
     }
     for (int m = 0; m < K; m++) {
@@ -498,6 +501,7 @@ static int abs_delta_kth_multi(const float *const *x, const float *b, size_t n, 
     int bad = -1;
     for (int m = 0; m < K; m++) {
         if (k[m] == SIZE_MAX) continue;
+        if (bm[m].nans) { if (bad < 0) bad = m; continue; }
         int ok = bm[m].want && !bm[m].over && bm[m].below <= k[m] && k[m] < bm[m].below + bm[m].cnt;
         float *tmp = ok ? ws_get(&ws[K + 1], bm[m].cnt) : NULL;
         if (ok && tmp) out[m] = select_kth_bf(bm[m].band, tmp, bm[m].cnt, k[m] - bm[m].below);

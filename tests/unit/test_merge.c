@@ -607,6 +607,14 @@ TEST(test_merge_ties_large) {
         double e = rel_err(out, ref, n);
         CHECKF(e < 1e-6, "variant %d: rel err %.3g against the sort-based reference", variant, e);
         if (variant == 0) CHECK_EQ_INT(st.delta_kept, kept); /* no ties in magnitude: exactly k per model */
+        /* a NaN the sample misses is still found (the threshold pass counts it) */
+        float keep = x[1][123457];
+        x[1][123457] = NAN;
+        int rc = merge_run(&s, &in, out, &st);
+        CHECK_EQ_INT(rc, AM_EFORMAT);
+        CHECKF(strstr(am_lasterror(), "model 2 has a NaN in tensor encoder.layer.0.intermediate.dense.weight (element 123457)"),
+               "message '%s'", am_lasterror());
+        x[1][123457] = keep;
         merge_spec_free(&s);
         for (int k = 0; k < 2; k++) free(x[k]);
     }
