@@ -267,6 +267,26 @@ local function average(specs, scores, tag)
 end
 M.average = average
 
+-- standard error of that average: sqrt(sum se^2) / n over the tasks averaged (tasks are
+-- independent samples); nil when a task has no SE (a result stored before SEs were kept)
+local function average_se(specs, scores, ses, tag)
+  local s2, n = 0, 0
+  for _, spec in ipairs(specs) do
+    local v = scores[spec.name]
+    if spec.tag == tag and type(v) == "number" and v == v then
+      local se = ses[spec.name]
+      if type(se) ~= "number" or se ~= se then return nil end
+      s2 = s2 + se * se; n = n + 1
+    end
+  end
+  if n == 0 then return nil end
+  return math.sqrt(s2) / n
+end
+M.average_se = average_se
+
+M.NOISE_P = 0.05   -- a task delta with a paired permutation p >= this is within noise
+M.NOISE_Z = 1.96   -- an average delta within NOISE_Z standard errors is within noise
+
 local function model_of(x, st)
   if core.type(x) == "Model" then return x end
   return st:model(x)
@@ -364,7 +384,7 @@ function M.compare(opts)
     local m
     m, msg, code = model_of(x, st)
     if not m then return nil, msg, code end
-    local row = { id = m:id(), name = m:name() or m:id():sub(1, 12), scores = {}, results = {} }
+    local row = { id = m:id(), name = m:name() or m:id():sub(1, 12), scores = {}, results = {}, se = {} }
     for _, spec in ipairs(specs) do
       local res
       if not named.force then
@@ -381,11 +401,14 @@ function M.compare(opts)
         clean(res)
         row.results[spec.name] = res
         row.scores[spec.name] = res.main_score
+        row.se[spec.name] = res.main_se
         if named.on_task then named.on_task(res, row) end
       end
     end
     row.id_avg, row.id_count, row.id_total = average(specs, row.scores, "id")
     row.ood_avg, row.ood_count, row.ood_total = average(specs, row.scores, "ood")
+    row.se.id_avg = average_se(specs, row.scores, row.se, "id")
+    row.se.ood_avg = average_se(specs, row.scores, row.se, "ood")
     cmp.models[i] = row
   end
   -- the reference row
@@ -405,7 +428,58 @@ function M.compare(opts)
     end
   end
   cmp.ref = ref
+  cmp:test_deltas(st)
   return cmp
+end
+
+-- the delta of one task between two results: paired test on the stored per-example scores, or
+-- (results stored without them) the unpaired SE sqrt(se_a^2 + se_b^2) and no p-value
+local function task_test(st, a, b)
+  local t = core.raw_eval_paired(st, a.model, b.model, a.task, a.config_hash, b.config_hash)
+  if t then return { se = t.se, p_value = t.p_value, paired = true } end
+  if type(a.main_se) == "number" and type(b.main_se) == "number" then
+    return { se = math.sqrt(a.main_se ^ 2 + b.main_se ^ 2), paired = false }
+  end
+  return nil
+end
+
+--- cmp:test_deltas(store): for every non-reference row, row.tests[key] = {delta, se, p_value,
+--- paired, noise} per task and average (noise = the delta is within noise)
+function Compare:test_deltas(st)
+  local ref = self.models[self.ref]
+  for ri, row in ipairs(self.models) do
+    row.tests = {}
+    if ri ~= self.ref and ref then
+      local sums = { id = { 0, 0, true }, ood = { 0, 0, true } }
+      for _, spec in ipairs(self.tasks) do
+        local a, b = row.results[spec.name], ref.results[spec.name]
+        if a and b and type(a.main_score) == "number" and type(b.main_score) == "number" then
+          local t = task_test(st, a, b) or {}
+          t.delta = a.main_score - b.main_score
+          if t.p_value then t.noise = t.p_value >= M.NOISE_P
+          elseif t.se then t.noise = math.abs(t.delta) <= M.NOISE_Z * t.se end
+          row.tests[spec.name] = t
+          local g = sums[spec.tag or ""]
+          if g then
+            if t.se and t.se == t.se then g[1] = g[1] + t.se ^ 2 else g[3] = false end
+            g[2] = g[2] + 1
+          end
+        end
+      end
+      for tag, g in pairs(sums) do
+        local key = tag .. "_avg"
+        local v, rv = row[key], ref[key]
+        if v and rv and g[2] > 0 and g[2] == row[tag .. "_count"] and g[2] == ref[tag .. "_count"] then
+          local t = { delta = v - rv }
+          if g[3] then
+            t.se = math.sqrt(g[1]) / g[2]
+            t.noise = math.abs(t.delta) <= M.NOISE_Z * t.se
+          end
+          row.tests[key] = t
+        end
+      end
+    end
+  end
 end
 
 -- "beir:/long/path/dir#split" -> "beir:dir#split" for column titles (names stay whole elsewhere)
@@ -471,7 +545,7 @@ function Compare:table(o)
     or (#self.tasks .. " tasks"), self.layer and (", layer " .. self.layer) or "", self.dim and (", dim " .. self.dim) or "")
   lines[1] = title
   lines[2] = concat(head)
-  local missing, partial = false, false
+  local missing, partial, has_se, any_noise = false, false, false, false
   for ri, row in ipairs(self.models) do
     local cells = { row.name .. string.rep(" ", namew - utf8len(row.name)) }
     local dcells = { "  Δ " .. (ref and ref.name or "") }
@@ -492,15 +566,27 @@ function Compare:table(o)
       local ds, vis = "", 0
       if ri ~= self.ref and v ~= nil and rv ~= nil then
         local d = (v - rv) * 100
-        ds = fmt("%+.2f", d)
-        vis = #ds
-        if color and math.abs(d) >= 0.005 then ds = (d > 0 and "\27[32m" or "\27[31m") .. ds .. "\27[0m" end
+        local t = row.tests and row.tests[c.key]
+        local noise = t and t.noise
+        ds = (noise and "≈" or "") .. fmt("%+.2f", d)
+        vis = utf8len(ds)
+        if noise then any_noise = true end
+        if color and noise then ds = "\27[2m" .. ds .. "\27[0m"
+        elseif color and math.abs(d) >= 0.005 then ds = (d > 0 and "\27[32m" or "\27[31m") .. ds .. "\27[0m" end
       elseif ri ~= self.ref then
         ds, vis = "—", 1
       end
       dcells[#dcells + 1] = sep .. " " .. pad(ds, widths[i], vis)
     end
     lines[#lines + 1] = concat(cells)
+    local scells, any_se = { "  ±" .. string.rep(" ", namew - 3) }, false
+    for i, c in ipairs(cols) do
+      local se = row.se and row.se[c.key]
+      local s = "—"
+      if type(se) == "number" and se == se and value(row, c) ~= nil then s = fmt("%.2f", se * 100); any_se = true end
+      scells[#scells + 1] = sep_of(cols, i) .. " " .. pad(s, widths[i], utf8len(s))
+    end
+    if any_se then lines[#lines + 1] = color and ("\27[2m" .. concat(scells) .. "\27[0m") or concat(scells); has_se = true end
     if ri ~= self.ref then lines[#lines + 1] = concat(dcells) end
   end
   if missing then
@@ -508,6 +594,11 @@ function Compare:table(o)
       self.mode, self.mode == "quick" and " --suite quick" or "")
   end
   if partial then lines[#lines + 1] = "* = average over the tasks that have a result" end
+  if has_se then lines[#lines + 1] = "± = standard error (bootstrap over queries / pairs / rows; averages: sqrt(Σ se²) / n)" end
+  if any_noise then
+    lines[#lines + 1] = fmt("≈ = within noise (tasks: paired permutation test p ≥ %.2f; averages: |Δ| < %.2f SE)",
+      M.NOISE_P, M.NOISE_Z)
+  end
   return concat(lines, "\n")
 end
 
@@ -524,13 +615,15 @@ function Compare:json_table()
   end
   for _, row in ipairs(self.models) do
     local r = { model = row.id, name = row.name, id_avg = row.id_avg, ood_avg = row.ood_avg,
-      id_count = row.id_count, ood_count = row.ood_count, tasks = {}, delta = {} }
+      id_count = row.id_count, ood_count = row.ood_count, id_avg_se = row.se.id_avg, ood_avg_se = row.se.ood_avg,
+      tasks = {}, delta = {}, delta_test = {} }
     for _, s in ipairs(self.tasks) do
       local res = row.results[s.name]
       if res then
         local t = {}
         for k, v in pairs(res.scores or {}) do t[k] = v end
         t.main_score = res.main_score
+        t.main_se = res.main_se
         t.main_metric = res.main_metric
         t.tag = s.tag
         t.mode = res.mode
@@ -542,9 +635,14 @@ function Compare:json_table()
       for _, c in ipairs(columns(self)) do
         local v, rv = value(row, c), value(ref, c)
         if v and rv then r.delta[c.key] = v - rv end
+        local t = row.tests and row.tests[c.key]
+        if t then
+          r.delta_test[c.key] = { se = t.se, p_value = t.p_value, paired = t.paired, within_noise = t.noise or false }
+        end
       end
     end
     if next(r.delta) == nil then r.delta = nil end
+    if next(r.delta_test) == nil then r.delta_test = nil end
     out.models[#out.models + 1] = r
   end
   return out
@@ -565,6 +663,9 @@ function Compare:csv()
   for _, c in ipairs(cols) do head[#head + 1] = c.key end
   head[#head + 1] = "delta_id_avg"
   head[#head + 1] = "delta_ood_avg"
+  for _, c in ipairs(cols) do head[#head + 1] = "se_" .. c.key end
+  head[#head + 1] = "delta_se_id_avg"
+  head[#head + 1] = "delta_se_ood_avg"
   local lines = { concat(head, ",") }
   local ref = self.models[self.ref]
   for _, row in ipairs(self.models) do
@@ -575,6 +676,14 @@ function Compare:csv()
     end
     for _, k in ipairs { "id_avg", "ood_avg" } do
       f[#f + 1] = (ref and row[k] and ref[k]) and fmt("%.6f", row[k] - ref[k]) or ""
+    end
+    for _, c in ipairs(cols) do
+      local se = row.se and row.se[c.key]
+      f[#f + 1] = (type(se) == "number" and se == se) and fmt("%.6f", se) or ""
+    end
+    for _, k in ipairs { "id_avg", "ood_avg" } do
+      local t = row.tests and row.tests[k]
+      f[#f + 1] = (t and t.se) and fmt("%.6f", t.se) or ""
     end
     lines[#lines + 1] = concat(f, ",")
   end

@@ -319,6 +319,7 @@ static int cmp_int(const void *a, const void *b) {
 }
 
 void cluster_options_default(ClusterOptions *o) {
+    memset(o, 0, sizeof *o);
     o->n_experiments = 10;
     o->sample_size = 16384;
     o->batch_size = 512;
@@ -379,6 +380,7 @@ int eval_clustering(ClusterScores *out, const float *x, const int *labels, int n
         for (int e = 0; e < o->n_experiments; e++) s += v[e];
         double mean = s / o->n_experiments;
         for (int e = 0; e < o->n_experiments; e++) s2 += (v[e] - mean) * (v[e] - mean);
+        if (o->per_experiment) memcpy(o->per_experiment, v, (size_t)o->n_experiments * sizeof *v);
         out->v_measure = mean;
         out->v_measure_std = sqrt(s2 / o->n_experiments);
         out->n_experiments = o->n_experiments;

@@ -298,6 +298,7 @@ void logreg_free(LogReg *m) {
 /* ------------------------------------------------------------------ MTEB classification */
 
 void classif_options_default(ClassifOptions *o) {
+    memset(o, 0, sizeof *o);
     o->n_experiments = 10;
     o->samples_per_label = 8;
     o->seed = 42;
@@ -324,7 +325,7 @@ int classif_undersample(int *sel, int *idxs, const int *y, int n, int n_labels, 
 /* One experiment: fit on rows sel (m) of the train set, predict the test set, score. */
 static int classif_run(ClassifScores *s, const float *train_x, const int *train_y, const int *sel,
                        int m, const float *test_x, const int *test_y, int n_test, int dim,
-                       int n_labels, const ClassifOptions *o) {
+                       int n_labels, const ClassifOptions *o, unsigned char *correct) {
     /* sklearn's classes_ = sorted unique training labels -> compact ids */
     int *map = xmalloc((size_t)n_labels * sizeof *map), *inv = xmalloc((size_t)n_labels * sizeof *inv);
     for (int l = 0; l < n_labels; l++) map[l] = -1;
@@ -349,6 +350,8 @@ static int classif_run(ClassifScores *s, const float *train_x, const int *train_
     if (rc == AM_OK) {
         logreg_predict(&lr, test_x, n_test, pred);
         for (int i = 0; i < n_test; i++) pred[i] = inv[pred[i]];
+        if (correct)
+            for (int i = 0; i < n_test; i++) correct[i] = pred[i] == test_y[i];
         LabelMetrics lm;
         rc = metric_labels(&lm, test_y, pred, n_test, n_labels);
         if (rc == AM_OK) {
@@ -400,6 +403,8 @@ int eval_classification(ClassifScores *out, const float *train_x, const int *tra
             return am_error(AM_EINVAL, "eval_classification: test label %d at %d outside [0, %d)", test_y[i], i, n_labels);
     int *idxs = xmalloc((size_t)n_train * sizeof *idxs), *sel = xmalloc((size_t)n_train * sizeof *sel);
     for (int i = 0; i < n_train; i++) idxs[i] = i;
+    unsigned char *correct = o->per_example ? xcalloc((size_t)n_test, 1) : NULL;
+    if (o->per_example) memset(o->per_example, 0, (size_t)n_test * sizeof *o->per_example);
     int rc = AM_OK, nap = 0;
     ClassifScores s = { 0 };
     for (int e = 0; e < o->n_experiments; e++) {
@@ -407,15 +412,17 @@ int eval_classification(ClassifScores *out, const float *train_x, const int *tra
             int m = n_train;
             if (o->samples_per_label > 0) m = classif_undersample(sel, idxs, train_y, n_train, n_labels, o->samples_per_label, o->seed);
             else memcpy(sel, idxs, (size_t)n_train * sizeof *sel);
-            if ((rc = classif_run(&s, train_x, train_y, sel, m, test_x, test_y, n_test, dim, n_labels, o))) break;
+            if ((rc = classif_run(&s, train_x, train_y, sel, m, test_x, test_y, n_test, dim, n_labels, o, correct))) break;
         }
+        if (correct)
+            for (int i = 0; i < n_test; i++) o->per_example[i] += correct[i] / (double)o->n_experiments;
         out->accuracy += s.accuracy;
         out->f1 += s.f1; out->f1_weighted += s.f1_weighted;
         out->precision += s.precision; out->precision_weighted += s.precision_weighted;
         out->recall += s.recall; out->recall_weighted += s.recall_weighted;
         if (!isnan(s.ap)) { out->ap += s.ap; out->ap_weighted += s.ap_weighted; nap++; }
     }
-    free(idxs); free(sel);
+    free(idxs); free(sel); free(correct);
     if (rc) { memset(out, 0, sizeof *out); return rc; }
     double ne = o->n_experiments;
     out->accuracy /= ne; out->f1 /= ne; out->f1_weighted /= ne;

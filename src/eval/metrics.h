@@ -27,6 +27,7 @@
 #ifndef AM_METRICS_H
 #define AM_METRICS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* The scikit-learn whose LogisticRegression and MiniBatchKMeans are reproduced. MTEB 2 requires
@@ -119,6 +120,9 @@ typedef struct {
      * (MTEB's _filter_queries_without_positives only drops queries with NO qrels entries, and
      * pytrec_eval scores the rest). 1: such queries are skipped as well. */
     int skip_no_relevant;
+    /* (nq) OUT or NULL: each query's main measure (ndcg at the main cutoff), NAN for a query
+     * that is not evaluated; kept with a result for standard errors and paired tests. */
+    double *per_query;
 } RetrievalOptions;
 
 #define AM_EVAL_MAX_K 16
@@ -281,6 +285,8 @@ typedef struct {
     int max_iter;           /* 100 (MTEB's LogisticRegression(max_iter=100)) */
     double tol;             /* 1e-4 (sklearn) */
     AmSklearn sklearn;      /* AM_SKLEARN_1_4 (MTEB 2) */
+    double *per_example;    /* (n_test) OUT or NULL: fraction of the experiments that classify
+                               test row i correctly (its mean is the accuracy) */
 } ClassifOptions;
 void classif_options_default(ClassifOptions *o);
 
@@ -349,6 +355,7 @@ typedef struct {
     int batch_size;         /* 512 */
     uint32_t seed;          /* 42: bootstrap stream and (as MTEB) the same k-means seed each time */
     AmSklearn sklearn;      /* AM_SKLEARN_1_4 (MTEB 2) */
+    double *per_experiment; /* (n_experiments) OUT or NULL: each experiment's V-measure */
 } ClusterOptions;
 void cluster_options_default(ClusterOptions *o);
 
@@ -362,5 +369,57 @@ typedef struct {
 /* k = number of distinct labels among all n points (MTEB: np.unique of the level labels). */
 int eval_clustering(ClusterScores *out, const float *x, const int *labels, int n, int dim,
                     const ClusterOptions *opt);
+
+/* ------------------------------------------------------------------ uncertainty (boot.c) */
+
+/* Per-example scores of one result: what the main score is a statistic of, so that it can be
+ * resampled (standard errors) and two models compared example by example (paired tests)
+ * without encoding again. Columns are float32, column-major (col[c * n + i]); the first
+ * `model_cols` depend on the model, the rest are shared by every model on the task (gold).
+ *   AM_PX_MEAN       1 col: per-example score; statistic = mean. Retrieval: ndcg@10 per
+ *                    query. Classification: fraction of experiments right per test row.
+ *                    Clustering: V-measure per experiment (the units are experiments).
+ *   AM_PX_SPEARMAN   2 cols: cosine of pair i, gold; statistic = Spearman (STS).
+ *   AM_PX_MAX_AP     5 cols: cosine, dot, Manhattan, Euclidean of pair i, label 0/1; statistic =
+ *                    max AP over the four (distances: low = similar) (pair classification).
+ *   AM_PX_F1         2 cols: predicted target, gold target of source i; statistic = sklearn
+ *                    weighted F1 (bitext). */
+typedef enum { AM_PX_MEAN = 1, AM_PX_SPEARMAN = 2, AM_PX_MAX_AP = 3, AM_PX_F1 = 4 } AmPxKind;
+
+typedef struct {
+    int kind;        /* AmPxKind */
+    int n;           /* examples */
+    int ncols;
+    float *col;      /* (ncols, n), owned (px_free) */
+} PerExample;
+
+int px_ncols(int kind);          /* columns of a kind, 0 if unknown */
+int px_model_cols(int kind);     /* of which model-dependent */
+/* Allocates p->col (zeroed). AM_EINVAL for an unknown kind or n < 1. */
+int px_init(PerExample *p, int kind, int n);
+void px_free(PerExample *p);
+/* The statistic on rows idx (m) (with repetition), or on all rows when idx is NULL. */
+double px_statistic(const PerExample *p, const int *idx, int m);
+
+/* Serialised: "AMPX" u8 version(1) u8 kind u16 0, u32 n, u32 ncols, then ncols * n float32,
+ * all little-endian. px_encode returns a malloc'd buffer and its length in *len. */
+void *px_encode(const PerExample *p, size_t *len);
+int px_decode(PerExample *p, const void *buf, size_t len);   /* AM_EFORMAT on a bad buffer */
+
+/* Bootstrap standard error of the statistic: B resamples of n rows with replacement, row
+ * draws = numpy RandomState(seed).randint(0, n, size=n) per resample; SE = std(ddof=1) of the
+ * B statistics (NaN replicates skipped). NAN when n < 2. */
+double px_bootstrap_se(const PerExample *p, int B, uint32_t seed);
+
+typedef struct {
+    double delta;      /* statistic(a) - statistic(b) on all rows */
+    double se;         /* paired bootstrap SE of delta (the same resampled rows for both) */
+    double p_value;    /* paired permutation test, two-sided: (1 + #{|d*| >= |delta|}) / (B + 1),
+                          d* = the delta after swapping a's and b's model columns on each row
+                          with probability 1/2 (RandomState(seed + 1).randint(0, 2, size=n)) */
+    int n, B;
+} PairedTest;
+/* a and b: the same kind and n (two models on the same task and subsample). AM_EINVAL if not. */
+int px_paired_test(PairedTest *out, const PerExample *a, const PerExample *b, int B, uint32_t seed);
 
 #endif

@@ -284,11 +284,17 @@ int eval_retrieval_ranked(RetrievalScores *out, const int *ranked, const int *nr
         if (o1 < o0) { free(m); return am_error(AM_EINVAL, "qrels: offsets decrease at query %d", qi); }
         for (int t = o0; t < o1; t++)
             if (qrels->grade[t] < 0) { free(m); return am_error(AM_EINVAL, "qrels: query %d has negative grade %d", qi, qrels->grade[t]); }
+        if (opt->per_query) opt->per_query[qi] = NAN;
         if (o1 == o0) { out->n_skipped++; continue; }
         int nrel = retrieval_query_measures(m, ranked + (size_t)qi * stride, nret[qi], qrels->doc + o0,
                                             qrels->grade + o0, o1 - o0, ks, nks);
         if (nrel < 0) { free(m); return am_error(AM_EINVAL, "qrels: query %d judges a doc twice", qi); }
         if (nrel == 0 && opt->skip_no_relevant) { out->n_skipped++; continue; }
+        if (opt->per_query) {
+            int mc = 0;
+            for (int c = 0; c < nks; c++) if (ks[c] <= 10) mc = c;
+            opt->per_query[qi] = m[AM_RM_NDCG * nks + mc];
+        }
         for (int c = 0; c < nks; c++) {
             out->ndcg[c] += m[AM_RM_NDCG * nks + c];
             out->map[c] += m[AM_RM_MAP * nks + c];

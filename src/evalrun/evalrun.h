@@ -64,6 +64,9 @@
 #include "store.h"
 
 #define AM_EVALRUN_VERSION 2   /* bump when a change alters stored numbers (part of the config hash) */
+#define AM_EVAL_BOOT_B 1000      /* bootstrap resamples behind a full result's main_se */
+#define AM_EVAL_BOOT_B_QUICK 200 /* ... and a quick one's (kept under the quick mode's time budget) */
+#define AM_EVAL_PAIRED_B 500     /* resamples / permutations of a paired test (p resolution 0.002) */
 
 /* ---------------------------------------------------------------- tasks */
 
@@ -230,6 +233,10 @@ void evalrun_clear(EvalRunner *r);
  *                           "sklearn":"1.4"|"1.2", "candidates":"one_to_one"|"pool", ...},
  *               "quick":{...}|null, "data": data_hash, "runner": version},
  *    "scores": {MTEB metric names..., "main_score": x}, "main_metric": name, "main_score": x,
+ *    "main_se": bootstrap standard error of main_score | null,
+ *    "uncertainty": {"method":"bootstrap", "unit": "queries"|"pairs"|"test_rows"|"experiments"|
+ *                    "sources", "n", "replicates", "seed", "per_example": true, "time"} (absent
+ *                    when the main metric has no per-example form: a non-default main metric),
  *    "sizes": {"queries"|"pairs"|..., "texts": unique texts, "encoded": texts run through the
  *              encoder for this result},
  *    "time": {"load": s, "encode": s, "score": s, "total": s}, "created": ISO-8601 UTC}
@@ -256,6 +263,10 @@ size_t evalrun_result_key(uint8_t *out, size_t cap, const char *model_id, const 
 typedef int (*EvalResultFn)(void *ud, const char *model_id, const char *task, const char *config_hash,
                             const char *json);
 int evalrun_results_list(Store *st, const char *model_id, EvalResultFn cb, void *ud);
+
+/* The per-example scores stored with a result (metrics.h PerExample; the key is the result's
+ * key + 0x00 'x', store_keys.h). AM_ENOTFOUND for results stored without them. px_free *out. */
+int evalrun_examples_get(Store *st, const char *model_id, const char *task, const char *hash, PerExample *out);
 
 /* ---------------------------------------------------------------- the embedding cache alone */
 

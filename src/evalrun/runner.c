@@ -334,6 +334,7 @@ static int list_one(void *ud, const void *key, size_t klen, const void *val, siz
     if (!z1) return 0;
     const char *z2 = memchr(z1 + 1, 0, klen - (size_t)(z1 + 1 - k));
     if (!z2) return 0;
+    if (memchr(z2 + 1, 0, klen - (size_t)(z2 + 1 - k))) return 0;   /* per-example scores */
     char id[AM_ID_HEX + 1], task[256], hash[64];
     size_t l1 = (size_t)(z1 - k), l2 = (size_t)(z2 - z1 - 1), l3 = klen - (size_t)(z2 + 1 - k);
     if (l1 > AM_ID_HEX || l2 >= sizeof task || l3 >= sizeof hash) return 0;
@@ -422,7 +423,21 @@ static void add_pairclass(cJSON *s, const char *name, const PairClassMetrics *m)
 }
 
 /* run the metric of t's type; adds the scores to s and returns the main score's default */
-static int score(const EvalTask *t, const EvalInst *in, const float *X, int dim, cJSON *s, cJSON *sizes) {
+static double cosd(const float *a, const float *b, int dim) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int k = 0; k < dim; k++) {
+        double x = a[k], y = b[k];
+        ab += x * y; aa += x * x; bb += y * y;
+    }
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0.0;
+}
+
+/* px: the per-example scores of the main metric (px->kind 0 when there are none) */
+static int score(const EvalTask *t, const EvalInst *in, const float *X, int dim, cJSON *s, cJSON *sizes,
+                 PerExample *px) {
+    memset(px, 0, sizeof *px);
+    const char *main = t->main_metric ? t->main_metric : evalrun_type_main_metric(t->type);
+    int want_px = strcmp(main, evalrun_type_main_metric(t->type)) == 0;
     float *A = gather(X, in->a, in->na, dim);
     float *B = in->nb ? gather(X, in->b, in->nb, dim) : NULL;
     int rc = AM_OK;
@@ -436,12 +451,20 @@ static int score(const EvalTask *t, const EvalInst *in, const float *X, int dim,
         RetrievalOptions o = {.sim = AM_SIM_COSINE, .self_doc = in->self_doc, .doc_ids = in->doc_ids,
                               .skip_no_relevant = 0};
         RetrievalScores r;
+        double *pq = want_px ? xmalloc((size_t)(in->na ? in->na : 1) * sizeof *pq) : NULL;
+        o.per_query = pq;
         if (in->n_identical > 0 && !t->ignore_identical_ids)
             am_log(AM_LOG_WARN, "task '%s': %d of %d query ids are also doc ids and the query's own doc counts "
                    "(HINT: MTEB sets ignore_identical_ids for such sets (ArguAna, Quora, FiQA, ...): "
                    "beir:DIR#ignore_identical_ids, or ignore_identical_ids = true in Lua)",
                    t->name, in->n_identical, in->na);
-        if ((rc = eval_retrieval(&r, A, in->na, B, in->nb, dim, &q, retrieval_ks, NKS, &o))) break;
+        if ((rc = eval_retrieval(&r, A, in->na, B, in->nb, dim, &q, retrieval_ks, NKS, &o))) { free(pq); break; }
+        if (pq && r.n_evaluated > 0) {   /* the evaluated queries only */
+            px_init(px, AM_PX_MEAN, r.n_evaluated);
+            int k = 0;
+            for (int i = 0; i < in->na; i++) if (!isnan(pq[i]) && k < r.n_evaluated) px->col[k++] = (float)pq[i];
+        }
+        free(pq);
         char k[64];
         static const char *const names[] = {"ndcg", "map", "recall", "precision", "mrr", "hit_rate"};
         for (int m = 0; m < 6; m++)
@@ -458,6 +481,13 @@ static int score(const EvalTask *t, const EvalInst *in, const float *X, int dim,
     case AM_TASK_STS: {
         StsScores r;
         if ((rc = eval_sts(&r, A, B, in->gold, in->na, dim))) break;
+        if (want_px) {
+            px_init(px, AM_PX_SPEARMAN, in->na);
+            for (int i = 0; i < in->na; i++) {
+                px->col[i] = (float)cosd(A + (size_t)i * dim, B + (size_t)i * dim, dim);
+                px->col[in->na + i] = (float)in->gold[i];
+            }
+        }
         add_num(s, "cosine_pearson", r.cosine_pearson);
         add_num(s, "cosine_spearman", r.cosine_spearman);
         add_num(s, "manhattan_pearson", r.manhattan_pearson);
@@ -469,6 +499,25 @@ static int score(const EvalTask *t, const EvalInst *in, const float *X, int dim,
     case AM_TASK_PAIRCLASS: {
         PairClassScores r;
         if ((rc = eval_pair_classification(&r, A, B, in->la, in->na, dim))) break;
+        if (want_px) {
+            int n = in->na;
+            px_init(px, AM_PX_MAX_AP, n);
+            for (int i = 0; i < n; i++) {
+                const float *a = A + (size_t)i * dim, *b = B + (size_t)i * dim;
+                double dot = 0, l1 = 0, l2 = 0;
+                for (int k = 0; k < dim; k++) {
+                    double x = a[k], y = b[k], d = x - y;
+                    dot += x * y;
+                    l1 += fabs(d);
+                    l2 += d * d;
+                }
+                px->col[i] = (float)cosd(a, b, dim);
+                px->col[n + i] = (float)dot;
+                px->col[2 * n + i] = (float)l1;
+                px->col[3 * n + i] = (float)sqrt(l2);
+                px->col[4 * n + i] = (float)in->la[i];
+            }
+        }
         add_pairclass(s, "cosine", &r.cosine);
         add_pairclass(s, "dot", &r.dot);
         add_pairclass(s, "manhattan", &r.manhattan);
@@ -490,8 +539,15 @@ static int score(const EvalTask *t, const EvalInst *in, const float *X, int dim,
         o.samples_per_label = t->samples_per_label;
         o.seed = (uint32_t)t->seed;
         o.sklearn = t->sklearn;
+        double *pe = want_px ? xmalloc((size_t)(in->na ? in->na : 1) * sizeof *pe) : NULL;
+        o.per_example = pe;
         ClassifScores r;
-        if ((rc = eval_classification(&r, B, in->lb, in->nb, A, in->la, in->na, dim, in->n_labels, &o))) break;
+        if ((rc = eval_classification(&r, B, in->lb, in->nb, A, in->la, in->na, dim, in->n_labels, &o))) { free(pe); break; }
+        if (pe) {
+            px_init(px, AM_PX_MEAN, in->na);
+            for (int i = 0; i < in->na; i++) px->col[i] = (float)pe[i];
+            free(pe);
+        }
         add_num(s, "accuracy", r.accuracy);
         add_num(s, "f1", r.f1);
         add_num(s, "f1_weighted", r.f1_weighted);
@@ -517,8 +573,15 @@ static int score(const EvalTask *t, const EvalInst *in, const float *X, int dim,
         o.sample_size = in->cluster_sample;
         o.seed = (uint32_t)t->seed;
         o.sklearn = t->sklearn;
+        double *pe = want_px ? xmalloc((size_t)(in->experiments > 0 ? in->experiments : 1) * sizeof *pe) : NULL;
+        o.per_experiment = pe;
         ClusterScores r;
-        if ((rc = eval_clustering(&r, A, in->la, in->na, dim, &o))) break;
+        if ((rc = eval_clustering(&r, A, in->la, in->na, dim, &o))) { free(pe); break; }
+        if (pe && r.n_experiments > 0) {
+            px_init(px, AM_PX_MEAN, r.n_experiments);
+            for (int i = 0; i < r.n_experiments; i++) px->col[i] = (float)pe[i];
+        }
+        free(pe);
         add_num(s, "v_measure", r.v_measure);
         add_num(s, "v_measure_std", r.v_measure_std);
         cJSON_AddNumberToObject(sizes, "labels", in->n_labels);
@@ -528,6 +591,22 @@ static int score(const EvalTask *t, const EvalInst *in, const float *X, int dim,
     case AM_TASK_BITEXT: {
         BitextScores r;
         if ((rc = eval_bitext(&r, A, in->na, B, in->nb, dim, in->gold_idx))) break;
+        if (want_px && in->na > 0 && in->nb > 0) {
+            /* each source's nearest target, in eval_bitext's order (ties: the higher index) */
+            int *top = xmalloc((size_t)in->na * sizeof *top), *nret = xmalloc((size_t)in->na * sizeof *nret);
+            RetrievalOptions ro = {.sim = AM_SIM_COSINE};
+            rc = retrieval_search(top, NULL, nret, A, in->na, B, in->nb, dim, 1, &ro);
+            if (!rc) {
+                px_init(px, AM_PX_F1, in->na);
+                for (int i = 0; i < in->na; i++) {
+                    px->col[i] = (float)(nret[i] > 0 ? top[i] : -1);
+                    px->col[in->na + i] = (float)(in->gold_idx ? in->gold_idx[i] : i);
+                }
+            }
+            free(top);
+            free(nret);
+            if (rc) break;
+        }
         add_num(s, "accuracy", r.accuracy);
         add_num(s, "precision", r.precision);
         add_num(s, "recall", r.recall);
@@ -537,7 +616,10 @@ static int score(const EvalTask *t, const EvalInst *in, const float *X, int dim,
     default:
         rc = am_error(AM_EINVAL, "task '%s': bad type", t->name);
     }
-    if (rc) am_error_wrap(rc, "task '%s'", t->name);
+    if (rc) {
+        am_error_wrap(rc, "task '%s'", t->name);
+        px_free(px);
+    }
 done:
     am_free_aligned(A);
     am_free_aligned(B);
@@ -604,6 +686,7 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
     free(disk);
     double t2 = am_now();
     cJSON *res = NULL, *scores = NULL, *sizes = NULL;
+    PerExample px = {0};
     if (!rc && emit(c, t->name, AM_EVAL_STAGE_SCORE, 0, 1)) rc = am_error(AM_EINTR, "evaluation interrupted");
     if (!rc) {
         scores = cJSON_CreateObject();
@@ -612,7 +695,7 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
         if (in.size_b) cJSON_AddNumberToObject(sizes, in.size_b, in.nb);
         cJSON_AddNumberToObject(sizes, "texts", in.ntexts);
         cJSON_AddNumberToObject(sizes, "encoded", encoded);
-        rc = score(t, &in, X, rs.dim, scores, sizes);
+        rc = score(t, &in, X, rs.dim, scores, sizes, &px);
     }
     am_free_aligned(X);
     evalinst_free(&in);
@@ -620,6 +703,7 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
     if (rc) {
         cJSON_Delete(scores);
         cJSON_Delete(sizes);
+        px_free(&px);
         return rc;
     }
     /* main score */
@@ -628,11 +712,15 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
     if (!mv) {
         cJSON_Delete(scores);
         cJSON_Delete(sizes);
+        px_free(&px);
         return am_error(AM_EINVAL, "task '%s': main metric '%s' is not among the %s scores", t->name, main,
                         evalrun_type_name(t->type));
     }
     double main_score = cJSON_IsNumber(mv) ? mv->valuedouble : (double)NAN;
     add_num(scores, "main_score", main_score);
+    int nboot = rs.mode == AM_EVAL_QUICK ? AM_EVAL_BOOT_B_QUICK : AM_EVAL_BOOT_B;
+    double se = px.kind ? px_bootstrap_se(&px, nboot, (uint32_t)t->seed) : (double)NAN;
+    double t4 = am_now();
 
     res = cJSON_CreateObject();
     cJSON_AddNumberToObject(res, "version", 1);
@@ -650,6 +738,20 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
     cJSON_AddItemToObject(res, "scores", scores);
     cJSON_AddStringToObject(res, "main_metric", main);
     add_num(res, "main_score", main_score);
+    add_num(res, "main_se", se);
+    if (px.kind) {
+        cJSON *u = cJSON_AddObjectToObject(res, "uncertainty");
+        cJSON_AddStringToObject(u, "method", "bootstrap");
+        cJSON_AddStringToObject(u, "unit", t->type == AM_TASK_CLUSTERING ? "experiments"
+                                : t->type == AM_TASK_RETRIEVAL ? "queries"
+                                : t->type == AM_TASK_CLASSIFICATION ? "test_rows"
+                                : t->type == AM_TASK_BITEXT ? "sources" : "pairs");
+        cJSON_AddNumberToObject(u, "n", px.n);
+        cJSON_AddNumberToObject(u, "replicates", nboot);
+        cJSON_AddNumberToObject(u, "seed", (double)(uint32_t)t->seed);
+        cJSON_AddBoolToObject(u, "per_example", 1);
+        add_num(u, "time", t4 - t3);
+    }
     cJSON_AddItemToObject(res, "sizes", sizes);
     cJSON *tm = cJSON_AddObjectToObject(res, "time");
     add_num(tm, "load", t1 - t0);
@@ -668,12 +770,43 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
         size_t kl = evalrun_result_key(key, sizeof key, mi.id, t->name, hash);
         if (!kl) rc = am_error(AM_EINVAL, "task name '%s' too long for a results key", t->name);
         else rc = store_put(st, "results", key, kl, json, strlen(json));
+        if (!rc && px.kind) {
+            size_t bl = 0;
+            void *blob = px_encode(&px, &bl);
+            key[kl] = 0;
+            key[kl + 1] = 'x';
+            rc = store_put(st, "results", key, kl + 2, blob, bl);
+            free(blob);
+        }
         if (rc) {
             free(json);
+            px_free(&px);
             return rc;
         }
     }
+    px_free(&px);
     emit(c, t->name, AM_EVAL_STAGE_DONE, 1, 1);
     *result_json = json;
     return AM_OK;
+}
+
+/* ---------------------------------------------------------------- per-example scores */
+
+int evalrun_examples_get(Store *st, const char *model_id, const char *task, const char *hash, PerExample *out) {
+    memset(out, 0, sizeof *out);
+    uint8_t key[512];
+    size_t kl = evalrun_result_key(key, sizeof key - 2, model_id, task, hash);
+    if (!kl) return am_error(AM_EINVAL, "task name '%s' too long for a results key", task);
+    key[kl] = 0;
+    key[kl + 1] = 'x';
+    void *v = NULL;
+    size_t vl = 0;
+    int rc = store_get(st, "results", key, kl + 2, &v, &vl);
+    if (rc == AM_ENOTFOUND)
+        return am_error(AM_ENOTFOUND, "no per-example scores stored for model %.12s on '%s' (HINT: results stored "
+                        "before they were kept: amalgam eval MODEL --force)", model_id, task);
+    if (rc) return rc;
+    rc = px_decode(out, v, vl);
+    free(v);
+    return rc;
 }

@@ -314,7 +314,44 @@ static int l_raw_eval_clear(lua_State *L) {
     return 0;
 }
 
+/* raw_eval_paired(store, model_a, model_b, task, hash_a, hash_b [, B, seed]) -> {delta, se, p_value,
+ * n, B} of a minus b on the stored per-example scores | nil, msg, code */
+static int l_raw_eval_paired(lua_State *L) {
+    Store *st = am_lua_checkstore(L, 1);
+    const char *ma = luaL_checkstring(L, 2), *mb = luaL_checkstring(L, 3), *task = luaL_checkstring(L, 4);
+    const char *ha = luaL_checkstring(L, 5), *hb = luaL_checkstring(L, 6);
+    int B = (int)luaL_optinteger(L, 7, AM_EVAL_PAIRED_B);
+    uint32_t seed = (uint32_t)luaL_optinteger(L, 8, 42);
+    luaL_argcheck(L, B >= 2 && B <= 1000000, 7, "B must be in 2..1000000");
+    PerExample a, b;
+    int rc = evalrun_examples_get(st, ma, task, ha, &a);
+    if (rc) return am_lua_fail(L, rc);
+    rc = evalrun_examples_get(st, mb, task, hb, &b);
+    if (rc) {
+        px_free(&a);
+        return am_lua_fail(L, rc);
+    }
+    PairedTest t;
+    rc = px_paired_test(&t, &a, &b, B, seed);
+    px_free(&a);
+    px_free(&b);
+    if (rc) return am_lua_fail(L, rc);
+    lua_createtable(L, 0, 5);
+    lua_pushnumber(L, t.delta);
+    lua_setfield(L, -2, "delta");
+    lua_pushnumber(L, t.se);
+    lua_setfield(L, -2, "se");
+    lua_pushnumber(L, t.p_value);
+    lua_setfield(L, -2, "p_value");
+    lua_pushinteger(L, t.n);
+    lua_setfield(L, -2, "n");
+    lua_pushinteger(L, t.B);
+    lua_setfield(L, -2, "B");
+    return 1;
+}
+
 static const luaL_Reg eval_funcs[] = {
+    {"raw_eval_paired", l_raw_eval_paired},
     {"raw_eval_task", l_raw_eval_task},
     {"raw_eval_lookup", l_raw_eval_lookup},
     {"raw_eval_config_hash", l_raw_eval_config_hash},

@@ -103,6 +103,13 @@ static int gc_tensor(void *ud, const void *key, size_t klen, const void *val, si
     return 0;
 }
 
+/* "id 0x00 task 0x00 hash 0x00 'x'": the per-example scores of a result (store_keys.h) */
+static int is_examples_key(const void *key, size_t klen) {
+    int z = 0;
+    for (size_t i = 0; i < klen; i++) z += ((const char *)key)[i] == 0;
+    return z >= 3;
+}
+
 static int gc_result(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
     Gc *g = ud;
     (void)val;
@@ -110,7 +117,7 @@ static int gc_result(void *ud, const void *key, size_t klen, const void *val, si
     size_t idlen = z ? (size_t)(z - (const char *)key) : klen;
     if (keys_has(&g->models, key, idlen)) return 0;
     keys_add(&g->del[D_RESULTS], key, klen);
-    g->f->results++;
+    if (!is_examples_key(key, klen)) g->f->results++;   /* a result's per-example scores go with it */
     g->f->result_bytes += klen + vlen;
     return 0;
 }
@@ -162,12 +169,13 @@ int store_gc(Store *s, int dry_run, StoreGcFreed *f) {
 
 /* ---------------------------------------------------------------- results of one model */
 
-typedef struct { Keys keys; size_t bytes; } Collect;
+typedef struct { Keys keys; size_t bytes, results; } Collect;
 
 static int collect(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
     Collect *c = ud;
     (void)val;
     keys_add(&c->keys, key, klen);
+    if (!is_examples_key(key, klen)) c->results++;
     c->bytes += klen + vlen;
     return 0;
 }
@@ -188,7 +196,7 @@ int store_results_delete(Store *s, const char *id, size_t *n, size_t *bytes) {
     prefix[AM_ID_HEX] = 0;
     int rc = store_iter(s, "results", prefix, sizeof prefix, collect, &c);
     if (!rc && c.keys.n) rc = store_write(s, 0, del_keys, &c);
-    if (n) *n = rc ? 0 : c.keys.n;
+    if (n) *n = rc ? 0 : c.results;
     if (bytes) *bytes = rc ? 0 : c.bytes;
     keys_free(&c.keys);
     return rc;

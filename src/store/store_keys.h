@@ -16,6 +16,10 @@
  *                                                      tasks = [{epoch, pos}]}
  *   metrics   run id 0x00 be32(step)                   one JSON row per step (below)
  *   results   model id 0x00 task 0x00 eval-config hash JSON (eval layer)
+ *   results   model id 0x00 task 0x00 eval-config hash 0x00 'x'
+ *                                                      that result's per-example scores (metrics.h
+ *                                                      px_encode: "AMPX" header + LE float32
+ *                                                      columns), for standard errors and paired tests
  *   datasets  dataset name                             JSON (data layer)
  *   meta      "format"                                 {"format": AM_STORE_FORMAT}
  *

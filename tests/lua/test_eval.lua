@@ -133,6 +133,23 @@ local csv = c:csv()
 T.ok(csv:match("^model,name,id_avg,ood_avg,"), "csv header")
 local _, lines = csv:gsub("\n", "\n")
 T.eq(lines, 2, "csv: header + 2 rows")
+-- uncertainty: every result has a bootstrap SE; the same model twice differs by nothing
+for _, t in ipairs(TASKS) do
+  local res = c.models[1].results[t]
+  T.ok(type(res.main_se) == "number" and res.main_se >= 0, "main_se stored: " .. t)
+  T.eq(res.uncertainty and res.uncertainty.method, "bootstrap", "uncertainty method: " .. t)
+end
+T.ok(c.models[1].se.ood_avg ~= nil, "average SE")
+local same = assert(am.compare { m1, m1, tasks = TASKS, tag = "ood" })
+for _, t in ipairs(TASKS) do
+  local tt = same.models[2].tests[t]
+  T.ok(tt and tt.paired and tt.delta == 0 and tt.p_value == 1 and tt.noise, "identical models: no difference on " .. t)
+end
+T.ok(same.models[2].tests.ood_avg.noise, "identical models: average delta within noise")
+T.ok(tostring(same):find("≈+0.00", 1, true), "table marks deltas within noise")
+local sj = same:json_table()
+T.ok(sj.models[2].delta_test[TASKS[1]].within_noise == true and sj.models[1].tasks[TASKS[1]].main_se, "json: SE and test")
+T.ok(same:csv():match("^model,name,id_avg,ood_avg,[^\n]*,se_ood_avg,"), "csv: SE columns")
 local c2 = assert(am.compare { m1, m2, tasks = TASKS, ref = "ev-b" })
 T.eq(c2.ref, 2, "ref by name")
 local c3 = assert(am.compare { m1, m2, tasks = { TASKS[1] }, mode = "quick", dim = 16, no_eval = true })

@@ -143,7 +143,7 @@ static void retrieval_case(Fx *fx, const char *name, const float *q, const float
     snprintf(key, sizeof key, "%s_ks", name);
     int *ks = fx_ints(fx, key, &n);
     int nks = n;
-    RetrievalOptions opt = { AM_SIM_COSINE, flags[1] ? self_doc : NULL, flags[0] ? ids : NULL, (int)flags[2] };
+    RetrievalOptions opt = { AM_SIM_COSINE, flags[1] ? self_doc : NULL, flags[0] ? ids : NULL, (int)flags[2], NULL };
     RetrievalScores s;
     CHECK_OK(eval_retrieval(&s, q, nq, d, nd, dim, qr, ks, nks, &opt));
     CHECK_EQ_INT(s.n_evaluated, flags[3]);
@@ -254,7 +254,7 @@ TEST(retrieval_hand_computed) {
     CHECK_NEAR(s.mrr[1], 0.0, 0);          /* the relevant doc 1 is at rank 3 */
     /* with ids, "b" > "a": doc 1 named "b" now wins the tie */
     const char *ids[4] = { "x", "b", "a", "y" };
-    RetrievalOptions o = { AM_SIM_COSINE, NULL, ids, 0 };
+    RetrievalOptions o = { AM_SIM_COSINE, NULL, ids, 0, NULL };
     CHECK_OK(eval_retrieval(&s, qv, 1, dv, 4, 2, &qr, k1, 2, &o));
     CHECK_NEAR(s.mrr[1], 0.5, 0);
     CHECK_NEAR(s.ndcg[1], 1 / log2(3.0), 1e-15);
@@ -301,7 +301,7 @@ TEST(retrieval_search_matches_brute_force) {
     int *ord = xmalloc((size_t)nd * sizeof *ord);
     for (int variant = 0; variant < 3; variant++) {
         RetrievalOptions o = { variant == 2 ? AM_SIM_DOT : AM_SIM_COSINE, NULL,
-                               variant == 1 ? (const char *const *)ids : NULL, 0 };
+                               variant == 1 ? (const char *const *)ids : NULL, 0, NULL };
         CHECK_OK(retrieval_search(idx, sc, nret, q, nq, d, nd, dim, k, &o));
         int bad = 0;
         for (int qi = 0; qi < nq; qi++) {
@@ -774,6 +774,109 @@ TEST(clustering_protocol_vs_mteb) {
     fx_free(&fx);
 }
 
+/* ------------------------------------------------------------------ uncertainty (boot.c) */
+
+static void px_from(PerExample *p, int kind, const double *v, int n) {
+    CHECK(px_init(p, kind, n) == AM_OK);
+    for (int i = 0; i < n * p->ncols; i++) p->col[i] = (float)v[i];
+}
+
+TEST(bootstrap_and_paired_vs_numpy) {
+    Fx fx;
+    CHECK(fx_load(&fx, "boot.txt") == AM_OK);
+    const double *par = fx_get(&fx, "params", NULL);
+    int B = (int)par[0];
+    uint32_t seed = (uint32_t)par[1];
+    int n;
+    PerExample p[4], pb[2];
+    const double *v = fx_get(&fx, "mean_a", &n);
+    px_from(&p[0], AM_PX_MEAN, v, n);
+    v = fx_get(&fx, "mean_b", &n);
+    px_from(&pb[0], AM_PX_MEAN, v, n);
+    int ns;
+    const double *gold = fx_get(&fx, "sp_gold", &ns), *sa = fx_get(&fx, "sp_a", NULL), *sb = fx_get(&fx, "sp_b", NULL);
+    CHECK(px_init(&p[1], AM_PX_SPEARMAN, ns) == AM_OK && px_init(&pb[1], AM_PX_SPEARMAN, ns) == AM_OK);
+    for (int i = 0; i < ns; i++) {
+        p[1].col[i] = (float)sa[i];
+        pb[1].col[i] = (float)sb[i];
+        p[1].col[ns + i] = pb[1].col[ns + i] = (float)gold[i];
+    }
+    v = fx_get(&fx, "ap_cols", &n);
+    px_from(&p[2], AM_PX_MAX_AP, v, n / 5);
+    v = fx_get(&fx, "f1_cols", &n);
+    px_from(&p[3], AM_PX_F1, v, n / 2);
+    const double *es = fx_get(&fx, "expect_stat", NULL), *ese = fx_get(&fx, "expect_se", NULL);
+    for (int k = 0; k < 4; k++) {
+        CHECK_NEAR(px_statistic(&p[k], NULL, 0), es[k], 1e-12);
+        CHECK_NEAR(px_bootstrap_se(&p[k], B, seed), ese[k], 1e-10);
+    }
+    const char *names[2] = {"expect_paired_mean", "expect_paired_spearman"};
+    for (int k = 0; k < 2; k++) {
+        const double *e = fx_get(&fx, names[k], NULL);
+        PairedTest t;
+        CHECK(px_paired_test(&t, &p[k], &pb[k], B, 11) == AM_OK);
+        CHECK_NEAR(t.delta, e[0], 1e-12);
+        CHECK_NEAR(t.se, e[1], 1e-10);
+        CHECK_NEAR(t.p_value, e[2], 1e-15);
+    }
+    /* serialisation round trip, bad buffers */
+    size_t len;
+    void *buf = px_encode(&p[2], &len);
+    PerExample q;
+    CHECK(px_decode(&q, buf, len) == AM_OK);
+    CHECK(q.kind == AM_PX_MAX_AP && q.n == p[2].n && memcmp(q.col, p[2].col, (size_t)5 * q.n * 4) == 0);
+    px_free(&q);
+    CHECK(px_decode(&q, buf, len - 1) == AM_EFORMAT);
+    ((char *)buf)[0] = 'X';
+    CHECK(px_decode(&q, buf, len) == AM_EFORMAT);
+    am_clearerror();
+    free(buf);
+    for (int k = 0; k < 4; k++) px_free(&p[k]);
+    px_free(&pb[0]);
+    px_free(&pb[1]);
+    fx_free(&fx);
+}
+
+/* two models whose per-query scores differ by a known amount: the test finds it; the same model
+ * twice: no difference */
+TEST(paired_test_known_difference_and_identical) {
+    int n = 300;
+    PerExample a, b, c;
+    px_init(&a, AM_PX_MEAN, n);
+    px_init(&b, AM_PX_MEAN, n);
+    px_init(&c, AM_PX_MEAN, n);
+    AmMt r;
+    mt_seed(&r, 5);
+    for (int i = 0; i < n; i++) {
+        double base = mt_double(&r);
+        a.col[i] = (float)base;
+        b.col[i] = (float)(base + 0.03 + 0.05 * (mt_double(&r) - 0.5));   /* +0.03 on average */
+        c.col[i] = a.col[i];
+    }
+    PairedTest t;
+    CHECK(px_paired_test(&t, &b, &a, 1000, 42) == AM_OK);
+    CHECK(t.delta > 0.025 && t.delta < 0.035);
+    CHECK(t.p_value < 0.01);
+    CHECK(t.se > 0 && t.se < 0.005);
+    CHECK(fabs(t.delta) > 3 * t.se);
+    CHECK(px_paired_test(&t, &c, &a, 1000, 42) == AM_OK);
+    CHECK(t.delta == 0 && t.se == 0 && t.p_value == 1.0);
+    /* a difference far below the noise is not significant */
+    for (int i = 0; i < n; i++) c.col[i] = (float)((double)a.col[i] + (i % 2 ? 0.2 : -0.2) + (i == 0 ? 0.001 : 0));
+    CHECK(px_paired_test(&t, &c, &a, 1000, 42) == AM_OK);
+    CHECK(t.p_value > 0.5);
+    /* SE of a mean ~ sd / sqrt(n) */
+    double se = px_bootstrap_se(&a, 1000, 1);
+    CHECK(se > 0.8 * sqrt(1.0 / 12 / n) && se < 1.2 * sqrt(1.0 / 12 / n));
+    px_free(&c);
+    px_init(&c, AM_PX_MEAN, n - 1);
+    CHECK(px_paired_test(&t, &c, &a, 10, 1) == AM_EINVAL);
+    am_clearerror();
+    px_free(&a);
+    px_free(&b);
+    px_free(&c);
+}
+
 int main(void) {
     RUN(rng_numpy_python_streams);
     RUN(retrieval_vs_trec_eval_fixture);
@@ -792,5 +895,7 @@ int main(void) {
     RUN(kmeans_vs_sklearn_minibatch);
     RUN(kmeans_separated_blobs);
     RUN(clustering_protocol_vs_mteb);
+    RUN(bootstrap_and_paired_vs_numpy);
+    RUN(paired_test_known_difference_and_identical);
     return test_report();
 }

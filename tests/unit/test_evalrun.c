@@ -707,6 +707,62 @@ TEST(results_stored_and_reused) {
     store_close(st);
 }
 
+/* every task type keeps per-example scores whose statistic is the main score, and a bootstrap SE */
+TEST(per_example_scores_and_se) {
+    char *sd = tmpdir("store_px");
+    Store *st = NULL;
+    CHECK_OK(store_open(sd, 0, &st));
+    EvalRunner *r = evalrun_new();
+    struct { const char *name; EvalTaskType type; const char *path; int kind; } cases[] = {
+        {"ret", AM_TASK_RETRIEVAL, FX "/beir", AM_PX_MEAN},
+        {"sts", AM_TASK_STS, FX "/sts.tsv", AM_PX_SPEARMAN},
+        {"pc", AM_TASK_PAIRCLASS, FX "/pairclass.jsonl", AM_PX_MAX_AP},
+        {"cls", AM_TASK_CLASSIFICATION, FX "/labels", AM_PX_MEAN},
+        {"clu", AM_TASK_CLUSTERING, FX "/clustering.jsonl", AM_PX_MEAN},
+        {"bt", AM_TASK_BITEXT, FX "/bitext.jsonl", AM_PX_F1},
+    };
+    EvalModelInfo mi;
+    evalrun_model_info(g_em, &mi);
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        EvalTask t;
+        make_task(&t, cases[k].name, cases[k].type, cases[k].path);
+        EvalConfig c;
+        eval_config_default(&c);
+        char *j = NULL;
+        CHECK_OK(evalrun_task(r, st, g_em, &t, &c, &j, NULL));
+        char *hash = j ? jstr(j, "config_hash") : NULL;
+        PerExample px;
+        int rc = hash ? evalrun_examples_get(st, mi.id, t.name, hash, &px) : AM_EINVAL;
+        CHECK_OK(rc);
+        if (rc == AM_OK) {
+            CHECK_EQ_INT(px.kind, cases[k].kind);
+            double main = jget(j, NULL, "main_score"), se = jget(j, NULL, "main_se");
+            CHECK_NEAR(px_statistic(&px, NULL, 0), main, 1e-5);
+            CHECK(se >= 0 && !isnan(se));
+            CHECK_EQ_INT((int)jget(j, "uncertainty", "n"), px.n);
+            PairedTest pt;
+            CHECK_OK(px_paired_test(&pt, &px, &px, 50, 1));
+            CHECK(pt.delta == 0 && pt.p_value == 1.0);
+            px_free(&px);
+        } else {
+            printf("  %s: %s\n", cases[k].name, am_lasterror());
+        }
+        free(hash);
+        free(j);
+        evaltask_free(&t);
+    }
+    /* a result without them */
+    PerExample px;
+    CHECK(evalrun_examples_get(st, mi.id, "nope", "0123", &px) == AM_ENOTFOUND);
+    am_clearerror();
+    int n = 0;
+    CHECK_OK(evalrun_results_list(st, NULL, count_cb, &n));
+    CHECK_EQ_INT(n, 6);   /* the per-example entries are not results */
+    evalrun_delete(r);
+    store_close(st);
+    free(sd);
+}
+
 TEST(config_hash_follows_layer_dim_mode) {
     EvalRunner *r = evalrun_new();
     EvalTask t;
@@ -920,6 +976,7 @@ int main(void) {
     RUN(disk_cache_serves_a_fresh_runner);
     RUN(quick_subsample_deterministic);
     RUN(results_stored_and_reused);
+    RUN(per_example_scores_and_se);
     RUN(config_hash_follows_layer_dim_mode);
     RUN(task_specs);
     RUN(bad_input_and_cancel);
