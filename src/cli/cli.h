@@ -59,6 +59,7 @@ int cmd_run(CliArgs *a);   /* cmd_lua.c */
 int cmd_lua(CliArgs *a);   /* cmd_lua.c */
 int cmd_eval(CliArgs *a);                  /* cmd_eval.c */
 int cmd_compare(CliArgs *a);               /* cmd_eval.c */
+int cmd_bench_quick(CliArgs *a);           /* cmd_eval.c */
 int cmd_ls_results(CliArgs *a, int json);  /* cmd_eval.c: amalgam ls results */
 int cmd_prepare(CliArgs *a);                 /* cmd_prepare.c */
 int cmd_ls_datasets(CliArgs *a, int json); /* cmd_prepare.c: amalgam ls datasets */

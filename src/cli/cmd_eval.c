@@ -185,6 +185,24 @@ int cmd_compare(CliArgs *a) {
     return run_cmd(a, "cli_compare", compare_extra, &c);
 }
 
+/* `amalgam bench quick [MODEL...]` (cmd_bench.c hands it over): quick vs full ranking fidelity */
+int cmd_bench_quick(CliArgs *a) {
+    Common c;
+    memset(&c, 0, sizeof c);
+    am_log_set_echo(AM_LOG_WARN);
+    Store *probe = NULL;
+    int rc = store_open(a->store_dir, AM_STORE_RDONLY, &probe);
+    store_close(probe);
+    if (rc == AM_ENOTFOUND) return rc;
+    am_clearerror();
+    lua_State *L = am_lua_newstate(a->store_dir);
+    if (!L) return am_error(AM_EINVAL, "bench quick: cannot start Lua");
+    push_common(L, a, &c, 1);   /* pos[0] is "quick" */
+    rc = run_lua(L, "cli_bench_quick");
+    lua_close(L);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- ls results */
 
 typedef struct { char id[AM_ID_HEX + 1]; char name[128]; } NameRow;

@@ -366,7 +366,7 @@ static const luaL_Reg eval_funcs[] = {
  * (tail calls, so error levels point at the caller) that load it on first use. */
 static const char forwarders[] =
     "local M = ...\n"
-    "for _, f in ipairs { 'eval', 'compare', 'results', 'eval_suite' } do\n"
+    "for _, f in ipairs { 'eval', 'compare', 'results', 'eval_suite', 'bench_quick' } do\n"
     "  M[f] = function(...) return require('amalgam.eval')[f](...) end\n"
     "end\n";
 

@@ -87,6 +87,7 @@ expect_fail "unprepared default suite" "amalgam prepare" "$AM" eval t
 expect_fail "compare unknown ref" "unknown reference model" "$AM" compare t --task "$STS" --ref nope
 expect_fail "compare --json and --csv" "not both" "$AM" compare t --json --csv
 expect_fail "ls unknown kind" "unknown kind" "$AM" ls resultz
+expect_fail "bench quick needs 3 models" "needs 3 or more" "$AM" bench quick t s
 [ "$before" = "$(store_state)" ] && ok "failed commands leave the store unchanged" || bad "store changed by failures"
 "$AM" eval nope --task nosuch >/dev/null 2>&1; [ $? -ne 0 ] && ok "non-zero exit" || bad "exit 0"
 expect_fail "unknown #option" "unknown option '#candidate_pool'" "$AM" eval t --task "$STS#candidate_pool"
