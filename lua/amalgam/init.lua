@@ -270,6 +270,7 @@ end
 do
   local merge = require "amalgam.merge"
   M.merge, M.merge_methods, M.diagnose, M.sweep = merge.merge, merge.methods, merge.diagnose, merge.sweep
+  M.greedy_soup = merge.greedy_soup
 end
 
 return M

@@ -295,6 +295,81 @@ function M.sweep(opts)
   return out
 end
 
+-- ------------------------------------------------------------------ greedy soup
+
+local soup_spec = { models = "table", eval = "table", score = "string|function", name = "string", store = "Store",
+  on_step = "function" }
+
+--- am.greedy_soup{models=, eval=, score="id_avg"|function(results), name=, on_step=, store=}
+---   -> Model, info | nil, msg, code
+-- Wortsman et al. 2022: rank the models by their own score, then add each (best first) to the
+-- uniform soup only if the soup's score does not drop.
+function M.greedy_soup(opts)
+  core.check_options("greedy_soup", opts, soup_spec, 2)
+  if opts == nil or opts.models == nil or #opts.models < 2 then
+    error("greedy_soup: option 'models' must list at least 2 models", 2)
+  end
+  local ids = {}
+  for i, v in ipairs(opts.models) do ids[i] = model_ref(v, ("models[%d]"):format(i), 2) end
+  local st = opts.store
+  if st == nil then
+    local msg, code
+    st, msg, code = core.store.default()
+    if not st then return nil, msg, code end
+  end
+  local ev = {}
+  for k, v in pairs(opts.eval or {}) do ev[k] = v end
+  if ev.suite == nil and ev.tasks == nil then ev.suite = "quick" end
+  ev.store = st
+  local score_of = opts.score or "id_avg"
+  if type(score_of) == "string" then
+    local key = score_of
+    score_of = function(r) return r[key] end
+  end
+  local function score(m)
+    local r, msg, code = core.eval(m, ev)
+    if not r then return nil, msg, code end
+    local x = score_of(r)
+    if type(x) ~= "number" then
+      return nil, "greedy_soup: the score is not a number (no task with that tag? see option 'score')", "EINVAL"
+    end
+    return x
+  end
+  -- the models alone, best first (ties keep the given order)
+  local ranked = {}
+  for i, id in ipairs(ids) do
+    local m, msg, code = st:model(id)
+    if not m then return nil, msg, code end
+    local x
+    x, msg, code = score(m)
+    if not x then return nil, msg, code end
+    ranked[i] = { id = m:id(), model = m, score = x, pos = i }
+  end
+  table.sort(ranked, function(p, q) if p.score ~= q.score then return p.score > q.score end return p.pos < q.pos end)
+  local kept, best, soup = { ranked[1].id }, ranked[1].score, ranked[1].model
+  local steps = { { id = ranked[1].id, score = ranked[1].score, soup_score = best, kept = true } }
+  for i = 2, #ranked do
+    local cand = {}
+    for k, id in ipairs(kept) do cand[k] = id end
+    cand[#cand + 1] = ranked[i].id
+    local m, info, code = core.raw_merge(st, request({ method = "linear", models = cand }, 2))
+    if not m then return nil, info, code end
+    local x, msg
+    x, msg, code = score(m)
+    if not x then return nil, msg, code end
+    local step = { id = ranked[i].id, score = ranked[i].score, soup_score = x, kept = x >= best }
+    if x >= best then kept, best, soup = cand, x, m end
+    steps[#steps + 1] = step
+    if opts.on_step then opts.on_step(step, i, #ranked) end
+  end
+  if opts.name then
+    local ok, msg, code = st:name(opts.name, soup)
+    if not ok then return nil, msg, code end
+    soup = assert(st:model(opts.name))
+  end
+  return soup, { kept = kept, score = best, steps = steps }
+end
+
 -- a point's value of grid key k, as text
 local function show(v)
   if type(v) == "table" then

@@ -166,6 +166,24 @@ do
   T.eq(#am.models(), before, "a sweep with a bad point stores nothing")
 end
 
+-- ------------------------------------------------------------------ greedy soup
+do
+  local TD = os.getenv("AM_TEST_DIR") or "tests"
+  local ev = { tasks = { "sts:" .. TD .. "/ref/evalrun/sts.tsv" }, tag = "id" }
+  local c = am.model "mc"
+  local steps = 0
+  local soup, info = am.greedy_soup { models = { a, b, c }, eval = ev, on_step = function() steps = steps + 1 end }
+  T.ok(am.type(soup) == "Model" and #info.steps == 3 and steps == 2, "greedy_soup: one step per model after the best")
+  local best = info.steps[1]
+  for _, s in ipairs(info.steps) do T.ok(s.score <= best.score, "the first step is the best model alone") end
+  T.eq(info.kept[1], best.id, "the soup starts from the best model")
+  local want = #info.kept == 1 and best.id or am.merge { method = "linear", models = info.kept }:id()
+  T.eq(soup:id(), want, "the soup is the uniform linear merge of the kept models")
+  T.ok(info.score >= best.score, "the soup scores no lower than the best model")
+  T.checkerr("greedy_soup: option 'models' must list at least 2 models", function() am.greedy_soup { models = { a } } end)
+  T.checkerr("greedy_soup: unknown option 'scroe'", function() am.greedy_soup { models = { a, b }, scroe = "x" } end)
+end
+
 -- ------------------------------------------------------------------ bad input
 local n_models = #am.models()
 local here = "test_merge.lua:"
