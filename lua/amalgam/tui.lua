@@ -182,4 +182,58 @@ function M.results()
   return out
 end
 
+-- The merge methods as the Merge panel cycles them: {name, base = "none"|"required"|"optional",
+-- density = true when the method reads a density}.
+function M.merge_methods()
+  local out = {}
+  for _, x in ipairs(am.merge_methods()) do
+    local d = false
+    for _, p in ipairs(x.params or {}) do if p == "density" then d = true end end
+    out[#out + 1] = { name = x.name, base = x.base, density = d, min_models = x.min_models, max_models = x.max_models }
+  end
+  return out
+end
+
+-- One step of the Merge panel: merge as a recipe (nothing but the recipe is stored) and
+-- quick-evaluate it, with the reference's quick scores for the deltas. spec_json:
+-- {method, base, models = {id...}, weights = {...}, density, ref, name}. With `name`, the merge
+-- is stored under that name (tensors too) instead.
+function M.merge_eval(spec_json)
+  local spec = am.json.decode(spec_json)
+  local now = am.source.now
+  local t0 = now()
+  local meth
+  for _, x in ipairs(am.merge_methods()) do if x.name == spec.method then meth = x end end
+  if not meth then return nil, "unknown method " .. tostring(spec.method) end
+  local req = { method = spec.method, models = spec.models, weights = spec.weights, name = spec.name }
+  if meth.base ~= "none" and spec.base then req.base = spec.base end
+  for _, p in ipairs(meth.params or {}) do
+    if p ~= "weight" and spec[p] then req[p] = spec[p] end
+  end
+  local ok, m, info = pcall(am.merge, req)
+  if not ok then return nil, tostring(m) end
+  if not m then return nil, info end
+  local t1 = now()
+  local r, err = am.eval(m, { suite = "quick" })
+  if not r then return nil, err end
+  local t2 = now()
+  local out = { id = m:id(), found = info.found and true or false, merge_s = t1 - t0, eval_s = t2 - t1,
+    id_avg = r.id_avg, ood_avg = r.ood_avg, tasks = {} }
+  for _, x in ipairs(r) do
+    local tag = x.tag
+    if tag == am.json.null then tag = nil end
+    out.tasks[#out.tasks + 1] = { name = x.task, tag = tag or "", score = x.main_score }
+  end
+  local ref = spec.ref or spec.base
+  if ref then
+    local rr = am.eval(ref, { suite = "quick" })
+    if rr then
+      out.ref_id_avg, out.ref_ood_avg, out.ref = rr.id_avg, rr.ood_avg, {}
+      for _, x in ipairs(rr) do out.ref[x.task] = x.main_score end
+    end
+  end
+  out.total_s = now() - t0
+  return out
+end
+
 return M

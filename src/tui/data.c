@@ -103,6 +103,7 @@ int tui_load_models(Tui *t) {
         lua_pop(L, 2);
     }
     lua_pop(L, 1);
+    t->models_gen++;
     crt_logf("tui: %d models read in %.0f ms", t->nmodels, (tui_now() - t0) * 1e3);
     return 0;
 }

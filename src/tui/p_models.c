@@ -92,10 +92,11 @@ static void draw_detail(Panel *p, int y, int x, int h, int w) {
     double maxn = 0;
     for (int i = 0; i < s->ntensors; i++)
         if (s->tensors[i].norm > maxn) maxn = s->tensors[i].norm;
-    attrset(crt_attr(CR_COLHEAD));
-    int nw = w - 2 - 14 - 10 - 12;
+    int barw = w >= 100 ? 24 : 0;   /* norm bars when there is room */
+    int nw = w - 2 - 15 - 11 - 10 - barw;
     if (nw < 20) nw = 20;
-    crt_putf(y + row++, x, w, 1, " %-*s %14s %10s  norm", nw, "tensor", "shape", "numel");
+    attrset(crt_attr(CR_COLHEAD));
+    crt_putf(y + row++, x, w, 1, " %-*s %14s %10s %9s", nw, "tensor", "shape", "numel", "norm");
     attrset(crt_attr(CR_DEFAULT));
     int rows = h - row;
     if (s->dtop > s->ntensors - rows) s->dtop = s->ntensors - rows;
@@ -103,12 +104,10 @@ static void draw_detail(Panel *p, int y, int x, int h, int w) {
     for (int i = s->dtop; i < s->ntensors && row < h; i++, row++) {
         TensorRow *r = &s->tensors[i];
         crt_putf(y + row, x, nw + 1, 1, " %s", r->name);
-        crt_putf(y + row, x + nw + 2, 26, 0, "%14s %10.0f", r->shape, r->numel);
-        int bx = x + nw + 28, bw = w - bx - 9;
-        crt_putf(y + row, bx, 8, 0, "%8.3f", r->norm);
-        if (bw > 3 && maxn > 0) {
+        crt_putf(y + row, x + nw + 2, 36, 0, "%14s %10.0f %9.3f", r->shape, r->numel, r->norm);
+        if (barw && maxn > 0) {
             attrset(crt_attr(CR_GRAPH));
-            crt_bar(y + row, bx + 9, bw, r->norm / maxn);
+            crt_bar(y + row, x + nw + 39, barw - 2, r->norm / maxn);
             attrset(crt_attr(CR_DEFAULT));
         }
     }

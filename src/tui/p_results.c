@@ -135,12 +135,12 @@ static void results_draw(Panel *p, int y, int x, int h, int w) {
         }
         char nm[16];
         snprintf(nm, sizeof nm, "%.6s", k->name);
-        if (s->col == s->left + c + 3) attrset(crt_attr(CR_SELECT) | A_BOLD);
+        if (s->col == s->left + c + 3) attrset(crt_attr(CR_SELECT) | A_UNDERLINE);
         crt_putf(y + 1, cx, tw, 0, "%6s", nm);
         attrset(crt_attr(CR_COLHEAD));
     }
     if (s->col < 3) {
-        attrset(crt_attr(CR_SELECT) | A_BOLD);
+        attrset(crt_attr(CR_SELECT) | A_UNDERLINE);
         int cx = s->col == 0 ? x + 1 : s->col == 1 ? x + nw : x + nw + aw;
         crt_put(y + 1, cx, s->col == 0 ? 5 : 8, s->col == 0 ? "model" : s->col == 1 ? "  ID avg" : " OOD avg", 0);
     }

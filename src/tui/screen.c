@@ -148,7 +148,7 @@ static void draw_keybar(Tui *t, int y, int w) {
         attrset(crt_attr(CR_FLABEL));
         int lw = crt_width(k->label) + 1;
         if (t->panels[t->cur].cls->name && strcmp(t->panels[t->cur].cls->name, k->label) == 0)
-            attrset(crt_attr(CR_SELECT) | A_BOLD);
+            attrset(crt_attr(CR_TITLE));
         x += crt_put(y, x, w - x < lw ? w - x : lw, k->label, 1);
     }
     attrset(crt_attr(CR_FLABEL));
@@ -233,6 +233,7 @@ static void draw(Tui *t) {
     p->title[0] = 0;
     draw_header(t, w);
     if (t->help) {
+        snprintf(p->title, sizeof p->title, "Help  (global keys and the %s panel's)", p->cls->name);
         draw_title(p, 1, w);
         draw_help(t, 2, h - 4, w);
     } else {

@@ -130,7 +130,7 @@ struct Tui {
     int quit;
     /* data shared by the panels (data.c) */
     TuiModel *models;
-    int nmodels;
+    int nmodels, models_gen;      /* models_gen: bumped on every reload (indices change) */
     TuiResults results[2];       /* full, quick */
     int nresults;
     int mode;                    /* which of results[] the Results / Plot / Merge panels show */

@@ -21,6 +21,7 @@ trap cleanup EXIT
 "$AM" init-model --config tiny --name other --seed 7 >/dev/null 2>"$W/err" || bad "init-model other"
 "$AM" eval base other --task "sts:$F/sts.tsv" --tag id >/dev/null 2>"$W/err" || bad "eval id"
 "$AM" eval base other --task "beir:$F/beir" --tag ood >/dev/null 2>"$W/err" || bad "eval ood"
+"$AM" merge --method linear base other --name soup >/dev/null 2>"$W/err" || bad "merge soup"
 "$AM" eval base --task "sts:$F/sts.tsv" --tag id --suite quick >/dev/null 2>"$W/err" || bad "eval quick"
 sleep 600 & SLEEPER=$!
 run_write() { # run_write STEP FIRST LAST: the record at STEP and metrics rows FIRST..LAST
@@ -57,7 +58,7 @@ start() { # start ENV...: a shell in a 120x32 pane running `amalgam` (no command
 tui_pid() { local sh; sh=$($TM display -p -t tui '#{pane_pid}'); pgrep -P "$sh" -x amalgam; }
 
 start
-check "amalgam alone on a terminal opens the Models panel" "Models +2 in"
+check "amalgam alone on a terminal opens the Models panel" "Models +[34] in"
 check "lineage and kinds" "base .*init"
 keys F4; check "Results: ID and OOD averages, deltas vs a reference" "ID avg.*OOD avg"
 check "Results: full suite by default" "full suite"
@@ -67,6 +68,9 @@ keys F5; check "Plot: the Pareto front" "Pareto"
 keys F6; check "Runs: the live run is listed as running" "tui-run-1 .*running +5/40"
 run_write 12 6 12
 check "Runs: a live run is followed (new metrics polled)" "tui-run-1 .*running +12/40" 6
+keys F3; check "Merge panel: the models with weight sliders" "other .*0\\.00"
+keys Down Right; check "Merge: a weight change merges and quick-evaluates (no suite here: the error is shown)" "not prepar|not found" 10
+cap; grep -q "EXIT=" "$W/out" && bad "merge ended the program" || ok "still running after the merge step"
 keys F2 Enter; check "Models: details with per-tensor norms" "word_embeddings.*norm|norm.*word_embeddings|embeddings.word_embeddings.weight"
 keys Escape
 keys F7; check "Lua console opens" "Lua console"
@@ -90,19 +94,19 @@ check "q quits with exit 0" "EXIT=0"
 check "terminal restored after q (icanon, echo)" "^icanon echo"
 
 start
-check "started again" "Models +2 in"
+check "started again" "Models +[34] in"
 kill -TERM "$(tui_pid)"
 check "SIGTERM ends it with 143" "EXIT=143"
 check "terminal restored after SIGTERM" "^icanon echo"
 
 start NO_COLOR=1
-check "NO_COLOR: starts" "Models +2 in"
+check "NO_COLOR: starts" "Models +[34] in"
 $TM capture-pane -t tui -p -e >"$W/out"
 grep -qE $'\e\\[(3[0-7]|4[0-7]|38;|48;)' "$W/out" && bad "NO_COLOR: colours used" || ok "NO_COLOR: no colours, attributes only"
 keys F10; check "F10 quits" "EXIT=0"
 
 start AMALGAM_TUI_ASCII=1
-check "ASCII fallback: starts" "Models +2 in"
+check "ASCII fallback: starts" "Models +[34] in"
 cap; LC_ALL=C grep -q $'[\x80-\xff]' "$W/out" && bad "ASCII fallback: non-ASCII on screen" || ok "ASCII fallback: ASCII only"
 keys q; check "quits" "EXIT=0"
 am_test_finish

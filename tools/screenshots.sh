@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# screenshots.sh - drive the real TUI in tmux on a store and capture every panel: the ANSI text
+# (tmux capture-pane -e -p) and a PNG rendered from it (tools/ansi2png.py, Pillow + DejaVu Sans
+# Mono: apt-get install python3-pil fonts-dejavu-core).
+#
+# usage: tools/screenshots.sh [STORE] [OUTDIR]      (defaults: ./store after `./amalgam demo`,
+#        screenshots/). The TUI only reads the store, except the Merge shot, which stores a
+#        recipe-only merge (a few hundred bytes) like the Merge panel always does; copy a store
+#        you want untouched first (cp -a STORE /tmp/x). Env: AMALGAM_BIN (default build/amalgam),
+#        COLS x ROWS (default 120 x 32), SIZE (font px, 15).
+set -eu
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+STORE="${1:-$ROOT/store}"
+OUT="${2:-$ROOT/screenshots}"
+AM="${AMALGAM_BIN:-$ROOT/build/amalgam}"
+COLS="${COLS:-120}" ROWS="${ROWS:-32}" SIZE="${SIZE:-15}"
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+command -v tmux >/dev/null || { echo "screenshots.sh: tmux is needed (apt-get install tmux)" >&2; exit 1; }
+$PY -c "import PIL" 2>/dev/null || { echo "screenshots.sh: Pillow is needed (apt-get install python3-pil)" >&2; exit 1; }
+[ -x "$AM" ] || { echo "screenshots.sh: no binary at $AM (build first: ./amalgam --help)" >&2; exit 1; }
+[ -e "$STORE/data.mdb" ] || { echo "screenshots.sh: no store at $STORE" >&2; exit 1; }
+mkdir -p "$OUT"
+STORE="$(cd "$STORE" && pwd)"
+TM="tmux -L am_shots_$$ -f /dev/null"
+trap '$TM kill-server 2>/dev/null' EXIT
+
+$TM new-session -d -s shots -x "$COLS" -y "$ROWS" \
+  "cd /tmp && env TERM=xterm-256color LANG=C.UTF-8 LC_ALL=C.UTF-8 '$AM' --store '$STORE' tui; sleep 30"
+keys() { $TM send-keys -t shots "$@"; }
+# wait until the screen shows PATTERN (ERE), at most 20 s
+wait_for() {
+  for _ in $(seq 200); do $TM capture-pane -t shots -p | grep -qE -- "$1" && return 0; sleep 0.1; done
+  echo "screenshots.sh: timed out waiting for /$1/" >&2
+  return 1
+}
+shot() { # shot NAME: the screen as NAME.ansi and NAME.png
+  sleep 0.3
+  $TM capture-pane -t shots -e -p >"$OUT/$1.ansi"
+  $PY "$ROOT/tools/ansi2png.py" "$OUT/$1.ansi" "$OUT/$1.png" --cols "$COLS" --rows "$ROWS" --size "$SIZE"
+  echo "$OUT/$1.png"
+}
+
+wait_for "F10Quit"
+shot models
+keys Down Down Down Enter; wait_for "norm"; shot model-detail
+keys Escape F4; wait_for "Results"; shot results
+keys F5; wait_for "Pareto"; shot plot
+keys F6; wait_for "Runs"; keys Enter; shot runs
+keys F3; wait_for "quick eval +[0-9]|Nothing to merge|error|ENOTFOUND"; sleep 1; shot merge
+keys F7; wait_for "Lua console"
+keys 'for _, r in ipairs(am.runs()) do print(r.id, r.status, r.step) end' Enter
+keys '#am.models(), am.version' Enter
+keys 'am.model("no-such-model"):id()' Enter
+sleep 0.5; shot lua
+keys F8; wait_for "key latency"; shot log
+keys F4 F1; wait_for "everywhere"; shot help
+keys x
+# the sketches' size: 80 x 24
+$TM resize-window -t shots -x 80 -y 24
+keys F4; sleep 0.5
+$TM capture-pane -t shots -e -p >"$OUT/results-80x24.ansi"
+$PY "$ROOT/tools/ansi2png.py" "$OUT/results-80x24.ansi" "$OUT/results-80x24.png" --cols 80 --rows 24 --size "$SIZE"
+echo "$OUT/results-80x24.png"
+keys q
