@@ -402,6 +402,13 @@ static int meta_of(Store *st, const char *id, cJSON **out) {
     return AM_OK;
 }
 
+static int model_exists(Store *st, const char *id) {
+    char *m = NULL;
+    int rc = store_model_meta(st, id, &m);
+    free(m);
+    return rc != AM_ENOTFOUND;
+}
+
 int merge_store_is_recipe(Store *st, const char *id) {
     cJSON *m = NULL;
     if (meta_of(st, id, &m)) {
@@ -609,7 +616,12 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
         if ((rc = merge_spec_set(&ms, MERGE_P_WEIGHT, i, 0, "", &wf, 1))) break;
         char *vt = NULL;
         size_t vl = 0;
-        if ((rc = load_full(st, id, depth, &in[i], &vt, &vl))) break;
+        if ((rc = load_full(st, id, depth, &in[i], &vt, &vl))) {
+            if (rc == AM_ENOTFOUND && !model_exists(st, id))
+                rc = am_error(AM_ENOTFOUND, "merge: input %d (%.12s) is no longer in the store (amalgam rm --force?), "
+                              "so this merge cannot be computed", i + 1, id);
+            break;
+        }
         if (i == 0) {
             v0 = vt;
             l0 = vl;
@@ -632,7 +644,12 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
         cJSON_Delete(tmp);
     }
     if (!rc && base_id) {
-        if ((rc = load_full(st, base_id, depth, &base, &bvocab, &bl))) rc = am_error_wrap(rc, "merge: base");
+        if ((rc = load_full(st, base_id, depth, &base, &bvocab, &bl))) {
+            if (rc == AM_ENOTFOUND && !model_exists(st, base_id))
+                rc = am_error(AM_ENOTFOUND, "merge: the base (%.12s) is no longer in the store (amalgam rm --force?), "
+                              "so this merge cannot be computed", base_id);
+            else rc = am_error_wrap(rc, "merge: base");
+        }
         else if (bl != l0 || (bl && memcmp(bvocab, v0, bl) != 0))
             rc = am_error(AM_EVOCAB, "merge: the base (%.12s) has a different vocabulary than model 1", base_id);
         if (base) heads &= base->cfg.has_mlm_head;

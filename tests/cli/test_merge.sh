@@ -121,6 +121,10 @@ PYEOF
 
 # --- a parent a merge needs is not removed
 expect_fail "rm of a merge's parent is refused" "needed by model" "$AM" rm c
+"$AM" init-model --config tiny --vocab "$V" --name d --seed 4 >/dev/null &&
+  "$AM" merge --method linear a d --json >"$W/out" 2>"$W/err" && "$AM" rm d --force >/dev/null 2>&1 || bad "rm --force d"
+RD=$(grep -oE '[0-9a-f]{32}' "$W/out" | head -1)
+expect_fail "a recipe whose input was removed says so" "input 2 \([0-9a-f]{12}\) is no longer in the store" "$AM" export "$RD" "$W/exp3"
 
 # --- bad input: a clear error, a non-zero exit, the store unchanged
 before=$(store_state)
