@@ -381,10 +381,10 @@ local function show(v)
   return tostring(v)
 end
 
---- M.cli_sweep{method=, base=, models={...}, weights=, params=JSON, grid = {key = {...}}, suite=, tasks=,
+--- M.cli_sweep{method=, base=, models={...}, weights=, params=JSON, rules=, grid = {key = {...}}, suite=, tasks=,
 ---   tag=, no_eval=, json=} -> true | nil, msg, code   (amalgam sweep; src/cli/cmd_merge.c)
 function M.cli_sweep(a)
-  local o = { method = a.method, base = a.base, models = a.models, weights = a.weights, grid = a.grid }
+  local o = { method = a.method, base = a.base, models = a.models, weights = a.weights, grid = a.grid, rules = a.rules }
   if a.params then
     local p = json.decode(a.params)
     for k, v in pairs(p) do o[k] = v end

@@ -99,17 +99,6 @@ static int params_canonical(MergeMethod mm, const char *params_json, cJSON **out
         cJSON_Delete(in);
         return am_error(AM_EINVAL, "merge %s: parameters must be a JSON object", mname);
     }
-    /* sorted keys: insertion sort of the children by name */
-    int n = cJSON_GetArraySize(in);
-    cJSON **items = xcalloc((size_t)(n ? n : 1), sizeof *items);
-    int k = 0;
-    for (cJSON *it = in->child; it; it = it->next) items[k++] = it;
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && strcmp(items[j - 1]->string, items[j]->string) > 0; j--) {
-            cJSON *t = items[j];
-            items[j] = items[j - 1];
-            items[j - 1] = t;
-        }
     cJSON *o = cJSON_CreateObject();
     int rc = AM_OK;
     MergeSpec local, *ms = spec;
@@ -117,8 +106,7 @@ static int params_canonical(MergeMethod mm, const char *params_json, cJSON **out
         merge_spec_init(&local, mm);
         ms = &local;
     }
-    for (int i = 0; i < n && !rc; i++) {
-        const cJSON *v = items[i];
+    for (const cJSON *v = in->child; v && !rc; v = v->next) {
         const char *key = v->string;
         MergeParam p;
         int is_param = merge_param_from_name(key, &p) == AM_OK;
@@ -187,7 +175,6 @@ static int params_canonical(MergeMethod mm, const char *params_json, cJSON **out
         if (q == MERGE_P_WEIGHT || !(mi->params & (1u << q)) || isnan(d) || cJSON_GetObjectItemCaseSensitive(o, pn)) continue;
         cJSON_AddNumberToObject(o, pn, shortest(d));
     }
-    free(items);
     cJSON_Delete(in);
     if (ms == &local) merge_spec_free(&local);
     if (rc) {

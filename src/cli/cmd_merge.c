@@ -366,20 +366,21 @@ static int run_sweep(lua_State *L) {
     if (st != LUA_OK || am_lua_interrupted(L)) return am_lua_finish(L, st);
     if (lua_toboolean(L, -3)) return AM_OK;
     const char *msg = lua_tostring(L, -2), *code = lua_tostring(L, -1);
-    int rc = AM_EIO;
-    for (int c = -32000; c >= -32040; c--)
+    int rc = AM_EIO; /* the code named by its AM_ERRORS name (the codes run down from -32000) */
+    for (int c = -32000; c >= -32100; c--)
         if (code && am_errname(c) && strcmp(am_errname(c), code) == 0) rc = c;
     return am_error(rc, "%s", msg ? msg : "sweep failed");
 }
 
 int cmd_sweep(CliArgs *a) {
     const char *method = cli_get(a, "method"), *base = cli_get(a, "base");
-    cJSON *params = cJSON_CreateObject(), *grid = cJSON_CreateObject();
+    cJSON *params = cJSON_CreateObject(), *grid = cJSON_CreateObject(), *rules = cJSON_CreateArray();
     const char *tasks[CLI_MAX_OPTS];
     int ntasks = 0, rc = AM_OK;
     for (int i = 0; i < a->nopt && !rc; i++) {
         CliOpt *o = &a->opt[i];
         if (strcmp(o->name, "set") == 0) o->used = 1, rc = parse_set(params, o->value);
+        else if (strcmp(o->name, "rule") == 0) o->used = 1, rc = parse_rule(rules, o->value);
         else if (strcmp(o->name, "grid") == 0) {
             o->used = 1;
             if (!(rc = parse_set(grid, o->value))) { /* a single value is a one-point list */
@@ -388,7 +389,9 @@ int cmd_sweep(CliArgs *a) {
                 if (!cJSON_IsArray(last)) {
                     cJSON *arr = cJSON_CreateArray();
                     cJSON_AddItemToArray(arr, cJSON_Duplicate(last, 1));
-                    cJSON_ReplaceItemViaPointer(grid, last, arr);
+                    char *key = xstrdup(last->string);
+                    cJSON_ReplaceItemInObjectCaseSensitive(grid, key, arr);
+                    free(key);
                 }
             }
         } else if (strcmp(o->name, "task") == 0) {
@@ -444,6 +447,11 @@ int cmd_sweep(CliArgs *a) {
         if (am_lua_pushjson(L, gj, strlen(gj)) == AM_OK) lua_setfield(L, -2, "grid");
         free(pj);
         free(gj);
+        if (cJSON_GetArraySize(rules)) {
+            char *rj = cJSON_PrintUnformatted(rules);
+            if (am_lua_pushjson(L, rj, strlen(rj)) == AM_OK) lua_setfield(L, -2, "rules");
+            free(rj);
+        }
         if (ntasks) {
             lua_createtable(L, ntasks, 0);
             for (int i = 0; i < ntasks; i++) lua_pushstring(L, tasks[i]), lua_rawseti(L, -2, i + 1);
@@ -460,5 +468,6 @@ int cmd_sweep(CliArgs *a) {
     }
     cJSON_Delete(params);
     cJSON_Delete(grid);
+    cJSON_Delete(rules);
     return rc;
 }

@@ -46,9 +46,9 @@ static const struct {
      "diff [--base B] MODEL... [--tensors] [--json]",
      "task-vector diagnostics: norms, pairwise cosines and sign conflicts per layer (or tensor)"},
     {"sweep", cmd_sweep, (const char *const[]){"no-eval", "json", NULL},
-     (const char *const[]){"method", "base", "set", "grid", "suite", "task", "tag", NULL},
-     "sweep --method M [--base B] MODEL[:WEIGHT]... --grid key=v1,v2,... [--grid ...] [--set k=v]... [--suite quick|default]\n"
-     "                [--task T]... [--tag id|ood] [--no-eval] [--json]",
+     (const char *const[]){"method", "base", "set", "rule", "grid", "suite", "task", "tag", NULL},
+     "sweep --method M [--base B] MODEL[:WEIGHT]... --grid key=v1,v2,... [--grid ...] [--set k=v]... [--rule R]...\n"
+     "                [--suite quick|default] [--task T]... [--tag id|ood] [--no-eval] [--json]",
      "merge at every point of a parameter grid (recipes only) and evaluate each; weight=x sweeps 2 models as {1-x, x}"},
     {"bench", cmd_bench, (const char *const[]){"no-peer", NULL}, (const char *const[]){"config", "threads", NULL},
      "bench encode|train|merge|quick [MODEL...] [--config tiny|mini|small|all] [--threads N] [--no-peer]",

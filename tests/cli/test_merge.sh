@@ -105,6 +105,9 @@ PYEOF
   ok "sweep --json: a repeated sweep finds its points" || bad "sweep --json"
 expect "a 2-D sweep without evaluation" 0 "^density +lambda|^0\.3 +0\.5 |^0\.6 +1 " \
   "$AM" sweep --method ties --base a b c --grid density=0.3,0.6 --grid lambda=0.5,1 --no-eval
+"$AM" sweep --method linear a b --grid weight=0.25 --rule weight@2:attention=3 --no-eval --json >"$W/out" 2>"$W/err" &&
+  [ "$(meta "$(python3 -c "import json; print(json.load(open('$W/out'))[0]['id'])")" 'm["merge"]["rules"][0]["classes"]')" = "['attention']" ] &&
+  ok "sweep --rule: the rules go into every point" || bad "sweep --rule"
 
 # a merge keeps the first model's pooling and normalisation: CLS + Normalize
 "$AM" import "$T/ref/hf/st_cls_norm" --name stcls >/dev/null || bad "import st_cls_norm"
