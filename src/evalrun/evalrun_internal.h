@@ -110,5 +110,7 @@ void evalinst_free(EvalInst *in);
 
 /* k distinct of 0..n-1 (all if k <= 0 or k >= n), ascending, seeded. Returns the count. */
 int evalrun_pick(int n, int k, uint64_t seed, int *out);
+/* k of n labelled rows (labels in [0, n_labels)) spread evenly over the labels (task_inst.c). */
+int evalrun_pick_stratified(const int *label, int n, int n_labels, int k, uint64_t seed, int *out);
 
 #endif

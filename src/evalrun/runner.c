@@ -203,6 +203,8 @@ static cJSON *config_json(const EvalResolved *rc, const EvalTask *t, const char 
         if (t->type == AM_TASK_RETRIEVAL || (t->type == AM_TASK_BITEXT && t->candidate_pool))
             cJSON_AddNumberToObject(q, "docs", t->quick_docs);
         if (t->type == AM_TASK_CLASSIFICATION) cJSON_AddNumberToObject(q, "train", t->quick_train);
+        /* labelled quick samples spread over the labels (evalrun_pick_stratified) */
+        if (t->type == AM_TASK_CLASSIFICATION || t->type == AM_TASK_CLUSTERING) cJSON_AddStringToObject(q, "sample", "stratified");
     } else {
         cJSON_AddNullToObject(j, "quick");
     }

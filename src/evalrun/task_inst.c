@@ -36,6 +36,53 @@ int evalrun_pick(int n, int k, uint64_t seed, int *out) {
     return k;
 }
 
+/* k of n labelled rows, labels spread evenly: a seeded permutation, then round robin over the
+ * labels in that order (each label gives its next row until k are taken or the label runs out),
+ * so a quick probe sees every label (MTEB's samples_per_label needs 8 of each) and a quick
+ * clustering sample has every cluster. Ascending indices in out; returns the count. */
+int evalrun_pick_stratified(const int *label, int n, int n_labels, int k, uint64_t seed, int *out) {
+    if (k <= 0 || k >= n || n_labels < 2) return evalrun_pick(n, k, seed, out);
+    int *perm = xmalloc((size_t)n * sizeof *perm);
+    for (int i = 0; i < n; i++) perm[i] = i;
+    AmRng r;
+    am_rng_seed(&r, seed);
+    for (int i = 0; i < n - 1; i++) {
+        int j = i + (int)am_rng_below(&r, (uint32_t)(n - i));
+        int tmp = perm[i];
+        perm[i] = perm[j];
+        perm[j] = tmp;
+    }
+    /* rows of each label in permutation order (CSR) */
+    int *cnt = xcalloc((size_t)n_labels + 1, sizeof *cnt), *pos = xcalloc((size_t)n_labels, sizeof *pos);
+    int *rows = xmalloc((size_t)n * sizeof *rows);
+    for (int i = 0; i < n; i++) cnt[label[i] + 1]++;
+    for (int l = 0; l < n_labels; l++) cnt[l + 1] += cnt[l];
+    for (int i = 0; i < n; i++) {
+        int l = label[perm[i]];
+        rows[cnt[l] + pos[l]++] = perm[i];
+    }
+    int m = 0;
+    for (int round = 0; m < k; round++) {
+        int any = 0;
+        for (int l = 0; l < n_labels && m < k; l++)
+            if (round < cnt[l + 1] - cnt[l]) {
+                out[m++] = rows[cnt[l] + round];
+                any = 1;
+            }
+        if (!any) break;
+    }
+    free(perm);
+    free(cnt);
+    free(pos);
+    free(rows);
+    for (int i = 1; i < m; i++) {
+        int v = out[i], j = i - 1;
+        while (j >= 0 && out[j] > v) { out[j + 1] = out[j]; j--; }
+        out[j + 1] = v;
+    }
+    return m;
+}
+
 /* a sub-seed per role, so queries and docs are drawn independently */
 static uint64_t subseed(uint64_t seed, const char *role) { return am_hash64(role, strlen(role), seed ^ 0x5bd1e995ull); }
 
@@ -519,7 +566,10 @@ static int build_labelled(const EvalTask *t, const TaskData *d, EvalMode mode, E
     int nl = label_union(ds, tr, &ma, tr ? &mb : NULL);
     int n = (int)ds->n;
     int *sel = xmalloc((size_t)(n ? n : 1) * sizeof *sel);
-    int ns = evalrun_pick(n, quick ? t->quick_n : 0, subseed(t->seed, "test"), sel);
+    int *lab = xmalloc((size_t)(n ? n : 1) * sizeof *lab);
+    for (int i = 0; i < n; i++) lab[i] = ma[ds->label[i]];
+    int ns = evalrun_pick_stratified(lab, n, nl, quick ? t->quick_n : 0, subseed(t->seed, "test"), sel);
+    free(lab);
     TextSet ts;
     size_t tcap = (size_t)ns + 1 + (tr ? (size_t)tr->n : 0);
     ts_init(&ts, in, tcap);
@@ -537,7 +587,10 @@ static int build_labelled(const EvalTask *t, const TaskData *d, EvalMode mode, E
         if (!tr) { rc = am_error(AM_EINVAL, "task '%s': no training data", t->name); goto done; }
         int ntr = (int)tr->n;
         int *tsel = xmalloc((size_t)(ntr ? ntr : 1) * sizeof *tsel);
-        int nts = evalrun_pick(ntr, quick ? t->quick_train : 0, subseed(t->seed, "train"), tsel);
+        int *ltr = xmalloc((size_t)(ntr ? ntr : 1) * sizeof *ltr);
+        for (int j = 0; j < ntr; j++) ltr[j] = mb[tr->label[j]];
+        int nts = evalrun_pick_stratified(ltr, ntr, nl, quick ? t->quick_train : 0, subseed(t->seed, "train"), tsel);
+        free(ltr);
         in->nb = nts;
         in->n_train_full = nts;
         in->b = xmalloc((size_t)(nts ? nts : 1) * sizeof *in->b);

@@ -763,6 +763,31 @@ TEST(per_example_scores_and_se) {
     free(sd);
 }
 
+/* labelled quick samples spread over the labels: every label gets its share (or all it has) */
+TEST(stratified_pick) {
+    int n = 200, lab[200], out[200];
+    for (int i = 0; i < n; i++) lab[i] = i < 150 ? 0 : i < 190 ? 1 : i < 197 ? 2 : 3;   /* 150/40/7/3 */
+    int m = evalrun_pick_stratified(lab, n, 4, 32, 7, out);
+    CHECK_EQ_INT(m, 32);
+    int cnt[4] = {0};
+    for (int i = 0; i < m; i++) {
+        cnt[lab[out[i]]]++;
+        if (i) CHECK(out[i] > out[i - 1]);
+    }
+    CHECK(cnt[3] == 3 && cnt[2] == 7 && cnt[0] == 11 && cnt[1] == 11);
+    int out2[200];
+    CHECK_EQ_INT(evalrun_pick_stratified(lab, n, 4, 32, 7, out2), 32);
+    CHECK(memcmp(out, out2, 32 * sizeof *out) == 0);                 /* seeded */
+    CHECK_EQ_INT(evalrun_pick_stratified(lab, n, 4, 0, 7, out2), n);   /* k <= 0: all */
+    /* the first rows of a larger sample are the smaller one's (shared texts across tasks) */
+    int small[200], big[200];
+    int ms = evalrun_pick_stratified(lab, n, 4, 8, 3, small), mb = evalrun_pick_stratified(lab, n, 4, 16, 3, big);
+    int found = 0;
+    for (int i = 0; i < ms; i++)
+        for (int j = 0; j < mb; j++) found += small[i] == big[j];
+    CHECK_EQ_INT(found, ms);
+}
+
 TEST(config_hash_follows_layer_dim_mode) {
     EvalRunner *r = evalrun_new();
     EvalTask t;
@@ -977,6 +1002,7 @@ int main(void) {
     RUN(quick_subsample_deterministic);
     RUN(results_stored_and_reused);
     RUN(per_example_scores_and_se);
+    RUN(stratified_pick);
     RUN(config_hash_follows_layer_dim_mode);
     RUN(task_specs);
     RUN(bad_input_and_cancel);
