@@ -38,10 +38,10 @@ local M = {}
 -- the texts go to the tasks that separate models (retrieval queries, STS pairs); probes get 8
 -- training rows per label (MTEB's samples_per_label, stratified: evalrun_pick_stratified) and
 -- enough test rows that one row is not a point of accuracy. `amalgam bench quick` measures the
--- result: over a 17-model panel (init, base, checkpoints, per-task and joint runs, seeds, merges)
--- Kendall tau quick vs full = 0.88 (ID average) / 0.69 (OOD average), and 99% / 94% of the
+-- result: over a 22-model panel (init, base, checkpoints, per-task and joint runs, seeds, merges)
+-- Kendall tau quick vs full = 0.91 (ID average) / 0.78 (OOD average), and 99% / 96% of the
 -- pairwise average deltas beyond the full suite's noise keep their sign (the earlier 30-60 per
--- task: tau 0.45 / 0.70, 78% / 89%).
+-- task, on 16 of those models: tau 0.45 / 0.70, 78% / 89%).
 -- Every model sees the same subsample, so quick deltas between models are paired comparisons.
 M.SUITE = {
   { name = "wn-def", dataset = "wn-def", type = "retrieval", test = "test", tag = "id", main = "ndcg_at_10",
