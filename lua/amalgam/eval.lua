@@ -719,17 +719,21 @@ local function result_line(r, w)
   if r.from_store then how = "stored"
   else how = fmt("%.2fs, %d texts, %d encoded", r.time and r.time.total or 0, r.sizes and r.sizes.texts or 0,
     r.sizes and r.sizes.encoded or 0) end
-  return fmt("  %-" .. w .. "s %-4s %-20s %-16s %8s   %s", r.task, r.tag or "-", r.type, r.main_metric,
-    r.main_score and fmt("%.4f", r.main_score) or "—", how)
+  local se = type(r.main_se) == "number" and fmt(" ±%.4f", r.main_se) or ""
+  return fmt("  %-" .. w .. "s %-4s %-20s %-16s %8s%-8s   %s", r.task, r.tag or "-", r.type, r.main_metric,
+    r.main_score and fmt("%.4f", r.main_score) or "—", se, how)
 end
 
 local function avg_line(self)
-  local function avg(v, n, t)
+  local function avg(v, n, t, se)
     if not v then return "—" end
-    return fmt("%.4f", v) .. (n < t and fmt(" (%d/%d tasks)", n, t) or "")
+    return fmt("%.4f", v) .. (se and fmt(" ±%.4f", se) or "") .. (n < t and fmt(" (%d/%d tasks)", n, t) or "")
   end
-  return fmt("  ID avg %s   OOD avg %s", avg(self.id_avg, self.id_count, self.id_total),
-    avg(self.ood_avg, self.ood_count, self.ood_total))
+  local sc, ses = {}, {}
+  for _, r in ipairs(self) do sc[r.task] = r.main_score; ses[r.task] = r.main_se end
+  local specs = self.specs or {}
+  return fmt("  ID avg %s   OOD avg %s", avg(self.id_avg, self.id_count, self.id_total, average_se(specs, sc, ses, "id")),
+    avg(self.ood_avg, self.ood_count, self.ood_total, average_se(specs, sc, ses, "ood")))
 end
 
 local function head_line(name, id, mode) return fmt("%s (%s)  %s", name or "?", id:sub(1, 12), mode) end
@@ -806,7 +810,10 @@ function M.cli_eval(a)
         x.from_store = nil
         list[k] = x
       end
-      all[i] = { model = r.model, name = r.name, mode = r.mode, id_avg = r.id_avg, ood_avg = r.ood_avg, results = list }
+      local sc, ses = {}, {}
+      for _, x in ipairs(r) do sc[x.task] = x.main_score; ses[x.task] = x.main_se end
+      all[i] = { model = r.model, name = r.name, mode = r.mode, id_avg = r.id_avg, ood_avg = r.ood_avg,
+        id_avg_se = average_se(r.specs, sc, ses, "id"), ood_avg_se = average_se(r.specs, sc, ses, "ood"), results = list }
     else
       print(avg_line(r))
     end

@@ -207,6 +207,7 @@ T.checkfail("EINVAL", am.raw_eval_task, st, m1, { name = "x", type = "sts", path
 local rt = assert(am.eval(m2, { tasks = { TASKS[2] } }))
 T.eq(rt:table(), tostring(rt), "results:table() is tostring(results)")
 T.ok(rt:table():find("ev-b", 1, true) and rt:table():find("ID avg", 1, true), "results:table() has the name and averages")
+T.ok(rt:table():find("±", 1, true), "results:table() shows standard errors")
 local suite = am.eval_suite()
 suite[1].name = "changed"
 T.eq(am.eval_suite()[1].name, "wn-def", "eval_suite() returns a copy")
