@@ -158,6 +158,17 @@ def render(grid, out, size):
             elif c in "▏▎▍▌▋▊▉":
                 k = 7 - "▏▎▍▌▋▊▉".index(c)
                 d.rectangle([px, py, px + cw * (8 - k) // 8 - 1, py + ch - 1], fill=fg)
+            elif 0x2801 <= o <= 0x28FF:
+                # braille: the dots themselves (DejaVu Sans Mono has no braille glyphs)
+                bits = o - 0x2800
+                dots = [(0, 0, 0x01), (0, 1, 0x02), (0, 2, 0x04), (1, 0, 0x08), (1, 1, 0x10), (1, 2, 0x20),
+                        (0, 3, 0x40), (1, 3, 0x80)]
+                r = max(1, cw // 6)
+                for dx, dy, bit in dots:
+                    if bits & bit:
+                        ex = px + cw * (1 + 2 * dx) // 4
+                        ey = py + ch * (1 + 2 * dy) // 8
+                        d.ellipse([ex - r, ey - r, ex + r, ey + r], fill=fg)
             elif c == "─":
                 d.line([px, py + ch // 2, px + cw, py + ch // 2], fill=fg)
             elif c == "│":

@@ -47,7 +47,11 @@ keys Down Down Down Enter; wait_for "norm"; shot model-detail
 keys Escape F4; wait_for "Results"; shot results
 keys F5; wait_for "Pareto"; shot plot
 keys F6; wait_for "Runs"; keys Enter; shot runs
-keys F3; wait_for "quick eval +[0-9]|Nothing to merge|error|ENOTFOUND"; sleep 1; shot merge
+keys F3; wait_for "quick eval +[0-9]|Nothing to merge|error|ENOTFOUND"; sleep 1
+# two more merges (weights moved) so the plot shows a few quick points
+keys Down Down Right Right Right; sleep 0.5; wait_for "quick eval +[0-9]|error"; sleep 2
+keys Up Right Right Right Right; sleep 0.5; wait_for "quick eval +[0-9]|error"; sleep 2
+shot merge
 keys F7; wait_for "Lua console"
 keys 'for _, r in ipairs(am.runs()) do print(r.id, r.status, r.step) end' Enter
 keys '#am.models(), am.version' Enter

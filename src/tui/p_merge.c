@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 #include <curses.h>
+#include <stdio.h>
 #include <lauxlib.h>
 #include <math.h>
 #include <stdlib.h>
@@ -203,6 +204,7 @@ static void run_step(Panel *p, const char *name) {
     }
     lua_settop(L, r - 1);
     s->have = 1;
+    tui_load_results(t);   /* the merge's and the base's quick results join the plot and Results */
     crt_logf("tui: merge %s %.12s: merge %.0f ms, quick eval %.0f ms, step %.0f ms%s", s->methods[s->method].name, s->id,
              s->merge_s * 1e3, s->eval_s * 1e3, s->total_s * 1e3, s->found ? " (found stored)" : "");
 }
@@ -220,6 +222,31 @@ static void put_delta(int y, int x, double v, double ref) {
     if (fabs(d) < 0.005) crt_put(y, x, 6, crt_glyphs.approx, 0);
     else crt_putf(y, x, 6, 0, "%+.1f", d * 100);
     attrset(crt_attr(CR_DEFAULT));
+}
+
+/* The quick results of the store and the current merge (◆) in one ID vs OOD plot: only quick
+ * scores, the merge's are quick too. */
+static void draw_plot(Panel *p, int y, int x, int h, int w) {
+    MergeState *s = p->st;
+    Tui *t = p->tui;
+    TuiResults *q = NULL;
+    for (int i = 0; i < t->nresults; i++)
+        if (strcmp(t->results[i].mode, "quick") == 0) q = &t->results[i];
+    int n = (q ? q->nrows : 0) + 1;
+    double *xs = malloc(sizeof(double) * (size_t)n), *ys = malloc(sizeof(double) * (size_t)n);
+    int *front = calloc((size_t)n, sizeof(int));
+    char *marks = malloc((size_t)n);
+    for (int i = 0; i < n - 1; i++) xs[i] = q->rows[i].id_avg * 100, ys[i] = q->rows[i].ood_avg * 100, marks[i] = '.';
+    xs[n - 1] = s->have ? s->id_avg * 100 : (double)NAN;
+    ys[n - 1] = s->have ? s->ood_avg * 100 : (double)NAN;
+    marks[n - 1] = '*';
+    tui_pareto(xs, ys, n, front);
+    for (int i = 0; i < n - 1; i++) marks[i] = front[i] ? '+' : 'o';
+    attrset(crt_attr(CR_COLHEAD));
+    crt_putf(y, x, w, 1, " ID vs OOD (quick)  %s this merge  o stored  + front", crt_glyphs.front);
+    attrset(crt_attr(CR_DEFAULT));
+    tui_scatter(y + 1, x, h - 1, w, xs, ys, marks, front, n, -1, n - 1);
+    free(xs), free(ys), free(front), free(marks);
 }
 
 static void merge_draw(Panel *p, int y, int x, int h, int w) {
@@ -244,7 +271,15 @@ static void merge_draw(Panel *p, int y, int x, int h, int w) {
     attrset(crt_attr(CR_COLHEAD));
     crt_putf(y + 1, x, lw, 1, " %-*s weight", lw - 8, "model");
     attrset(crt_attr(CR_DEFAULT));
-    int rows = h - 3;
+    /* the weights on top, an ID vs OOD plot of the quick results below when there is room */
+    int rows = h - 3, ph = 0;
+    if (h - (s->ncand + 3) >= 9) {
+        rows = s->ncand;
+        ph = h - rows - 3;
+    } else if (h >= 20) {
+        rows = h / 2 - 2;
+        ph = h - rows - 3;
+    }
     tui_list_fit(s->sel, &s->top, s->ncand, rows);
     for (int i = 0; i < rows && s->top + i < s->ncand; i++) {
         int k = s->top + i, yy = y + 2 + i, sel = k == s->sel;
@@ -259,6 +294,7 @@ static void merge_draw(Panel *p, int y, int x, int h, int w) {
         crt_put(yy, x + nw + 2 + bw, 1, crt_utf8 ? "▏" : "]", 0);
         crt_putf(yy, x + nw + 4 + bw, 5, 0, "%.2f", s->weight[k]);
     }
+    if (ph >= 8) draw_plot(p, y + 3 + rows, x, ph, lw);
     /* right: the quick evaluation */
     int rx = x + lw + 2, rw = w - lw - 2;
     attrset(crt_attr(CR_COLHEAD));

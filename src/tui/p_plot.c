@@ -43,41 +43,29 @@ static int by_x(const void *a, const void *b) {
     return p->x < q->x ? -1 : p->x > q->x;
 }
 
-static void plot_draw(Panel *p, int y, int x, int h, int w) {
-    PlotState *s = p->st;
-    Tui *t = p->tui;
-    TuiResults *r = tui_results(t);
-    snprintf(p->title, sizeof p->title, "ID vs OOD  %s suite  (%s Pareto front: no model better on both)", r->mode,
-             crt_glyphs.front);
-    int n = r->nrows;
-    if (n == 0) {
-        crt_put(y + 1, x + 2, w - 4, "No results to plot. Evaluate models: amalgam eval MODEL --suite quick", 0);
-        return;
-    }
-    double *xs = malloc(sizeof(double) * (size_t)n), *ys = malloc(sizeof(double) * (size_t)n);
-    int *front = malloc(sizeof(int) * (size_t)n);
+/* A scatter of (xs, ys) (scores x100) in the box (y, x, h, w) with axes: marks[i] the character
+ * of point i, front[i] set for Pareto points (joined by a braille line), sel reversed, special
+ * (-1: none) drawn as the front glyph in the prompt colour (the Merge panel's current merge). */
+void tui_scatter(int y, int x, int h, int w, const double *xs, const double *ys, const char *marks, const int *front,
+                 int n, int sel, int special) {
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     for (int i = 0; i < n; i++) {
-        xs[i] = r->rows[i].id_avg * 100, ys[i] = r->rows[i].ood_avg * 100;
         if (isnan(xs[i]) || isnan(ys[i])) continue;
         if (xs[i] < x0) x0 = xs[i];
         if (xs[i] > x1) x1 = xs[i];
         if (ys[i] < y0) y0 = ys[i];
         if (ys[i] > y1) y1 = ys[i];
     }
-    tui_pareto(xs, ys, n, front);
     if (!(x0 <= x1)) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
     double px = (x1 - x0) * 0.08 + 0.5, py = (y1 - y0) * 0.08 + 0.5;
     x0 -= px, x1 += px, y0 -= py, y1 += py;
-    /* layout: y labels (5) | canvas | legend (lw) */
-    int lw = w >= 90 ? 36 : 30;
-    int cx = x + 6, cy = y + 1, cw = w - lw - 15, ch = h - 3;
-    if (cw < 10 || ch < 4) { free(xs), free(ys), free(front); return; }
+    int cx = x + 6, cy = y + 1, cw = w - 14, ch = h - 3;
+    if (cw < 10 || ch < 3) return;
     Canvas c = {cw, ch, calloc((size_t)cw * (size_t)ch, 1)};
     #define DX(v) ((int)(((v) - x0) / (x1 - x0) * (2 * cw - 1) + 0.5))
     #define DY(v) ((int)((y1 - (v)) / (y1 - y0) * (4 * ch - 1) + 0.5))
     int nf = 0;
-    Pt *pts = malloc(sizeof(Pt) * (size_t)n);
+    Pt *pts = malloc(sizeof(Pt) * (size_t)(n + 1));
     for (int i = 0; i < n; i++)
         if (front[i]) pts[nf++] = (Pt){xs[i], ys[i], i};
     qsort(pts, (size_t)nf, sizeof *pts, by_x);
@@ -88,12 +76,12 @@ static void plot_draw(Panel *p, int y, int x, int h, int w) {
     crt_hline(cy + ch, cx - 1, cw + 1);
     crt_putf(cy, x, 5, 0, "%5.1f", y1);
     crt_putf(cy + ch - 1, x, 5, 0, "%5.1f", y0);
-    crt_putf(cy + ch / 2, x, 5, 0, "%5.1f", (y0 + y1) / 2);
+    if (ch >= 6) crt_putf(cy + ch / 2, x, 5, 0, "%5.1f", (y0 + y1) / 2);
     crt_put(y, x, 10, "OOD avg", 0);
     crt_putf(cy + ch + 1, cx - 2, 8, 0, "%.1f", x0);
-    crt_putf(cy + ch + 1, cx + cw / 2 - 3, 8, 0, "%.1f", (x0 + x1) / 2);
+    if (cw >= 30) crt_putf(cy + ch + 1, cx + cw / 2 - 3, 8, 0, "%.1f", (x0 + x1) / 2);
     crt_putf(cy + ch + 1, cx + cw - 6, 8, 0, "%.1f", x1);
-    crt_put(cy + ch + 1, cx + cw + 1, 8, "ID avg", 0);
+    crt_put(cy + ch + 1, cx + cw + 1, 7, "ID avg", 0);
     /* the front line */
     attrset(crt_attr(CR_PARETO) & ~A_BOLD);
     for (int j = 0; j < ch; j++)
@@ -107,18 +95,50 @@ static void plot_draw(Panel *p, int y, int x, int h, int w) {
                 mvaddch(cy + j, cx + i, '.');
             }
         }
-    /* the points, front ones last so they win a shared cell */
-    for (int pass = 0; pass < 2; pass++)
+    /* the points: front ones, then the special one, last so they win a shared cell */
+    for (int pass = 0; pass < 3; pass++)
         for (int i = 0; i < n; i++) {
-            if (isnan(xs[i]) || isnan(ys[i]) || front[i] != pass) continue;
-            int px_ = cx + DX(xs[i]) / 2, py_ = cy + DY(ys[i]) / 4;
-            int role = front[i] ? CR_PARETO : CR_DEFAULT;
-            attrset(crt_attr(role) | (i == s->sel ? A_REVERSE : 0) | A_BOLD);
-            mvaddch(py_, px_, (chtype)mark_of(i));
+            int ps = i == special ? 2 : front[i] ? 1 : 0;
+            if (isnan(xs[i]) || isnan(ys[i]) || ps != pass) continue;
+            int qx = cx + DX(xs[i]) / 2, qy = cy + DY(ys[i]) / 4;
+            if (i == special) {
+                attrset(crt_attr(CR_PROMPT) | A_BOLD);
+                mvaddstr(qy, qx, crt_glyphs.front);
+                continue;
+            }
+            attrset(crt_attr(front[i] ? CR_PARETO : CR_DEFAULT) | (i == sel ? A_REVERSE : 0) | A_BOLD);
+            mvaddch(qy, qx, (chtype)(unsigned char)marks[i]);
         }
     attrset(crt_attr(CR_DEFAULT));
+    #undef DX
+    #undef DY
+    free(c.bits), free(pts);
+}
+
+static void plot_draw(Panel *p, int y, int x, int h, int w) {
+    PlotState *s = p->st;
+    Tui *t = p->tui;
+    TuiResults *r = tui_results(t);
+    snprintf(p->title, sizeof p->title, "ID vs OOD  %s suite  (%s Pareto front: no model better on both)", r->mode,
+             crt_glyphs.front);
+    int n = r->nrows;
+    if (n == 0) {
+        crt_put(y + 1, x + 2, w - 4, "No results to plot. Evaluate models: amalgam eval MODEL --suite quick", 0);
+        return;
+    }
+    double *xs = malloc(sizeof(double) * (size_t)n), *ys = malloc(sizeof(double) * (size_t)n);
+    int *front = malloc(sizeof(int) * (size_t)n);
+    char *marks = malloc((size_t)n + 1);
+    for (int i = 0; i < n; i++) {
+        xs[i] = r->rows[i].id_avg * 100, ys[i] = r->rows[i].ood_avg * 100;
+        marks[i] = mark_of(i);
+    }
+    tui_pareto(xs, ys, n, front);
+    int lw = w >= 90 ? 36 : 30;
+    tui_scatter(y, x, h, w - lw - 1, xs, ys, marks, front, n, s->sel, -1);
     /* legend */
-    int lx = x + w - lw;
+    int lx = x + w - lw, nf = 0;
+    for (int i = 0; i < n; i++) nf += front[i];
     attrset(crt_attr(CR_COLHEAD));
     crt_putf(y, lx, lw, 1, "   model%*s  ID   OOD", lw - 22, "");
     attrset(crt_attr(CR_DEFAULT));
@@ -135,9 +155,7 @@ static void plot_draw(Panel *p, int y, int x, int h, int w) {
     attrset(crt_attr(CR_DIM));
     crt_putf(y + h - 1, lx, lw, 0, "%s front  %d of %d models", crt_glyphs.front, nf, n);
     attrset(crt_attr(CR_DEFAULT));
-    #undef DX
-    #undef DY
-    free(c.bits), free(pts), free(xs), free(ys), free(front);
+    free(xs), free(ys), free(front), free(marks);
 }
 
 static int plot_move(Panel *p, int key) {

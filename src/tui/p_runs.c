@@ -6,6 +6,8 @@
 #include "tui_internal.h"
 
 #include <curses.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,6 +15,8 @@
 typedef struct {
     int sel, top;
     int detail;
+    char confirm[256];     /* the run a first `k` asked about */
+    double confirm_until;
 } RunsState;
 
 static time_t parse_iso(const char *s) {
@@ -162,10 +166,30 @@ static int runs_refresh(Panel *p, int key) {
     return HR_REDRAW;
 }
 
+/* k, then k again: SIGINT to the live run's process, which stops at the next step boundary,
+ * writes a checkpoint and can be resumed (amalgam resume RUN), as Ctrl-C in its terminal would. */
+static int runs_stop(Panel *p, int key) {
+    RunsState *s = p->st;
+    Tui *t = p->tui;
+    if (s->sel >= t->nruns) return HR_HANDLED;
+    TuiRun *r = &t->runs[s->sel];
+    if (!r->live) { tui_flash(t, "%s is not running", r->id); return HR_REDRAW; }
+    if (strcmp(s->confirm, r->id) != 0 || tui_now() > s->confirm_until) {
+        snprintf(s->confirm, sizeof s->confirm, "%s", r->id);
+        s->confirm_until = tui_now() + 3;
+        tui_flash(t, "k again stops %s (pid %d; it can be resumed)", r->id, r->pid);
+        return HR_REDRAW;
+    }
+    s->confirm[0] = 0;
+    if (kill(r->pid, SIGINT) == 0) tui_flash(t, "asked %s to stop (SIGINT to pid %d)", r->id, r->pid);
+    else tui_flash(t, "cannot signal pid %d: %s", r->pid, strerror(errno));
+    tui_poll_runs(t, 1);
+    return HR_REDRAW;
+}
+
 static const PanelKey runs_keys[] = {
     {KEY_UP, "↑↓", runs_move, "select"},
     {KEY_DOWN, NULL, runs_move, NULL},
-    {'k', NULL, runs_move, NULL},
     {'j', NULL, runs_move, NULL},
     {KEY_PPAGE, NULL, runs_move, NULL},
     {KEY_NPAGE, NULL, runs_move, NULL},
@@ -175,6 +199,7 @@ static const PanelKey runs_keys[] = {
     {'\n', NULL, runs_detail, NULL},
     {KEY_ENTER, NULL, runs_detail, NULL},
     {'u', "u", runs_refresh, "poll now"},
+    {'k', "k k", runs_stop, "stop a live run (SIGINT: it checkpoints; amalgam resume RUN continues it)"},
     {0},
 };
 

@@ -175,6 +175,8 @@ extern const PanelClass ModelsPanel, ResultsPanel, PlotPanel, RunsPanel, Console
 /* the Pareto front of (x, y) points, both maximised: on[i] = 1 for points no other point
  * dominates. NAN points are never on it. */
 void tui_pareto(const double *x, const double *y, int n, int *on);
+void tui_scatter(int y, int x, int h, int w, const double *xs, const double *ys, const char *marks, const int *front,
+                 int n, int sel, int special);   /* p_plot.c: scores x100; special: the current merge, -1 none */
 /* "12.3" or "—" for a score (x 100) in w columns, right-aligned */
 void tui_fmt_score(char *buf, size_t cap, double v);
 

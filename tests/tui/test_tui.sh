@@ -23,7 +23,8 @@ trap cleanup EXIT
 "$AM" eval base other --task "beir:$F/beir" --tag ood >/dev/null 2>"$W/err" || bad "eval ood"
 "$AM" merge --method linear base other --name soup >/dev/null 2>"$W/err" || bad "merge soup"
 "$AM" eval base --task "sts:$F/sts.tsv" --tag id --suite quick >/dev/null 2>"$W/err" || bad "eval quick"
-sleep 600 & SLEEPER=$!
+# the "training" process: a background job of a script ignores SIGINT, so reset it
+python3 -c 'import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(600)' & SLEEPER=$!
 run_write() { # run_write STEP FIRST LAST: the record at STEP and metrics rows FIRST..LAST
   "$AM" lua -e "
     local st = am.store.default()
@@ -68,6 +69,8 @@ keys F5; check "Plot: the Pareto front" "Pareto"
 keys F6; check "Runs: the live run is listed as running" "tui-run-1 .*running +5/40"
 run_write 12 6 12
 check "Runs: a live run is followed (new metrics polled)" "tui-run-1 .*running +12/40" 6
+keys k; check "Runs: k asks before stopping a live run" "k again stops tui-run-1"
+keys k; check "Runs: k k sends SIGINT to the run's process (here a sleep: the run shows no process)" "tui-run-1 .*no proc" 6
 keys F3; check "Merge panel: the models with weight sliders" "other .*0\\.00"
 keys Down Right; check "Merge: a weight change merges and quick-evaluates (no suite here: the error is shown)" "not prepar|not found" 10
 cap; grep -q "EXIT=" "$W/out" && bad "merge ended the program" || ok "still running after the merge step"
