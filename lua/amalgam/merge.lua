@@ -165,9 +165,204 @@ local function request(opts, level)
   }
 end
 
+-- ------------------------------------------------------------------ data-driven merges
+
+-- Methods that need data (or, codiemb_fusion, a base and the checkpoints' deltas): computed from
+-- statistics gathered by trainers on the models (src/train/merge_stats.h through tr:accumulate /
+-- tr:grams / tr:loss, src/lua/l_train.c) and merged in C (src/merge/merge_data.h). Their results
+-- depend on the data, so they are stored with their tensors (kind "merged"), not as recipes.
+local data_methods = {
+  fisher = { epsilon = "number" },
+  regmean = { alpha = "number" },
+  lm_cocktail = { temperature = "number" },
+  codiemb_fusion = { g = "string", axis = "string", temperature = "number" },
+  self_positioning = { per_layer = "boolean", steps = "integer", lr = "number", optimizer = "string", mu = "number",
+    regularizer = "string", simplex = "boolean", init = "number", probe_batches = "integer" },
+}
+local data_fixed = {
+  method = "string", base = "Model|string", models = "table", weights = "table", name = "string", store = "Store",
+  data = "table", loss = "table", losses = "table", max_len = "integer",
+}
+
+local function is_batch(t)
+  return type(t) == "table" and (t.queries ~= nil or t.sentence1 ~= nil or t.texts ~= nil)
+end
+
+-- data[i] (the batches of model i's task) or one list of batches for every model
+local function per_model_data(data, k, level)
+  if is_batch(data[1]) then
+    local d = {}
+    for i = 1, k do d[i] = data end
+    return d
+  end
+  if #data ~= k then error(("merge: data must list one list of batches per model (%d models, %d lists) or be one list of batches"):format(k, #data), level) end
+  for i, l in ipairs(data) do
+    if type(l) ~= "table" or not is_batch(l[1]) then
+      error(("merge: data[%d] must be a list of batches ({queries=, positives=} or {sentence1=, sentence2=, scores=})"):format(i), level)
+    end
+  end
+  return data
+end
+
+local function data_merge(opts, level)
+  level = level + 1
+  local spec = data_methods[opts.method]
+  local known = {}
+  for k in pairs(data_fixed) do known[#known + 1] = k end
+  for k in pairs(spec) do known[#known + 1] = k end
+  for k, v in pairs(opts) do
+    local want = data_fixed[k] or spec[k]
+    if not want then
+      error(("merge: unknown option '%s' for %s%s"):format(tostring(k), opts.method, suggest(tostring(k), known)), level)
+    end
+    core.check_options("merge", { [k] = v }, { [k] = want }, level)
+  end
+  local m = opts.method
+  if opts.models == nil or #opts.models == 0 then error("merge: option 'models' must list the models to merge", level) end
+  local needs_data = m ~= "codiemb_fusion"
+  if needs_data and opts.data == nil then error(("merge: %s needs data = { batches... } (or one list per model)"):format(m), level) end
+  if (m == "codiemb_fusion" or m == "self_positioning") and opts.base == nil then
+    error(("merge: %s needs a base (θ0)"):format(m), level)
+  end
+  local k = #opts.models
+  if opts.weights and #opts.weights ~= k then error(("merge: %d weights for %d models"):format(#opts.weights, k), level) end
+  local data = needs_data and per_model_data(opts.data, k, level) or nil
+  local losses = {}
+  if m ~= "regmean" and needs_data then
+    if opts.losses then
+      if #opts.losses ~= k then error(("merge: %d losses for %d models"):format(#opts.losses, k), level) end
+      losses = opts.losses
+    elseif opts.loss then
+      for i = 1, k do losses[i] = opts.loss end
+    else
+      error(("merge: %s needs loss = {...} (as tr:step's) or losses = { one per model }"):format(m), level)
+    end
+  end
+  if m == "self_positioning" then
+    if opts.optimizer and opts.optimizer ~= "adam" and opts.optimizer ~= "sgd" then
+      error("merge: optimizer must be 'adam' or 'sgd'" .. suggest(opts.optimizer, { "adam", "sgd" }), level)
+    end
+    if opts.regularizer and opts.regularizer ~= "none" and opts.regularizer ~= "uniform" and opts.regularizer ~= "zero" then
+      error("merge: regularizer must be 'uniform', 'zero' or 'none'" .. suggest(opts.regularizer, { "uniform", "zero", "none" }), level)
+    end
+  end
+  local st = opts.store
+  if st == nil then
+    local msg, code
+    st, msg, code = core.store.default()
+    if not st then return nil, msg, code end
+  end
+  local topts = { dropout = false, clip = 0, keep_theta0 = false, max_len = opts.max_len }
+  local function load(ref, what)
+    local md, msg, code = st:model(model_ref(ref, what, level + 1))
+    if not md then return nil, msg, code end
+    local tr, msg2, code2 = core.raw_trainer(md, topts)
+    if not tr then return nil, msg2, code2 end
+    return tr, md
+  end
+  local trs, ids = {}, {}
+  for i, ref in ipairs(opts.models) do
+    local tr, md, code = load(ref, ("models[%d]"):format(i))
+    if not tr then return nil, md, code end
+    trs[i], ids[i] = tr, md:id()
+  end
+  local base_tr, base_id
+  if opts.base ~= nil then
+    local tr, md, code = load(opts.base, "base")
+    if not tr then return nil, md, code end
+    base_tr, base_id = tr, md:id()
+  end
+  local info = { method = m }
+  local req = { method = m, trainers = trs, base = base_tr, weights = opts.weights, name = opts.name }
+  local params = {}
+  for p in pairs(spec) do if opts[p] ~= nil then params[p] = opts[p] end end
+  local nb = {}
+  if m == "fisher" or m == "regmean" then
+    for i, tr in ipairs(trs) do
+      nb[i] = #data[i]
+      for _, b in ipairs(data[i]) do
+        local ok, msg, code
+        if m == "fisher" then ok, msg, code = tr:accumulate(b, losses[i], "fisher")
+        else ok, msg, code = tr:grams(b) end
+        if not ok then return nil, ("merge: model %d: %s"):format(i, msg), code end
+      end
+    end
+    req.epsilon, req.alpha = opts.epsilon, opts.alpha
+  elseif m == "lm_cocktail" then
+    -- FlagEmbedding's LM_Cocktail: w = softmax(-loss / T) over the models' mean losses on the examples
+    local T = opts.temperature or 5.0
+    if not (T > 0) then error("merge: temperature must be > 0", level) end
+    local L, mx = {}, -math.huge
+    for i, tr in ipairs(trs) do
+      local s = 0
+      nb[i] = #data[i]
+      for _, b in ipairs(data[i]) do
+        local l, msg, code = tr:loss(b, losses[i])
+        if not l then return nil, ("merge: model %d: %s"):format(i, msg), code end
+        s = s + l
+      end
+      L[i] = s / #data[i]
+      mx = math.max(mx, -L[i] / T)
+    end
+    local w, sum = {}, 0
+    for i = 1, k do w[i] = math.exp(-L[i] / T - mx); sum = sum + w[i] end
+    for i = 1, k do w[i] = w[i] / sum end
+    info.losses, info.weights = L, w
+    req.weights = w
+  elseif m == "codiemb_fusion" then
+    req.g, req.axis, req.temperature = opts.g, opts.axis, opts.temperature
+  else -- self_positioning: a balanced probe set, the same number of batches from every task
+    local n = math.huge
+    for i = 1, k do n = math.min(n, #data[i]) end
+    if opts.probe_batches then n = math.min(n, opts.probe_batches) end
+    local work = core.raw_trainer(st:model(base_id), topts)
+    local failure
+    req.work = work
+    req.probe = function()
+      local s, c = 0, 0
+      for i = 1, k do
+        for j = 1, n do
+          local l, msg = work:accumulate(data[i][j], losses[i], "grad")
+          if not l then failure = failure or ("model %d batch %d: %s"):format(i, j, msg); return nil end
+          s, c = s + l, c + 1
+        end
+      end
+      return s / c
+    end
+    req.per_layer, req.steps, req.lr, req.mu, req.simplex, req.init =
+      opts.per_layer, opts.steps, opts.lr, opts.mu, opts.simplex, opts.init
+    req.adam = opts.optimizer ~= "sgd"
+    req.reg = opts.regularizer or (opts.mu and "uniform" or "none")
+    info.probe_batches = n * k
+    nb = { probe_batches = n * k }
+    req.fail = function() return failure end
+  end
+  req.meta = json.encode({ merge = { method = m, models = ids, base = base_id, params = params,
+    weights = req.weights, data = m == "self_positioning" and nb or { batches = nb } }, lm_cocktail = info.losses and { losses = info.losses } or nil })
+  local fail = req.fail
+  req.fail = nil
+  local id, res, code = core.raw_merge_data(st, req)
+  for _, tr in ipairs(trs) do tr:close() end
+  if base_tr then base_tr:close() end
+  if req.work then req.work:close() end
+  if not id then
+    if fail and fail() then return nil, "merge: self_positioning: " .. fail(), code end
+    if code == "EINVAL" then error("merge: " .. res, level) end
+    return nil, res, code
+  end
+  info.id, info.seconds = id, res.seconds
+  if m == "self_positioning" then
+    info.lambda, info.loss, info.trajectory, info.groups = res.lambda, res.loss, res.trajectory, res.groups
+  end
+  return st:model(id), info
+end
+
 --- am.merge{method=, base=, models={...}, weights={...}, <parameters>..., name=, materialize=, store=}
 ---   -> Model, info | nil, msg, code
+--- Data-driven methods (fisher, regmean, lm_cocktail, self_positioning; codiemb_fusion without data):
+---   am.merge{method=, models=, base=, data = {batches} | {{batches of model 1}, ...}, loss = {...} | losses = {...}, ...}
 function M.merge(opts)
+  if type(opts) == "table" and data_methods[opts.method] then return data_merge(opts, 2) end
   local req = request(opts, 2)
   local st = opts.store
   if st == nil then

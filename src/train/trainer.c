@@ -27,6 +27,7 @@ struct Trainer {
     int64_t step;             /* updates done */
     int micro;                /* micro-batches accumulated in the current window */
     int win_mlm;              /* the window contains an MLM micro-batch */
+    int grad_only;            /* trainer_gradient: no accumulation window, no update */
     MlmHead *head;
     /* per-step scratch (grow only) */
     int32_t *ids, *tt, *lab;
@@ -340,7 +341,7 @@ int trainer_step(Trainer *t, const TrainBatch *b, const LossSpec *s, StepStats *
 
     uint8_t need[AM_MAX_LAYERS + 1];
     loss_spec_layers(s, L, C, ms, need);
-    const float gscale = 1.0f / (float)t->cfg.grad_accum;
+    const float gscale = t->grad_only ? 1.0f : 1.0f / (float)t->cfg.grad_accum;
     const float *dhid[AM_MAX_LAYERS + 1] = { 0 };
     for (int l = 0; l <= L; l++)
         if (need[l] && !grow(&t->dh[l], &t->dh_cap[l], N * C))
@@ -397,10 +398,12 @@ int trainer_step(Trainer *t, const TrainBatch *b, const LossSpec *s, StepStats *
     double t2 = am_now();
     if ((rc = encoder_backward(t->e, dhid, t->grads))) return rc;
     double t3 = am_now();
-    t->micro++;
-    t->win_mlm |= is_mlm;
+    if (!t->grad_only) {
+        t->micro++;
+        t->win_mlm |= is_mlm;
+    }
     st.lr = (double)t->cfg.adamw.lr * sched_factor(t, t->step);
-    if (t->micro >= t->cfg.grad_accum) {
+    if (!t->grad_only && t->micro >= t->cfg.grad_accum) {
         OptimGroup g[2];
         int ng = groups_of(t, g, t->win_mlm);
         double norm = optim_grad_norm(g, ng);
@@ -426,6 +429,19 @@ int trainer_step(Trainer *t, const TrainBatch *b, const LossSpec *s, StepStats *
     st.ms_optim = (t4 - t3) * 1e3;
     if (out) *out = st;
     return AM_OK;
+}
+
+int trainer_gradient(Trainer *t, const TrainBatch *b, const LossSpec *s, float *grad, StepStats *out) {
+    if (t->micro) return am_error(AM_EINVAL, "train: a gradient in the middle of an accumulation window");
+    if (t->lora) return am_error(AM_EINVAL, "train: a gradient of the base weights with LoRA attached");
+    const size_t n = t->m->tab.total * sizeof(float);
+    memset(t->grads, 0, n);
+    t->grad_only = 1;
+    int rc = trainer_step(t, b, s, out);
+    t->grad_only = 0;
+    if (rc == AM_OK && grad) memcpy(grad, t->grads, n);
+    memset(t->grads, 0, n);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ merged model, task vector */

@@ -110,6 +110,13 @@ void trainer_delete(Trainer *t);
 /* One micro-batch (see the top). out may be NULL. */
 int trainer_step(Trainer *t, const TrainBatch *b, const LossSpec *loss, StepStats *out);
 
+/* The gradient of the loss of one batch at the current parameters, without an update: grad
+ * (model-sized, may be NULL) = ∂loss/∂θ (unscaled by grad_accum; zero for frozen tensors), out
+ * as trainer_step's (its loss). No step, no accumulation, no state change (the merges'
+ * statistics, src/train/merge_stats.h; use dropout = 0 for deterministic values). AM_EINVAL in
+ * the middle of an accumulation window or with LoRA; trainer_step's errors. */
+int trainer_gradient(Trainer *t, const TrainBatch *b, const LossSpec *loss, float *grad, StepStats *out);
+
 /* Borrowed views, valid until trainer_delete. The encoder has the LoRA adapters attached, so
  * encoder_embed on it evaluates the adapted model. */
 Encoder *trainer_encoder(Trainer *t);
