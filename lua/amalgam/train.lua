@@ -1,7 +1,8 @@
 -- amalgam/train.lua - multi-task training runs on top of the C trainer (src/lua/l_train.c).
 --
 --   am.train{ name=, init=Model|name, tasks={ {data=name|path|Dataset, loss=am.loss.infonce{...},
---             batch=32, n_pos=1, n_neg=1, fill="pad", kind=, role=, name=}, ... }, schedule=am.schedule.X{...}|function,
+--             batch=32, n_pos=1, n_neg=1, fill="pad", kind=, role=, name=, sample={ratio=, seed=, complement=}}, ... },
+--             schedule=am.schedule.X{...}|function,
 --             steps=, lr=, warmup=, lr_schedule=, weight_decay=, clip=, accumulation=, seed=,
 --             lora=, max_len=, dropout=, checkpoint_every=, metrics_every=, on_step=function(s),
 --             progress=true, store= }
@@ -86,7 +87,8 @@ M.check_loss = check_loss
 
 -- the keys of one entry of am.train's tasks list
 local task_spec = { data = "any", loss = "any", batch = "integer", kind = "string", role = "string", name = "string",
-  n_pos = "integer", n_neg = "integer", fill = { "pad", "repeat" } }
+  n_pos = "integer", n_neg = "integer", fill = { "pad", "repeat" }, sample = "table" }
+local sample_spec = { ratio = "number", seed = "integer", complement = "boolean" }
 local lora_spec = { rank = "integer", alpha = "number", dropout = "number", targets = "table" }
 
 -- ------------------------------------------------------------------ helpers
@@ -95,6 +97,29 @@ local function fnv64(s)
   local h = 0xcbf29ce484222325
   for i = 1, #s do h = ((h ~ s:byte(i)) * 0x100000001b3) end
   return ("%016x"):format(h)
+end
+
+--- M.sample_ids(n, key, ratio, seed [, complement]) -> sorted 1-based row ids
+-- round(ratio * n) rows (at least 1) drawn without replacement by a seeded partial Fisher-Yates
+-- shuffle keyed by (seed, key: the dataset's content hash, so datasets are sampled
+-- independently); complement: the other rows (BOOM's "50 % and the rest")
+function M.sample_ids(n, key, ratio, seed, complement)
+  local k = math.max(1, math.min(n, math.floor(ratio * n + 0.5)))
+  local r = schedule.rng(seed ~ core.source.hash64(key))
+  local idx = {}
+  for i = 1, n do idx[i] = i end
+  for i = 1, k do
+    local j = i - 1 + r.int(n - i + 1)
+    idx[i], idx[j] = idx[j], idx[i]
+  end
+  local out = {}
+  if complement then
+    for i = k + 1, n do out[#out + 1] = idx[i] end
+  else
+    for i = 1, k do out[i] = idx[i] end
+  end
+  table.sort(out)
+  return out
 end
 
 local function pid()
@@ -583,6 +608,22 @@ local function prepare_tasks(st, list)
     if t.loss ~= nil then check_loss(t.loss, ("train: tasks[%d].loss"):format(i), 3) end
     local ds, info, code = resolve_data(st, t, i)
     if not ds then return nil, info, code end
+    if t.sample ~= nil then
+      local s = core.check_options(("train: tasks[%d].sample"):format(i), t.sample, sample_spec, 3)
+      if not (type(s.ratio) == "number" and s.ratio > 0 and s.ratio <= 1) then
+        error(("train: tasks[%d].sample.ratio must be in (0, 1]"):format(i), 3)
+      end
+      local ids = M.sample_ids(ds:n(), ds:hash(), s.ratio, s.seed or 1, s.complement)
+      if #ids == 0 then
+        return nil, ("train: task %d: the sample (ratio %g%s) of %d rows is empty"):format(i, s.ratio,
+          s.complement and ", complement" or "", ds:n()), "EINVAL"
+      end
+      local sub, m2, c2 = ds:select(ids)
+      if not sub then return nil, m2, c2 end
+      info.sample = { ratio = s.ratio, seed = s.seed or 1, complement = s.complement or nil, of_rows = ds:n(),
+        of_hash = ds:hash(), ids_hash = fnv64(table.concat(ids, ",")) }
+      ds, info.rows, info.hash = sub, sub:n(), sub:hash()
+    end
     local bs = math.tointeger(t.batch or 32)
     if not bs or bs < 1 then error(("train: tasks[%d].batch must be a positive integer"):format(i), 3) end
     if ds:n() == 0 then return nil, ("train: task %d: dataset '%s' is empty"):format(i, tostring(t.data)), "EINVAL" end
@@ -701,7 +742,7 @@ function M.train(o)
   for i, t in ipairs(o.tasks) do
     rec.task_specs[i] = { data = (not is_dataset(t.data)) and t.data or nil, batch = t.batch, loss = tasks[i].loss,
       kind = t.kind, role = t.role, name = t.name, n_pos = t.n_pos, n_neg = t.n_neg,
-      fill = t.fill }
+      fill = t.fill, sample = t.sample }
   end
   return loop(R)
 end
