@@ -18,7 +18,9 @@ typedef struct {
     int left;            /* first task column shown */
     int show_delta;      /* task cells show Δ instead of the score */
     int *order;
-    int norder;
+    int norder, nshown;  /* order holds every row; the first nshown match the filter */
+    char filter[64];
+    int editing;         /* typing the filter after `/` */
 } ResultsState;
 
 static TuiResults *cur_res;   /* for qsort */
@@ -54,9 +56,21 @@ static void resort(Panel *p) {
     for (int i = 0; i < r->nrows; i++) s->order[i] = i;
     cur_res = r, cur_col = s->sort_col, cur_desc = s->sort_desc;
     qsort(s->order, (size_t)r->nrows, sizeof(int), cmp_rows);
-    for (int i = 0; i < r->nrows; i++)
+    /* the rows matching the filter first (a stable partition keeps the sort) */
+    int k = 0;
+    s->nshown = 0;
+    int *tmp = malloc(sizeof(int) * (size_t)(r->nrows + 1));
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < r->nrows; i++) {
+            int m = !s->filter[0] || strstr(r->rows[s->order[i]].name, s->filter) != NULL;
+            if (m == !pass) tmp[k++] = s->order[i];
+            if (pass == 0 && m) s->nshown = k;
+        }
+    memcpy(s->order, tmp, sizeof(int) * (size_t)r->nrows);
+    free(tmp);
+    for (int i = 0; i < s->nshown; i++)
         if (s->order[i] == keep) s->sel = i;
-    if (s->sel >= r->nrows) s->sel = r->nrows - 1;
+    if (s->sel >= s->nshown) s->sel = s->nshown - 1;
     if (s->sel < 0) s->sel = 0;
 }
 
@@ -146,9 +160,9 @@ static void results_draw(Panel *p, int y, int x, int h, int w) {
     }
     attrset(crt_attr(CR_DEFAULT));
     int rows = h - 3;
-    tui_list_fit(s->sel, &s->top, r->nrows, rows);
+    tui_list_fit(s->sel, &s->top, s->nshown, rows);
     TuiRow *ref = t->ref >= 0 && t->ref < r->nrows ? &r->rows[t->ref] : NULL;
-    for (int i = 0; i < rows && s->top + i < r->nrows; i++) {
+    for (int i = 0; i < rows && s->top + i < s->nshown; i++) {
         int pos = s->top + i, ri = s->order[pos], yy = y + 2 + i, sel = pos == s->sel;
         TuiRow *row = &r->rows[ri];
         int is_ref = ref == row;
@@ -190,7 +204,34 @@ static void results_draw(Panel *p, int y, int x, int h, int w) {
 
 static int res_move(Panel *p, int key) {
     ResultsState *s = p->st;
-    return tui_list_key(&s->sel, tui_results(p->tui)->nrows, LINES - 7, key);
+    return tui_list_key(&s->sel, s->nshown, LINES - 7, key);
+}
+
+static int res_filter(Panel *p, int key) {
+    ResultsState *s = p->st;
+    s->editing = 1;
+    return HR_REDRAW;
+}
+
+/* while the filter is typed: printable keys edit it, Enter keeps it, Esc clears it */
+static int res_input(Panel *p, int key) {
+    ResultsState *s = p->st;
+    if (!s->editing) return HR_IGNORED;
+    size_t n = strlen(s->filter);
+    if (key == 27) s->filter[0] = 0, s->editing = 0;
+    else if (key == '\r' || key == '\n' || key == KEY_ENTER) s->editing = 0;
+    else if (key == KEY_BACKSPACE || key == 127 || key == 8) { if (n) s->filter[n - 1] = 0; }
+    else if (key >= 32 && key < 256 && key != 127 && n + 1 < sizeof s->filter) s->filter[n] = (char)key, s->filter[n + 1] = 0;
+    else return HR_IGNORED;
+    resort(p);
+    return HR_REDRAW;
+}
+
+static void res_status(Panel *p, char *buf, size_t cap) {
+    ResultsState *s = p->st;
+    if (s->editing) snprintf(buf, cap, "filter: %s_   (Enter keeps it, Esc clears it)", s->filter);
+    else snprintf(buf, cap, "↑↓ select  ←→ column  o sort  r reference  d deltas  m full/quick  / filter%s%s%s",
+                  s->filter[0] ? " [" : "", s->filter, s->filter[0] ? "]" : "");
 }
 
 static int res_col(Panel *p, int key) {
@@ -212,7 +253,7 @@ static int res_sort(Panel *p, int key) {
 
 static int res_ref(Panel *p, int key) {
     ResultsState *s = p->st;
-    if (s->sel < s->norder) p->tui->ref = s->order[s->sel];
+    if (s->sel < s->nshown) p->tui->ref = s->order[s->sel];
     return HR_REDRAW;
 }
 
@@ -255,10 +296,12 @@ static const PanelKey results_keys[] = {
     {'r', "r", res_ref, "the selected model becomes the reference"},
     {'d', "d", res_delta, "task cells: scores / deltas"},
     {'m', "m", res_mode, "full / quick results"},
+    {'/', "/", res_filter, "filter the models by name (Esc clears)"},
     {0},
 };
 
 const PanelClass ResultsPanel = {
     .name = "Results", .id = "results", .size = sizeof(ResultsState), .init = results_init,
     .enter = results_enter, .done = results_done, .draw = results_draw, .keys = results_keys,
+    .input = res_input, .status = res_status,
 };

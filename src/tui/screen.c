@@ -106,6 +106,29 @@ static void meter_results(Tui *t, char *b, size_t n) {
     }
     snprintf(b, n, "evaluated %d full %d quick", full, quick);
 }
+static void human(char *b, size_t n, double v) {
+    if (v >= 1e9) snprintf(b, n, "%.1f GB", v / 1e9);
+    else if (v >= 1e6) snprintf(b, n, "%.0f MB", v / 1e6);
+    else snprintf(b, n, "%.0f kB", v / 1e3);
+}
+/* the store's data in use (not the file, which never shrinks), re-read with the runs */
+static void meter_size(Tui *t, char *b, size_t n) {
+    StoreStat st;
+    char h[32];
+    if (!t->store || store_stat(t->store, &st) != AM_OK) { b[0] = 0; return; }
+    human(h, sizeof h, (double)(st.used - st.free_pages * st.page_size));
+    snprintf(b, n, "store %s", h);
+}
+/* this process's resident memory (the Merge panel and console load models) */
+static void meter_mem(Tui *t, char *b, size_t n) {
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
+    if (f) fclose(f);
+    char h[32];
+    human(h, sizeof h, (double)rss * (double)sysconf(_SC_PAGESIZE));
+    snprintf(b, n, "mem %s", h);
+}
 static void meter_loss(Tui *t, char *b, size_t n) {
     b[0] = 0;
     for (int i = 0; i < t->nruns; i++)
@@ -117,7 +140,7 @@ static void meter_loss(Tui *t, char *b, size_t n) {
 
 static const MeterClass meters[] = {
     {"store", meter_store}, {"models", meter_models}, {"runs", meter_runs},
-    {"results", meter_results}, {"loss", meter_loss},
+    {"results", meter_results}, {"size", meter_size}, {"mem", meter_mem}, {"loss", meter_loss},
 };
 
 static void draw_header(Tui *t, int w) {

@@ -65,6 +65,9 @@ keys F4; check "Results: ID and OOD averages, deltas vs a reference" "ID avg.*OO
 check "Results: full suite by default" "full suite"
 keys m; check "Results: m shows the quick results apart" "quick suite"
 keys m; keys Right o; check "Results: sorts by a column" "sorted by"
+keys / o t h; check "Results: / filters the models by name" "filter: oth_"
+cap; grep -qE "^.base " "$W/out" && bad "filter: base still listed" || ok "filter hides the other models"
+keys Escape; check "Esc clears the filter" "^.base "
 keys F5; check "Plot: the Pareto front" "Pareto"
 keys F6; check "Runs: the live run is listed as running" "tui-run-1 .*running +5/40"
 run_write 12 6 12
