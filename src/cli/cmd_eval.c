@@ -253,12 +253,16 @@ static int ls_one(void *ud, const char *id, const char *task, const char *hash, 
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(j, "config");
     const cJSON *L = cJSON_GetObjectItemCaseSensitive(cfg, "layer"), *D = cJSON_GetObjectItemCaseSensitive(cfg, "dim");
     const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "main_score");
-    char ld[32], score[32];
+    const cJSON *se = cJSON_GetObjectItemCaseSensitive(j, "main_se");
+    char ld[32], score[32], sebuf[32];
     snprintf(ld, sizeof ld, "%d/%d", cJSON_IsNumber(L) ? L->valueint : -1, cJSON_IsNumber(D) ? D->valueint : -1);
     if (cJSON_IsNumber(ms)) snprintf(score, sizeof score, "%.4f", ms->valuedouble);
     else snprintf(score, sizeof score, "-");
-    printf("%-16s %-12.12s %-20s %-5s %-4s %-7s %-16s %8s %-8.8s %s\n", name ? name : "-", id, task, jstr(j, "mode", "?"),
-           jstr(j, "tag", "-"), ld, jstr(j, "main_metric", "?"), score, hash, jstr(j, "created", ""));
+    if (cJSON_IsNumber(se)) snprintf(sebuf, sizeof sebuf, "%.4f", se->valuedouble);
+    else snprintf(sebuf, sizeof sebuf, "-");   /* stored before standard errors were kept */
+    printf("%-16s %-12.12s %-20s %-5s %-4s %-7s %-16s %8s %7s %-8.8s %s\n", name ? name : "-", id, task,
+           jstr(j, "mode", "?"), jstr(j, "tag", "-"), ld, jstr(j, "main_metric", "?"), score, sebuf, hash,
+           jstr(j, "created", ""));
     cJSON_Delete(j);
     return 0;
 }
@@ -270,8 +274,8 @@ int cmd_ls_results(CliArgs *a, int json) {
     LsRes c = {.json = json, .arr = json ? cJSON_CreateArray() : NULL};
     if (!(rc = store_iter(st, "names", NULL, 0, collect_name, &c))) {
         if (!json)
-            printf("%-16s %-12s %-20s %-5s %-4s %-7s %-16s %8s %-8s %s\n", "MODEL", "ID", "TASK", "MODE", "TAG",
-                   "L/DIM", "METRIC", "SCORE", "CONFIG", "CREATED");
+            printf("%-16s %-12s %-20s %-5s %-4s %-7s %-16s %8s %7s %-8s %s\n", "MODEL", "ID", "TASK", "MODE", "TAG",
+                   "L/DIM", "METRIC", "SCORE", "SE", "CONFIG", "CREATED");
         rc = evalrun_results_list(st, NULL, ls_one, &c);
     }
     if (!rc && json) {

@@ -32,7 +32,8 @@
  * queries plus a fixed random sample of the other docs up to quick.docs (one-to-one bitext takes
  * quick.n rows, their targets only); classification draws
  * quick.train training rows. Labelled samples (classification test and training rows, clustering
- * points) are stratified: spread evenly over the labels, so a probe sees every label. quick.experiments and quick.cluster_sample override the protocol,
+ * points) are stratified: spread evenly over the labels, so a probe sees every label.
+ * quick.experiments and quick.cluster_sample override the protocol,
  * and quick.max_len caps the tokens per text (long documents cost the most to encode).
  * Full mode (AM_EVAL_FULL) uses everything. Both are stored, marked with their mode.
  *
