@@ -13,6 +13,7 @@
 #include "evalrun.h"
 #include "evalrun_internal.h"
 #include "harness.h"
+#include "store_gc.h"
 #include "metrics.h"
 #include "tensor.h"
 
@@ -758,6 +759,15 @@ TEST(per_example_scores_and_se) {
     int n = 0;
     CHECK_OK(evalrun_results_list(st, NULL, count_cb, &n));
     CHECK_EQ_INT(n, 6);   /* the per-example entries are not results */
+    /* `amalgam rm` counts results, not their per-example entries, and deletes both */
+    size_t nd = 0, bytes = 0;
+    CHECK_OK(store_results_delete(st, mi.id, &nd, &bytes));
+    CHECK_EQ_INT((int)nd, 6);
+    n = 0;
+    CHECK_OK(evalrun_results_list(st, NULL, count_cb, &n));
+    CHECK_EQ_INT(n, 0);
+    CHECK(evalrun_examples_get(st, mi.id, "sts", "x", &px) == AM_ENOTFOUND);
+    am_clearerror();
     evalrun_delete(r);
     store_close(st);
     free(sd);
