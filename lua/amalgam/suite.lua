@@ -1,4 +1,4 @@
--- amalgam/suite.lua - the default benchmark's task definitions (DESIGN.md §2, DATA.md §4): how
+-- amalgam/suite.lua - the default benchmark's task definitions (docs/benchmark-sources.md): how
 -- the records of the source adapters become datasets, with fixed seeded splits that never
 -- leak. Policy only: the datasets themselves are am.dataset handles (src/data), written and
 -- registered by amalgam/prepare.lua.

@@ -1,6 +1,6 @@
 /* am_base.h - errors, assertions, allocation, logging, rng, timing.
  *
- * The three-tier error convention (STYLE.md §D):
+ * The three-tier error convention:
  *   1. bugs and invariants   -> AM_ASSERT (always on, reports file:line, calls the fatal hook)
  *   2. expected failures     -> functions return int: AM_OK (0) or a negative AM_E* code;
  *                               am_error() records a human message with context (file, key,

@@ -1,6 +1,6 @@
 /* cmd_demo.c - `amalgam demo`: the main job, as far as it exists, on the default store.
  *
- * DESIGN.md §2: prepare the benchmark, pretrain a tiny base with MLM, train per-task models, merge,
+ * The demo's job: prepare the benchmark, pretrain a tiny base with MLM, train per-task models, merge,
  * evaluate ID vs OOD live in the TUI. Merging and the TUI land later; this runs the rest end to end
  * through the same commands and recipes a user would run (prepare, recipes/pretrain_base.lua,
  * recipes/train_tasks.lua, compare), then embeds a few sentences and checks a sentence-transformers

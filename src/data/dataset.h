@@ -1,4 +1,4 @@
-/* dataset.h - in-memory datasets and the standard file formats (DESIGN.md §1 "Interop").
+/* dataset.h - in-memory datasets and the standard file formats.
  *
  * One Dataset holds one kind of data; every string lives in one arena per dataset and is
  * interned (identical texts are stored once), so loading is a few large allocations.

@@ -1,7 +1,7 @@
 /* evalrun.h - the evaluation runner: a model (any layer, dim, pooling) on a task -> a stored result.
  *
  * The metric engine (src/eval/metrics.h) scores float arrays; this layer does everything around
- * it (DESIGN.md §1 "Evaluation", §4 `results`):
+ * it:
  *
  *   task spec -> files (dataset.h loaders) -> quick subsample (seeded) -> unique texts
  *     -> embeddings (EmbCache: memory + <store>/cache/emb/, embed_model_encode for the misses)

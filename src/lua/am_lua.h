@@ -6,7 +6,7 @@
  *   2. Binding files (src/lua/l_*.c, including the ones training/eval/merge add later): the
  *      check/push helpers and conventions below.
  *
- * Conventions (STYLE.md §D tier 3, §F):
+ * Conventions:
  *   - Misuse (wrong type, closed handle, bad enum string, out-of-range index) raises with
  *     luaL_argerror / luaL_error.
  *   - An expected failure returns `nil, message, code` (am_lua_fail): code is the AM_E* name

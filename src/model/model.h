@@ -42,7 +42,7 @@ typedef struct {
                                 decoder is tied to the word embeddings (no tensor of its own) */
 } EncoderConfig;
 
-/* Presets matching ../shared/bench/torch_ref.py: tiny (BERT-tiny), mini (BERT-mini), small (MiniLM-L6). */
+/* Presets matching tools/bench/torch_peer.py: tiny (BERT-tiny), mini (BERT-mini), small (MiniLM-L6). */
 int encoder_config_preset(EncoderConfig *cfg, const char *name); /* AM_EINVAL if unknown */
 void encoder_config_default(EncoderConfig *cfg);                 /* bert-base-like defaults, vocab 30522 */
 int encoder_config_validate(const EncoderConfig *cfg);           /* AM_EINVAL with a message */

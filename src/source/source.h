@@ -1,4 +1,4 @@
-/* source.h - format helpers for the benchmark's source adapters (DATA.md §2, §4.5).
+/* source.h - format helpers for the benchmark's source adapters (docs/benchmark-sources.md).
  *
  * The adapters in lua/amalgam/sources/ (one file per source) decide what to keep (policy); this layer does the
  * byte-level work they should not do in Lua (mechanism):
@@ -17,8 +17,8 @@
  *   text               src_utf8_clean (invalid bytes -> U+FFFD), src_to_utf8 (charsets),
  *                      src_squash (collapse white space)
  *
- * Conventions: functions return AM_OK or a negative AM_E* code with am_lasterror() set
- * (STYLE.md §D); OUT strings are malloc'd, NUL-terminated and owned by the caller (free()).
+ * Conventions: functions return AM_OK or a negative AM_E* code with am_lasterror() set;
+ * OUT strings are malloc'd, NUL-terminated and owned by the caller (free()).
  * Every text this layer returns is valid UTF-8. Nothing here does network I/O; only
  * src_sword_ztext and src_read_file read files.
  */

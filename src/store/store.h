@@ -1,4 +1,4 @@
-/* store.h - the model store: one LMDB environment per directory (DESIGN.md §4).
+/* store.h - the model store: one LMDB environment per directory.
  *
  * A Store is an opaque handle on an LMDB environment with named sub-databases:
  *
@@ -9,7 +9,7 @@
  *
  * The key schema and the value headers are in store_keys.h.
  *
- * Conventions (STYLE.md §C, §D, §H):
+ * Conventions:
  *   - Every function returns AM_OK or a negative AM_E* code and records a message naming the
  *     operation, the database and the key (am_lasterror()). LMDB failures are AM_ESTORE,
  *     a missing key AM_ENOTFOUND, a full map that could not grow or a full disk (ENOSPC,

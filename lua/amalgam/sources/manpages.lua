@@ -1,4 +1,4 @@
--- amalgam/sources/manpages.lua - Linux man pages (Debian manpages + manpages-dev, DATA.md §2.7).
+-- amalgam/sources/manpages.lua - Linux man pages (Debian manpages + manpages-dev).
 --
 --   local man = require "amalgam.sources.manpages"
 --   man.read(root [, pkg]) -> list of { page = "insque.3", section = "3", package = pkg,

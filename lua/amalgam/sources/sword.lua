@@ -1,5 +1,5 @@
--- amalgam/sources/sword.lua - SWORD zText Bible modules (Debian sword-text-kjv, sword-text-web;
--- DATA.md §2.5) read verse by verse, and the KJV/WEB verse alignment.
+-- amalgam/sources/sword.lua - SWORD zText Bible modules (Debian sword-text-kjv, sword-text-web)
+-- read verse by verse, and the KJV/WEB verse alignment.
 --
 --   local sw = require "amalgam.sources.sword"
 --   local kjv = sw.read(root)   -- root = unpacked package; finds modules/texts/ztext/<mod>/

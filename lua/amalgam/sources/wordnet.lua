@@ -1,4 +1,4 @@
--- amalgam/sources/wordnet.lua - WordNet 3.0 (Debian wordnet-base, DATA.md §2.1).
+-- amalgam/sources/wordnet.lua - WordNet 3.0 (Debian wordnet-base).
 --
 --   local wn = require "amalgam.sources.wordnet"
 --   local db = wn.read(root [, progress])      -- root = the unpacked package (usr/share/wordnet/)

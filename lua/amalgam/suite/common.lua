@@ -13,7 +13,7 @@ M.SEED_DEB = M.SEED + 2
 M.WN_RATIOS = { 0.8, 0.2 }
 M.DEB_RATIOS = { 0.65, 0.35 }
 
--- sizes (DESIGN.md §2: eval corpora <= 12k docs, <= 1k queries, <= 5k training pairs per ID task)
+-- sizes (eval corpora <= 12k docs, <= 1k queries, <= 5k training pairs per ID task)
 M.SIZES = {
   train_pairs = 5000, test_queries = 1000, corpus = 10000, ood_corpus = 12000,
   sts_train = 5000, sts_test = 1000, sense_train = 4000, sense_test = 1000,
