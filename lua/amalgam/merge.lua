@@ -350,7 +350,7 @@ local function data_merge(opts, level)
     if code == "EINVAL" then error("merge: " .. res, level) end
     return nil, res, code
   end
-  info.id, info.seconds = id, res.seconds
+  info.id, info.seconds, info.found = id, res.seconds, res.found
   if m == "self_positioning" then
     info.lambda, info.loss, info.trajectory, info.groups = res.lambda, res.loss, res.trajectory, res.groups
   end

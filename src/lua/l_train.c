@@ -842,7 +842,11 @@ static int sp_lua_fn(void *ud, const float *theta, double *loss, float *grad) {
     if (w->acc) memset(w->acc, 0, N * sizeof(float));
     w->n_acc = 0;
     lua_pushvalue(c->L, c->fn);
-    lua_call(c->L, 0, 1);
+    if (lua_pcall(c->L, 0, 1, 0) != LUA_OK) { /* an error must not unwind through the C search */
+        int rc = am_error(AM_EINVAL, "self_positioning: probe: %s", lua_tostring(c->L, -1));
+        lua_pop(c->L, 1);
+        return rc;
+    }
     int isnum;
     *loss = lua_tonumberx(c->L, -1, &isnum);
     lua_pop(c->L, 1);
@@ -1056,9 +1060,18 @@ static int l_raw_merge_data(lua_State *L) {
     size_t vlen;
     const char *vtext = vocab_text(tb[0]->em->vocab, &vlen);
     char id[AM_ID_HEX + 1];
+    /* identical tensors are an existing model (e.g. a model merged with itself): its record and
+     * lineage stay as they are (only the name is pointed at it) */
+    store_model_id(out, vtext, vlen, id);
+    char *had = NULL;
+    int found = store_model_meta(st, id, &had) == AM_OK;
+    free(had);
+    am_clearerror();
     if ((rc = embed_store_model(st, out, vtext, vlen, &tb[0]->em->info, name, "merged", parents, id))) return am_lua_fail(L, rc);
-    if (patch && (rc = store_model_meta_update(st, id, patch))) return am_lua_fail(L, rc);
-    if (sp_json && (rc = store_model_meta_update(st, id, sp_json))) return am_lua_fail(L, rc);
+    if (!found && patch && (rc = store_model_meta_update(st, id, patch))) return am_lua_fail(L, rc);
+    if (!found && sp_json && (rc = store_model_meta_update(st, id, sp_json))) return am_lua_fail(L, rc);
+    lua_pushboolean(L, found);
+    lua_setfield(L, info, "found");
     lua_pushstring(L, id);
     lua_pushvalue(L, info);
     return 2;

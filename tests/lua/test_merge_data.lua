@@ -35,8 +35,11 @@ local lo, hi = math.min(at(m1, 2, 3), at(m2, 2, 3)), math.max(at(m1, 2, 3), at(m
 T.ok(at(f, 2, 3) >= lo - 1e-6 and at(f, 2, 3) <= hi + 1e-6, "fisher: each element between the models'")
 T.eq(#f:embed("a merged model encodes"), 128, "encodes")
 -- a model with itself: itself
-local ff = am.merge { method = "fisher", models = { m1, m1 }, data = ir, loss = loss }
+local ff, ffi = am.merge { method = "fisher", models = { m1, m1 }, data = ir, loss = loss }
 T.near(at(ff, 4, 5), at(m1, 4, 5), 1e-6, "fisher of a model with itself")
+T.ok(ffi.found and ff:id() == m1:id(), "identical tensors: the stored model is found")
+T.ok(m1:kind() == "checkpoint" and m1:meta().merge == nil, "its record and lineage are left as they were")
+T.eq(fi.found, false, "a new merge is not found")
 print(("  fisher (tiny, 2 models, 3 batches): %.2f s"):format(os.clock() - t0))
 
 -- ------------------------------------------------------------------ RegMean
@@ -95,4 +98,7 @@ T.checkerr("unknown g", function() am.merge { method = "codiemb_fusion", base = 
 T.checkerr("optimizer must be", function() am.merge { method = "self_positioning", base = base, models = { m1 }, data = ir, loss = loss, optimizer = "adm" } end)
 local none, msg, code = am.merge { method = "fisher", models = { m1, "nosuchmodel" }, data = ir, loss = loss }
 T.ok(none == nil and code == "ENOTFOUND", "an unknown model: nil, msg, ENOTFOUND (" .. tostring(msg) .. ")")
+-- a malformed probe batch: raised through the search (nothing leaks past it)
+T.checkerr("batch needs", function() am.merge { method = "self_positioning", base = base, models = { m1, m2 },
+  data = { ir, { { foo = 1, texts = {} } } }, loss = loss, steps = 2 } end)
 T.done()
