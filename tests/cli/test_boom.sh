@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CLI tests of the BOOM recipes (recipes/boom_bagging.lua, recipes/boom_incremental.lua) and
+# CLI tests of the BOOM recipes (recipes/boom_bagging.lua, recipes/boom_incremental.lua), of
+# recipes/self_positioning.lua, and
 # am.train's per-task `sample` option, on a toy store (two tiny pair datasets and one graded one,
 # a few steps): each recipe runs end to end, the samples' provenance is in the run records, a
 # rerun keeps the members (and the cached core subset), bad parameters fail up front (exit 2,
@@ -132,5 +133,23 @@ expect "incremental: a rerun uses the cached core and keeps the models" 0 "\(32 
 [ "$(md5sum "$core"/*)" = "$sum" ] && ok "incremental: the cached core is not rewritten" || bad "core rewritten"
 expect "incremental: a given current model, update from it, linear merge" 0 "^current +base .*\(given\)|^update +inc-.*-update-c0\.4-current .* on 72 rows|merge linear 0\.7/0\.3" \
   inc current=base from=current method=linear weight=0.3
+
+# --- self_positioning.lua: λ learned on a balanced probe set of the tasks' training data
+"$AM" run "$R/train_tasks.lua" base=base tasks=pa,pb steps=2 batch=8 >/dev/null 2>"$W/err" || bad "task models for self_positioning"
+sp() { "$AM" run "$R/self_positioning.lua" base=base tasks=pa,pb probe=16 batch=8 steps=3 max_len=16 "$EV" "$@"; }
+before=$(store_state)
+expect "self_positioning: one task" 2 "at least two tasks" sp tasks=pa
+expect "self_positioning: models for the tasks" 2 "models: 1 models for 2 tasks" sp models=base+pa
+expect "self_positioning: a task without a model" 2 "no model 'base\+gs' for task 'gs'" sp tasks=pa,gs
+expect "self_positioning: optimizer" 2 "optimizer must be adam or sgd" sp optimizer=adm
+expect "self_positioning: batch above the probe set" 2 "batch 32 is larger than the probe set" sp batch=32
+expect "self_positioning: probe above the rows" 2 "probe 100 is more than the 40 rows of 'pa'" sp probe=100
+[ "$(store_state)" = "$before" ] && ok "self_positioning: bad parameters left the store unchanged" || bad "store changed by a bad call"
+expect "self_positioning: runs end to end, prints λ and the table" 0 \
+  "^merge +sp-[0-9a-f]{8}-[0-9a-f]{6} +[0-9a-f]{12} +4 probe batches|^probe loss [0-9.]+ -> [0-9.]+ over 3 steps|^lambda +pa +0\.[0-9]{4}$|^lambda +pb +0\.[0-9]{4}$|^uniform \(lambda 1/2\)|^self positioning " sp
+grep '^lambda' "$W/out" >"$W/lam1"
+expect "self_positioning: a rerun keeps the merge and its λ" 0 "^merge +sp-.*\(kept\)$" sp
+grep '^lambda' "$W/out" | cmp -s - "$W/lam1" && ok "self_positioning: the same λ from the stored meta" || bad "λ differs on rerun"
+expect "self_positioning: per_layer prints one λ per layer group" 0 "^lambda +pa +0\.[0-9]{4} 0\.[0-9]{4} 0\.[0-9]{4}" sp per_layer=true
 
 am_test_finish
