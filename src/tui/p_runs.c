@@ -7,7 +7,11 @@
 
 #include <curses.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +19,8 @@
 typedef struct {
     int sel, top;
     int detail;
+    pid_t children[16];    /* resume processes started here, reaped in tick */
+    int nchildren;
     char confirm[256];     /* the run a first `k` asked about */
     double confirm_until;
 } RunsState;
@@ -148,7 +154,20 @@ static void runs_draw(Panel *p, int y, int x, int h, int w) {
     }
 }
 
-static void runs_tick(Panel *p) { tui_poll_runs(p->tui, 0); }
+static void runs_tick(Panel *p) {
+    RunsState *s = p->st;
+    /* reap our own resume children only (a console io.popen must keep its child) */
+    for (int i = 0; i < s->nchildren; i++) {
+        int st;
+        pid_t r = waitpid(s->children[i], &st, WNOHANG);
+        if (r == s->children[i] || (r < 0 && errno == ECHILD)) {
+            if (r > 0) crt_logf("tui: resume process %d ended (exit %d)", (int)r, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+            s->children[i--] = s->children[--s->nchildren];
+            tui_poll_runs(p->tui, 1);
+        }
+    }
+    tui_poll_runs(p->tui, 0);
+}
 
 static int runs_move(Panel *p, int key) {
     RunsState *s = p->st;
@@ -187,6 +206,37 @@ static int runs_stop(Panel *p, int key) {
     return HR_REDRAW;
 }
 
+/* c: continue a stopped run in a background process (`amalgam resume RUN`, its own session so
+ * the TUI's Ctrl-C does not reach it, output in a log file); the panel follows it like any live
+ * run. The TUI's own loop never trains. */
+static int runs_resume(Panel *p, int key) {
+    RunsState *s = p->st;
+    Tui *t = p->tui;
+    if (s->sel >= t->nruns) return HR_HANDLED;
+    TuiRun *r = &t->runs[s->sel];
+    if (r->live || strcmp(r->status, "done") == 0) {
+        tui_flash(t, "%s is %s: nothing to resume", r->id, r->live ? "running" : "done");
+        return HR_REDRAW;
+    }
+    char log[600];
+    snprintf(log, sizeof log, "/tmp/amalgam-resume-%d-%ld.log", (int)getpid(), (long)time(NULL));
+    pid_t pid = fork();
+    if (pid < 0) { tui_flash(t, "fork: %s", strerror(errno)); return HR_REDRAW; }
+    if (pid == 0) {
+        setsid();
+        int in = open("/dev/null", O_RDONLY), out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (in >= 0) dup2(in, 0);
+        if (out >= 0) dup2(out, 1), dup2(out, 2);
+        signal(SIGINT, SIG_DFL), signal(SIGTERM, SIG_DFL), signal(SIGHUP, SIG_DFL);
+        execl("/proc/self/exe", "amalgam", "--store", t->store_dir, "resume", r->id, (char *)NULL);
+        _exit(127);
+    }
+    if (s->nchildren < 16) s->children[s->nchildren++] = pid;
+    crt_logf("tui: resuming %s in pid %d, output in %s", r->id, (int)pid, log);
+    tui_flash(t, "resuming %s in pid %d (output: %s)", r->id, (int)pid, log);
+    return HR_REDRAW;
+}
+
 static const PanelKey runs_keys[] = {
     {KEY_UP, "↑↓", runs_move, "select"},
     {KEY_DOWN, NULL, runs_move, NULL},
@@ -199,6 +249,7 @@ static const PanelKey runs_keys[] = {
     {'\n', NULL, runs_detail, NULL},
     {KEY_ENTER, NULL, runs_detail, NULL},
     {'u', "u", runs_refresh, "poll now"},
+    {'c', "c", runs_resume, "continue a stopped run in the background (amalgam resume RUN)"},
     {'k', "k k", runs_stop, "stop a live run (SIGINT: it checkpoints; amalgam resume RUN continues it)"},
     {0},
 };

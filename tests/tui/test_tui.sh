@@ -74,6 +74,11 @@ run_write 12 6 12
 check "Runs: a live run is followed (new metrics polled)" "tui-run-1 .*running +12/40" 6
 keys k; check "Runs: k asks before stopping a live run" "k again stops tui-run-1"
 keys k; check "Runs: k k sends SIGINT to the run's process (here a sleep: the run shows no process)" "tui-run-1 .*no proc" 6
+keys c; check "Runs: c resumes a stopped run in a background process" "resuming tui-run-1 in pid [0-9]+"
+log=$(grep -oE '/tmp/amalgam-resume-[0-9-]+\.log' "$W/out" | head -1)
+for _ in $(seq 50); do [ -s "$log" ] && break; sleep 0.1; done
+grep -q "resume" "$log" 2>/dev/null && ok "the resume process ran amalgam resume (its output: $(head -c 60 "$log"))" || bad "no resume output in '$log'"
+rm -f "$log" # cleanup
 keys F3; check "Merge panel: the models with weight sliders" "other .*0\\.00"
 keys Down Right; check "Merge: a weight change merges and quick-evaluates (no suite here: the error is shown)" "not prepar|not found" 10
 cap; grep -q "EXIT=" "$W/out" && bad "merge ended the program" || ok "still running after the merge step"
