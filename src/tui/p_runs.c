@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -209,6 +210,8 @@ static int runs_stop(Panel *p, int key) {
 /* c: continue a stopped run in a background process (`amalgam resume RUN`, its own session so
  * the TUI's Ctrl-C does not reach it, output in a log file); the panel follows it like any live
  * run. The TUI's own loop never trains. */
+extern char **environ;
+
 static int runs_resume(Panel *p, int key) {
     RunsState *s = p->st;
     Tui *t = p->tui;
@@ -220,17 +223,26 @@ static int runs_resume(Panel *p, int key) {
     }
     char log[600];
     snprintf(log, sizeof log, "/tmp/amalgam-resume-%d-%ld.log", (int)getpid(), (long)time(NULL));
-    pid_t pid = fork();
-    if (pid < 0) { tui_flash(t, "fork: %s", strerror(errno)); return HR_REDRAW; }
-    if (pid == 0) {
-        setsid();
-        int in = open("/dev/null", O_RDONLY), out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (in >= 0) dup2(in, 0);
-        if (out >= 0) dup2(out, 1), dup2(out, 2);
-        signal(SIGINT, SIG_DFL), signal(SIGTERM, SIG_DFL), signal(SIGHUP, SIG_DFL);
-        execl("/proc/self/exe", "amalgam", "--store", t->store_dir, "resume", r->id, (char *)NULL);
-        _exit(127);
-    }
+    /* posix_spawn: no code of ours runs between fork and exec */
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawnattr_init(&at);
+    sigset_t def;
+    sigemptyset(&def);
+    sigaddset(&def, SIGINT), sigaddset(&def, SIGTERM), sigaddset(&def, SIGHUP);
+    posix_spawnattr_setsigdefault(&at, &def);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF);
+    char a0[] = "amalgam", a1[] = "--store", a3[] = "resume";
+    char *argv[] = {a0, a1, t->store_dir, a3, r->id, NULL};
+    pid_t pid;
+    int rc = posix_spawn(&pid, "/proc/self/exe", &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    if (rc) { tui_flash(t, "cannot start amalgam resume: %s", strerror(rc)); return HR_REDRAW; }
     if (s->nchildren < 16) s->children[s->nchildren++] = pid;
     crt_logf("tui: resuming %s in pid %d, output in %s", r->id, (int)pid, log);
     tui_flash(t, "resuming %s in pid %d (output: %s)", r->id, (int)pid, log);
