@@ -73,6 +73,12 @@ void st_gate_enter(Store *s, int write);
 void st_gate_leave(Store *s, int write);
 int st_txn_open(Store *s, int write, MDB_txn **out);
 void st_txn_close(Store *s, MDB_txn *txn, int write);
+/* A read txn with a cursor on db; st_cursor_done ends both after a walk whose last
+ * mdb_cursor_get returned mrc (MDB_NOTFOUND: the end) and returns rc, or the cursor error. */
+int st_cursor_open(Store *s, AmDb db, MDB_txn **txn, MDB_cursor **cur);
+int st_cursor_done(Store *s, MDB_txn *txn, MDB_cursor *cur, AmDb db, int mrc, int rc);
+/* v as a NUL-terminated string in *buf, grown as needed (the caller frees *buf) */
+const char *st_val_str(const MDB_val *v, char **buf, size_t *cap);
 int st_txn_commit_raw(Store *s, MDB_txn *txn);
 int st_raw_put(StoreTxn *t, AmDb db, const void *key, size_t klen, const void *val, size_t vlen, unsigned flags,
                void **reserved);
@@ -102,5 +108,7 @@ int st_unknown_id(const Store *s, const char *id);
 
 /* store_runs.c: rewrite the runs/metrics keys of a format-1 store (inside open's write txn) */
 int st_runs_migrate(StoreTxn *t);
+/* store_model.c: the tensors of m under id, MDB_RESERVE'd and written in place */
+int st_put_tensors(StoreTxn *t, const Model *m, const char *id);
 
 #endif

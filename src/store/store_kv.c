@@ -74,13 +74,9 @@ int store_iter_ex(Store *s, const char *db, const void *prefix, size_t plen, uns
     if (rc) return rc;
     if (plen > s->maxkey) return am_error(AM_EINVAL, "store %s: %s: prefix of %zu bytes is too long", s->dir, db, plen);
     MDB_txn *txn;
-    if ((rc = st_txn_open(s, 0, &txn))) return rc;
     MDB_cursor *cur;
-    int mrc = mdb_cursor_open(txn, s->dbi[d], &cur);
-    if (mrc) {
-        st_txn_close(s, txn, 0);
-        return st_mdb_fail(s, mrc, "cursor", (int)d, NULL, 0);
-    }
+    if ((rc = st_cursor_open(s, d, &txn, &cur))) return rc;
+    int mrc;
     MDB_val k, v;
     int reverse = (flags & AM_ITER_REVERSE) != 0;
     if (!reverse) {

@@ -180,6 +180,24 @@ int st_meta_build(const Model *m, const char *id, const char *caller, const char
 
 /* ---------------------------------------------------------------- models: put */
 
+int st_put_tensors(StoreTxn *t, const Model *m, const char *id) {
+    uint8_t key[AM_ID_HEX + 1 + AM_NAME_MAX];
+    for (int i = 0; i < m->tab.n; i++) {
+        const ParamInfo *p = &m->tab.t[i];
+        size_t klen = store_key_pair(key, sizeof key, id, p->name);
+        AM_ASSERT(klen > 0);
+        size_t bytes = p->numel * sizeof(float);
+        void *dst;
+        /* MDB_RESERVE: LMDB hands us the value's space; header and data go straight in */
+        int rc = st_raw_put(t, AM_DB_TENSORS, key, klen, NULL, AM_TENSOR_HDR_SIZE + bytes, MDB_RESERVE, &dst);
+        if (rc) return rc;
+        am_tensor_header_encode(dst, p->ndim, p->shape);
+        memcpy((uint8_t *)dst + AM_TENSOR_HDR_SIZE, m->params + p->offset, bytes);
+        st_hook(t->s, "model_put:tensor", i);
+    }
+    return AM_OK;
+}
+
 typedef struct {
     const Model *m;
     const char *id;
@@ -204,20 +222,7 @@ static int model_put_fn(StoreTxn *t, void *ud) {
             rc = st_raw_put(t, AM_DB_VOCAB, c->vhash, AM_ID_HEX, c->vocab, c->vocab_len, MDB_NOOVERWRITE, NULL);
             if (rc && rc != AM_EEXIST) return rc;   /* EEXIST: shared with another model */
         }
-        uint8_t key[AM_ID_HEX + 1 + AM_NAME_MAX];
-        for (int i = 0; i < m->tab.n; i++) {
-            const ParamInfo *p = &m->tab.t[i];
-            size_t klen = store_key_pair(key, sizeof key, c->id, p->name);
-            AM_ASSERT(klen > 0);
-            size_t bytes = p->numel * sizeof(float);
-            void *dst;
-            /* MDB_RESERVE: LMDB hands us the value's space; header and data go straight in */
-            rc = st_raw_put(t, AM_DB_TENSORS, key, klen, NULL, AM_TENSOR_HDR_SIZE + bytes, MDB_RESERVE, &dst);
-            if (rc) return rc;
-            am_tensor_header_encode(dst, p->ndim, p->shape);
-            memcpy((uint8_t *)dst + AM_TENSOR_HDR_SIZE, m->params + p->offset, bytes);
-            st_hook(s, "model_put:tensor", i);
-        }
+        if ((rc = st_put_tensors(t, m, c->id))) return rc;
         rc = st_raw_put(t, AM_DB_MODELS, c->id, AM_ID_HEX, c->meta, strlen(c->meta), 0, NULL);
         if (rc) return rc;
     }
@@ -539,39 +544,26 @@ int store_model_delete(Store *s, const char *id) {
 
 int store_model_list(Store *s, StoreModelFn cb, void *ud) {
     MDB_txn *txn;
-    int rc = st_txn_open(s, 0, &txn);
-    if (rc) return rc;
     MDB_cursor *cur;
-    int mrc = mdb_cursor_open(txn, s->dbi[AM_DB_MODELS], &cur);
-    if (mrc) {
-        st_txn_close(s, txn, 0);
-        return st_mdb_fail(s, mrc, "cursor", AM_DB_MODELS, NULL, 0);
-    }
+    int rc = st_cursor_open(s, AM_DB_MODELS, &txn, &cur);
+    if (rc) return rc;
     char *buf = NULL;
     size_t cap = 0;
     MDB_val k, v;
+    int mrc;
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == MDB_SUCCESS; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != AM_ID_HEX) continue;   /* not a model id: ignore */
         char id[AM_ID_HEX + 1];
         memcpy(id, k.mv_data, AM_ID_HEX);
         id[AM_ID_HEX] = 0;
-        if (v.mv_size + 1 > cap) {
-            cap = v.mv_size + 1;
-            buf = xrealloc(buf, cap);
-        }
-        memcpy(buf, v.mv_data, v.mv_size);
-        buf[v.mv_size] = 0;
-        int r = cb(ud, id, buf);
+        int r = cb(ud, id, st_val_str(&v, &buf, &cap));
         if (r) {
             rc = r < 0 ? r : AM_OK;
             mrc = MDB_SUCCESS;
             break;
         }
     }
-    if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND) rc = st_mdb_fail(s, mrc, "cursor", AM_DB_MODELS, NULL, 0);
     free(buf);
-    mdb_cursor_close(cur);
-    st_txn_close(s, txn, 0);
-    return rc;
+    return st_cursor_done(s, txn, cur, AM_DB_MODELS, mrc, rc);
 }
 

@@ -40,21 +40,7 @@ static int recipe_put_fn(StoreTxn *t, void *ud) {
         if (rc && rc != AM_EEXIST) return rc;
         am_clearerror();
     }
-    if (write && !c->recipe_only) {
-        uint8_t key[AM_ID_HEX + 1 + AM_NAME_MAX];
-        for (int i = 0; i < c->m->tab.n; i++) {
-            const ParamInfo *p = &c->m->tab.t[i];
-            size_t klen = store_key_pair(key, sizeof key, c->id, p->name);
-            AM_ASSERT(klen > 0);
-            size_t bytes = p->numel * sizeof(float);
-            void *dst;
-            rc = st_raw_put(t, AM_DB_TENSORS, key, klen, NULL, AM_TENSOR_HDR_SIZE + bytes, MDB_RESERVE, &dst);
-            if (rc) return rc;
-            am_tensor_header_encode(dst, p->ndim, p->shape);
-            memcpy((uint8_t *)dst + AM_TENSOR_HDR_SIZE, c->m->params + p->offset, bytes);
-            st_hook(s, "model_put:tensor", i);
-        }
-    }
+    if (write && !c->recipe_only && (rc = st_put_tensors(t, c->m, c->id))) return rc;
     if (write && (rc = st_raw_put(t, AM_DB_MODELS, c->id, AM_ID_HEX, c->meta, strlen(c->meta), 0, NULL))) return rc;
     if (c->name && (rc = st_raw_put(t, AM_DB_NAMES, c->name, strlen(c->name), c->id, AM_ID_HEX, 0, NULL))) return rc;
     return AM_OK;

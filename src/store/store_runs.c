@@ -265,37 +265,27 @@ static int is_record_key(const MDB_val *k) {
 
 int store_run_list(Store *s, StoreRunFn cb, void *ud) {
     MDB_txn *txn;
-    int rc = st_txn_open(s, 0, &txn);
-    if (rc) return rc;
     MDB_cursor *cur;
-    int mrc = mdb_cursor_open(txn, s->dbi[AM_DB_RUNS], &cur);
-    if (mrc) {
-        st_txn_close(s, txn, 0);
-        return st_mdb_fail(s, mrc, "cursor", AM_DB_RUNS, NULL, 0);
-    }
+    int rc = st_cursor_open(s, AM_DB_RUNS, &txn, &cur);
+    if (rc) return rc;
     char *buf = NULL;
     size_t cap = 0;
     MDB_val k, v;
+    int mrc;
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == MDB_SUCCESS; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (!is_record_key(&k)) continue;
         char id[AM_RUN_ID_MAX + 1];
         memcpy(id, k.mv_data, k.mv_size);
         id[k.mv_size] = 0;
-        if (v.mv_size + 1 > cap) buf = xrealloc(buf, cap = v.mv_size + 1);
-        memcpy(buf, v.mv_data, v.mv_size);
-        buf[v.mv_size] = 0;
-        int r = cb(ud, id, buf);
+        int r = cb(ud, id, st_val_str(&v, &buf, &cap));
         if (r) {
             rc = r < 0 ? r : AM_OK;
             mrc = MDB_SUCCESS;
             break;
         }
     }
-    if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND) rc = st_mdb_fail(s, mrc, "cursor", AM_DB_RUNS, NULL, 0);
     free(buf);
-    mdb_cursor_close(cur);
-    st_txn_close(s, txn, 0);
-    return rc;
+    return st_cursor_done(s, txn, cur, AM_DB_RUNS, mrc, rc);
 }
 
 int store_run_resolve(Store *s, const char *q, char **id_out) {
@@ -304,15 +294,10 @@ int store_run_resolve(Store *s, const char *q, char **id_out) {
     size_t qn = strlen(q);
     if (qn > AM_RUN_ID_MAX) return unknown_run(q);
     MDB_txn *txn;
-    int rc = st_txn_open(s, 0, &txn);
-    if (rc) return rc;
     MDB_cursor *cur;
-    int mrc = mdb_cursor_open(txn, s->dbi[AM_DB_RUNS], &cur);
-    if (mrc) {
-        st_txn_close(s, txn, 0);
-        return st_mdb_fail(s, mrc, "cursor", AM_DB_RUNS, NULL, 0);
-    }
-    int n = 0, exact = 0;
+    int rc = st_cursor_open(s, AM_DB_RUNS, &txn, &cur);
+    if (rc) return rc;
+    int mrc, n = 0, exact = 0;
     char cand[4][AM_RUN_ID_MAX + 1];
     MDB_val k = {qn, (void *)q}, v;
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == MDB_SUCCESS; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -326,10 +311,7 @@ int store_run_resolve(Store *s, const char *q, char **id_out) {
         n++;
         if (exact) break;
     }
-    if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND) rc = st_mdb_fail(s, mrc, "cursor", AM_DB_RUNS, NULL, 0);
-    mdb_cursor_close(cur);
-    st_txn_close(s, txn, 0);
-    if (rc) return rc;
+    if ((rc = st_cursor_done(s, txn, cur, AM_DB_RUNS, mrc, rc))) return rc;
     if (exact) {
         *id_out = xstrdup(q);
         return AM_OK;
@@ -361,13 +343,9 @@ int store_run_metrics(Store *s, const char *id, uint32_t first, uint32_t last, S
         am_be32_put(seek + n + 1, first);
     }
     MDB_txn *txn;
-    if ((rc = st_txn_open(s, 0, &txn))) return rc;
     MDB_cursor *cur;
-    int mrc = mdb_cursor_open(txn, s->dbi[AM_DB_METRICS], &cur);
-    if (mrc) {
-        st_txn_close(s, txn, 0);
-        return st_mdb_fail(s, mrc, "cursor", AM_DB_METRICS, NULL, 0);
-    }
+    if ((rc = st_cursor_open(s, AM_DB_METRICS, &txn, &cur))) return rc;
+    int mrc;
     char *buf = NULL;
     size_t cap = 0;
     MDB_val k = {want, seek}, v;
@@ -377,21 +355,15 @@ int store_run_metrics(Store *s, const char *id, uint32_t first, uint32_t last, S
         if (k.mv_size != want) continue;
         uint32_t step = am_be32_get(kp + want - 4);
         if (step > last) break;
-        if (v.mv_size + 1 > cap) buf = xrealloc(buf, cap = v.mv_size + 1);
-        memcpy(buf, v.mv_data, v.mv_size);
-        buf[v.mv_size] = 0;
-        int r = cb(ud, step, buf, v.mv_size);
+        int r = cb(ud, step, st_val_str(&v, &buf, &cap), v.mv_size);
         if (r) {
             rc = r < 0 ? r : AM_OK;
             mrc = MDB_SUCCESS;
             break;
         }
     }
-    if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND) rc = st_mdb_fail(s, mrc, "cursor", AM_DB_METRICS, NULL, 0);
     free(buf);
-    mdb_cursor_close(cur);
-    st_txn_close(s, txn, 0);
-    return rc;
+    return st_cursor_done(s, txn, cur, AM_DB_METRICS, mrc, rc);
 }
 
 /* sum klen + vlen of the keys of db starting with prefix and accepted by ok() */

@@ -244,6 +244,31 @@ void st_txn_close(Store *s, MDB_txn *txn, int write) {
     st_gate_leave(s, write);
 }
 
+int st_cursor_open(Store *s, AmDb db, MDB_txn **txn, MDB_cursor **cur) {
+    int rc = st_txn_open(s, 0, txn);
+    if (rc) return rc;
+    int mrc = mdb_cursor_open(*txn, s->dbi[db], cur);
+    if (mrc) {
+        st_txn_close(s, *txn, 0);
+        return st_mdb_fail(s, mrc, "cursor", (int)db, NULL, 0);
+    }
+    return AM_OK;
+}
+
+int st_cursor_done(Store *s, MDB_txn *txn, MDB_cursor *cur, AmDb db, int mrc, int rc) {
+    if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND) rc = st_mdb_fail(s, mrc, "cursor", (int)db, NULL, 0);
+    mdb_cursor_close(cur);
+    st_txn_close(s, txn, 0);
+    return rc;
+}
+
+const char *st_val_str(const MDB_val *v, char **buf, size_t *cap) {
+    if (v->mv_size + 1 > *cap) *buf = xrealloc(*buf, *cap = v->mv_size + 1);
+    memcpy(*buf, v->mv_data, v->mv_size);
+    (*buf)[v->mv_size] = 0;
+    return *buf;
+}
+
 /* Commit (the txn is freed whatever happens). Returns the raw LMDB code. */
 int st_txn_commit_raw(Store *s, MDB_txn *txn) {
     st_hook(s, "txn:commit", 0);
@@ -393,41 +418,33 @@ static int txn_usable(StoreTxn *t) {
     return AM_OK;
 }
 
-int store_txn_put(StoreTxn *t, const char *db, const void *key, size_t klen, const void *val, size_t vlen) {
+/* a put (OP_PUT) or delete (OP_DEL) of an explicit or store_write txn: logged so a growth can
+ * replay it, retried after MDB_MAP_FULL in an explicit txn */
+static int txn_write(StoreTxn *t, int op, const char *db, const void *key, size_t klen, const void *val, size_t vlen) {
     AmDb d;
     int rc = st_db_index(t->s, db, &d);
     if (!rc) rc = st_key_check(t->s, d, key, klen);
     if (rc) return rc;
     if ((rc = txn_usable(t))) return rc;
     for (int attempt = 0;; attempt++) {
-        rc = st_raw_put(t, d, key, klen, val, vlen, 0, NULL);
+        rc = op == OP_PUT ? st_raw_put(t, d, key, klen, val, vlen, 0, NULL) : st_raw_del(t, d, key, klen);
         if (rc == AM_OK) {
-            if (t->explicit_) log_add(t, OP_PUT, d, key, klen, val, vlen);
+            if (t->explicit_) log_add(t, op, d, key, klen, val, vlen);
             return AM_OK;
         }
+        if (op == OP_DEL && rc == AM_ENOTFOUND) return rc;
         if (!t->mapfull || !t->explicit_ || attempt >= MAX_RETRIES) return t->explicit_ ? txn_dead(t, rc) : rc;
         rc = txn_regrow(t, klen + vlen);
         if (rc) return txn_dead(t, rc);
     }
 }
 
+int store_txn_put(StoreTxn *t, const char *db, const void *key, size_t klen, const void *val, size_t vlen) {
+    return txn_write(t, OP_PUT, db, key, klen, val, vlen);
+}
+
 int store_txn_del(StoreTxn *t, const char *db, const void *key, size_t klen) {
-    AmDb d;
-    int rc = st_db_index(t->s, db, &d);
-    if (!rc) rc = st_key_check(t->s, d, key, klen);
-    if (rc) return rc;
-    if ((rc = txn_usable(t))) return rc;
-    for (int attempt = 0;; attempt++) {
-        rc = st_raw_del(t, d, key, klen);
-        if (rc == AM_OK) {
-            if (t->explicit_) log_add(t, OP_DEL, d, key, klen, NULL, 0);
-            return AM_OK;
-        }
-        if (rc == AM_ENOTFOUND) return rc;
-        if (!t->mapfull || !t->explicit_ || attempt >= MAX_RETRIES) return t->explicit_ ? txn_dead(t, rc) : rc;
-        rc = txn_regrow(t, klen);
-        if (rc) return txn_dead(t, rc);
-    }
+    return txn_write(t, OP_DEL, db, key, klen, NULL, 0);
 }
 
 int store_txn_get(StoreTxn *t, const char *db, const void *key, size_t klen, const void **val, size_t *vlen) {
