@@ -352,18 +352,24 @@ static int field_is(DsStr f, const char *name) {
     return f.n == strlen(name) && strncasecmp(f.s, name, f.n) == 0;
 }
 
+/* the next non-blank line of li split at tabs into f: its column count (f holds the first
+ * MAX_COLS), 0 at the end */
+static int next_row(Lines *li, DsStr *f) {
+    const char *s;
+    size_t n;
+    while (lines_next(li, &s, &n))
+        if (!is_blank(s, n)) return split_tabs(s, n, f);
+    return 0;
+}
+
 #define QUOTED(f) (int)((f).n > 60 ? 60 : (f).n), (f).s, (f).n > 60 ? "..." : ""
 
 static int parse_graded_tsv(Dataset *ds, const char *buf, size_t len, const char *origin) {
     Lines li;
     lines_init(&li, buf, len, origin);
-    const char *s;
-    size_t n;
-    int first = 1;
+    int first = 1, k;
     DsStr f[MAX_COLS];
-    while (lines_next(&li, &s, &n)) {
-        if (is_blank(s, n)) continue;
-        int k = split_tabs(s, n, f);
+    while ((k = next_row(&li, f))) {
         double v = 0;
         int bad = k == 3 ? parse_double(f[2], &v) : 0;
         if (first && k == 3 && bad == -1 && is_word(f[2])) { /* header line */
@@ -388,13 +394,9 @@ static int parse_graded_tsv(Dataset *ds, const char *buf, size_t len, const char
 static int parse_labelled_tsv(Dataset *ds, const char *buf, size_t len, const char *origin) {
     Lines li;
     lines_init(&li, buf, len, origin);
-    const char *s;
-    size_t n;
-    int first = 1;
+    int first = 1, k;
     DsStr f[MAX_COLS];
-    while (lines_next(&li, &s, &n)) {
-        if (is_blank(s, n)) continue;
-        int k = split_tabs(s, n, f);
+    while ((k = next_row(&li, f))) {
         if (first && k == 2 && field_is(f[0], "text") && field_is(f[1], "label")) {
             first = 0;
             continue;
