@@ -110,5 +110,7 @@ int am_read_file(const char *path, char **out, size_t *len);
 /* Write atomically: path.tmp + fsync + rename. */
 int am_write_file(const char *path, const void *data, size_t len);
 int am_mkdir_p(const char *path);
+/* Remove path and, for a directory, all below it (links are removed, not followed); best effort. */
+void am_rm_tree(const char *path);
 
 #endif

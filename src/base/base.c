@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "am_base.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -317,4 +318,21 @@ fail:;
     int rc = am_error(AM_EIO, "%s: cannot create directory: %s", p, strerror(errno));
     free(p);
     return rc;
+}
+
+void am_rm_tree(const char *path) {
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+            char *p = xasprintf("%s/%s", path, de->d_name);
+            struct stat st;
+            if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) am_rm_tree(p);
+            else unlink(p);
+            free(p);
+        }
+        closedir(d);
+    }
+    rmdir(path);
 }

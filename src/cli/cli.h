@@ -69,6 +69,9 @@ int cmd_du(CliArgs *a);                      /* cmd_gc.c: also `amalgam info` wi
 int cmd_ls_models(CliArgs *a, int json);     /* cmd_gc.c: amalgam ls models */
 struct cJSON;
 const char *cli_bytes(double bytes, char buf[24]);  /* "17.6 MB" */
+/* cmd_gc.c: member k of object j as a string (def if absent or not one) or a number (0) */
+const char *cli_jstr(const struct cJSON *j, const char *k, const char *def);
+double cli_jnum(const struct cJSON *j, const char *k);
 const char *cli_model_kind(const struct cJSON *meta); /* meta kind; "init" for random inits */
 /* a model's label for listings: its names, else "RUN@STEP" for a checkpoint, else "-" */
 const char *cli_model_label(const char *names, const struct cJSON *meta, char *buf, size_t cap);

@@ -234,11 +234,6 @@ static const char *name_of(const LsRes *c, const char *id) {
     return NULL;
 }
 
-static const char *jstr(const cJSON *j, const char *k, const char *def) {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
-    return cJSON_IsString(x) ? x->valuestring : def;
-}
-
 static int ls_one(void *ud, const char *id, const char *task, const char *hash, const char *json) {
     LsRes *c = ud;
     cJSON *j = cJSON_Parse(json);
@@ -261,8 +256,8 @@ static int ls_one(void *ud, const char *id, const char *task, const char *hash, 
     if (cJSON_IsNumber(se)) snprintf(sebuf, sizeof sebuf, "%.4f", se->valuedouble);
     else snprintf(sebuf, sizeof sebuf, "-");   /* stored before standard errors were kept */
     printf("%-16s %-12.12s %-20s %-5s %-4s %-7s %-16s %8s %7s %-8.8s %s\n", name ? name : "-", id, task,
-           jstr(j, "mode", "?"), jstr(j, "tag", "-"), ld, jstr(j, "main_metric", "?"), score, sebuf, hash,
-           jstr(j, "created", ""));
+           cli_jstr(j, "mode", "?"), cli_jstr(j, "tag", "-"), ld, cli_jstr(j, "main_metric", "?"), score, sebuf, hash,
+           cli_jstr(j, "created", ""));
     cJSON_Delete(j);
     return 0;
 }

@@ -39,13 +39,18 @@ const char *cli_bytes(double b, char buf[24]) {
     return buf;
 }
 
-static const char *jstr(const cJSON *j, const char *k, const char *def) {
+const char *cli_jstr(const cJSON *j, const char *k, const char *def) {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
     return cJSON_IsString(x) ? x->valuestring : def;
 }
 
+double cli_jnum(const cJSON *j, const char *k) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsNumber(x) ? x->valuedouble : 0;
+}
+
 const char *cli_model_kind(const cJSON *meta) {
-    const char *kind = jstr(meta, "kind", "?"), *src = jstr(meta, "source", "");
+    const char *kind = cli_jstr(meta, "kind", "?"), *src = cli_jstr(meta, "source", "");
     /* stores written before kind "init" existed called a random init "pretrained" */
     if (strcmp(kind, "pretrained") == 0 && (strncmp(src, "init-model ", 11) == 0 || strncmp(src, "init_model{", 11) == 0))
         return "init";
@@ -112,15 +117,15 @@ static MRow *mtab_find(MTab *t, const char *id) {
  * "checkpoint" is provenance: the vector holds its own weights.) */
 static int needs(const MRow *a, const char *id) {
     const cJSON *p, *parents = cJSON_GetObjectItemCaseSensitive(a->meta, "parents");
-    cJSON_ArrayForEach(p, parents) if (strcmp(jstr(p, "id", ""), id) == 0) return 1;
-    return strcmp(jstr(a->meta, "base", ""), id) == 0;
+    cJSON_ArrayForEach(p, parents) if (strcmp(cli_jstr(p, "id", ""), id) == 0) return 1;
+    return strcmp(cli_jstr(a->meta, "base", ""), id) == 0;
 }
 
 /* "name" or "run@step" or "-" for a model (what ls and rm show) */
 const char *cli_model_label(const char *names, const cJSON *meta, char *buf, size_t cap) {
     if (names && names[0]) return snprintf(buf, cap, "%s", names), buf;
     const cJSON *step = cJSON_GetObjectItemCaseSensitive(meta, "step");
-    const char *run = jstr(meta, "run", NULL);
+    const char *run = cli_jstr(meta, "run", NULL);
     if (run && cJSON_IsNumber(step)) return snprintf(buf, cap, "%s@%d", run, (int)step->valuedouble), buf;
     return snprintf(buf, cap, "-"), buf;
 }
@@ -128,7 +133,7 @@ const char *cli_model_label(const char *names, const cJSON *meta, char *buf, siz
 static const char *row_label(MTab *t, const MRow *r, char *buf, size_t cap) {
     if (!r->names[0] && strcmp(cli_model_kind(r->meta), "task_vector") == 0) {
         /* an unnamed task vector: the label of the checkpoint it belongs to, + ".tau" */
-        MRow *ck = mtab_find(t, jstr(r->meta, "checkpoint", NULL));
+        MRow *ck = mtab_find(t, cli_jstr(r->meta, "checkpoint", NULL));
         if (ck) {
             char cb[320];
             snprintf(buf, cap, "%s.tau", cli_model_label(ck->names, ck->meta, cb, sizeof cb));
@@ -182,7 +187,7 @@ static int rtab_load(Store *st, RTab *t, int metrics) {
     return rc;
 }
 
-static const char *run_status(const RRow *r) { return jstr(r->rec, "status", "?"); }
+static const char *run_status(const RRow *r) { return cli_jstr(r->rec, "status", "?"); }
 static int run_keeps_state(const RRow *r) { return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r->rec, "keep_state")); }
 
 /* ---------------------------------------------------------------- run deletion */
@@ -215,23 +220,6 @@ static size_t dir_bytes(const char *path) {
     return b;
 }
 
-static void rm_tree(const char *path) {
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            char *p = xasprintf("%s/%s", path, e->d_name);
-            struct stat st;
-            if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_tree(p);
-            else unlink(p);
-            free(p);
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
-
 typedef struct { int dirs; size_t bytes; } CacheFreed;
 
 /* the embedding cache directories (STORE/cache/emb/<space>) whose space.json names model
@@ -249,7 +237,7 @@ static void embcache_drop(const char *store_dir, MTab *mt, const char *only_id, 
         int drop = 0;
         if (am_read_file(sj, &text, &len) == AM_OK) {
             cJSON *j = cJSON_ParseWithLength(text, len);
-            const char *model = jstr(j, "model", "");
+            const char *model = cli_jstr(j, "model", "");
             drop = only_id ? strcmp(model, only_id) == 0 : (model[0] && !mtab_find(mt, model));
             cJSON_Delete(j);
         }
@@ -257,7 +245,7 @@ static void embcache_drop(const char *store_dir, MTab *mt, const char *only_id, 
         if (drop) {
             cf->dirs++;
             cf->bytes += dir_bytes(sub);
-            if (!dry) rm_tree(sub);
+            if (!dry) am_rm_tree(sub);
         }
         free(text);
         free(sj);
@@ -302,9 +290,9 @@ static int rm_mark(Store *st, MTab *mt, RTab *rt, const char *q) {
 
 /* the models a run made: meta "run" = its id, and the task vectors of those checkpoints */
 static int made_by(MTab *mt, const MRow *m, const char *run_id) {
-    if (strcmp(jstr(m->meta, "run", ""), run_id) == 0) return 1;
-    const MRow *ck = mtab_find(mt, jstr(m->meta, "checkpoint", NULL));
-    return ck && strcmp(jstr(ck->meta, "run", ""), run_id) == 0;
+    if (strcmp(cli_jstr(m->meta, "run", ""), run_id) == 0) return 1;
+    const MRow *ck = mtab_find(mt, cli_jstr(m->meta, "checkpoint", NULL));
+    return ck && strcmp(cli_jstr(ck->meta, "run", ""), run_id) == 0;
 }
 
 int cmd_rm(CliArgs *a) {
@@ -342,7 +330,7 @@ int cmd_rm(CliArgs *a) {
     }
     /* a removed checkpoint takes its unnamed task vector along */
     for (int i = 0; i < mt.n; i++) {
-        MRow *ck = mtab_find(&mt, jstr(mt.r[i].meta, "checkpoint", NULL));
+        MRow *ck = mtab_find(&mt, cli_jstr(mt.r[i].meta, "checkpoint", NULL));
         if (ck && ck->remove && !mt.r[i].remove && !mt.r[i].names[0]) mt.r[i].remove = 2;
     }
     /* what a kept model or an unfinished run needs */
@@ -360,7 +348,7 @@ int cmd_rm(CliArgs *a) {
         }
         for (int r = 0; r < rt.n; r++) {
             if (rt.r[r].remove || strcmp(run_status(&rt.r[r]), "done") == 0 ||
-                strcmp(jstr(rt.r[r].rec, "init", ""), x->id) != 0)
+                strcmp(cli_jstr(rt.r[r].rec, "init", ""), x->id) != 0)
                 continue;
             size_t l = strlen(who);
             if (nb++ < 4) snprintf(who + l, sizeof who - l, "%s%s run %s (resumes from it)", l ? ", " : "",
@@ -583,12 +571,12 @@ int cmd_du(CliArgs *a) {
     const cJSON *k;
     double sum = 0;
     cJSON_ArrayForEach(k, kinds) {
-        const char *kn = jstr(k, "kind", "");
+        const char *kn = cli_jstr(k, "kind", "");
         double n = cJSON_GetObjectItem(k, "count")->valuedouble, by = cJSON_GetObjectItem(k, "bytes")->valuedouble;
         if (strncmp(kn, "files:", 6) != 0) sum += by;
         char cnt[24] = "";
         if (strncmp(kn, "files:", 6) != 0) snprintf(cnt, sizeof cnt, "%.0f", n);
-        printf("%-36s %7s %10s%s%s\n", kn, cnt, cli_bytes(by, b3), jstr(k, "note", NULL) ? "  " : "", jstr(k, "note", ""));
+        printf("%-36s %7s %10s%s%s\n", kn, cnt, cli_bytes(by, b3), cli_jstr(k, "note", NULL) ? "  " : "", cli_jstr(k, "note", ""));
     }
     printf("%-36s %7s %10s\n", "total in data.mdb (keys + values)", "", cli_bytes(sum, b3));
     printf("\nIdentical models share one content id and are stored once; tensors are stored per model.\n");
@@ -634,7 +622,7 @@ static void put_col(const char *s, int w) {
 
 static int by_created(const void *a, const void *b) {
     const MRow *x = a, *y = b;
-    int c = strcmp(jstr(x->meta, "created", ""), jstr(y->meta, "created", ""));
+    int c = strcmp(cli_jstr(x->meta, "created", ""), cli_jstr(y->meta, "created", ""));
     return c ? c : strcmp(x->id, y->id);
 }
 
@@ -691,7 +679,7 @@ int cmd_ls_models(CliArgs *a, int json) {
         put_col(cli_model_kind(r->meta), wk);
         printf("  %6d %6d %7.2fM %9s  %-7s %s\n", cJSON_IsNumber(nl) ? nl->valueint : 0,
                cJSON_IsNumber(hs) ? hs->valueint : 0, cJSON_IsNumber(np) ? np->valuedouble / 1e6 : 0,
-               cli_bytes((double)r->bytes, bb), jstr(r->meta, "pooling", "mean"), jstr(r->meta, "created", ""));
+               cli_bytes((double)r->bytes, bb), cli_jstr(r->meta, "pooling", "mean"), cli_jstr(r->meta, "created", ""));
     }
 done:
     mtab_free(&mt);

@@ -214,11 +214,6 @@ int cmd_merge(CliArgs *a) {
 
 /* ---------------------------------------------------------------- info MODEL of a merge */
 
-static double jnum(const cJSON *j, const char *k) {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
-    return cJSON_IsNumber(x) ? x->valuedouble : 0;
-}
-
 typedef struct { const char *id; char buf[256]; } NameFind;
 
 static int find_names(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
@@ -253,7 +248,7 @@ void cli_print_merge(Store *st, const char *meta_json) {
         printf("base     %.12s %s\n", b->valuestring, f.buf);
     }
     const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "merge_stats");
-    double tot = jnum(ms, "delta_total"), kept = jnum(ms, "delta_kept"), conf = jnum(ms, "sign_conflicts");
+    double tot = cli_jnum(ms, "delta_total"), kept = cli_jnum(ms, "delta_kept"), conf = cli_jnum(ms, "sign_conflicts");
     if (tot > 0 || conf > 0) {
         printf("effect  ");
         if (tot > 0) printf(" kept %.1f%% of %.0f task-vector entries", 100 * kept / tot, tot);

@@ -149,16 +149,6 @@ static const char *names_of(const Names *ns, const char *id, char *buf, size_t c
     return buf;
 }
 
-static const char *jstr(const cJSON *j, const char *k, const char *def) {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
-    return cJSON_IsString(x) ? x->valuestring : def;
-}
-
-static double jnum(const cJSON *j, const char *k) {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
-    return cJSON_IsNumber(x) ? x->valuedouble : 0;
-}
-
 int cmd_ls(CliArgs *a) {
     int json = cli_flag(a, "json"), rc;
     if ((rc = cli_check_unused(a))) return rc;
@@ -188,7 +178,7 @@ static void print_lineage(Store *st, const Names *ns, const char *id, int depth)
     free(meta);
     const cJSON *parents = cJSON_GetObjectItemCaseSensitive(j, "parents"), *p;
     cJSON_ArrayForEach(p, parents) {
-        const char *pid = jstr(p, "id", NULL);
+        const char *pid = cli_jstr(p, "id", NULL);
         if (!pid) continue;
         char nb[256];
         const cJSON *w = cJSON_GetObjectItemCaseSensitive(p, "weight");
@@ -238,18 +228,18 @@ int cmd_info(CliArgs *a) {
     char nb[512];
     printf("model    %s\n", id);
     printf("names    %s\n", names_of(&ns, id, nb, sizeof nb)[0] ? nb : "-");
-    printf("kind     %s\n", jstr(j, "kind", "?"));
-    printf("created  %s\n", jstr(j, "created", "?"));
-    if (jstr(j, "source", NULL)) printf("source   %s\n", jstr(j, "source", ""));
+    printf("kind     %s\n", cli_jstr(j, "kind", "?"));
+    printf("created  %s\n", cli_jstr(j, "created", "?"));
+    if (cli_jstr(j, "source", NULL)) printf("source   %s\n", cli_jstr(j, "source", ""));
     printf("config   %d layers, hidden %d, %d heads, FFN %d, vocab %d, %d positions, %d token types, eps %g\n",
-           (int)jnum(cfg, "num_hidden_layers"), (int)jnum(cfg, "hidden_size"), (int)jnum(cfg, "num_attention_heads"),
-           (int)jnum(cfg, "intermediate_size"), (int)jnum(cfg, "vocab_size"),
-           (int)jnum(cfg, "max_position_embeddings"), (int)jnum(cfg, "type_vocab_size"), jnum(cfg, "layer_norm_eps"));
-    printf("size     %.3fM parameters in %d tensors (%.1f MB float32)\n", jnum(j, "n_params") / 1e6,
-           (int)jnum(j, "n_tensors"), jnum(j, "n_params") * 4 / 1e6);
+           (int)cli_jnum(cfg, "num_hidden_layers"), (int)cli_jnum(cfg, "hidden_size"), (int)cli_jnum(cfg, "num_attention_heads"),
+           (int)cli_jnum(cfg, "intermediate_size"), (int)cli_jnum(cfg, "vocab_size"),
+           (int)cli_jnum(cfg, "max_position_embeddings"), (int)cli_jnum(cfg, "type_vocab_size"), cli_jnum(cfg, "layer_norm_eps"));
+    printf("size     %.3fM parameters in %d tensors (%.1f MB float32)\n", cli_jnum(j, "n_params") / 1e6,
+           (int)cli_jnum(j, "n_tensors"), cli_jnum(j, "n_params") * 4 / 1e6);
     const cJSON *nz = cJSON_GetObjectItemCaseSensitive(j, "normalize");
-    printf("pooling  %s%s, max_seq_length %d, %s\n", jstr(j, "pooling", "mean"), cJSON_IsTrue(nz) ? " + normalize" : "",
-           (int)jnum(j, "max_seq_length"),
+    printf("pooling  %s%s, max_seq_length %d, %s\n", cli_jstr(j, "pooling", "mean"), cJSON_IsTrue(nz) ? " + normalize" : "",
+           (int)cli_jnum(j, "max_seq_length"),
            cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "do_lower_case")) ? "cased" : "uncased");
     cli_print_model_run(st, meta); /* cmd_runs.c */
     cli_print_merge(st, meta);     /* cmd_merge.c */

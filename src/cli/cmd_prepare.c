@@ -91,11 +91,6 @@ typedef struct {
     cJSON *arr;
 } LsDatasets;
 
-static const char *jstr_or(const cJSON *o, const char *k, const char *def) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : def;
-}
-
 static int ls_dataset_row(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
     LsDatasets *c = ud;
     cJSON *j = cJSON_ParseWithLength(val, vlen);
@@ -113,8 +108,8 @@ static int ls_dataset_row(void *ud, const void *key, size_t klen, const void *va
         cJSON_AddItemToArray(c->arr, j);
         return 0;
     }
-    printf("%-16.*s %-4s %-26s %s\n", (int)(klen > 64 ? 64 : klen), (const char *)key, j ? jstr_or(j, "tag", "") : "?",
-           j ? jstr_or(j, "type", jstr_or(j, "kind", "")) : "(unreadable)", j ? jstr_or(j, "summary", "") : "");
+    printf("%-16.*s %-4s %-26s %s\n", (int)(klen > 64 ? 64 : klen), (const char *)key, j ? cli_jstr(j, "tag", "") : "?",
+           j ? cli_jstr(j, "type", cli_jstr(j, "kind", "")) : "(unreadable)", j ? cli_jstr(j, "summary", "") : "");
     cJSON_Delete(j);
     return 0;
 }

@@ -12,16 +12,6 @@
 #include <string.h>
 #include <time.h>
 
-static const char *jstr(const cJSON *j, const char *k, const char *def) {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
-    return cJSON_IsString(x) ? x->valuestring : def;
-}
-
-static double jnum(const cJSON *j, const char *k) {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
-    return cJSON_IsNumber(x) ? x->valuedouble : 0;
-}
-
 /* the record as `ls runs --json` and `info RUN --json` show it: without the recipe source */
 static void drop_source(cJSON *rec) {
     cJSON *r = cJSON_GetObjectItemCaseSensitive(rec, "recipe");
@@ -43,8 +33,8 @@ static int ls_run_one(void *ud, const char *id, const char *json) {
         return 0;
     }
     const cJSON *mod = cJSON_GetObjectItemCaseSensitive(j, "models");
-    printf("%-44s %-8s %5d/%-5d %-20s %.12s\n", id, jstr(j, "status", "?"), (int)jnum(j, "step"),
-           (int)jnum(j, "steps"), jstr(j, "start", ""), jstr(mod, "final", "-"));
+    printf("%-44s %-8s %5d/%-5d %-20s %.12s\n", id, cli_jstr(j, "status", "?"), (int)cli_jnum(j, "step"),
+           (int)cli_jnum(j, "steps"), cli_jstr(j, "start", ""), cli_jstr(mod, "final", "-"));
     cJSON_Delete(j);
     return 0;
 }
@@ -107,43 +97,43 @@ static int last_loss(void *ud, uint32_t step, const char *json, size_t len) {
 }
 
 static void print_summary(Store *st, const char *id, cJSON *r) {
-    const char *status = jstr(r, "status", "?");
+    const char *status = cli_jstr(r, "status", "?");
     printf("run       %s\n", id);
-    printf("name      %s\n", jstr(r, "name", "-"));
-    printf("status    %s, step %d of %d", status, (int)jnum(r, "step"), (int)jnum(r, "steps"));
-    if (jnum(r, "resumed") > 0) printf(", resumed %d time%s", (int)jnum(r, "resumed"), jnum(r, "resumed") > 1 ? "s" : "");
+    printf("name      %s\n", cli_jstr(r, "name", "-"));
+    printf("status    %s, step %d of %d", status, (int)cli_jnum(r, "step"), (int)cli_jnum(r, "steps"));
+    if (cli_jnum(r, "resumed") > 0) printf(", resumed %d time%s", (int)cli_jnum(r, "resumed"), cli_jnum(r, "resumed") > 1 ? "s" : "");
     printf("\n");
     const cJSON *rec = cJSON_GetObjectItemCaseSensitive(r, "recipe");
-    printf("recipe    %s\n", rec ? jstr(rec, "path", "?") : "- (not from a recipe file)");
-    double t0 = iso_time(jstr(r, "start", NULL)), t1 = iso_time(jstr(r, "end", NULL));
+    printf("recipe    %s\n", rec ? cli_jstr(rec, "path", "?") : "- (not from a recipe file)");
+    double t0 = iso_time(cli_jstr(r, "start", NULL)), t1 = iso_time(cli_jstr(r, "end", NULL));
     char dur[32] = "";
     if (t0 >= 0 && t1 >= t0) fmt_duration(t1 - t0, dur, sizeof dur);
-    printf("time      %s", jstr(r, "start", "?"));
-    if (t1 >= 0) printf(" .. %s (%s)", jstr(r, "end", "?"), dur);
-    else if (strcmp(status, "running") == 0) printf(" .. (running, pid %d)", (int)jnum(r, "pid"));
+    printf("time      %s", cli_jstr(r, "start", "?"));
+    if (t1 >= 0) printf(" .. %s (%s)", cli_jstr(r, "end", "?"), dur);
+    else if (strcmp(status, "running") == 0) printf(" .. (running, pid %d)", (int)cli_jnum(r, "pid"));
     printf("\n");
-    printf("init      %.12s\n", jstr(r, "init", "?"));
+    printf("init      %.12s\n", cli_jstr(r, "init", "?"));
 
     LastLoss ll;
     memset(&ll, 0, sizeof ll);
     const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "data"), "tasks");
     const cJSON *specs = cJSON_GetObjectItemCaseSensitive(r, "task_specs");
     const cJSON *t;
-    cJSON_ArrayForEach(t, tasks) if (ll.n < MAX_TASKS) ll.name[ll.n++] = jstr(t, "name", NULL);
+    cJSON_ArrayForEach(t, tasks) if (ll.n < MAX_TASKS) ll.name[ll.n++] = cli_jstr(t, "name", NULL);
     if (store_run_metrics(st, id, 0, UINT32_MAX, last_loss, &ll)) am_clearerror();
     int i = 0;
     cJSON_ArrayForEach(t, tasks) {
         const cJSON *spec = cJSON_GetArrayItem(specs, i);
-        const char *src = jstr(t, "source", "?");
-        const char *label = jstr(t, "name", NULL);
-        if (!label) label = jstr(spec, "name", NULL);
-        if (!label) label = jstr(spec, "data", NULL);
-        if (!label) label = strcmp(src, "file") == 0 ? jstr(t, "path", "?") : src;
+        const char *src = cli_jstr(t, "source", "?");
+        const char *label = cli_jstr(t, "name", NULL);
+        if (!label) label = cli_jstr(spec, "name", NULL);
+        if (!label) label = cli_jstr(spec, "data", NULL);
+        if (!label) label = strcmp(src, "file") == 0 ? cli_jstr(t, "path", "?") : src;
         const char *slash = strrchr(label, '/');
         if (slash && slash[1]) label = slash + 1;
         const cJSON *loss = cJSON_GetObjectItemCaseSensitive(t, "loss");
-        printf("%-9s %d %-16s %-7s %6d rows, batch %-4d %-12s", i ? "" : "tasks", i + 1, label, jstr(t, "kind", "?"),
-               (int)jnum(t, "rows"), (int)jnum(t, "batch"), jstr(loss, "kind", "?"));
+        printf("%-9s %d %-16s %-7s %6d rows, batch %-4d %-12s", i ? "" : "tasks", i + 1, label, cli_jstr(t, "kind", "?"),
+               (int)cli_jnum(t, "rows"), (int)cli_jnum(t, "batch"), cli_jstr(loss, "kind", "?"));
         if (i < MAX_TASKS && ll.step[i]) printf(" final loss %.4f (step %u)", ll.loss[i], ll.step[i]);
         printf("\n");
         i++;
@@ -151,16 +141,16 @@ static void print_summary(Store *st, const char *id, cJSON *r) {
     printf("metrics   %d step%s stored\n", ll.rows, ll.rows == 1 ? "" : "s");
     const cJSON *mod = cJSON_GetObjectItemCaseSensitive(r, "models"), *c;
     const cJSON *cks = cJSON_GetObjectItemCaseSensitive(mod, "checkpoints");
-    const char *final = jstr(mod, "final", NULL), *tv = jstr(mod, "task_vector", NULL), *good = jstr(mod, "good", NULL);
+    const char *final = cli_jstr(mod, "final", NULL), *tv = cli_jstr(mod, "task_vector", NULL), *good = cli_jstr(mod, "good", NULL);
     int n = 0;
     cJSON_ArrayForEach(c, cks) {
-        const char *cid = jstr(c, "id", "?");
-        printf("%-9s %.12s  step %-6d %s%s\n", n++ ? "" : "models", cid, (int)jnum(c, "step"), jstr(c, "label", ""),
+        const char *cid = cli_jstr(c, "id", "?");
+        printf("%-9s %.12s  step %-6d %s%s\n", n++ ? "" : "models", cid, (int)cli_jnum(c, "step"), cli_jstr(c, "label", ""),
                final && strcmp(cid, final) == 0 ? "  (final)" : good && strcmp(cid, good) == 0 ? "  (last good)" : "");
     }
     if (tv) printf("%-9s %.12s  task vector (final - init)\n", n++ ? "" : "models", tv);
     if (!n) printf("models    (none yet)\n");
-    const char *err = jstr(r, "error", NULL);
+    const char *err = cli_jstr(r, "error", NULL);
     if (err) printf("error     %s\n", err);
     if (strcmp(status, "stopped") == 0 || strcmp(status, "failed") == 0 || strcmp(status, "running") == 0)
         printf("resume    amalgam resume %s\n", id);
@@ -205,13 +195,13 @@ int cli_info_run(Store *st, const char *q, int json, int prefix) {
 /* info MODEL: the run that made a checkpoint (its meta carries {"run": id, "step": n}) */
 void cli_print_model_run(Store *st, const char *meta_json) {
     cJSON *m = cJSON_Parse(meta_json);
-    const char *rid = jstr(m, "run", NULL), *ck = jstr(m, "checkpoint", NULL);
+    const char *rid = cli_jstr(m, "run", NULL), *ck = cli_jstr(m, "checkpoint", NULL);
     char *ck_meta = NULL;
     if (!rid && ck && store_model_meta(st, ck, &ck_meta) == AM_OK) { /* a task vector: its checkpoint's run */
         cJSON_Delete(m);
         m = cJSON_Parse(ck_meta);
         free(ck_meta);
-        rid = jstr(m, "run", NULL);
+        rid = cli_jstr(m, "run", NULL);
     }
     am_clearerror();
     if (rid) {
@@ -219,13 +209,13 @@ void cli_print_model_run(Store *st, const char *meta_json) {
         printf("run      %s", rid);
         if (store_run_id_check(rid) == AM_OK && store_run_get(st, rid, &text) == AM_OK) {
             cJSON *r = cJSON_Parse(text);
-            printf("  (step %d of its %d; run %s; amalgam info %s)", (int)jnum(m, "step"), (int)jnum(r, "steps"),
-                   jstr(r, "status", "?"), rid);
+            printf("  (step %d of its %d; run %s; amalgam info %s)", (int)cli_jnum(m, "step"), (int)cli_jnum(r, "steps"),
+                   cli_jstr(r, "status", "?"), rid);
             cJSON_Delete(r);
             free(text);
         } else {
             am_clearerror();
-            printf("  (step %d; the run record is gone)", (int)jnum(m, "step"));
+            printf("  (step %d; the run record is gone)", (int)cli_jnum(m, "step"));
         }
         printf("\n");
     }

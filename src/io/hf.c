@@ -368,24 +368,6 @@ int hf_import(const char *dir, Model **model, Vocab **vocab, HfInfo *info_out) {
 
 /* ================================================================ export */
 
-/* Remove a directory tree this module created (only ever our own mkdtemp directory). */
-static void rm_tree(const char *path) {
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-            char *p = xasprintf("%s/%s", path, de->d_name);
-            struct stat st;
-            if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_tree(p);
-            else unlink(p);
-            free(p);
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
-
 static int dir_is_empty(const char *path) {
     DIR *d = opendir(path);
     if (!d) return 0;
@@ -621,7 +603,7 @@ int hf_export_vocab_text(const char *dir_in, const Model *m, const char *vocab, 
                           "into place: %s", dir, strerror(errno));
     }
     if (rc) {
-        rm_tree(tmp);
+        am_rm_tree(tmp);
         am_error_wrap(rc, "exporting %s (nothing was written)", dir);
     }
     free(tmp);
