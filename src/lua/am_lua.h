@@ -138,6 +138,11 @@ void am_lua_clear_interrupt(lua_State *L);
 int am_lua_fail(lua_State *L, int rc);
 /* Same with a literal message. */
 int am_lua_failmsg(lua_State *L, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* t[k] = v for the table on top of the stack (the result tables of the raw_* functions) */
+void am_lua_setnum(lua_State *L, const char *k, lua_Number v);
+void am_lua_setint(lua_State *L, const char *k, lua_Integer v);
+void am_lua_setbool(lua_State *L, const char *k, int v);
+void am_lua_setstr(lua_State *L, const char *k, const char *v);
 /* "ENOTFOUND" for AM_ENOTFOUND, ... ("EUNKNOWN" for anything else). */
 const char *am_lua_errname(int rc);
 

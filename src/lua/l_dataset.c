@@ -251,36 +251,27 @@ static int l_row(lua_State *L) {
     lua_createtable(L, 0, 4);
     switch (ds->kind) {
     case AM_DS_PAIRS:
-        lua_pushstring(L, ds->text[r]);
-        lua_setfield(L, -2, "query");
+        am_lua_setstr(L, "query", ds->text[r]);
         push_strings(L, ds->pos, ds->pos_start[r], ds->pos_start[r + 1]);
         lua_setfield(L, -2, "pos");
         push_strings(L, ds->neg, ds->neg_start[r], ds->neg_start[r + 1]);
         lua_setfield(L, -2, "neg");
         break;
     case AM_DS_GRADED:
-        lua_pushstring(L, ds->text[r]);
-        lua_setfield(L, -2, "sentence1");
-        lua_pushstring(L, ds->text2[r]);
-        lua_setfield(L, -2, "sentence2");
-        lua_pushnumber(L, ds->score[r]);
-        lua_setfield(L, -2, "score");
+        am_lua_setstr(L, "sentence1", ds->text[r]);
+        am_lua_setstr(L, "sentence2", ds->text2[r]);
+        am_lua_setnum(L, "score", ds->score[r]);
         break;
     case AM_DS_LABELLED:
-        lua_pushstring(L, ds->text[r]);
-        lua_setfield(L, -2, "text");
-        lua_pushstring(L, ds->label_names[ds->label[r]]);
-        lua_setfield(L, -2, "label");
+        am_lua_setstr(L, "text", ds->text[r]);
+        am_lua_setstr(L, "label", ds->label_names[ds->label[r]]);
         break;
     case AM_DS_TEXT:
-        lua_pushstring(L, ds->text[r]);
-        lua_setfield(L, -2, "text");
+        am_lua_setstr(L, "text", ds->text[r]);
         break;
     case AM_DS_RETRIEVAL:
-        lua_pushstring(L, ds->query_id[r]);
-        lua_setfield(L, -2, "id");
-        lua_pushstring(L, ds->text[r]);
-        lua_setfield(L, -2, "text");
+        am_lua_setstr(L, "id", ds->query_id[r]);
+        am_lua_setstr(L, "text", ds->text[r]);
         break;
     }
     return 1;
@@ -293,12 +284,9 @@ static int l_doc(lua_State *L) {
     lua_Integer i = luaL_checkinteger(L, 2);
     luaL_argcheck(L, i >= 1 && i <= ds->n_docs, 2, "doc out of range");
     lua_createtable(L, 0, 3);
-    lua_pushstring(L, ds->doc_id[i - 1]);
-    lua_setfield(L, -2, "id");
-    lua_pushstring(L, ds->doc_title[i - 1]);
-    lua_setfield(L, -2, "title");
-    lua_pushstring(L, ds->doc_text[i - 1]);
-    lua_setfield(L, -2, "text");
+    am_lua_setstr(L, "id", ds->doc_id[i - 1]);
+    am_lua_setstr(L, "title", ds->doc_title[i - 1]);
+    am_lua_setstr(L, "text", ds->doc_text[i - 1]);
     return 1;
 }
 
@@ -313,14 +301,10 @@ static int l_qrels(lua_State *L) {
         if (want && strcmp(want, ds->split_names[s]) != 0) continue;
         for (int64_t q = ds->qrel_start[s]; q < ds->qrel_start[s + 1]; q++) {
             lua_createtable(L, 0, 4);
-            lua_pushstring(L, ds->split_names[s]);
-            lua_setfield(L, -2, "split");
-            lua_pushstring(L, ds->query_id[ds->qrel_query[q]]);
-            lua_setfield(L, -2, "query");
-            lua_pushstring(L, ds->doc_id[ds->qrel_doc[q]]);
-            lua_setfield(L, -2, "doc");
-            lua_pushinteger(L, ds->qrel_grade[q]);
-            lua_setfield(L, -2, "grade");
+            am_lua_setstr(L, "split", ds->split_names[s]);
+            am_lua_setstr(L, "query", ds->query_id[ds->qrel_query[q]]);
+            am_lua_setstr(L, "doc", ds->doc_id[ds->qrel_doc[q]]);
+            am_lua_setint(L, "grade", ds->qrel_grade[q]);
             lua_rawseti(L, -2, ++k);
         }
     }

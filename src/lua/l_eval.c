@@ -132,14 +132,10 @@ static int on_progress(void *ud, const EvalProgress *p) {
     if (!g->cb) return 0;
     lua_pushvalue(L, g->cb);
     lua_createtable(L, 0, 4);
-    lua_pushstring(L, stages[p->stage]);
-    lua_setfield(L, -2, "stage");
-    lua_pushstring(L, p->task);
-    lua_setfield(L, -2, "task");
-    lua_pushinteger(L, p->done);
-    lua_setfield(L, -2, "done");
-    lua_pushinteger(L, p->total);
-    lua_setfield(L, -2, "total");
+    am_lua_setstr(L, "stage", stages[p->stage]);
+    am_lua_setstr(L, "task", p->task);
+    am_lua_setint(L, "done", p->done);
+    am_lua_setint(L, "total", p->total);
     if (am_docall(L, 1, 0) != LUA_OK) {           /* never longjmp over the C evaluation */
         g->err_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         return 1;
@@ -259,12 +255,9 @@ static int collect(void *ud, const char *id, const char *task, const char *hash,
         return 0;
     }                                                     /* [list, result] */
     lua_createtable(L, 0, 4);
-    lua_pushstring(L, id);
-    lua_setfield(L, -2, "model");
-    lua_pushstring(L, task);
-    lua_setfield(L, -2, "task");
-    lua_pushstring(L, hash);
-    lua_setfield(L, -2, "config_hash");
+    am_lua_setstr(L, "model", id);
+    am_lua_setstr(L, "task", task);
+    am_lua_setstr(L, "config_hash", hash);
     lua_insert(L, -2);
     lua_setfield(L, -2, "result");
     lua_rawseti(L, -2, ++c->n);
@@ -337,16 +330,11 @@ static int l_raw_eval_paired(lua_State *L) {
     px_free(&b);
     if (rc) return am_lua_fail(L, rc);
     lua_createtable(L, 0, 5);
-    lua_pushnumber(L, t.delta);
-    lua_setfield(L, -2, "delta");
-    lua_pushnumber(L, t.se);
-    lua_setfield(L, -2, "se");
-    lua_pushnumber(L, t.p_value);
-    lua_setfield(L, -2, "p_value");
-    lua_pushinteger(L, t.n);
-    lua_setfield(L, -2, "n");
-    lua_pushinteger(L, t.B);
-    lua_setfield(L, -2, "B");
+    am_lua_setnum(L, "delta", t.delta);
+    am_lua_setnum(L, "se", t.se);
+    am_lua_setnum(L, "p_value", t.p_value);
+    am_lua_setint(L, "n", t.n);
+    am_lua_setint(L, "B", t.B);
     return 1;
 }
 

@@ -90,22 +90,14 @@ static int l_raw_merge(lua_State *L) {
     res.model = NULL;
     if ((rc = am_lua_pushmodel(L, 1, res.id, b->r.name))) return am_lua_fail(L, rc);
     lua_createtable(L, 0, 8);
-    lua_pushstring(L, res.id);
-    lua_setfield(L, -2, "id");
-    lua_pushboolean(L, res.found);
-    lua_setfield(L, -2, "found");
-    lua_pushboolean(L, res.stored_tensors);
-    lua_setfield(L, -2, "stored_tensors");
-    lua_pushnumber(L, res.stats.seconds);
-    lua_setfield(L, -2, "seconds");
-    lua_pushinteger(L, (lua_Integer)res.stats.sign_conflicts);
-    lua_setfield(L, -2, "sign_conflicts");
-    lua_pushinteger(L, (lua_Integer)res.stats.delta_kept);
-    lua_setfield(L, -2, "delta_kept");
-    lua_pushinteger(L, (lua_Integer)res.stats.delta_total);
-    lua_setfield(L, -2, "delta_total");
-    lua_pushinteger(L, (lua_Integer)res.stats.lerp_fallbacks);
-    lua_setfield(L, -2, "lerp_fallbacks");
+    am_lua_setstr(L, "id", res.id);
+    am_lua_setbool(L, "found", res.found);
+    am_lua_setbool(L, "stored_tensors", res.stored_tensors);
+    am_lua_setnum(L, "seconds", res.stats.seconds);
+    am_lua_setint(L, "sign_conflicts", res.stats.sign_conflicts);
+    am_lua_setint(L, "delta_kept", res.stats.delta_kept);
+    am_lua_setint(L, "delta_total", res.stats.delta_total);
+    am_lua_setint(L, "lerp_fallbacks", res.stats.lerp_fallbacks);
     return 2;
 }
 
@@ -131,18 +123,12 @@ static int l_raw_merge_methods(lua_State *L) {
     for (int m = 0; m < MERGE_METHOD_COUNT; m++) {
         const MergeMethodInfo *mi = merge_method_info((MergeMethod)m);
         lua_createtable(L, 0, 7);
-        lua_pushstring(L, mi->name);
-        lua_setfield(L, -2, "name");
-        lua_pushstring(L, mi->title);
-        lua_setfield(L, -2, "title");
-        lua_pushstring(L, mi->reference);
-        lua_setfield(L, -2, "reference");
-        lua_pushstring(L, bases[mi->base]);
-        lua_setfield(L, -2, "base");
-        lua_pushinteger(L, mi->min_models);
-        lua_setfield(L, -2, "min_models");
-        lua_pushinteger(L, mi->max_models);
-        lua_setfield(L, -2, "max_models");
+        am_lua_setstr(L, "name", mi->name);
+        am_lua_setstr(L, "title", mi->title);
+        am_lua_setstr(L, "reference", mi->reference);
+        am_lua_setstr(L, "base", bases[mi->base]);
+        am_lua_setint(L, "min_models", mi->min_models);
+        am_lua_setint(L, "max_models", mi->max_models);
         lua_newtable(L);
         int k = 0;
         for (int p = 0; p < MERGE_PARAM_COUNT; p++)
@@ -191,10 +177,8 @@ static int l_raw_merge_counts(lua_State *L) {
     MergeStoreCounts c;
     merge_store_counts(&c);
     lua_createtable(L, 0, 2);
-    lua_pushinteger(L, (lua_Integer)c.computed);
-    lua_setfield(L, -2, "computed");
-    lua_pushinteger(L, (lua_Integer)c.reused);
-    lua_setfield(L, -2, "reused");
+    am_lua_setint(L, "computed", c.computed);
+    am_lua_setint(L, "reused", c.reused);
     return 1;
 }
 

@@ -508,29 +508,21 @@ static int tokenize(TrainerBox *b, int which, StrList *s, TrainTokens *out) {
 
 static void push_stats(lua_State *L, const StepStats *st) {
     lua_createtable(L, 0, 12);
-    lua_pushnumber(L, st->loss);
-    lua_setfield(L, -2, "loss");
+    am_lua_setnum(L, "loss", st->loss);
     lua_createtable(L, 0, st->terms.n_terms);
     for (int i = 0; i < st->terms.n_terms; i++) {
         lua_pushnumber(L, st->terms.term[i].value);
         lua_setfield(L, -2, st->terms.term[i].name);
     }
     lua_setfield(L, -2, "terms");
-    lua_pushnumber(L, st->lr);
-    lua_setfield(L, -2, "lr");
-    lua_pushnumber(L, st->grad_norm);
-    lua_setfield(L, -2, "grad_norm");
-    lua_pushinteger(L, st->tokens);
-    lua_setfield(L, -2, "tokens");
-    lua_pushinteger(L, st->step);
-    lua_setfield(L, -2, "step");
-    lua_pushboolean(L, st->updated);
-    lua_setfield(L, -2, "updated");
-    lua_pushinteger(L, st->sequences);
-    lua_setfield(L, -2, "sequences");
+    am_lua_setnum(L, "lr", st->lr);
+    am_lua_setnum(L, "grad_norm", st->grad_norm);
+    am_lua_setint(L, "tokens", st->tokens);
+    am_lua_setint(L, "step", st->step);
+    am_lua_setbool(L, "updated", st->updated);
+    am_lua_setint(L, "sequences", st->sequences);
     if (st->mlm_masked > 0) {
-        lua_pushnumber(L, (double)st->mlm_correct / st->mlm_masked);
-        lua_setfield(L, -2, "mlm_accuracy");
+        am_lua_setnum(L, "mlm_accuracy", (double)st->mlm_correct / st->mlm_masked);
     }
 }
 

@@ -103,6 +103,26 @@ int am_lua_failmsg(lua_State *L, int rc, const char *fmt, ...) {
     return 3;
 }
 
+void am_lua_setnum(lua_State *L, const char *k, lua_Number v) {
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void am_lua_setint(lua_State *L, const char *k, lua_Integer v) {
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void am_lua_setbool(lua_State *L, const char *k, int v) {
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void am_lua_setstr(lua_State *L, const char *k, const char *v) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
 /* ---------------------------------------------------------------- classes, autofree */
 
 void am_lua_newclass(lua_State *L, const char *tname, const luaL_Reg *methods, const luaL_Reg *metamethods) {
