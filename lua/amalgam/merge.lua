@@ -57,6 +57,9 @@ local function suggest(name, cands)
   return " (known: " .. concat(s, ", ") .. ")"
 end
 
+-- the data-driven methods (below, data_merge): named here for the suggestions of request()
+local data_method_names = { "fisher", "regmean", "lm_cocktail", "codiemb_fusion", "self_positioning" }
+
 local methods_cache, options_cache
 local function methods()
   if not methods_cache then methods_cache, options_cache = core.raw_merge_methods() end
@@ -99,6 +102,12 @@ local function request(opts, level)
   if not method then
     local names = {}
     for i, m in ipairs(list) do names[i] = m.name end
+    for _, d in ipairs(data_method_names) do
+      if d == opts.method then
+        error(("merge: '%s' merges from data: am.merge { method = '%s', data = ... } (not a recipe, sweep or CLI merge)"):format(d, d), level)
+      end
+      names[#names + 1] = d
+    end
     error(("merge: unknown method '%s'%s"):format(opts.method, suggest(opts.method, names)), level)
   end
   -- keys: fixed options, the method's parameters (weight is given per model), the options

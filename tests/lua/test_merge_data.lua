@@ -96,6 +96,8 @@ T.checkerr("one list of batches per model", function() am.merge { method = "fish
 T.checkerr("alpha must be in", function() am.merge { method = "regmean", models = { m1, m2 }, data = ir, alpha = 2 } end)
 T.checkerr("unknown g", function() am.merge { method = "codiemb_fusion", base = base, models = { m1 }, g = "sqr" } end)
 T.checkerr("optimizer must be", function() am.merge { method = "self_positioning", base = base, models = { m1 }, data = ir, loss = loss, optimizer = "adm" } end)
+T.checkerr("did you mean 'regmean'", function() am.merge { method = "regmaen", models = { m1 } } end)
+T.checkerr("merges from data", function() am.sweep { method = "fisher", models = { m1, m2 }, grid = { epsilon = { 1 } }, eval = false } end)
 local none, msg, code = am.merge { method = "fisher", models = { m1, "nosuchmodel" }, data = ir, loss = loss }
 T.ok(none == nil and code == "ENOTFOUND", "an unknown model: nil, msg, ENOTFOUND (" .. tostring(msg) .. ")")
 -- a malformed probe batch: raised through the search (nothing leaks past it)
