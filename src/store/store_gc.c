@@ -90,13 +90,16 @@ static int gc_model(void *ud, const char *id, const char *meta_json) {
     return 0;
 }
 
-/* the model id a key starts with (tensors, results: "<id> 0x00 ..."; names: the value) */
+/* the key starts with a kept model's id (tensors, results: "<id> 0x00 ...") */
+static int of_live_model(Gc *g, const void *key, size_t klen) {
+    const char *z = memchr(key, 0, klen);
+    return keys_has(&g->models, key, z ? (size_t)(z - (const char *)key) : klen);
+}
+
 static int gc_tensor(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
     Gc *g = ud;
     (void)val;
-    const char *z = memchr(key, 0, klen);
-    size_t idlen = z ? (size_t)(z - (const char *)key) : klen;
-    if (keys_has(&g->models, key, idlen)) return 0;
+    if (of_live_model(g, key, klen)) return 0;
     keys_add(&g->del[D_TENSORS], key, klen);
     g->f->tensors++;
     g->f->tensor_bytes += klen + vlen;
@@ -113,9 +116,7 @@ static int is_examples_key(const void *key, size_t klen) {
 static int gc_result(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
     Gc *g = ud;
     (void)val;
-    const char *z = memchr(key, 0, klen);
-    size_t idlen = z ? (size_t)(z - (const char *)key) : klen;
-    if (keys_has(&g->models, key, idlen)) return 0;
+    if (of_live_model(g, key, klen)) return 0;
     keys_add(&g->del[D_RESULTS], key, klen);
     if (!is_examples_key(key, klen)) g->f->results++;   /* a result's per-example scores go with it */
     g->f->result_bytes += klen + vlen;

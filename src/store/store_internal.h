@@ -79,6 +79,10 @@ int st_cursor_open(Store *s, AmDb db, MDB_txn **txn, MDB_cursor **cur);
 int st_cursor_done(Store *s, MDB_txn *txn, MDB_cursor *cur, AmDb db, int mrc, int rc);
 /* v as a NUL-terminated string in *buf, grown as needed (the caller frees *buf) */
 const char *st_val_str(const MDB_val *v, char **buf, size_t *cap);
+/* Call cb(ud, key, value), both as strings, for every key of db that is_record accepts, in key
+ * order, until cb returns non-zero (< 0: that error; > 0: stop, AM_OK). */
+int st_list(Store *s, AmDb db, int (*is_record)(const MDB_val *k), int (*cb)(void *ud, const char *id, const char *json),
+            void *ud);
 int st_txn_commit_raw(Store *s, MDB_txn *txn);
 int st_raw_put(StoreTxn *t, AmDb db, const void *key, size_t klen, const void *val, size_t vlen, unsigned flags,
                void **reserved);

@@ -542,28 +542,7 @@ int store_model_delete(Store *s, const char *id) {
     return store_write(s, 0, model_delete_fn, idc);
 }
 
-int store_model_list(Store *s, StoreModelFn cb, void *ud) {
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    int rc = st_cursor_open(s, AM_DB_MODELS, &txn, &cur);
-    if (rc) return rc;
-    char *buf = NULL;
-    size_t cap = 0;
-    MDB_val k, v;
-    int mrc;
-    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == MDB_SUCCESS; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != AM_ID_HEX) continue;   /* not a model id: ignore */
-        char id[AM_ID_HEX + 1];
-        memcpy(id, k.mv_data, AM_ID_HEX);
-        id[AM_ID_HEX] = 0;
-        int r = cb(ud, id, st_val_str(&v, &buf, &cap));
-        if (r) {
-            rc = r < 0 ? r : AM_OK;
-            mrc = MDB_SUCCESS;
-            break;
-        }
-    }
-    free(buf);
-    return st_cursor_done(s, txn, cur, AM_DB_MODELS, mrc, rc);
-}
+static int is_model_key(const MDB_val *k) { return k->mv_size == AM_ID_HEX; }   /* else not a model id: ignore */
+
+int store_model_list(Store *s, StoreModelFn cb, void *ud) { return st_list(s, AM_DB_MODELS, is_model_key, cb, ud); }
 

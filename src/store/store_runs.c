@@ -263,30 +263,7 @@ static int is_record_key(const MDB_val *k) {
            !memchr(k->mv_data, '/', k->mv_size);
 }
 
-int store_run_list(Store *s, StoreRunFn cb, void *ud) {
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    int rc = st_cursor_open(s, AM_DB_RUNS, &txn, &cur);
-    if (rc) return rc;
-    char *buf = NULL;
-    size_t cap = 0;
-    MDB_val k, v;
-    int mrc;
-    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == MDB_SUCCESS; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (!is_record_key(&k)) continue;
-        char id[AM_RUN_ID_MAX + 1];
-        memcpy(id, k.mv_data, k.mv_size);
-        id[k.mv_size] = 0;
-        int r = cb(ud, id, st_val_str(&v, &buf, &cap));
-        if (r) {
-            rc = r < 0 ? r : AM_OK;
-            mrc = MDB_SUCCESS;
-            break;
-        }
-    }
-    free(buf);
-    return st_cursor_done(s, txn, cur, AM_DB_RUNS, mrc, rc);
-}
+int store_run_list(Store *s, StoreRunFn cb, void *ud) { return st_list(s, AM_DB_RUNS, is_record_key, cb, ud); }
 
 int store_run_resolve(Store *s, const char *q, char **id_out) {
     *id_out = NULL;

@@ -269,6 +269,33 @@ const char *st_val_str(const MDB_val *v, char **buf, size_t *cap) {
     return *buf;
 }
 
+int st_list(Store *s, AmDb db, int (*is_record)(const MDB_val *k), int (*cb)(void *ud, const char *id, const char *json),
+            void *ud) {
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = st_cursor_open(s, db, &txn, &cur);
+    if (rc) return rc;
+    char *buf = NULL;
+    size_t cap = 0;
+    MDB_val k, v;
+    int mrc;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == MDB_SUCCESS; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (!is_record(&k)) continue;
+        char id[512];                           /* LMDB keys are at most 511 bytes */
+        AM_ASSERT(k.mv_size < sizeof id);
+        memcpy(id, k.mv_data, k.mv_size);
+        id[k.mv_size] = 0;
+        int r = cb(ud, id, st_val_str(&v, &buf, &cap));
+        if (r) {
+            rc = r < 0 ? r : AM_OK;
+            mrc = MDB_SUCCESS;
+            break;
+        }
+    }
+    free(buf);
+    return st_cursor_done(s, txn, cur, db, mrc, rc);
+}
+
 /* Commit (the txn is freed whatever happens). Returns the raw LMDB code. */
 int st_txn_commit_raw(Store *s, MDB_txn *txn) {
     st_hook(s, "txn:commit", 0);
