@@ -305,13 +305,19 @@ static DsStr trim(DsStr x) {
     return x;
 }
 
-/* A finite number filling the whole field (spaces around allowed). */
-static int parse_double(DsStr f, double *out) {
+/* the trimmed field f as a C string in tmp[cap]: 0 when it is empty or too long */
+static int field_cstr(DsStr f, char *tmp, size_t cap) {
     f = trim(f);
-    if (f.n == 0 || f.n > 63) return -1;
-    char tmp[64];
+    if (f.n == 0 || f.n >= cap) return 0;
     memcpy(tmp, f.s, f.n);
     tmp[f.n] = 0;
+    return 1;
+}
+
+/* A finite number filling the whole field (spaces around allowed). */
+static int parse_double(DsStr f, double *out) {
+    char tmp[64];
+    if (!field_cstr(f, tmp, sizeof tmp)) return -1;
     char *e;
     errno = 0;
     double v = strtod(tmp, &e);
@@ -321,11 +327,8 @@ static int parse_double(DsStr f, double *out) {
 }
 
 static int parse_int(DsStr f, long long *out) {
-    f = trim(f);
-    if (f.n == 0 || f.n > 30) return -1;
-    char tmp[32];
-    memcpy(tmp, f.s, f.n);
-    tmp[f.n] = 0;
+    char tmp[31];
+    if (!field_cstr(f, tmp, sizeof tmp)) return -1;
     char *e;
     errno = 0;
     long long v = strtoll(tmp, &e, 10);
