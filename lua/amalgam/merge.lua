@@ -86,6 +86,28 @@ local function model_ref(v, what, level)
   error(("merge: %s must be a Model or a model name, got %s"):format(what, t), level + 1)
 end
 
+-- the ids of a list of models (Models or names); raises at `level` on misuse
+local function model_refs(list, level)
+  local ids = {}
+  for i, v in ipairs(list) do ids[i] = model_ref(v, ("models[%d]"):format(i), level + 1) end
+  return ids
+end
+
+-- opts.store, else the default store: st | nil, msg, code
+local function store_of(opts)
+  if opts.store ~= nil then return opts.store end
+  return core.store.default()
+end
+
+-- am.eval's options for scoring models in st: a copy of eval_opts, the quick suite by default
+local function eval_options(eval_opts, st)
+  local ev = {}
+  for k, v in pairs(eval_opts or {}) do ev[k] = v end
+  if ev.suite == nil and ev.tasks == nil then ev.suite = "quick" end
+  ev.store = st
+  return ev
+end
+
 -- the request for core.raw_merge from am.merge's options; raises at `level` on misuse
 local function request(opts, level)
   level = level + 1
@@ -151,8 +173,7 @@ local function request(opts, level)
     end
   end
   if opts.models == nil or #opts.models == 0 then error("merge: option 'models' must list the models to merge", level) end
-  local ids = {}
-  for i, v in ipairs(opts.models) do ids[i] = model_ref(v, ("models[%d]"):format(i), level) end
+  local ids = model_refs(opts.models, level)
   local weights
   if opts.weights ~= nil then
     if #opts.weights ~= #ids then
@@ -255,12 +276,8 @@ local function data_merge(opts, level)
       error("merge: regularizer must be 'uniform', 'zero' or 'none'" .. suggest(opts.regularizer, { "uniform", "zero", "none" }), level)
     end
   end
-  local st = opts.store
-  if st == nil then
-    local msg, code
-    st, msg, code = core.store.default()
-    if not st then return nil, msg, code end
-  end
+  local st, smsg, scode = store_of(opts)
+  if not st then return nil, smsg, scode end
   local topts = { dropout = false, clip = 0, keep_theta0 = false, max_len = opts.max_len }
   local function load(ref, what)
     local md, msg, code = st:model(model_ref(ref, what, level + 1))
@@ -373,12 +390,8 @@ end
 function M.merge(opts)
   if type(opts) == "table" and data_methods[opts.method] then return data_merge(opts, 2) end
   local req = request(opts, 2)
-  local st = opts.store
-  if st == nil then
-    local msg, code
-    st, msg, code = core.store.default()
-    if not st then return nil, msg, code end
-  end
+  local st, smsg, scode = store_of(opts)
+  if not st then return nil, smsg, scode end
   local m, info, code = core.raw_merge(st, req)
   if not m and code == "EINVAL" then error(info, 2) end -- a bad request: the recipe's line
   return m, info, code
@@ -390,14 +403,9 @@ function M.diagnose(opts)
   if opts == nil or opts.models == nil or #opts.models == 0 then
     error("diagnose: option 'models' must list the models to compare", 2)
   end
-  local ids = {}
-  for i, v in ipairs(opts.models) do ids[i] = model_ref(v, ("models[%d]"):format(i), 2) end
-  local st = opts.store
-  if st == nil then
-    local msg, code
-    st, msg, code = core.store.default()
-    if not st then return nil, msg, code end
-  end
+  local ids = model_refs(opts.models, 2)
+  local st, smsg, scode = store_of(opts)
+  if not st then return nil, smsg, scode end
   local base = opts.base ~= nil and model_ref(opts.base, "base", 2) or nil
   local d, msg, code = core.raw_merge_diagnose(st, base, ids)
   if not d and code == "EINVAL" then error("diagnose: " .. msg, 2) end
@@ -466,19 +474,9 @@ function M.sweep(opts)
     end
     reqs[i] = request(o, 2)
   end
-  local st = opts.store
-  if st == nil then
-    local msg, code
-    st, msg, code = core.store.default()
-    if not st then return nil, msg, code end
-  end
-  local ev
-  if eval_opts ~= false then
-    ev = {}
-    for k, v in pairs(eval_opts or {}) do ev[k] = v end
-    if ev.suite == nil and ev.tasks == nil then ev.suite = "quick" end
-    ev.store = st
-  end
+  local st, smsg, scode = store_of(opts)
+  if not st then return nil, smsg, scode end
+  local ev = eval_opts ~= false and eval_options(eval_opts, st) or nil
   local out = {}
   for i, p in ipairs(points) do
     local m, info, code = core.raw_merge(st, reqs[i])
@@ -513,18 +511,10 @@ function M.greedy_soup(opts)
   if opts == nil or opts.models == nil or #opts.models < 2 then
     error("greedy_soup: option 'models' must list at least 2 models", 2)
   end
-  local ids = {}
-  for i, v in ipairs(opts.models) do ids[i] = model_ref(v, ("models[%d]"):format(i), 2) end
-  local st = opts.store
-  if st == nil then
-    local msg, code
-    st, msg, code = core.store.default()
-    if not st then return nil, msg, code end
-  end
-  local ev = {}
-  for k, v in pairs(opts.eval or {}) do ev[k] = v end
-  if ev.suite == nil and ev.tasks == nil then ev.suite = "quick" end
-  ev.store = st
+  local ids = model_refs(opts.models, 2)
+  local st, smsg, scode = store_of(opts)
+  if not st then return nil, smsg, scode end
+  local ev = eval_options(opts.eval, st)
   local score_of = opts.score or "id_avg"
   if type(score_of) == "string" then
     local key = score_of
