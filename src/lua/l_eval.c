@@ -296,7 +296,7 @@ static int l_raw_eval_stats(lua_State *L) {
     EvalRunnerStats s;
     evalrun_stats(get_runner(L), &s);
     lua_createtable(L, 0, 6);
-#define F(k) lua_pushinteger(L, (lua_Integer)s.k); lua_setfield(L, -2, #k);
+#define F(k) am_lua_setint(L, #k, (lua_Integer)s.k);
     F(encode_calls) F(texts_encoded) F(texts_cached) F(disk_loads) F(results_stored) F(results_computed)
 #undef F
     return 1;

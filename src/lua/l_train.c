@@ -510,10 +510,7 @@ static void push_stats(lua_State *L, const StepStats *st) {
     lua_createtable(L, 0, 12);
     am_lua_setnum(L, "loss", st->loss);
     lua_createtable(L, 0, st->terms.n_terms);
-    for (int i = 0; i < st->terms.n_terms; i++) {
-        lua_pushnumber(L, st->terms.term[i].value);
-        lua_setfield(L, -2, st->terms.term[i].name);
-    }
+    for (int i = 0; i < st->terms.n_terms; i++) am_lua_setnum(L, st->terms.term[i].name, st->terms.term[i].value);
     lua_setfield(L, -2, "terms");
     am_lua_setnum(L, "lr", st->lr);
     am_lua_setnum(L, "grad_norm", st->grad_norm);
