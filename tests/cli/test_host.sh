@@ -34,15 +34,19 @@ local f = io.open(args and args.flag or arg[1], "w"); f:write("x"); f:close()
 local n = 0
 while true do pcall(function() for i = 1, 1e5 do n = n + i end end) end
 LUA
-sigtest() { # NAME SIG WANT CMD...
-  local name="$1" sig="$2" want="$3"; shift 3
+signal_started() { # SIG CMD...: run CMD, send SIG once $W/started exists; rc = its exit status
+  local sig="$1"; shift
   rm -f "$W/started"
   "$@" >"$W/out" 2>"$W/err" &
   local pid=$!
   for _ in $(seq 100); do [ -f "$W/started" ] && break; sleep 0.1; done
   sleep 0.2
   kill -"$sig" $pid 2>/dev/null
-  wait $pid; local rc=$?
+  wait $pid; rc=$?
+}
+sigtest() { # NAME SIG WANT CMD...
+  local name="$1" sig="$2" want="$3" rc; shift 3
+  signal_started "$sig" "$@"
   if [ "$rc" = "$want" ] && [ "$(wc -l <"$W/err")" = 1 ] && grep -qE "^amalgam: .*loop.lua:[0-9]+: interrupted$" "$W/err"
   then ok "$name: exit $want, one line"; else bad "$name (exit $rc, want $want)"; fi
 }
@@ -81,14 +85,8 @@ expect "a Lua error in prepare: reported once, exit 1" 1 "^amalgam: error: .*pre
 [ "$(grep -c '^amalgam: ' "$W/err")" = 1 ] && ok "prepare: one message" || bad "prepare: messages doubled"
 expect "prepare's nil, msg: exit 1" 1 "^amalgam: error: prepare said no$" env AMALGAM_LUA_PATH="$W/dev" "$AM" prepare fail
 sigwait() { # NAME SIG WANT CMD...: signal once $W/started exists
-  local name="$1" sig="$2" want="$3"; shift 3
-  rm -f "$W/started"
-  "$@" >"$W/out" 2>"$W/err" &
-  local pid=$!
-  for _ in $(seq 100); do [ -f "$W/started" ] && break; sleep 0.1; done
-  sleep 0.2
-  kill -"$sig" $pid 2>/dev/null
-  wait $pid; local rc=$?
+  local name="$1" sig="$2" want="$3" rc; shift 3
+  signal_started "$sig" "$@"
   if [ "$rc" = "$want" ] && grep -q "interrupted" "$W/err" && ! grep -q "traceback" "$W/err"
   then ok "$name: exit $want"; else bad "$name (exit $rc, want $want)"; fi
 }

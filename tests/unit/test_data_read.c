@@ -17,6 +17,16 @@
 #include "tmpdir.h"
 #include "data_helpers.h"
 
+/* content written as dir/name and loaded as kind in fmt (checked): the dataset or NULL */
+static Dataset *load_content(const char *dir, const char *name, const char *content, DatasetKind kind,
+                             DatasetFormat fmt) {
+    char *path = put_file(dir, name, content, -1);
+    Dataset *d = NULL;
+    CHECK_OK(dataset_load(kind, path, fmt, &d));
+    free(path);
+    return d;
+}
+
 /* ---------------------------------------------------------------- loaders on good input */
 
 TEST(load_pairs_jsonl) {
@@ -75,16 +85,13 @@ TEST(load_graded_tsv_and_jsonl) {
 
     /* no header: the first line is data */
     char *dir = tmpdir();
-    char *p = put_file(dir, "nohdr.tsv", "a\tb\t1\nc\td\t2.5\n", -1);
-    Dataset *d = NULL;
-    CHECK_OK(dataset_load(AM_DS_GRADED, p, AM_FMT_AUTO, &d));
+    Dataset *d = load_content(dir, "nohdr.tsv", "a\tb\t1\nc\td\t2.5\n", AM_DS_GRADED, AM_FMT_AUTO);
     if (d) {
         CHECK_EQ_INT(d->n, 2);
         CHECK(d->score[0] == 1.0 && d->score[1] == 2.5);
         CHECK(strcmp(d->text[0], "a") == 0);
     }
     dataset_delete(d);
-    free(p);
 }
 
 TEST(load_labelled) {
@@ -133,8 +140,8 @@ TEST(load_text_lines_paragraphs_jsonl) {
         }
     }
     char *dir = tmpdir();
-    char *path = put_file(dir, "t.jsonl", "{\"text\": \"one\"}\n{\"text\": \"two\\nlines\", \"meta\": 1}\n", -1);
-    CHECK_OK(dataset_load(AM_DS_TEXT, path, AM_FMT_AUTO, &j));
+    j = load_content(dir, "t.jsonl", "{\"text\": \"one\"}\n{\"text\": \"two\\nlines\", \"meta\": 1}\n", AM_DS_TEXT,
+                     AM_FMT_AUTO);
     if (j) {
         CHECK_EQ_INT(j->n, 2);
         CHECK(j->n == 2 && strcmp(j->text[1], "two\nlines") == 0);
@@ -142,7 +149,6 @@ TEST(load_text_lines_paragraphs_jsonl) {
     dataset_delete(l);
     dataset_delete(p);
     dataset_delete(j);
-    free(path);
 }
 
 TEST(load_beir_dir) {
@@ -305,15 +311,13 @@ TEST(crlf_bom_and_last_line) {
     }
     dataset_delete(a);
     dataset_delete(b);
-    char *tsv = put_file(dir, "crlf.tsv", "sentence1\tsentence2\tscore\r\nx\ty\t2\r\nu\tv\t3", -1);
-    CHECK_OK(dataset_load(AM_DS_GRADED, tsv, AM_FMT_AUTO, &a));
+    a = load_content(dir, "crlf.tsv", "sentence1\tsentence2\tscore\r\nx\ty\t2\r\nu\tv\t3", AM_DS_GRADED, AM_FMT_AUTO);
     if (a) {
         CHECK_EQ_INT(a->n, 2);
         CHECK(strcmp(a->text2[0], "y") == 0 && a->score[1] == 3.0);
     }
     dataset_delete(a);
-    char *txt = put_file(dir, "crlf.txt", "one\r\n\r\ntwo\r\nthree", -1);
-    CHECK_OK(dataset_load(AM_DS_TEXT, txt, AM_FMT_PARAGRAPHS, &a));
+    a = load_content(dir, "crlf.txt", "one\r\n\r\ntwo\r\nthree", AM_DS_TEXT, AM_FMT_PARAGRAPHS);
     if (a) {
         CHECK_EQ_INT(a->n, 2);
         CHECK(a->n == 2 && strcmp(a->text[1], "two three") == 0);
@@ -321,8 +325,6 @@ TEST(crlf_bom_and_last_line) {
     dataset_delete(a);
     free(lf);
     free(crlf);
-    free(tsv);
-    free(txt);
 }
 
 /* ---------------------------------------------------------------- bad input */

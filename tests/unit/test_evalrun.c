@@ -109,6 +109,23 @@ static char *strip_doc(const char *title, const char *text) {
 
 /* ------------------------------------------------------------------ direct computations */
 
+/* json (a bitext run) has the f1 and accuracy eval_bitext gives for src against the targets
+ * (gold NULL: row i's is target i) */
+static BitextScores check_bitext(const char *json, const char *const *src, int n, const char *const *tgt, int nt,
+                                 const int *gold) {
+    float *S = encode(src, n, 0), *T = encode(tgt, nt, 0);
+    BitextScores bs = {0};
+    CHECK_OK(eval_bitext(&bs, S, n, T, nt, embed_model_dim(g_em, NULL), gold));
+    CHECK(json != NULL);
+    if (json) {
+        CHECK_NEAR(jget(json, "scores", "f1"), bs.f1, 1e-9);
+        CHECK_NEAR(jget(json, "scores", "accuracy"), bs.accuracy, 1e-9);
+    }
+    free(S);
+    free(T);
+    return bs;
+}
+
 TEST(retrieval_matches_direct) {
     EvalRunner *r = evalrun_new();
     EvalTask t;
@@ -278,18 +295,13 @@ TEST(classification_clustering_bitext_match_direct) {
     {
         const char **tg1 = xmalloc((size_t)n * sizeof *tg1);
         for (int i = 0; i < n; i++) tg1[i] = bt->pos[bt->pos_start[i]];
-        float *S = encode(bt->text, n, 0), *T = encode(tg1, n, 0);
-        BitextScores bs;
-        CHECK_OK(eval_bitext(&bs, S, n, T, n, dim, NULL));
-        CHECK(json != NULL);
+        BitextScores bs = check_bitext(json, bt->text, n, tg1, n, NULL);
         if (json) {
-            CHECK_NEAR(jget(json, "scores", "f1"), bs.f1, 1e-9);
-            CHECK_NEAR(jget(json, "scores", "accuracy"), bs.accuracy, 1e-9);
             CHECK_NEAR(jget(json, NULL, "main_score"), bs.f1, 1e-9);
             CHECK_EQ_INT(jget(json, "sizes", "targets"), n);
             CHECK(strstr(json, "\"candidates\":\"one_to_one\"") != NULL);
         }
-        free(S); free(T); free(tg1); free(json);
+        free(tg1); free(json);
         /* duplicate targets stay separate rows (MTEB): rows 0 and 1 with one target text */
         char *dd = tmpdir("bitext_dup");
         char *fp = xasprintf("%s/bt.jsonl", dd);
@@ -326,17 +338,12 @@ TEST(classification_clustering_bitext_match_direct) {
         tg[nt++] = bt->pos[bt->pos_start[i]];
         tg[nt++] = bt->neg[bt->neg_start[i]];
     }
-    float *S = encode(bt->text, n, 0), *T = encode(tg, nt, 0);
-    BitextScores bs;
-    CHECK_OK(eval_bitext(&bs, S, n, T, nt, dim, gold));
-    CHECK(json != NULL);
+    check_bitext(json, bt->text, n, tg, nt, gold);
     if (json) {
-        CHECK_NEAR(jget(json, "scores", "f1"), bs.f1, 1e-9);
-        CHECK_NEAR(jget(json, "scores", "accuracy"), bs.accuracy, 1e-9);
         CHECK_EQ_INT(jget(json, "sizes", "targets"), 30);
         CHECK(strstr(json, "\"candidates\":\"pool\"") != NULL);
     }
-    free(S); free(T); free(tg); free(gold); free(json);
+    free(tg); free(gold); free(json);
     dataset_delete(bt);
     evaltask_free(&t);
     evalrun_delete(r);
