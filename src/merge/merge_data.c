@@ -6,12 +6,7 @@
 #include <string.h>
 
 #include "am_base.h"
-
-/* LAPACK in OpenBLAS (Fortran ABI, 32-bit integers) */
-extern void dposv_(const char *uplo, const int *n, const int *nrhs, double *a, const int *lda, double *b,
-                   const int *ldb, int *info);
-extern void dgesv_(const int *n, const int *nrhs, double *a, const int *lda, int *ipiv, double *b, const int *ldb,
-                   int *info);
+#include "tensor.h"
 
 static int check_models(const ParamTable *tab, int k, const float *const *models, const float *base) {
     for (int m = -1; m < k; m++) {
@@ -141,7 +136,6 @@ int merge_regmean(const ParamTable *tab, int k, const float *const *models, int 
         const ParamInfo *p = &tab->t[lin[j]];
         const int O = (int)p->shape[0], I = (int)p->shape[1];
         double *A = xcalloc((size_t)I * I, sizeof(double)), *Bm = xcalloc((size_t)I * O, sizeof(double));
-        double *A2 = xmalloc((size_t)I * I * sizeof(double));
         double *Gt = xmalloc((size_t)I * I * sizeof(double));
         for (int m = 0; m < k; m++) {
             const double *G = grams[(size_t)m * n_lin + j];
@@ -160,18 +154,8 @@ int merge_regmean(const ParamTable *tab, int k, const float *const *models, int 
                     Bm[(size_t)o * I + r] += s;
                 }
         }
-        memcpy(A2, A, (size_t)I * I * sizeof(double));
-        double *B2 = xmalloc((size_t)I * O * sizeof(double));
-        memcpy(B2, Bm, (size_t)I * O * sizeof(double));
-        int info = 0;
-        dposv_("U", &I, &O, A, &I, Bm, &I, &info); /* A symmetric: row- or column-major alike */
+        int info = blas_dsolve_sym(A, Bm, I, O);
         const double *X = Bm;
-        if (info != 0) { /* not positive definite (e.g. a feature never active): LU */
-            int *ipiv = xmalloc((size_t)I * sizeof(int));
-            dgesv_(&I, &O, A2, &I, ipiv, B2, &I, &info);
-            free(ipiv);
-            X = B2;
-        }
         if (info != 0) {
             /* singular: the weighted mean of this tensor */
             for (size_t e = 0; e < p->numel; e++) {
@@ -183,7 +167,7 @@ int merge_regmean(const ParamTable *tab, int k, const float *const *models, int 
             for (int o = 0; o < O; o++)
                 for (int r = 0; r < I; r++) out[p->offset + (size_t)o * I + r] = (float)X[(size_t)o * I + r];
         }
-        free(A); free(A2); free(Bm); free(B2); free(Gt);
+        free(A); free(Bm); free(Gt);
     }
     return AM_OK;
 }

@@ -122,6 +122,34 @@ void blas_dgemm_tn(double *c, int ldc, const double *a, int lda, const double *b
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+/* LAPACK in OpenBLAS (Fortran ABI, 32-bit integers) */
+extern void dposv_(const char *uplo, const int *n, const int *nrhs, double *a, const int *lda, double *b,
+                   const int *ldb, int *info);
+extern void dgesv_(const int *n, const int *nrhs, double *a, const int *lda, int *ipiv, double *b, const int *ldb,
+                   int *info);
+
+int blas_dsolve_sym(double *a, double *b, int n, int nrhs) {
+    AM_ASSERT(n >= 0 && nrhs >= 0);
+    if (n == 0 || nrhs == 0) return 0;
+    blas_once();
+    size_t na = (size_t)n * (size_t)n, nb = (size_t)n * (size_t)nrhs;
+    double *a2 = xmalloc(na * sizeof(double)), *b2 = xmalloc(nb * sizeof(double));
+    memcpy(a2, a, na * sizeof(double)); /* dposv overwrites both on failure too */
+    memcpy(b2, b, nb * sizeof(double));
+    int info = 0;
+    dposv_("U", &n, &nrhs, a, &n, b, &n, &info); /* symmetric: row- or column-major alike */
+    if (info != 0) {
+        int *ipiv = xmalloc((size_t)n * sizeof(int));
+        memcpy(a, a2, na * sizeof(double));
+        memcpy(b, b2, nb * sizeof(double));
+        dgesv_(&n, &nrhs, a, &n, ipiv, b, &n, &info);
+        free(ipiv);
+    }
+    free(a2);
+    free(b2);
+    return info;
+}
+
 /* "Haswell (OpenBLAS 0.3.21 ...)": the kernels OpenBLAS picked at load time. Static storage. */
 const char *blas_backend(void) {
     static char buf[256];

@@ -137,6 +137,11 @@ void blas_dgemm_nn(double *c, int ldc, const double *a, int lda, const double *b
                    int M, int N, int K, double alpha, double beta);
 void blas_dgemm_tn(double *c, int ldc, const double *a, int lda, const double *b, int ldb,
                    int M, int N, int K, double alpha, double beta);
+/* Solve A X = B for a symmetric A (n, n): b holds nrhs right-hand sides column after column
+ * (b[j*n + i], LAPACK's layout) and receives X. Cholesky (LAPACK dposv) first; when A is not
+ * positive definite (a feature never active), LU with pivoting (dgesv) on the original A and B.
+ * a and b are overwritten. Returns 0, or LAPACK's info > 0 when A is singular (b then undefined). */
+int blas_dsolve_sym(double *a, double *b, int n, int nrhs);
 /* The OpenBLAS kernels in use, "corename (config)", for benchmark headers. Static storage. */
 const char *blas_backend(void);
 

@@ -233,6 +233,42 @@ TEST(blas_double_vs_naive) {
     CHECK(strlen(blas_backend()) > 3);
 }
 
+/* blas_dsolve_sym: an SPD system (Cholesky), an indefinite one (the LU fallback), a singular one */
+static double solve_residual(const double *A, const double *X, const double *B, int n, int nrhs) {
+    double md = 0;
+    for (int j = 0; j < nrhs; j++)
+        for (int i = 0; i < n; i++) {
+            double s = 0;
+            for (int k = 0; k < n; k++) s += A[i * n + k] * X[j * n + k];
+            md = fmax(md, fabs(s - B[j * n + i]));
+        }
+    return md;
+}
+
+TEST(blas_solve_sym) {
+    enum { n = 7, nrhs = 3 };
+    double A[n * n], B[n * nrhs], a[n * n], x[n * nrhs], R[n * n];
+    for (int i = 0; i < n * n; i++) R[i] = am_rng_normal(&g_rng);
+    for (int i = 0; i < n * nrhs; i++) B[i] = am_rng_normal(&g_rng);
+    for (int pd = 1; pd >= 0; pd--) {
+        for (int i = 0; i < n; i++) /* R Rᵀ + I is positive definite; R + Rᵀ is indefinite */
+            for (int j = 0; j < n; j++) {
+                double s = 0;
+                if (pd) { for (int k = 0; k < n; k++) s += R[i * n + k] * R[j * n + k]; s += i == j; }
+                else s = R[i * n + j] + R[j * n + i];
+                A[i * n + j] = s;
+            }
+        memcpy(a, A, sizeof a);
+        memcpy(x, B, sizeof x);
+        CHECK_EQ_INT(blas_dsolve_sym(a, x, n, nrhs), 0);
+        double r = solve_residual(A, x, B, n, nrhs);
+        CHECKF(r < 1e-9, "%s system: residual %g", pd ? "SPD" : "indefinite", r);
+    }
+    memset(a, 0, sizeof a); /* singular: LAPACK's info > 0 */
+    memcpy(x, B, sizeof x);
+    CHECK(blas_dsolve_sym(a, x, n, nrhs) > 0);
+}
+
 /* ------------------------------------------------------------------ linear */
 
 typedef struct { float *out, *inp, *w, *b; int N, IC, OC; } LinCtx;
@@ -820,6 +856,7 @@ int main(void) {
     RUN(blas_batched_vs_ref);
     RUN(blas_zero_k);
     RUN(blas_double_vs_naive);
+    RUN(blas_solve_sym);
     RUN(linear_vs_ref_and_fd);
     RUN(gelu_vs_erf);
     RUN(gelu_fd);
