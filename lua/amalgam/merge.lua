@@ -494,7 +494,45 @@ function M.sweep(opts)
     if on_point then on_point(point, i, #points) end
   end
   out.keys = keys
+  if ev then out.front = M.pareto_front(out) end
   return out
+end
+
+--- indices of the points no other point beats on both ID and OOD average (ties kept), by ID average;
+--- marks each such point with point.pareto = true. An average that some point lacks (a sweep over
+--- ID tasks only) is left out of the comparison; points with neither average are left out.
+function M.pareto_front(points)
+  local fields = {}
+  for _, f in ipairs { "id_avg", "ood_avg" } do
+    local all, any = true, false
+    for _, p in ipairs(points) do
+      if p[f] then any = true else all = false end
+    end
+    if any and all then fields[#fields + 1] = f end
+  end
+  if #fields == 0 then return {} end
+  local function beats(q, p) -- q at least as good everywhere and better somewhere
+    local better = false
+    for _, f in ipairs(fields) do
+      if q[f] < p[f] then return false end
+      if q[f] > p[f] then better = true end
+    end
+    return better
+  end
+  local front = {}
+  for i, p in ipairs(points) do
+    local dominated = false
+    for j, q in ipairs(points) do
+      if j ~= i and beats(q, p) then dominated = true; break end
+    end
+    if not dominated then front[#front + 1] = i; p.pareto = true end
+  end
+  local key = fields[1]
+  table.sort(front, function(x, y)
+    if points[x][key] ~= points[y][key] then return points[x][key] < points[y][key] end
+    return x < y
+  end)
+  return front
 end
 
 -- ------------------------------------------------------------------ greedy soup
@@ -591,7 +629,8 @@ function M.cli_sweep(a)
   if a.json then
     local list = json.array()
     for i, p in ipairs(pts) do
-      list[i] = { params = p.params, weights = p.weights, id = p.id, found = p.found, id_avg = p.id_avg, ood_avg = p.ood_avg }
+      list[i] = { params = p.params, weights = p.weights, id = p.id, found = p.found, id_avg = p.id_avg, ood_avg = p.ood_avg,
+        pareto = p.pareto or false }
     end
     print(json.encode(list))
     return true
@@ -603,7 +642,18 @@ function M.cli_sweep(a)
     local row = {}
     for _, k in ipairs(pts.keys) do row[#row + 1] = ("%-10s"):format(show(p.params[k])) end
     local function avg(x) return x and ("%8.4f"):format(x) or ("%8s"):format("-") end
-    print(concat(row, " ") .. (" %-12s %s %s%s"):format(p.id:sub(1, 12), avg(p.id_avg), avg(p.ood_avg), p.found and "  (stored)" or ""))
+    print(concat(row, " ") .. (" %-12s %s %s%s%s"):format(p.id:sub(1, 12), avg(p.id_avg), avg(p.ood_avg),
+      p.pareto and "  *" or "", p.found and "  (stored)" or ""))
+  end
+  if pts.front and #pts.front > 0 then
+    local f = {}
+    for _, i in ipairs(pts.front) do
+      local kv = {}
+      for _, k in ipairs(pts.keys) do kv[#kv + 1] = k .. "=" .. show(pts[i].params[k]) end
+      local function v(x) return x and ("%.4f"):format(x) or "-" end
+      f[#f + 1] = ("(%s: ID %s, OOD %s)"):format(concat(kv, " "), v(pts[i].id_avg), v(pts[i].ood_avg))
+    end
+    print("Pareto front (*, no point has both a higher ID and a higher OOD average): " .. concat(f, " "))
   end
   return true
 end

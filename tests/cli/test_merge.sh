@@ -103,6 +103,8 @@ assert len(p) == 3 and all(x['found'] for x in p) and p[1]['weights'] == [0.5, 0
 assert all(isinstance(x['id_avg'], float) for x in p), p
 PYEOF
   ok "sweep --json: a repeated sweep finds its points" || bad "sweep --json"
+expect "sweep: the Pareto front is printed and its points starred" 0 "^Pareto front \(\*|[-0-9]  \*" \
+  "$AM" sweep --method linear a b --grid weight=0,0.5,1 --task "$STS" --tag id
 expect "a 2-D sweep without evaluation" 0 "^density +lambda|^0\.3 +0\.5 |^0\.6 +1 " \
   "$AM" sweep --method ties --base a b c --grid density=0.3,0.6 --grid lambda=0.5,1 --no-eval
 "$AM" sweep --method linear a b --grid weight=0.25 --rule weight@2:attention=3 --no-eval --json >"$W/out" 2>"$W/err" &&

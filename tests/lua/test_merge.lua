@@ -154,6 +154,21 @@ do
   T.eq(again[3].id_avg, pts[3].id_avg, "and finds the same results")
   local g2 = assert(am.sweep { method = "ties", base = a, models = { b, m }, grid = { density = { 0.3, 0.6 }, lambda = { 0.5, 1 } },
     eval = false })
+  -- the ID/OOD Pareto front: points no other point beats on both averages
+  local front = require("amalgam.merge").pareto_front {
+    { id_avg = 0.5, ood_avg = 0.5 }, { id_avg = 0.6, ood_avg = 0.4 }, { id_avg = 0.4, ood_avg = 0.4 },
+    { id_avg = 0.5, ood_avg = 0.5 }, { id_avg = 0.3, ood_avg = 0.6 } }
+  T.eq(table.concat(front, ","), "5,1,4,2", "pareto_front: dominated points left out, ties kept, by ID")
+  local id_only = require("amalgam.merge").pareto_front { { id_avg = 0.2 }, { id_avg = 0.7 }, { id_avg = 0.7, ood_avg = 0.1 } }
+  T.eq(table.concat(id_only, ","), "2,3", "pareto_front: an average some point lacks is not compared")
+  T.ok(type(pts.front) == "table" and #pts.front >= 1 and pts[pts.front[1]].pareto, "an evaluated sweep has its front")
+  for i, p in ipairs(pts) do
+    local beaten = false
+    for _, q in ipairs(pts) do
+      if q.id_avg > p.id_avg then beaten = true end -- ID tasks only: the front is the best ID average
+    end
+    T.eq(p.pareto == true, not beaten, "point " .. i .. " is on the front exactly when nothing beats it")
+  end
   T.eq(#g2, 4, "a 2-D grid: the product")
   T.ok(g2[1].params.density == 0.3 and g2[1].params.lambda == 0.5 and g2[2].params.lambda == 1, "the first key varies slowest")
   T.eq(g2[1].model:meta().merge.params.density, 0.3, "the point's parameters are in its spec")
