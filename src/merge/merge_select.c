@@ -1,0 +1,278 @@
+/* merge_select.c - exact k-th smallest |x − b| per model for the magnitude masks of TIES and
+ * breadcrumbs: a branch-free out-of-place selection, a sampled bracket with one counting pass
+ * over all models, and radix passes as the exact fallback. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "am_base.h"
+#include "merge.h"
+#include "merge_internal.h"
+#include "tensor.h"
+
+/* k-th smallest (0-based) of a[0..n), destroying a, with tmp (n floats) as the other half of a
+ * ping-pong: each round partitions out of place without branches (every entry is written to
+ * both ends, one end advances), which on random data is several times faster than a quickselect
+ * whose comparisons the branch predictor cannot guess. */
+static float select_kth_bf(float *a, float *tmp, size_t n, size_t k) {
+    while (n > 64) {
+        float x = a[0], y = a[n / 2], z = a[n - 1], piv;
+        piv = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        size_t lo = 0, hi = n - 1;
+        for (size_t i = 0; i < n; i++) {
+            float v = a[i];
+            size_t c = v < piv;
+            tmp[lo] = v;
+            tmp[hi] = v;
+            lo += c;
+            hi -= 1 - c;
+        }
+        /* tmp[0..lo) < piv <= tmp[lo..n) */
+        if (k < lo) { n = lo; }
+        else if (lo > 0) { tmp += lo; n -= lo; k -= lo; }
+        else {
+            /* piv is the minimum: split off the entries equal to it */
+            size_t eq = 0;
+            for (size_t i = 0; i < n; i++) eq += a[i] == piv;
+            if (k < eq) return piv;
+            size_t o = 0;
+            for (size_t i = 0; i < n; i++) { tmp[o] = a[i]; o += a[i] != piv; }
+            n = o; k -= eq;
+        }
+        float *t = a; a = tmp; tmp = t;
+    }
+    return merge_select_kth(a, n, k);
+}
+
+/* k-th smallest (0-based) of a[0..n) in place (Hoare quickselect, median of three). */
+float merge_select_kth(float *a, size_t n, size_t k) {
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        float x = a[lo], y = a[mid], z = a[hi], piv;
+        piv = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        size_t i = lo, jj = hi;
+        while (i <= jj) {
+            while (a[i] < piv) i++;
+            while (a[jj] > piv) jj--;
+            if (i <= jj) {
+                float t = a[i]; a[i] = a[jj]; a[jj] = t;
+                i++;
+                if (jj == 0) break;
+                jj--;
+            }
+        }
+        if (k <= jj) hi = jj;
+        else if (k >= i) lo = i;
+        else return a[k];
+    }
+    return a[k];
+}
+
+
+/* The k-th smallest (0-based) of |x − b| over a tensor, exactly, without a scratch copy: two
+ * histogram passes over the float bits (non-negative floats order as their bit patterns), the
+ * top 16 bits and then the low 16 bits inside the bin that holds rank k. Per-thread histograms;
+ * integer counts, so the result does not depend on the thread count. Returns 1 if |x − b| has a
+ * NaN or Inf. */
+#define RADIX_CH 65536
+typedef struct { const float *x, *b; size_t n; int bin; uint32_t *hist; } RadixCtx;
+
+static void radix_range(void *vctx, size_t lo, size_t hi, int tid) {
+    RadixCtx *c = vctx;
+    uint32_t *h = c->hist + (size_t)tid * 65536;
+    const float *x = c->x, *b = c->b;
+    size_t e1 = hi * RADIX_CH < c->n ? hi * RADIX_CH : c->n;
+    if (c->bin < 0) {
+        for (size_t e = lo * RADIX_CH; e < e1; e++) {
+            float a = fabsf(x[e] - b[e]);
+            uint32_t u;
+            memcpy(&u, &a, 4);
+            h[u >> 16]++;
+        }
+    } else {
+        uint32_t bin = (uint32_t)c->bin;
+        for (size_t e = lo * RADIX_CH; e < e1; e++) {
+            float a = fabsf(x[e] - b[e]);
+            uint32_t u;
+            memcpy(&u, &a, 4);
+            if ((u >> 16) == bin) h[u & 0xffff]++;
+        }
+    }
+}
+
+static int abs_delta_kth(const float *x, const float *b, size_t n, size_t k, float *out) {
+    int nth = am_parallel_get_threads();
+    uint32_t *hist = xcalloc((size_t)nth * 65536, sizeof *hist);
+    size_t *tot = xcalloc(65536, sizeof *tot);
+    RadixCtx c = {x, b, n, -1, hist};
+    size_t nch = (n + RADIX_CH - 1) / RADIX_CH, cum = 0, r = k;
+    int bad = 0;
+    uint32_t v = 0;
+    for (int pass = 0; pass < 2 && !bad; pass++) {
+        am_parallel_for(radix_range, &c, nch, 1, n * 2);
+        memset(tot, 0, 65536 * sizeof *tot);
+        for (int t = 0; t < nth; t++)
+            for (size_t i = 0; i < 65536; i++) tot[i] += hist[(size_t)t * 65536 + i];
+        if (pass == 0)
+            for (size_t i = 0x7f80; i < 65536; i++) bad |= tot[i] != 0;
+        size_t i;
+        cum = 0;
+        for (i = 0; i < 65536; i++) {
+            if (cum + tot[i] > r) break;
+            cum += tot[i];
+        }
+        AM_ASSERT(i < 65536);
+        if (pass == 0) { c.bin = (int)i; r -= cum; v = (uint32_t)i << 16; }
+        else v |= (uint32_t)i;
+        memset(hist, 0, (size_t)nth * 65536 * sizeof *hist);
+    }
+    free(hist);
+    free(tot);
+    memcpy(out, &v, 4);
+    return bad;
+}
+
+/* The same, faster for large tensors: a pseudo-random sample (one entry per 64, a quarter of
+ * the cache lines) brackets rank k in [lo, hi] with a wide margin; one pass counts the entries
+ * below lo and collects those in [lo, hi]; the exact k-th is then selected among the collected.
+ * If the bracket missed (or collected too much), the radix passes decide. Small tensors are
+ * copied and selected in cache. */
+typedef struct { const float *x; float lo, hi; size_t below, cnt, cap, nans; float *band; int over, want; } BandM;
+typedef struct { const float *b; size_t n; int K; BandM *bm; } BandCtx;
+
+#define BAND_LOC 512
+static void band_flush(BandM *bm, const float *loc, size_t nl) {
+    size_t at = __atomic_fetch_add(&bm->cnt, nl, __ATOMIC_RELAXED);
+    if (at + nl <= bm->cap) memcpy(bm->band + at, loc, nl * sizeof *loc);
+    else __atomic_store_n(&bm->over, 1, __ATOMIC_RELAXED);
+}
+
+static void band_range(void *vctx, size_t lo, size_t hi, int tid) {
+    BandCtx *c = vctx;
+    (void)tid;
+    int K = c->K;
+    size_t e1 = hi * RADIX_CH < c->n ? hi * RADIX_CH : c->n;
+    const float *b = c->b;
+    float loc[K][BAND_LOC];
+    size_t nl[K], below[K];
+    for (int m = 0; m < K; m++) nl[m] = below[m] = 0;
+    /* the models interleaved per 2048 entries: K streams in flight, as a linear merge reads */
+    for (size_t s0 = lo * RADIX_CH; s0 < e1; s0 += 2048) {
+        size_t s1 = s0 + 2048 < e1 ? s0 + 2048 : e1;
+        for (int m = 0; m < K; m++) {
+            BandM *bm = &c->bm[m];
+            if (!bm->want) continue;
+            const float *x = bm->x;
+            float l = bm->lo, h = bm->hi;
+            size_t e = s0, n_l = nl[m], bl = 0, nn = 0;
+            float *lc = loc[m];
+#ifdef __AVX512F__
+            /* compress-store the in-band entries: no branch per entry */
+            __m512 vl = _mm512_set1_ps(l), vh = _mm512_set1_ps(h);
+            __m512i absm = _mm512_set1_epi32(0x7fffffff);
+            for (; e + 16 <= s1; e += 16) {
+                __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + e), _mm512_loadu_ps(b + e));
+                __m512 av = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(d), absm));
+                __mmask16 lt = _mm512_cmp_ps_mask(av, vl, _CMP_LT_OQ);
+                __mmask16 in = _mm512_cmp_ps_mask(av, vl, _CMP_GE_OQ) & _mm512_cmp_ps_mask(av, vh, _CMP_LE_OQ);
+                bl += (size_t)__builtin_popcount(lt);
+                nn += (size_t)__builtin_popcount(_mm512_cmp_ps_mask(av, av, _CMP_UNORD_Q));
+                if (in) {
+                    if (n_l + 16 > BAND_LOC) { band_flush(bm, lc, n_l); n_l = 0; }
+                    _mm512_mask_compressstoreu_ps(lc + n_l, in, av);
+                    n_l += (size_t)__builtin_popcount(in);
+                }
+            }
+#endif
+            for (; e < s1; e++) {
+                float a = fabsf(x[e] - b[e]);
+                bl += a < l;
+                nn += a != a;
+                if (a >= l && a <= h) {
+                    if (n_l == BAND_LOC) { band_flush(bm, lc, n_l); n_l = 0; }
+                    lc[n_l++] = a;
+                }
+            }
+            nl[m] = n_l;
+            below[m] += bl;
+            if (nn) __atomic_fetch_add(&bm->nans, nn, __ATOMIC_RELAXED); /* NaN: outside every count */
+        }
+    }
+    for (int m = 0; m < K; m++) {
+        if (!c->bm[m].want) continue;
+        band_flush(&c->bm[m], loc[m], nl[m]);
+        __atomic_fetch_add(&c->bm[m].below, below[m], __ATOMIC_RELAXED);
+    }
+}
+
+static int abs_delta_kth_radix_all(const float *const *x, const float *b, size_t n, int K, const size_t *k,
+                                   float *out) {
+    for (int m = 0; m < K; m++)
+        if (k[m] != SIZE_MAX && abs_delta_kth(x[m], b, n, k[m], &out[m])) return m;
+    return -1;
+}
+
+/* k[m]-th smallest |x_m − b| for every model with k[m] != SIZE_MAX, in one pass over the inputs
+ * for large tensors: a pseudo-random sample of each δ_m (one entry per 64, a quarter of the cache
+ * lines) brackets rank k in [lo, hi] with a wide margin; one pass counts the entries below lo and
+ * collects those in [lo, hi]; the exact k-th is selected among the collected. Where a bracket
+ * missed, the radix passes decide. Small tensors are copied and selected in cache.
+ * Returns the first model whose δ has a NaN/Inf, or −1. */
+int merge_abs_delta_kth_multi(const float *const *x, const float *b, size_t n, int K, const size_t *k, float *out,
+                              WsBuf *ws) {
+    if (n < ((size_t)1 << 14)) {
+        float *t = merge_ws_get(&ws[K], n);
+        if (!t) return abs_delta_kth_radix_all(x, b, n, K, k, out);
+        for (int m = 0; m < K; m++) {
+            if (k[m] == SIZE_MAX) continue;
+            for (size_t e = 0; e < n; e++) t[e] = fabsf(x[m][e] - b[e]);
+            if (block_bad(t, n)) return m;
+            out[m] = merge_select_kth(t, n, k[m]);
+        }
+        return -1;
+    }
+    size_t ns = n / 64 / 16 * 16; /* n >= 2^14: at least 256 */
+    BandM bm[K];
+    memset(bm, 0, sizeof bm);
+    float *smp = merge_ws_get(&ws[K], ns);
+    if (!smp) return abs_delta_kth_radix_all(x, b, n, K, k, out);
+    for (int m = 0; m < K; m++) {
+        if (k[m] == SIZE_MAX) continue;
+        /* one 16-float cache line at a pseudo-random place in every 64 lines: few cache misses */
+        uint64_t h = 0x9E3779B97F4A7C15ull;
+        for (size_t i = 0; i + 16 <= ns; i += 16) {
+            h ^= h >> 12; h ^= h << 25; h ^= h >> 27;
+            size_t e0 = i * 64 + 16 * (size_t)((h * 0x2545F4914F6CDD1Dull) >> 58);
+            for (size_t q = 0; q < 16; q++) smp[i + q] = fabsf(x[m][e0 + q] - b[e0 + q]);
+        }
+        if (block_bad(smp, ns)) return m;
+        /* rank k/n in the sample ± 6 standard deviations of a sample quantile (and ± 32 entries);
+         * a miss (about 2e-9 per tensor and model) only costs the radix passes */
+        double p = (double)k[m] / (double)n, sd = sqrt(p * (1 - p) / (double)ns) * (double)ns;
+        double mg = 6 * sd + 32, rl = p * (double)ns - mg, rh = p * (double)ns + mg;
+        bm[m].x = x[m];
+        float *cp = merge_ws_get(&ws[K + 2], ns), *tmp = merge_ws_get(&ws[K + 1], ns);
+        if (!cp || !tmp) return abs_delta_kth_radix_all(x, b, n, K, k, out);
+        memcpy(cp, smp, ns * sizeof *cp);
+        bm[m].lo = rl <= 0 ? 0.0f : select_kth_bf(cp, tmp, ns, (size_t)rl);
+        bm[m].hi = rh >= (double)(ns - 1) ? INFINITY : select_kth_bf(smp, tmp, ns, (size_t)rh);
+        bm[m].cap = (size_t)(4 * (rh - rl + 1)) * 64 + 4096;
+        bm[m].band = merge_ws_get(&ws[m], bm[m].cap);
+        bm[m].want = bm[m].band != NULL;
+    }
+    BandCtx c = {b, n, K, bm};
+    am_parallel_for(band_range, &c, (n + RADIX_CH - 1) / RADIX_CH, 1, n * (size_t)(K + 1));
+    int bad = -1;
+    for (int m = 0; m < K; m++) {
+        if (k[m] == SIZE_MAX) continue;
+        if (bm[m].nans) { if (bad < 0) bad = m; continue; }
+        int ok = bm[m].want && !bm[m].over && bm[m].below <= k[m] && k[m] < bm[m].below + bm[m].cnt;
+        float *tmp = ok ? merge_ws_get(&ws[K + 1], bm[m].cnt) : NULL;
+        if (ok && tmp) out[m] = select_kth_bf(bm[m].band, tmp, bm[m].cnt, k[m] - bm[m].below);
+        else if (ok) out[m] = merge_select_kth(bm[m].band, bm[m].cnt, k[m] - bm[m].below);
+        else if (abs_delta_kth(x[m], b, n, k[m], &out[m]) && bad < 0) bad = m; /* NaN/Inf end here */
+    }
+    return bad;
+}
