@@ -257,7 +257,7 @@ M.log = setmetatable({
 M.recipe = require "amalgam.recipe"
 M.params = M.recipe.params -- a recipe's declared key=value parameters
 
--- training (lua/amalgam/train.lua, schedule.lua; C side src/lua/l_train.c)
+-- training (lua/amalgam/train.lua, train_data.lua, loss.lua, runs.lua, schedule.lua; C side src/lua/l_train.c)
 do
   local train = require "amalgam.train"
   M.train, M.resume, M.loss = train.train, train.resume, train.loss
