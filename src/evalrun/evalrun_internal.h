@@ -5,6 +5,7 @@
 #include "evalrun.h"
 #include "dataset.h"
 
+#include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -112,5 +113,17 @@ void evalinst_free(EvalInst *in);
 int evalrun_pick(int n, int k, uint64_t seed, int *out);
 /* k of n labelled rows (labels in [0, n_labels)) spread evenly over the labels (task_inst.c). */
 int evalrun_pick_stratified(const int *label, int n, int n_labels, int k, uint64_t seed, int *out);
+
+/* ---------------------------------------------------------------- runner_score.c, runner_results.c */
+
+/* o[k] = v, null when v is not finite (JSON has no NaN) */
+void evalrun_add_num(cJSON *o, const char *k, double v);
+/* Runs the metric of t's type on the embeddings X (in->ntexts x dim): adds the scores to s and the
+ * sizes to sizes; px gets the per-example scores of the main metric (px->kind 0 when none). */
+int evalrun_score(const EvalTask *t, const EvalInst *in, const float *X, int dim, cJSON *s, cJSON *sizes,
+                  PerExample *px);
+/* The stored result JSON (malloc'd) of (model_id, task, hash): AM_ENOTFOUND (error cleared) when
+ * there is none or st is NULL. */
+int evalrun_get_stored(Store *st, const char *model_id, const char *task, const char *hash, char **json);
 
 #endif

@@ -1,5 +1,7 @@
-/* runner.c - evaluate a model on a task: config resolution and hash, stored results, the
- * metric calls and the result JSON (see evalrun.h). */
+/* runner.c - evaluate a model on a task (see evalrun.h): the runner and its loaded-task cache,
+ * model info and config resolution, the canonical config and its hash, embedding through the
+ * cache, and evalrun_task, which drives load -> embed -> score and builds and stores the result
+ * JSON. The metric calls are in runner_score.c, reading stored results in runner_results.c. */
 #define _GNU_SOURCE
 #include "evalrun_internal.h"
 #include "am_base.h"
@@ -288,80 +290,15 @@ int evalrun_config_hash(EvalRunner *r, const EvalModelInfo *mi, const EvalTask *
     return config_hash_resolved(r, &rs, t, hash, config_json_out, NULL);
 }
 
-/* ---------------------------------------------------------------- results in the store */
-
-size_t evalrun_result_key(uint8_t *out, size_t cap, const char *model_id, const char *task, const char *hash) {
-    size_t n = 0;
-    const char *parts[3] = {model_id, task, hash};
-    for (int i = 0; i < 3 && parts[i]; i++) {
-        size_t l = strlen(parts[i]);
-        if (n + l + 1 > cap) return 0;
-        memcpy(out + n, parts[i], l);
-        n += l;
-        if (i < 2) out[n++] = 0;
-    }
-    return n;
-}
-
-static int get_stored(Store *st, const char *model_id, const char *task, const char *hash, char **json) {
-    *json = NULL;
-    if (!st) return AM_ENOTFOUND;
-    uint8_t key[512];
-    size_t kl = evalrun_result_key(key, sizeof key, model_id, task, hash);
-    if (!kl) return am_error(AM_EINVAL, "task name '%s' too long for a results key", task);
-    void *v = NULL;
-    int rc = store_get(st, "results", key, kl, &v, NULL);
-    if (rc == AM_ENOTFOUND) am_clearerror();
-    if (rc == AM_OK) *json = v;
-    return rc;
-}
-
 int evalrun_lookup(EvalRunner *r, Store *st, const EvalModelInfo *mi, const EvalTask *t, const EvalConfig *c,
                    char **result_json) {
     *result_json = NULL;
     char hash[33];
     int rc = evalrun_config_hash(r, mi, t, c, hash, NULL);
     if (rc) return rc;
-    rc = get_stored(st, mi->id, t->name, hash, result_json);
+    rc = evalrun_get_stored(st, mi->id, t->name, hash, result_json);
     if (rc == AM_OK) r->st.results_stored++;
     return rc;
-}
-
-typedef struct { EvalResultFn cb; void *ud; } ListCtx;
-
-static int list_one(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
-    ListCtx *c = ud;
-    const char *k = key;
-    const char *z1 = memchr(k, 0, klen);
-    if (!z1) return 0;
-    const char *z2 = memchr(z1 + 1, 0, klen - (size_t)(z1 + 1 - k));
-    if (!z2) return 0;
-    if (memchr(z2 + 1, 0, klen - (size_t)(z2 + 1 - k))) return 0;   /* per-example scores */
-    char id[AM_ID_HEX + 1], task[256], hash[64];
-    size_t l1 = (size_t)(z1 - k), l2 = (size_t)(z2 - z1 - 1), l3 = klen - (size_t)(z2 + 1 - k);
-    if (l1 > AM_ID_HEX || l2 >= sizeof task || l3 >= sizeof hash) return 0;
-    memcpy(id, k, l1); id[l1] = 0;
-    memcpy(task, z1 + 1, l2); task[l2] = 0;
-    memcpy(hash, z2 + 1, l3); hash[l3] = 0;
-    char *json = xmalloc(vlen + 1);
-    memcpy(json, val, vlen);
-    json[vlen] = 0;
-    int rc = c->cb(c->ud, id, task, hash, json);
-    free(json);
-    return rc;
-}
-
-int evalrun_results_list(Store *st, const char *model_id, EvalResultFn cb, void *ud) {
-    ListCtx c = {cb, ud};
-    uint8_t prefix[64];
-    size_t pl = 0;
-    if (model_id) {
-        pl = strlen(model_id);
-        if (pl > AM_ID_HEX) return am_error(AM_EINVAL, "bad model id '%s'", model_id);
-        memcpy(prefix, model_id, pl);
-        prefix[pl++] = 0;
-    }
-    return store_iter(st, "results", pl ? prefix : NULL, pl, list_one, &c);
 }
 
 /* ---------------------------------------------------------------- embedding */
@@ -401,233 +338,6 @@ static int encode_progress(void *ud, int done, int total) {
     return emit(p->c, p->task, AM_EVAL_STAGE_ENCODE, done, total);
 }
 
-static void add_num(cJSON *o, const char *k, double v) {
-    if (isnan(v) || isinf(v)) cJSON_AddNullToObject(o, k);
-    else cJSON_AddNumberToObject(o, k, v);
-}
-
-/* rows idx (n) of X (., dim) into a new array; idx < 0 gives a zero row */
-static float *gather(const float *X, const int *idx, int n, int dim) {
-    float *o = am_alloc_floats((size_t)(n ? n : 1) * dim);
-    if (!o) return NULL;
-    for (int i = 0; i < n; i++) {
-        if (idx[i] < 0) memset(o + (size_t)i * dim, 0, (size_t)dim * sizeof *o);
-        else memcpy(o + (size_t)i * dim, X + (size_t)idx[i] * dim, (size_t)dim * sizeof *o);
-    }
-    return o;
-}
-
-static void add_pairclass(cJSON *s, const char *name, const PairClassMetrics *m) {
-    char k[64];
-#define F(field) snprintf(k, sizeof k, "%s_" #field, name); add_num(s, k, m->field);
-    F(accuracy) F(accuracy_threshold) F(f1) F(f1_threshold) F(precision) F(recall) F(ap)
-#undef F
-}
-
-/* run the metric of t's type; adds the scores to s and returns the main score's default */
-static double cosd(const float *a, const float *b, int dim) {
-    double ab = 0, aa = 0, bb = 0;
-    for (int k = 0; k < dim; k++) {
-        double x = a[k], y = b[k];
-        ab += x * y; aa += x * x; bb += y * y;
-    }
-    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0.0;
-}
-
-/* px: the per-example scores of the main metric (px->kind 0 when there are none) */
-static int score(const EvalTask *t, const EvalInst *in, const float *X, int dim, cJSON *s, cJSON *sizes,
-                 PerExample *px) {
-    memset(px, 0, sizeof *px);
-    const char *main = t->main_metric ? t->main_metric : evalrun_type_main_metric(t->type);
-    int want_px = strcmp(main, evalrun_type_main_metric(t->type)) == 0;
-    float *A = gather(X, in->a, in->na, dim);
-    float *B = in->nb ? gather(X, in->b, in->nb, dim) : NULL;
-    int rc = AM_OK;
-    if (!A || (in->nb && !B)) {
-        rc = am_error(AM_ENOMEM, "task '%s': embeddings of %d + %d texts", t->name, in->na, in->nb);
-        goto done;
-    }
-    switch (t->type) {
-    case AM_TASK_RETRIEVAL: {
-        Qrels q = {in->na, in->qoff, in->qdoc, in->qgrade};
-        RetrievalOptions o = {.sim = AM_SIM_COSINE, .self_doc = in->self_doc, .doc_ids = in->doc_ids,
-                              .skip_no_relevant = 0};
-        RetrievalScores r;
-        double *pq = want_px ? xmalloc((size_t)(in->na ? in->na : 1) * sizeof *pq) : NULL;
-        o.per_query = pq;
-        if (in->n_identical > 0 && !t->ignore_identical_ids)
-            am_log(AM_LOG_WARN, "task '%s': %d of %d query ids are also doc ids and the query's own doc counts "
-                   "(HINT: MTEB sets ignore_identical_ids for such sets (ArguAna, Quora, FiQA, ...): "
-                   "beir:DIR#ignore_identical_ids, or ignore_identical_ids = true in Lua)",
-                   t->name, in->n_identical, in->na);
-        if ((rc = eval_retrieval(&r, A, in->na, B, in->nb, dim, &q, retrieval_ks, NKS, &o))) { free(pq); break; }
-        if (pq && r.n_evaluated > 0) {   /* the evaluated queries only */
-            px_init(px, AM_PX_MEAN, r.n_evaluated);
-            int k = 0;
-            for (int i = 0; i < in->na; i++) if (!isnan(pq[i]) && k < r.n_evaluated) px->col[k++] = (float)pq[i];
-        }
-        free(pq);
-        char k[64];
-        static const char *const names[] = {"ndcg", "map", "recall", "precision", "mrr", "hit_rate"};
-        for (int m = 0; m < 6; m++)
-            for (int i = 0; i < r.nks; i++) {
-                snprintf(k, sizeof k, "%s_at_%d", names[m], r.ks[i]);
-                double v = m == 0 ? r.ndcg[i] : m == 1 ? r.map[i] : m == 2 ? r.recall[i] : m == 3 ? r.precision[i]
-                         : m == 4 ? r.mrr[i] : r.hit_rate[i];
-                add_num(s, k, v);
-            }
-        cJSON_AddNumberToObject(sizes, "evaluated", r.n_evaluated);
-        cJSON_AddNumberToObject(sizes, "identical_ids", in->n_identical);
-        break;
-    }
-    case AM_TASK_STS: {
-        StsScores r;
-        if ((rc = eval_sts(&r, A, B, in->gold, in->na, dim))) break;
-        if (want_px) {
-            px_init(px, AM_PX_SPEARMAN, in->na);
-            for (int i = 0; i < in->na; i++) {
-                px->col[i] = (float)cosd(A + (size_t)i * dim, B + (size_t)i * dim, dim);
-                px->col[in->na + i] = (float)in->gold[i];
-            }
-        }
-        add_num(s, "cosine_pearson", r.cosine_pearson);
-        add_num(s, "cosine_spearman", r.cosine_spearman);
-        add_num(s, "manhattan_pearson", r.manhattan_pearson);
-        add_num(s, "manhattan_spearman", r.manhattan_spearman);
-        add_num(s, "euclidean_pearson", r.euclidean_pearson);
-        add_num(s, "euclidean_spearman", r.euclidean_spearman);
-        break;
-    }
-    case AM_TASK_PAIRCLASS: {
-        PairClassScores r;
-        if ((rc = eval_pair_classification(&r, A, B, in->la, in->na, dim))) break;
-        if (want_px) {
-            int n = in->na;
-            px_init(px, AM_PX_MAX_AP, n);
-            for (int i = 0; i < n; i++) {
-                const float *a = A + (size_t)i * dim, *b = B + (size_t)i * dim;
-                double dot = 0, l1 = 0, l2 = 0;
-                for (int k = 0; k < dim; k++) {
-                    double x = a[k], y = b[k], d = x - y;
-                    dot += x * y;
-                    l1 += fabs(d);
-                    l2 += d * d;
-                }
-                px->col[i] = (float)cosd(a, b, dim);
-                px->col[n + i] = (float)dot;
-                px->col[2 * n + i] = (float)l1;
-                px->col[3 * n + i] = (float)sqrt(l2);
-                px->col[4 * n + i] = (float)in->la[i];
-            }
-        }
-        add_pairclass(s, "cosine", &r.cosine);
-        add_pairclass(s, "dot", &r.dot);
-        add_pairclass(s, "manhattan", &r.manhattan);
-        add_pairclass(s, "euclidean", &r.euclidean);
-        add_num(s, "max_accuracy", r.max_accuracy);
-        add_num(s, "max_f1", r.max_f1);
-        add_num(s, "max_precision", r.max_precision);
-        add_num(s, "max_recall", r.max_recall);
-        add_num(s, "max_ap", r.max_ap);
-        int npos = 0;
-        for (int i = 0; i < in->na; i++) npos += in->la[i];
-        cJSON_AddNumberToObject(sizes, "positives", npos);
-        break;
-    }
-    case AM_TASK_CLASSIFICATION: {
-        ClassifOptions o;
-        classif_options_default(&o);
-        o.n_experiments = in->experiments;
-        o.samples_per_label = t->samples_per_label;
-        o.seed = (uint32_t)t->seed;
-        o.sklearn = t->sklearn;
-        double *pe = want_px ? xmalloc((size_t)(in->na ? in->na : 1) * sizeof *pe) : NULL;
-        o.per_example = pe;
-        ClassifScores r;
-        if ((rc = eval_classification(&r, B, in->lb, in->nb, A, in->la, in->na, dim, in->n_labels, &o))) { free(pe); break; }
-        if (pe) {
-            px_init(px, AM_PX_MEAN, in->na);
-            for (int i = 0; i < in->na; i++) px->col[i] = (float)pe[i];
-            free(pe);
-        }
-        add_num(s, "accuracy", r.accuracy);
-        add_num(s, "f1", r.f1);
-        add_num(s, "f1_weighted", r.f1_weighted);
-        add_num(s, "precision", r.precision);
-        add_num(s, "precision_weighted", r.precision_weighted);
-        add_num(s, "recall", r.recall);
-        add_num(s, "recall_weighted", r.recall_weighted);
-        if (!isnan(r.ap)) {
-            add_num(s, "ap", r.ap);
-            add_num(s, "ap_weighted", r.ap_weighted);
-        }
-        cJSON_AddNumberToObject(sizes, "labels", in->n_labels);
-        cJSON_AddNumberToObject(sizes, "experiments", r.n_experiments);
-        int enc = 0;
-        for (int j = 0; j < in->nb; j++) enc += in->b[j] >= 0;
-        cJSON_AddNumberToObject(sizes, "train_embedded", enc);
-        break;
-    }
-    case AM_TASK_CLUSTERING: {
-        ClusterOptions o;
-        cluster_options_default(&o);
-        o.n_experiments = in->experiments;
-        o.sample_size = in->cluster_sample;
-        o.seed = (uint32_t)t->seed;
-        o.sklearn = t->sklearn;
-        double *pe = want_px ? xmalloc((size_t)(in->experiments > 0 ? in->experiments : 1) * sizeof *pe) : NULL;
-        o.per_experiment = pe;
-        ClusterScores r;
-        if ((rc = eval_clustering(&r, A, in->la, in->na, dim, &o))) { free(pe); break; }
-        if (pe && r.n_experiments > 0) {
-            px_init(px, AM_PX_MEAN, r.n_experiments);
-            for (int i = 0; i < r.n_experiments; i++) px->col[i] = (float)pe[i];
-        }
-        free(pe);
-        add_num(s, "v_measure", r.v_measure);
-        add_num(s, "v_measure_std", r.v_measure_std);
-        cJSON_AddNumberToObject(sizes, "labels", in->n_labels);
-        cJSON_AddNumberToObject(sizes, "experiments", r.n_experiments);
-        break;
-    }
-    case AM_TASK_BITEXT: {
-        BitextScores r;
-        if ((rc = eval_bitext(&r, A, in->na, B, in->nb, dim, in->gold_idx))) break;
-        if (want_px && in->na > 0 && in->nb > 0) {
-            /* each source's nearest target, in eval_bitext's order (ties: the higher index) */
-            int *top = xmalloc((size_t)in->na * sizeof *top), *nret = xmalloc((size_t)in->na * sizeof *nret);
-            RetrievalOptions ro = {.sim = AM_SIM_COSINE};
-            rc = retrieval_search(top, NULL, nret, A, in->na, B, in->nb, dim, 1, &ro);
-            if (!rc) {
-                px_init(px, AM_PX_F1, in->na);
-                for (int i = 0; i < in->na; i++) {
-                    px->col[i] = (float)(nret[i] > 0 ? top[i] : -1);
-                    px->col[in->na + i] = (float)(in->gold_idx ? in->gold_idx[i] : i);
-                }
-            }
-            free(top);
-            free(nret);
-            if (rc) break;
-        }
-        add_num(s, "accuracy", r.accuracy);
-        add_num(s, "precision", r.precision);
-        add_num(s, "recall", r.recall);
-        add_num(s, "f1", r.f1);
-        break;
-    }
-    default:
-        rc = am_error(AM_EINVAL, "task '%s': bad type", t->name);
-    }
-    if (rc) {
-        am_error_wrap(rc, "task '%s'", t->name);
-        px_free(px);
-    }
-done:
-    am_free_aligned(A);
-    am_free_aligned(B);
-    return rc;
-}
-
 static void iso_now(char *buf, size_t n) {
     time_t now = time(NULL);
     struct tm tm;
@@ -656,7 +366,7 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
     if ((rc = config_hash_resolved(r, &rs, t, hash, NULL, data_hash))) return rc;
     if (st && !(c->flags & AM_EVAL_FORCE)) {
         char *json = NULL;
-        rc = get_stored(st, mi.id, t->name, hash, &json);
+        rc = evalrun_get_stored(st, mi.id, t->name, hash, &json);
         if (rc == AM_OK) {
             r->st.results_stored++;
             if (from_store) *from_store = 1;
@@ -697,7 +407,7 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
         if (in.size_b) cJSON_AddNumberToObject(sizes, in.size_b, in.nb);
         cJSON_AddNumberToObject(sizes, "texts", in.ntexts);
         cJSON_AddNumberToObject(sizes, "encoded", encoded);
-        rc = score(t, &in, X, rs.dim, scores, sizes, &px);
+        rc = evalrun_score(t, &in, X, rs.dim, scores, sizes, &px);
     }
     am_free_aligned(X);
     evalinst_free(&in);
@@ -719,7 +429,7 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
                         evalrun_type_name(t->type));
     }
     double main_score = cJSON_IsNumber(mv) ? mv->valuedouble : (double)NAN;
-    add_num(scores, "main_score", main_score);
+    evalrun_add_num(scores, "main_score", main_score);
     int nboot = rs.mode == AM_EVAL_QUICK ? AM_EVAL_BOOT_B_QUICK : AM_EVAL_BOOT_B;
     double se = px.kind ? px_bootstrap_se(&px, nboot, (uint32_t)t->seed) : (double)NAN;
     double t4 = am_now();
@@ -739,8 +449,8 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
     cJSON_AddItemToObject(res, "config", config_json(&rs, t, data_hash));
     cJSON_AddItemToObject(res, "scores", scores);
     cJSON_AddStringToObject(res, "main_metric", main);
-    add_num(res, "main_score", main_score);
-    add_num(res, "main_se", se);
+    evalrun_add_num(res, "main_score", main_score);
+    evalrun_add_num(res, "main_se", se);
     if (px.kind) {
         cJSON *u = cJSON_AddObjectToObject(res, "uncertainty");
         cJSON_AddStringToObject(u, "method", "bootstrap");
@@ -752,14 +462,14 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
         cJSON_AddNumberToObject(u, "replicates", nboot);
         cJSON_AddNumberToObject(u, "seed", (double)(uint32_t)t->seed);
         cJSON_AddBoolToObject(u, "per_example", 1);
-        add_num(u, "time", t4 - t3);
+        evalrun_add_num(u, "time", t4 - t3);
     }
     cJSON_AddItemToObject(res, "sizes", sizes);
     cJSON *tm = cJSON_AddObjectToObject(res, "time");
-    add_num(tm, "load", t1 - t0);
-    add_num(tm, "encode", t2 - t1);
-    add_num(tm, "score", t3 - t2);
-    add_num(tm, "total", t3 - t0);
+    evalrun_add_num(tm, "load", t1 - t0);
+    evalrun_add_num(tm, "encode", t2 - t1);
+    evalrun_add_num(tm, "score", t3 - t2);
+    evalrun_add_num(tm, "total", t3 - t0);
     char now[32];
     iso_now(now, sizeof now);
     cJSON_AddStringToObject(res, "created", now);
@@ -790,25 +500,4 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
     emit(c, t->name, AM_EVAL_STAGE_DONE, 1, 1);
     *result_json = json;
     return AM_OK;
-}
-
-/* ---------------------------------------------------------------- per-example scores */
-
-int evalrun_examples_get(Store *st, const char *model_id, const char *task, const char *hash, PerExample *out) {
-    memset(out, 0, sizeof *out);
-    uint8_t key[512];
-    size_t kl = evalrun_result_key(key, sizeof key - 2, model_id, task, hash);
-    if (!kl) return am_error(AM_EINVAL, "task name '%s' too long for a results key", task);
-    key[kl] = 0;
-    key[kl + 1] = 'x';
-    void *v = NULL;
-    size_t vl = 0;
-    int rc = store_get(st, "results", key, kl + 2, &v, &vl);
-    if (rc == AM_ENOTFOUND)
-        return am_error(AM_ENOTFOUND, "no per-example scores stored for model %.12s on '%s' (HINT: results stored "
-                        "before they were kept: amalgam eval MODEL --force)", model_id, task);
-    if (rc) return rc;
-    rc = px_decode(out, v, vl);
-    free(v);
-    return rc;
 }
