@@ -8,7 +8,7 @@
 #include "am_base.h"
 #include "harness.h"
 #include "merge_data.h"
-#include "fixture.h"
+#include "merge_fixture.h"
 
 typedef struct {
     Fixture fx;
@@ -21,21 +21,8 @@ typedef struct {
 static int ref_load(Ref *r) {
     memset(r, 0, sizeof *r);
     if (fx_load(&r->fx, AM_TEST_DIR "/ref/merge/merge_data.bin") != 0) return -1;
-    size_t off = 0;
-    for (int i = 0; i < r->fx.n; i++) {
-        const FxArray *a = &r->fx.a[i];
-        if (strncmp(a->name, "tensor:", 7) != 0) continue;
-        ParamInfo *pi = &r->t[r->tab.n++];
-        snprintf(pi->name, sizeof pi->name, "%s", a->name + 7);
-        const int32_t *d = a->data;
-        pi->ndim = (int)a->n;
-        pi->numel = 1;
-        for (int k = 0; k < pi->ndim; k++) { pi->shape[k] = d[k]; pi->numel *= (size_t)d[k]; }
-        pi->offset = off;
-        off += pi->numel;
-    }
-    r->tab.t = r->t;
-    r->tab.total = off;
+    size_t off = fx_param_table(&r->fx, &r->tab, r->t, (int)(sizeof r->t / sizeof r->t[0]));
+    if (off == 0) return -2;
     const FxArray *m = fx_get(&r->fx, "models"), *b = fx_get(&r->fx, "base"), *f = fx_get(&r->fx, "fisher");
     if (!m || !b || !f || m->dims[1] != off) return -2;
     for (int k = 0; k < 3; k++) {
