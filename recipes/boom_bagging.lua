@@ -16,9 +16,7 @@ local p = am.params { base = "base-tiny", tasks = "wn-def,deb-desc,wn-sts", rati
   force = false }
 
 local script = (arg and arg[0]) or "boom_bagging.lua"
-local function bad(msg) -- a usage error: no traceback, exit 2 (as am.params' own)
-  error(setmetatable({ msg = script .. ": " .. msg, exit = 2 }, { __tostring = function(e) return e.msg end }), 0)
-end
+local function bad(msg) am.recipe.usage_error(script .. ": " .. msg) end
 
 -- ---------------------------------------------------------------- parameters, checked up front
 local base = am.model(p.base)
@@ -76,14 +74,9 @@ for i, t in ipairs(tasks) do
 end
 
 -- ---------------------------------------------------------------- members
-local function fnv(s)
-  local h = 0xcbf29ce484222325
-  for i = 1, #s do h = ((h ~ s:byte(i)) * 0x100000001b3) end
-  return ("%016x"):format(h)
-end
 -- what a member's training depends on besides its sample (so a rerun with other settings retrains)
-local key = fnv(table.concat({ p.tasks, p.steps, p.batch, p.lr, p.max_len, tostring(p.scale_steps), tostring(p.mixed),
-  p.seed }, "|")):sub(1, 6)
+local key = am.recipe.key { p.tasks, p.steps, p.batch, p.lr, p.max_len, tostring(p.scale_steps), tostring(p.mixed),
+  p.seed }
 local function member_name(m)
   if m.ratio >= 1 then return ("bag-%s-%s-r1"):format(base:id():sub(1, 8), key) end
   return ("bag-%s-%s-r%g%s-s%d"):format(base:id():sub(1, 8), key, m.ratio, m.complement and "c" or "", m.sseed)

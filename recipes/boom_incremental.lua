@@ -18,9 +18,7 @@ local p = am.params { base = "base-tiny", current = { type = "string" }, old = "
   weight = 0.5, suite = "quick", eval = "", force = false }
 
 local script = (arg and arg[0]) or "boom_incremental.lua"
-local function bad(msg) -- a usage error: no traceback, exit 2 (as am.params' own)
-  error(setmetatable({ msg = script .. ": " .. msg, exit = 2 }, { __tostring = function(e) return e.msg end }), 0)
-end
+local function bad(msg) am.recipe.usage_error(script .. ": " .. msg) end
 local registry = require "amalgam.registry"
 local sample_ids = require("amalgam.train").sample_ids
 local store = am.store.default()
@@ -111,12 +109,7 @@ for _, d in ipairs(new) do
 end
 
 -- ---------------------------------------------------------------- models
-local function fnv(s)
-  local h = 0xcbf29ce484222325
-  for i = 1, #s do h = ((h ~ s:byte(i)) * 0x100000001b3) end
-  return ("%016x"):format(h)
-end
-local function key(...) return fnv(table.concat({ p.steps, p.batch, p.lr, p.max_len, p.seed, ... }, "|")):sub(1, 6) end
+local function key(...) return am.recipe.key { p.steps, p.batch, p.lr, p.max_len, p.seed, ... } end
 local stem = "inc-" .. base:id():sub(1, 8)
 
 local function loss_of(kind) return kind == "graded" and am.loss.cosent { scale = 20 } or am.loss.infonce { temperature = 0.05 } end

@@ -14,9 +14,7 @@ local p = am.params { base = "base-tiny", tasks = "wn-def,deb-desc,wn-sts", mode
   suite = "quick", eval = "", force = false }
 
 local script = (arg and arg[0]) or "self_positioning.lua"
-local function bad(msg) -- a usage error: no traceback, exit 2 (as am.params' own)
-  error(setmetatable({ msg = script .. ": " .. msg, exit = 2 }, { __tostring = function(e) return e.msg end }), 0)
-end
+local function bad(msg) am.recipe.usage_error(script .. ": " .. msg) end
 local registry = require "amalgam.registry"
 local sample_ids = require("amalgam.train").sample_ids
 local store = am.store.default()
@@ -79,13 +77,8 @@ for i, s in ipairs(sets) do
 end
 
 -- ---------------------------------------------------------------- the merge
-local function fnv(s)
-  local h = 0xcbf29ce484222325
-  for i = 1, #s do h = ((h ~ s:byte(i)) * 0x100000001b3) end
-  return ("%016x"):format(h)
-end
-local key = fnv(table.concat({ table.concat(keyparts, ","), p.probe, p.batch, p.steps, p.lr, p.optimizer, p.mu,
-  tostring(p.per_layer), tostring(p.simplex), p.seed, p.max_len }, "|")):sub(1, 6)
+local key = am.recipe.key { table.concat(keyparts, ","), p.probe, p.batch, p.steps, p.lr, p.optimizer, p.mu,
+  tostring(p.per_layer), tostring(p.simplex), p.seed, p.max_len }
 local name = ("sp-%s-%s"):format(base:id():sub(1, 8), key)
 print(("self_positioning: base %s, tasks %s, probe %d rows x %d tasks in batches of %d, %d %s steps, lr %g"):format(
   p.base, p.tasks, p.probe, #tasks, p.batch, p.steps, p.optimizer, p.lr))

@@ -91,6 +91,18 @@ end
 local usage_mt = { __tostring = function(e) return e.msg end }
 local function usage_error(msg) error(setmetatable({ msg = msg, exit = 2 }, usage_mt), 0) end
 
+--- M.usage_error(msg): raise a usage error (no traceback, exit code 2), as am.params does for
+--- a bad argument; for recipes that check their parameters further
+M.usage_error = usage_error
+
+--- M.key(parts) -> 6 hex characters naming a list of settings (FNV-1a 64 of the parts joined
+--- with "|"), so a recipe's models change name when a setting that made them changes
+function M.key(parts)
+  local h, s = 0xcbf29ce484222325, table.concat(parts, "|")
+  for i = 1, #s do h = (h ~ s:byte(i)) * 0x100000001b3 end
+  return ("%016x"):format(h):sub(1, 6)
+end
+
 local function who(t) return t and t.script and (tostring(t.script) .. ": ") or "" end
 
 local function sorted_keys(t)
