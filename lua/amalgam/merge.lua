@@ -198,7 +198,7 @@ end
 -- ------------------------------------------------------------------ data-driven merges
 
 -- Methods that need data (or, codiemb_fusion, a base and the checkpoints' deltas): computed from
--- statistics gathered by trainers on the models (src/train/merge_stats.h through tr:accumulate /
+-- statistics gathered by trainers on the models (src/api/merge_stats.h through tr:accumulate /
 -- tr:grams / tr:loss, src/lua/l_train.c) and merged in C (src/merge/merge_data.h). Their results
 -- depend on the data, so they are stored with their tensors (kind "merged"), not as recipes.
 local data_methods = {

@@ -26,7 +26,7 @@ int am_lua_tr_loss(lua_State *L) {
 }
 
 /* tr:accumulate(batch, loss, "fisher" | "grad") -> loss | nil, msg, code: adds grad² (or grad) of
- * the batch's loss at the current parameters to the trainer's statistics buffer (src/train/merge_stats.h) */
+ * the batch's loss at the current parameters to the trainer's statistics buffer (src/api/merge_stats.h) */
 int am_lua_tr_accumulate(lua_State *L) {
     TrainerBox *b = am_lua_checktrainer(L, 1);
     static const char *const what_names[] = {"fisher", "grad", NULL};

@@ -1,7 +1,7 @@
 /* merge_data.h - the data-driven merges, computed from statistics gathered on data.
  *
  * This layer never runs a model: the statistics (Fisher diagonals, Gram matrices, losses,
- * gradients of a merged model) come from src/train/merge_stats.h, which runs the encoder; here
+ * gradients of a merged model) come from src/api/merge_stats.h, which runs the encoder; here
  * they are combined. Buffers are laid out by one ParamTable (src/model/model.h), as merge.h's.
  *
  *   fisher          θ = Σ w_k (F_k + ε) θ_k / Σ w_k (F_k + ε), per element (Matena & Raffel,

@@ -113,7 +113,7 @@ int trainer_step(Trainer *t, const TrainBatch *b, const LossSpec *loss, StepStat
 /* The gradient of the loss of one batch at the current parameters, without an update: grad
  * (model-sized, may be NULL) = ∂loss/∂θ (unscaled by grad_accum; zero for frozen tensors), out
  * as trainer_step's (its loss). No step, no accumulation, no state change (the merges'
- * statistics, src/train/merge_stats.h; use dropout = 0 for deterministic values). AM_EINVAL in
+ * statistics, src/api/merge_stats.h; use dropout = 0 for deterministic values). AM_EINVAL in
  * the middle of an accumulation window or with LoRA; trainer_step's errors. */
 int trainer_gradient(Trainer *t, const TrainBatch *b, const LossSpec *loss, float *grad, StepStats *out);
 
