@@ -271,6 +271,7 @@ do
   local merge = require "amalgam.merge"
   M.merge, M.merge_methods, M.diagnose, M.sweep = merge.merge, merge.methods, merge.diagnose, merge.sweep
   M.greedy_soup = merge.greedy_soup
+  M.sweeps = require("amalgam.sweep_record").list -- the sweeps am.sweep recorded
 end
 
 return M

@@ -495,6 +495,7 @@ function M.sweep(opts)
   end
   out.keys = keys
   if ev then out.front = M.pareto_front(out) end
+  out.sweep_id = require("amalgam.sweep_record").record(st, merge_opts, grid, keys, out, ev) -- am.sweeps, the TUI
   return out
 end
 

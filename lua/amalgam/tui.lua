@@ -124,6 +124,17 @@ function M.model_detail(id)
   return { lines = lines, tensors = tensors }
 end
 
+-- A result of a truncated model (Matryoshka: fewer layers or features than the model has) is
+-- not the model's score: the Results table leaves it to the Matryoshka panel.
+function M.truncated(res, row)
+  local c = res.config
+  if type(c) ~= "table" or not row then return false end
+  return (type(c.layer) == "number" and row.layers and c.layer < row.layers)
+    or (type(c.dim) == "number" and row.hidden and c.dim < row.hidden) or false
+end
+
+local results_cache = {} -- mode -> the table M.results built last (M.noise reads its config hashes)
+
 -- Stored results as one table per mode (full, quick): tasks in suite order (ID, then OOD,
 -- then untagged) and per model its main scores. Several configs of one (model, task, mode):
 -- the newest wins.
@@ -132,11 +143,12 @@ function M.results()
   if not list then return nil, err end
   local order = {}
   for i, t in ipairs(am.eval_suite()) do order[t.name] = i end
-  local labels = {}
-  for _, r in ipairs(am.models() or {}) do labels[r.id] = r.name or short(r.id) end
+  local labels, shape = {}, {}
+  for _, r in ipairs(am.models() or {}) do labels[r.id] = r.name or short(r.id); shape[r.id] = r end
   local modes = {}
   for _, x in ipairs(list) do
     local res = x.result or {}
+    if M.truncated(res, shape[x.model]) then goto next end
     local mode = res.mode or "full"
     local md = modes[mode]
     if not md then
@@ -152,7 +164,7 @@ function M.results()
     end
     local row = md.model_set[x.model]
     if not row then
-      row = { id = x.model, name = labels[x.model] or short(x.model), scores = {}, created = {} }
+      row = { id = x.model, name = labels[x.model] or short(x.model), scores = {}, created = {}, res = {} }
       md.model_set[x.model] = row
       md.models[#md.models + 1] = row
     end
@@ -160,7 +172,10 @@ function M.results()
     if type(score) == "number" and (not row.created[task] or (res.created or "") > row.created[task]) then
       row.scores[task] = score
       row.created[task] = res.created or ""
+      row.res[task] = { model = x.model, task = task, config_hash = x.config_hash, main_score = score,
+        main_se = type(res.main_se) == "number" and res.main_se or nil }
     end
+    ::next::
   end
   local out = {}
   local rank = { id = 1, ood = 2 }
@@ -175,9 +190,42 @@ function M.results()
         return a.name < b.name
       end)
       for _, r in ipairs(md.models) do r.created = nil end
+      results_cache[mode] = { tasks = md.tasks, models = md.models }
       md.task_set, md.model_set = nil, nil
       out[#out + 1] = md
     end
+  end
+  return out
+end
+
+-- Which deltas against the reference are within noise, by am.compare's test (Compare:test_deltas:
+-- a paired permutation test per task on the stored per-example scores, |delta| <= 1.96 SE for the
+-- averages), for the table M.results built last in `mode`: {model id = {task | "id_avg" |
+-- "ood_avg" = true (within noise) | false}}; a delta without a test is absent.
+function M.noise(mode, ref_id)
+  local md = results_cache[mode]
+  if not md then return nil, "no " .. tostring(mode) .. " results read yet" end
+  local T = require "amalgam.eval_tasks"
+  local Compare = require("amalgam.compare").Compare
+  local specs = {}
+  for i, t in ipairs(md.tasks) do specs[i] = { name = t.name, tag = t.tag ~= "" and t.tag or nil } end
+  local cmp = setmetatable({ mode = mode, tasks = specs, models = {} }, Compare)
+  for i, r in ipairs(md.models) do
+    local row = { id = r.id, scores = r.scores, results = r.res }
+    row.id_avg, row.id_count = T.average(specs, r.scores, "id")
+    row.ood_avg, row.ood_count = T.average(specs, r.scores, "ood")
+    cmp.models[i] = row
+    if r.id == ref_id then cmp.ref = i end
+  end
+  if not cmp.ref then return nil, "the reference has no " .. tostring(mode) .. " results" end
+  cmp:test_deltas(assert(am.store.default()))
+  local out = {}
+  for _, row in ipairs(cmp.models) do
+    local n = {}
+    for k, t in pairs(row.tests or {}) do
+      if t.noise ~= nil then n[k] = t.noise end
+    end
+    out[row.id] = n
   end
   return out
 end

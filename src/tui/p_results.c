@@ -5,11 +5,16 @@
 #include "tui_internal.h"
 
 #include <curses.h>
+#include <lua.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define NOISE 0.005   /* |Δ| below half a point is shown as ≈ (no paired test yet) */
+/* Within noise is am.compare's call (lua/amalgam/compare.lua, Compare:test_deltas through
+ * amalgam.tui's noise): a paired permutation test per task on the stored per-example scores,
+ * |Δ| <= 1.96 SE for the averages. A delta without a test (results stored without per-example
+ * scores or SEs) is coloured by its sign and counted in the legend as untested. */
+enum { NZ_UNTESTED = -1, NZ_BEYOND = 0, NZ_WITHIN = 1 };
 
 typedef struct {
     int sel, top;        /* sel: position in the sorted order */
@@ -21,6 +26,9 @@ typedef struct {
     int norder, nshown;  /* order holds every row; the first nshown match the filter */
     char filter[64];
     int editing;         /* typing the filter after `/` */
+    signed char *noise;  /* nrows x (ntasks + 2): NZ_* per task, then ID avg, OOD avg */
+    char noise_ref[33], noise_mode[8];
+    int noise_gen, noise_rows, untested, tested;
 } ResultsState;
 
 static TuiResults *cur_res;   /* for qsort */
@@ -82,22 +90,69 @@ static void results_init(Panel *p) {
 }
 
 static void results_enter(Panel *p) { resort(p); }
-static void results_done(Panel *p) { free(((ResultsState *)p->st)->order); }
+static void results_done(Panel *p) {
+    ResultsState *s = p->st;
+    free(s->order);
+    free(s->noise);
+}
 
-static int delta_role(double d) {
-    if (isnan(d)) return CR_DIM;
-    if (fabs(d) < NOISE) return CR_DIM;
+/* (Re)compute the noise flags when the reference, the mode or the data changed. */
+static void noise_update(Panel *p, TuiResults *r) {
+    ResultsState *s = p->st;
+    Tui *t = p->tui;
+    const char *ref = t->ref >= 0 && t->ref < r->nrows ? r->rows[t->ref].id : "";
+    if (s->noise && s->noise_gen == t->models_gen && s->noise_rows == r->nrows && strcmp(s->noise_ref, ref) == 0 &&
+        strcmp(s->noise_mode, r->mode) == 0)
+        return;
+    free(s->noise);
+    int nk = r->ntasks + 2;
+    s->noise = malloc((size_t)(r->nrows ? r->nrows : 1) * (size_t)nk);
+    memset(s->noise, NZ_UNTESTED, (size_t)(r->nrows ? r->nrows : 1) * (size_t)nk);
+    snprintf(s->noise_ref, sizeof s->noise_ref, "%s", ref);
+    snprintf(s->noise_mode, sizeof s->noise_mode, "%s", r->mode);
+    s->noise_gen = t->models_gen, s->noise_rows = r->nrows, s->untested = s->tested = 0;
+    if (!ref[0] || tui_lua_call(t, "noise", 2, (const char *const[]){r->mode, ref})) return;
+    lua_State *L = t->L;
+    for (int j = 0; j < r->nrows; j++) {
+        lua_getfield(L, -1, r->rows[j].id);
+        if (lua_istable(L, -1)) {
+            for (int k = 0; k < nk; k++) {
+                lua_getfield(L, -1, k < r->ntasks ? r->tasks[k].name : k == r->ntasks ? "id_avg" : "ood_avg");
+                if (lua_isboolean(L, -1)) s->noise[j * nk + k] = lua_toboolean(L, -1) ? NZ_WITHIN : NZ_BEYOND;
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    /* the legend's counts: deltas shown (both scores present) with and without a test */
+    TuiRow *rr = &r->rows[t->ref];
+    for (int j = 0; j < r->nrows; j++)
+        for (int k = 0; k < r->ntasks && j != t->ref; k++)
+            if (!isnan(r->rows[j].scores[k]) && !isnan(rr->scores[k])) {
+                if (s->noise[j * nk + k] == NZ_UNTESTED) s->untested++;
+                else s->tested++;
+            }
+}
+
+static int noise_of(ResultsState *s, TuiResults *r, int row, int k) {
+    if (!s->noise || row < 0 || row >= s->noise_rows) return NZ_UNTESTED;
+    return s->noise[row * (r->ntasks + 2) + k];
+}
+
+static int delta_role(double d, int nz) {
+    if (isnan(d) || nz == NZ_WITHIN) return CR_DIM;
     return d > 0 ? CR_GAIN : CR_LOSS;
 }
 
-static void put_avg(int y, int x, double v, double ref, int is_ref, int incomplete, int sel) {
+static void put_avg(int y, int x, double v, double ref, int is_ref, int incomplete, int sel, int nz) {
     char b[16];
     tui_fmt_score(b, sizeof b, v);
     crt_putf(y, x, 6, 0, "%5s%s", b, incomplete ? "*" : " ");
     if (is_ref || isnan(v) || isnan(ref)) return;
     double d = v - ref;
-    if (!sel) attrset(crt_attr(delta_role(d)));
-    if (fabs(d) < NOISE) crt_putf(y, x + 6, 6, 0, "%5s", crt_glyphs.approx);
+    if (!sel) attrset(crt_attr(delta_role(d, nz)));
+    if (nz == NZ_WITHIN) crt_putf(y, x + 6, 6, 0, "%s%+4.1f", crt_glyphs.approx, d * 100);
     else crt_putf(y, x + 6, 6, 0, "%+5.1f", d * 100);
     if (!sel) attrset(crt_attr(CR_DEFAULT));
 }
@@ -111,9 +166,14 @@ static void results_draw(Panel *p, int y, int x, int h, int w) {
     static const char *colnames[] = {"model", "ID avg", "OOD avg"};
     const char *sort_name = s->sort_col < 3 ? colnames[s->sort_col]
                             : s->sort_col - 3 < r->ntasks ? r->tasks[s->sort_col - 3].name : "?";
-    snprintf(p->title, sizeof p->title, "Results  %s suite%s  %s vs %s  sorted by %s %s", r->mode,
-             t->nresults > 1 ? " (m: the other mode)" : "", crt_glyphs.delta, ref_name, sort_name,
+    /* quick and full results are never mixed: the title names the one shown and the other */
+    const char *other = t->nresults > 1 ? (strcmp(r->mode, "full") == 0 ? "quick" : "full") : NULL;
+    char also[48] = "";
+    if (other) snprintf(also, sizeof also, " (%s results apart: m)", other);
+    snprintf(p->title, sizeof p->title, "Results  %s suite%s  %s vs %s  sorted by %s %s",
+             strcmp(r->mode, "quick") == 0 ? "QUICK" : "full", also, crt_glyphs.delta, ref_name, sort_name,
              s->sort_desc ? crt_glyphs.down : crt_glyphs.up);
+    noise_update(p, r);
     if (r->nrows == 0) {
         crt_put(y + 1, x + 2, w - 4, "No results in this store. Evaluate a model: amalgam eval MODEL --suite quick", 0);
         return;
@@ -170,8 +230,10 @@ static void results_draw(Panel *p, int y, int x, int h, int w) {
         if (sel) mvhline(yy, x, ' ', w);
         crt_putf(yy, x, nw, 1, "%s%s", sel ? crt_glyphs.sel : " ", row->name);
         if (is_ref && !sel) attrset(crt_attr(CR_DEFAULT) | A_BOLD);
-        put_avg(yy, x + nw, row->id_avg, ref ? ref->id_avg : (double)NAN, is_ref, row->id_n < r->n_id, sel);
-        put_avg(yy, x + nw + aw, row->ood_avg, ref ? ref->ood_avg : (double)NAN, is_ref, row->ood_n < r->n_ood, sel);
+        put_avg(yy, x + nw, row->id_avg, ref ? ref->id_avg : (double)NAN, is_ref, row->id_n < r->n_id, sel,
+                noise_of(s, r, ri, r->ntasks));
+        put_avg(yy, x + nw + aw, row->ood_avg, ref ? ref->ood_avg : (double)NAN, is_ref, row->ood_n < r->n_ood, sel,
+                noise_of(s, r, ri, r->ntasks + 1));
         last_tag = NULL;
         for (int c = 0; c < ntw && s->left + c < r->ntasks; c++) {
             int k = s->left + c, cx = tx0 + c * tw;
@@ -181,10 +243,11 @@ static void results_draw(Panel *p, int y, int x, int h, int w) {
                 last_tag = r->tasks[k].tag;
             }
             double v = row->scores[k], d = ref && !is_ref ? v - ref->scores[k] : (double)NAN;
-            if (!sel) attrset(crt_attr(is_ref || isnan(d) ? CR_DEFAULT : delta_role(d)));
+            int nz = noise_of(s, r, ri, k);
+            if (!sel) attrset(crt_attr(is_ref || isnan(d) ? CR_DEFAULT : delta_role(d, nz)));
             if (s->show_delta && !is_ref) {
                 if (isnan(d)) crt_putf(yy, cx + 1, tw - 1, 0, "%5s", crt_utf8 ? "—" : "-");
-                else if (fabs(d) < NOISE) crt_putf(yy, cx + 1, tw - 1, 0, "%5s", crt_glyphs.approx);
+                else if (nz == NZ_WITHIN) crt_putf(yy, cx + 1, tw - 1, 0, "%s%+4.1f", crt_glyphs.approx, d * 100);
                 else crt_putf(yy, cx + 1, tw - 1, 0, "%+5.1f", d * 100);
             } else {
                 char b[16];
@@ -196,9 +259,12 @@ static void results_draw(Panel *p, int y, int x, int h, int w) {
     }
     int ly = y + h - 1;
     attrset(crt_attr(CR_DIM));
-    crt_putf(ly, x + 1, w - 2, 0, "scores x100 (main metric)  %s |%s| < 0.5  * average over fewer tasks  tasks %d-%d of %d%s",
-             crt_glyphs.approx, crt_glyphs.delta, s->left + 1, s->left + ntw < r->ntasks ? s->left + ntw : r->ntasks,
-             r->ntasks, s->show_delta ? "  cells: " "\xce\x94" : "");
+    char untested[64] = "";
+    if (s->untested) snprintf(untested, sizeof untested, "  %d/%d deltas untested (no per-example scores)", s->untested,
+                              s->untested + s->tested);
+    crt_putf(ly, x + 1, w - 2, 0, "x100  %s within noise (paired test)%s  * fewer tasks  tasks %d-%d/%d%s",
+             crt_glyphs.approx, untested, s->left + 1,
+             s->left + ntw < r->ntasks ? s->left + ntw : r->ntasks, r->ntasks, s->show_delta ? "  cells: " "\xce\x94" : "");
     attrset(crt_attr(CR_DEFAULT));
 }
 

@@ -12,6 +12,7 @@ source "$T/cli/lib.bash"
 am_test_init am_tui
 if ! command -v tmux >/dev/null; then echo "tmux not installed: skipped"; exit 77; fi
 S="$AMALGAM_STORE"
+APPROX="≈"
 TM="tmux -L am_tui_$$ -f /dev/null"
 cleanup() { $TM kill-server 2>/dev/null; [ -n "${SLEEPER:-}" ] && kill "$SLEEPER" 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
@@ -23,6 +24,9 @@ trap cleanup EXIT
 "$AM" eval base other --task "beir:$F/beir" --tag ood >/dev/null 2>"$W/err" || bad "eval ood"
 "$AM" merge --method linear base other --name soup >/dev/null 2>"$W/err" || bad "merge soup"
 "$AM" eval base --task "sts:$F/sts.tsv" --tag id --suite quick >/dev/null 2>"$W/err" || bad "eval quick"
+# twin: base merged with itself (the same weights, another id): its deltas are within noise
+"$AM" merge --method linear base base --name twin >/dev/null 2>"$W/err" || bad "merge twin"
+"$AM" eval twin --task "sts:$F/sts.tsv" --tag id >/dev/null 2>"$W/err" || bad "eval twin"
 # the "training" process: a background job of a script ignores SIGINT, so reset it
 python3 -c 'import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(600)' & SLEEPER=$!
 run_write() { # run_write STEP FIRST LAST: the record at STEP and metrics rows FIRST..LAST
@@ -59,11 +63,13 @@ start() { # start ENV...: a shell in a 120x32 pane running `amalgam` (no command
 tui_pid() { local sh; sh=$($TM display -p -t tui '#{pane_pid}'); pgrep -P "$sh" -x amalgam; }
 
 start
-check "amalgam alone on a terminal opens the Models panel" "Models +[34] in"
+check "amalgam alone on a terminal opens the Models panel" "Models +[0-9]+ in"
 check "lineage and kinds" "base .*init"
 keys F4; check "Results: ID and OOD averages, deltas vs a reference" "ID avg.*OOD avg"
 check "Results: full suite by default" "full suite"
-keys m; check "Results: m shows the quick results apart" "quick suite"
+check "Results: every delta has the paired test (no untested ones)" "within noise \(paired test\)  \* fewer"
+check "Results: a delta within noise is marked by the paired test (twin = base)" "twin +-?[0-9.]+ +${APPROX}\+0\.0"
+keys m; check "Results: m shows the quick results apart" "QUICK suite \(full results apart"
 keys m; keys Right o; check "Results: sorts by a column" "sorted by"
 keys / o t h; check "Results: / filters the models by name" "filter: oth_"
 cap; grep -qE "^.base " "$W/out" && bad "filter: base still listed" || ok "filter hides the other models"
@@ -105,19 +111,19 @@ check "q quits with exit 0" "EXIT=0"
 check "terminal restored after q (icanon, echo)" "^icanon echo"
 
 start
-check "started again" "Models +[34] in"
+check "started again" "Models +[0-9]+ in"
 kill -TERM "$(tui_pid)"
 check "SIGTERM ends it with 143" "EXIT=143"
 check "terminal restored after SIGTERM" "^icanon echo"
 
 start NO_COLOR=1
-check "NO_COLOR: starts" "Models +[34] in"
+check "NO_COLOR: starts" "Models +[0-9]+ in"
 $TM capture-pane -t tui -p -e >"$W/out"
 grep -qE $'\e\\[(3[0-7]|4[0-7]|38;|48;)' "$W/out" && bad "NO_COLOR: colours used" || ok "NO_COLOR: no colours, attributes only"
 keys F10; check "F10 quits" "EXIT=0"
 
 start AMALGAM_TUI_ASCII=1
-check "ASCII fallback: starts" "Models +[34] in"
+check "ASCII fallback: starts" "Models +[0-9]+ in"
 cap; LC_ALL=C grep -q $'[\x80-\xff]' "$W/out" && bad "ASCII fallback: non-ASCII on screen" || ok "ASCII fallback: ASCII only"
 keys q; check "quits" "EXIT=0"
 am_test_finish
