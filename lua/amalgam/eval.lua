@@ -133,19 +133,40 @@ Results.__tostring = function(self) return self:table() end
 
 -- ------------------------------------------------------------------ CLI entry points
 
--- a progress line on stderr (terminals only)
-local function progress_fn(enabled)
-  if not enabled then return nil end
-  local last = 0
-  return function(p)
+-- Progress on stderr: a = "tty" rewrites one line (\r), "lines" writes a line as each task starts
+-- (--progress off a terminal: logs, the TUI's demo); nil: none. The returned table's on_step goes to
+-- the runner, its task_done(name) is called for every task, stored or computed (task k of total).
+local function progress(mode, total)
+  if not mode then return { task_done = function() end } end
+  local P = { k = 0, t0 = os.time(), last = 0 }
+  local function elapsed()
+    local s = os.time() - P.t0
+    return s >= 60 and fmt("%dm%02ds", s // 60, s % 60) or fmt("%ds", s)
+  end
+  function P.task_done() P.k = P.k + 1 end
+  function P.on_step(p)
     local now = os.clock()
-    if p.stage == "encode" and p.done > 0 and p.done < p.total and now - last < 0.1 then return end
-    last = now
+    if mode == "lines" then
+      if p.stage == "load" then
+        io.stderr:write(fmt("eval: task %d/%d %s (elapsed %s)\n", P.k + 1, total, p.task, elapsed()))
+        io.stderr:flush()
+      end
+      return
+    end
+    if p.stage == "encode" and p.done > 0 and p.done < p.total and now - P.last < 0.1 then return end
+    P.last = now
     local what = p.stage == "encode" and fmt("encode %d/%d", p.done, p.total) or p.stage
-    io.stderr:write(fmt("\r\27[K%s: %s", p.task, what))
+    io.stderr:write(fmt("\r\27[Ktask %d/%d %s: %s (elapsed %s)", P.k + 1, total, p.task, what, elapsed()))
     if p.stage == "done" then io.stderr:write("\r\27[K") end
     io.stderr:flush()
   end
+  return P
+end
+
+-- the number of tasks the options select (for "task k/N"), 0 when they do not resolve
+local function ntasks(o)
+  local specs = T.tasks(o)
+  return specs and #specs or 0
 end
 
 local function opts_from_cli(a)
@@ -162,7 +183,8 @@ end
 function M.cli_eval(a)
   local o, msg, code = opts_from_cli(a)
   if not o then return nil, msg, code end
-  o.on_step = progress_fn(a.progress)
+  local prog = progress(a.progress, ntasks(o) * #a.models)
+  o.on_step = prog.on_step
   local all = {}
   local st
   st, msg, code = core.store.default()
@@ -180,10 +202,13 @@ function M.cli_eval(a)
       for _, sp in ipairs(specs) do w = math.max(w, #sp.name) end
       print(head_line(m:name() or name, m:id(), mode_of(o)))
       o.on_task = function(res)
-        if a.progress then io.stderr:write("\r\27[K") end
+        prog.task_done()
+        if a.progress == "tty" then io.stderr:write("\r\27[K") end
         print(result_line(res, w))
         io.stdout:flush()
       end
+    else
+      o.on_task = prog.task_done
     end
     r, msg, code = M.eval(m, o)
     if not r then return nil, msg, code end
@@ -209,7 +234,9 @@ end
 function M.cli_compare(a)
   local o, msg, code = opts_from_cli(a)
   if not o then return nil, msg, code end
-  o.on_step = progress_fn(a.progress)
+  local prog = progress(a.progress, ntasks(o) * #a.models)
+  o.on_step = prog.on_step
+  o.on_task = prog.task_done
   o.no_eval = a.no_eval or nil
   o.ref = a.ref
   for i, m in ipairs(a.models) do o[i] = m end

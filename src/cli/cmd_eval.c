@@ -96,7 +96,9 @@ static void push_common(lua_State *L, CliArgs *a, const Common *c, int first_mod
     set_str(L, "tag", c->tag);
     set_int(L, "layer", c->layer, c->has_layer);
     set_int(L, "dim", c->dim, c->has_dim);
-    set_bool(L, "progress", isatty(STDERR_FILENO));
+    /* progress on stderr: a rewritten line on a terminal, a line per task with --progress elsewhere */
+    if (isatty(STDERR_FILENO)) set_str(L, "progress", "tty");
+    else if (cli_flag(a, "progress")) set_str(L, "progress", "lines");
     set_bool(L, "color", isatty(STDOUT_FILENO) && !getenv("NO_COLOR"));
 }
 
@@ -154,7 +156,7 @@ int cmd_eval(CliArgs *a) {
     Common c;
     int rc = parse_common(a, &c);
     if (rc) return rc;
-    static const char *const flags[] = {"force", "json", "no-store", "no-cache", NULL};
+    static const char *const flags[] = {"force", "json", "no-store", "no-cache", "progress", NULL};
     for (int i = 0; flags[i]; i++) (void)cli_flag(a, flags[i]);
     if ((rc = cli_check_unused(a))) return rc;
     if (a->npos < 1)
@@ -175,7 +177,7 @@ int cmd_compare(CliArgs *a) {
     Common c;
     int rc = parse_common(a, &c);
     if (rc) return rc;
-    static const char *const flags[] = {"force", "json", "csv", "no-eval", "no-cache", "ref", NULL};
+    static const char *const flags[] = {"force", "json", "csv", "no-eval", "no-cache", "ref", "progress", NULL};
     for (int i = 0; flags[i]; i++) (void)cli_get(a, flags[i]);
     if ((rc = cli_check_unused(a))) return rc;
     if (a->npos < 1)

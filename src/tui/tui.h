@@ -8,10 +8,21 @@
 #ifndef AM_TUI_H
 #define AM_TUI_H
 
+/* One step of a plan the TUI drives (`amalgam demo` on a terminal): a child `amalgam --store DIR
+ * ARGV...` in its own session, output appended to the plan's log file. */
+typedef struct {
+    const char *title;       /* "pretrain base-tiny with MLM (recipes/pretrain_base.lua)" */
+    char *const *argv;       /* the command after `amalgam --store DIR`, NULL-terminated */
+    double est;              /* expected seconds on 2 cores (for the ETA) */
+} TuiStep;
+
 typedef struct {
     const char *store_dir;   /* NULL: $AMALGAM_STORE or ./store */
     int frames;              /* > 0: exit after this many redraws, showing the panels in turn */
     const char *panel;       /* the panel to open on ("models", "results", ...), NULL: models */
+    const TuiStep *steps;    /* a plan run one step after another while the TUI shows it (demo.c) */
+    int nsteps;
+    const char *log_path;    /* where the steps' output goes (appended) */
 } TuiOptions;
 
 /* Run the TUI until the user quits. Returns an exit code: 0, 1 (could not start: the message

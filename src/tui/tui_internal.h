@@ -142,6 +142,7 @@ struct Tui {
     int nkeys;
     char flash[256];             /* a one-line message in the hint line */
     double flash_until;
+    struct TuiDemo *demo;        /* a plan being run (demo.c), NULL none */
 };
 
 /* screen.c */
@@ -149,6 +150,14 @@ double tui_now(void);                         /* monotonic seconds */
 void tui_flash(Tui *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void tui_switch(Tui *t, const char *id);      /* show panel id */
 Panel *tui_panel(Tui *t, const char *id);
+
+/* demo.c: the plan of TuiOptions.steps, one child process after another. tick returns 1 when a
+ * step ended (the store changed: reload); the meter is the header's status of the plan. */
+typedef struct TuiDemo TuiDemo;
+TuiDemo *tui_demo_new(Tui *t, const TuiStep *steps, int n, const char *log_path);
+int tui_demo_tick(Tui *t);
+void tui_demo_meter(Tui *t, char *buf, size_t cap);
+void tui_demo_free(Tui *t);   /* after crt_done: says on stderr what goes on */
 
 /* data.c: read the store. Each returns 0 or -1 (the reason in the log and the flash line). */
 int tui_load_models(Tui *t);
