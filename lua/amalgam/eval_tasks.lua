@@ -58,16 +58,14 @@ M.SUITE = {
     quick = { n = 50, docs = 60, max_len = 48 } },
   { name = "manpage", dataset = "manpage", type = "retrieval", test = "test", tag = "ood", main = "ndcg_at_10",
     quick = { n = 50, docs = 60, max_len = 48 } },
-  { name = "kjv-web", dataset = "kjv-web", type = "bitext", test = "test", tag = "ood", main = "f1",
-    quick = { n = 150, max_len = 48 } },
-  { name = "brown-genre", dataset = "brown-genre", type = "classification", test = "test", train = "probe", tag = "ood",
-    main = "accuracy", quick = { n = 150, train = 120, experiments = 1, max_len = 48 } },
-  { name = "brown-genre.clust", dataset = "brown-genre", type = "clustering", test = "test", tag = "ood",
+  { name = "prog-faq.clust", dataset = "prog-faq", type = "clustering", test = "sections", tag = "ood",
+    main = "v_measure", quick = { n = 150, experiments = 2, cluster_sample = 150 } },
+  { name = "foldoc-cat", dataset = "foldoc-cat", type = "classification", test = "test", train = "probe", tag = "ood",
+    main = "accuracy", samples_per_label = 16, quick = { n = 150, train = 192, experiments = 1, max_len = 48 } },
+  { name = "foldoc-cat.clust", dataset = "foldoc-cat", type = "clustering", test = "test", tag = "ood",
     main = "v_measure", quick = { n = 150, experiments = 2, cluster_sample = 256, max_len = 48 } },
   { name = "spam", dataset = "spam", type = "classification", test = "test", train = "probe", tag = "ood",
     main = "accuracy", quick = { n = 400, train = 40, experiments = 1, max_len = 48 } },
-  { name = "spam.clust", dataset = "spam", type = "clustering", test = "cluster", tag = "ood", main = "v_measure",
-    quick = { n = 200, experiments = 2, cluster_sample = 256, max_len = 48 } },
 }
 
 --- am.eval_suite() -> a copy of M.SUITE (the default suite's evaluation tasks)

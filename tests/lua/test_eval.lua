@@ -111,7 +111,22 @@ local e, msg, code = am.eval(m1)            -- the whole default suite: not prep
 T.eq(e, nil, "unprepared suite fails")
 T.eq(code, "ENOTFOUND", "ENOTFOUND")
 T.ok(msg and msg:find("amalgam prepare", 1, true), "message has the prepare hint: " .. tostring(msg))
-T.ok(#am.eval_suite() == 13, "13 evaluation tasks in the default suite")
+T.ok(#am.eval_suite() == 12, "12 evaluation tasks in the default suite")
+do -- every suite task reads a dataset prepare builds; >= 5 ID and >= 6 OOD; the ones that did not
+   -- separate tiny models (README's task table) stay prepared but out of the suite
+  local built, n, names = {}, { id = 0, ood = 0 }, {}
+  for _, t in ipairs(require("amalgam.prepare").TASKS) do built[t.name] = t end
+  for _, t in ipairs(am.eval_suite()) do
+    T.ok(built[t.dataset] ~= nil, "suite task " .. t.name .. ": dataset " .. t.dataset .. " is prepared")
+    n[t.tag] = n[t.tag] + 1
+    names[t.name] = t
+  end
+  T.ok(n.id >= 5 and n.ood >= 6, ("%d ID and %d OOD tasks"):format(n.id, n.ood))
+  T.ok(not names["kjv-web"] and not names["brown-genre"] and not names["spam.clust"], "non-separating tasks left the suite")
+  T.ok(built["kjv-web"] and built["brown-genre"], "kjv-web and brown-genre are still prepared")
+  T.eq(names["foldoc-cat"].samples_per_label, 16, "foldoc-cat: 16 probe rows per label")
+  T.eq(names["prog-faq.clust"].test, "sections", "prog-faq.clust clusters the sections file")
+end
 
 -- ------------------------------------------------------------------ am.compare
 local c = am.compare { m1, "ev-b", tasks = TASKS, tag = "ood" }

@@ -389,6 +389,72 @@ do
       for _, f in pairs(res.files) do f.ds:finish() end
     end
   end
+  -- wn-sense: each example's negative is a same-topic gloss (same lexicographer file and POS
+  -- family, same split side), from another sibling group, sharing no lemma with the example's synset
+  do
+    local fam = function(pos) return pos == "s" and "a" or pos end
+    local n, bad = 0, nil
+    for side = 1, 2 do
+      for _, c in ipairs(suite.sense_candidates(db, side, 7)) do
+        n = n + 1
+        local a, o = c.syn, c.other
+        if fam(a.pos) ~= fam(o.pos) or a.lexfile ~= o.lexfile then bad = bad or ("lexfile of " .. c.key) end
+        if a.group == o.group then bad = bad or ("sibling negative for " .. c.key) end
+        if a.side ~= side or o.side ~= side then bad = bad or ("side of " .. c.key) end
+        for _, x in ipairs(a.lemmas) do
+          for _, y in ipairs(o.lemmas) do if x:lower() == y:lower() then bad = bad or ("shared lemma " .. x) end end
+        end
+        local found = false
+        for _, e in ipairs(a.examples) do if e == c.example then found = true end end
+        if not found then bad = bad or ("example not of its synset: " .. c.key) end
+      end
+    end
+    T.ok(n >= 4, "wn-sense: negatives found on the excerpt (" .. n .. ")")
+    T.ok(not bad, "wn-sense: negative from the same lexicographer file, another group, no shared lemma"
+      .. (bad and (" (" .. bad .. ")") or ""))
+    local res = suite.wn_sense(ctx)
+    local ds = res.files.test.ds
+    local ones = 0
+    for i = 1, ds:n() do ones = ones + (ds:row(i).score == 1 and 1 or 0) end
+    T.ok(ds:n() > 0 and ones * 2 == ds:n(), "wn-sense: one positive and one negative per example")
+  end
+  -- foldoc-cat: definitions labelled with their FOLDOC category, probe and test split by entry
+  do
+    local entries = foldoc.read(REF .. "/dict-foldoc")
+    local cats = {}
+    for _, e in ipairs(entries) do if e.category then cats[e.category] = true end end
+    local okc, res = pcall(suite.foldoc_cat, { foldoc = function() return entries end })
+    T.ok(okc, "suite.foldoc_cat builds on the excerpt" .. (okc and "" or (": " .. tostring(res))))
+    if okc then
+      local n, badl = 0, nil
+      for _, role in ipairs { "probe", "test" } do
+        local ds = res.files[role].ds
+        for i = 1, ds:n() do
+          local r = ds:row(i)
+          n = n + 1
+          if not cats[r.label] then badl = r.label end
+          if has(r.text, "<" .. r.label .. ">") then badl = "tag left in " .. r.text end
+        end
+      end
+      T.ok(n > 0 and not badl, "foldoc-cat: every row labelled with an entry's category" .. (badl and (" (" .. badl .. ")") or ""))
+      T.ok(pcall(suite.assert_disjoint, "foldoc-cat", res.units.probe, res.units.test), "foldoc-cat: no entry in probe and test")
+      T.eq(res.evals[1].type .. "," .. res.evals[2].type, "classification,clustering", "foldoc-cat: probe + clustering")
+    end
+  end
+  -- prog-faq: the clustering file holds perlfaq questions only, labelled by page
+  do
+    local qa = {}
+    for _, q in ipairs(faq.read_perl(REF .. "/perl-doc")) do q.source = "perlfaq"; qa[#qa + 1] = q end
+    for _, q in ipairs(faq.read_python(REF .. "/python3.11-doc")) do q.source = "python"; qa[#qa + 1] = q end
+    local okf, res = pcall(suite.prog_faq, { faqs = function() return qa end })
+    T.ok(okf, "suite.prog_faq builds on the excerpt" .. (okf and "" or (": " .. tostring(res))))
+    if okf then
+      local sec = res.files.sections.ds
+      T.eq(sec:n(), 3, "prog-faq: the three perlfaq questions are clustered, the Python ones are not")
+      T.eq(sec:row(2).label, "Data Manipulation", "prog-faq: label = perlfaq page")
+      T.eq(res.evals[2].test, "sections", "prog-faq: clustering eval on sections")
+    end
+  end
   -- the Debian split by source package
   suite.debian_split(pkgs)
   local side_of = {}
@@ -420,6 +486,25 @@ do
   T.eq(q.a, 2, "waterfill: a small class gives all it has")
   T.eq(q.b, 5, "waterfill: the rest is shared")
   T.eq(suite.clip("one two three four", 2), "one two", "clip words")
+end
+
+-- ------------------------------------------------------------------ task revisions
+
+do -- a task's rev is part of its inputs: bumping it rebuilds that task on an existing store, and
+   -- the redesigned tasks carry one
+  local prep = require "amalgam.prepare"
+  local st = assert(am.store.open(T.tmpdir("rev") .. "/store"))
+  local ctx = prep.context(st, { offline = true })
+  ctx.fetch.manifest = { deb = { ["wordnet-base"] = { version = "1:3.0-37" } }, npm = {} }
+  local t = { name = "wn-sense", sources = { "wordnet" } }
+  local a = ctx:inputs(t)
+  t.rev = 2
+  local b = ctx:inputs(t)
+  T.ok(a and b and a ~= b, "rev changes a task's inputs: " .. tostring(a) .. " / " .. tostring(b))
+  local revs = {}
+  for _, x in ipairs(prep.TASKS) do revs[x.name] = x.rev end
+  T.ok((revs["wn-sense"] or 1) >= 2 and (revs["prog-faq"] or 1) >= 2, "wn-sense and prog-faq are at rev 2 or later")
+  st:close()
 end
 
 -- ------------------------------------------------------------------ vocabulary pruning

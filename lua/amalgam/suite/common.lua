@@ -18,7 +18,7 @@ M.SIZES = {
   train_pairs = 5000, test_queries = 1000, corpus = 10000, ood_corpus = 12000,
   sts_train = 5000, sts_test = 1000, sense_train = 4000, sense_test = 1000,
   section_train = 4000, section_test = 2000, kjv_queries = 1000, kjv_corpus = 5000,
-  brown = 3000, spam_class = 2000, spam_cluster = 1500, max_words = 300, man_words = 100, chunk_words = 96,
+  brown = 3000, foldoc_cat = 3000, foldoc_cats = 12, spam_class = 2000, spam_cluster = 1500, max_words = 300, man_words = 100, chunk_words = 96,
 }
 
 M.DEB_SECTIONS = { "admin", "database", "devel", "doc", "editors", "electronics", "fonts", "games", "graphics",
