@@ -2,7 +2,8 @@
 -- (src/lua/l_train.c reads the options; am.train checks a loss written by hand or stored with
 -- check_loss).
 --   am.loss.infonce{temperature=0.05, symmetric=, hard_negatives=} / cosent{scale=20} /
---     codiemb_sts{...} / matryoshka{dims=, inner=} / starbucks{pairs=, inner=} / random_2d{...} / mlm{}
+--     codiemb_sts{...} / matryoshka{dims=, inner=} / starbucks{pairs=, inner=} / random_2d{...} / mlm{} /
+--     entropy{temperature=0.05} (label-free: the in-batch softmax's entropy, AdaMerging's objective)
 local core = require "amalgam.core"
 
 local M = {}
@@ -23,10 +24,11 @@ local loss_specs = {
   matryoshka = { dims = "table", weights = "table", n_dims_per_step = "integer", inner = "table" },
   starbucks = m2d, random_2d = m2d,
   mlm = { prob = "number", mask_frac = "number", random_frac = "number" },
+  entropy = { temperature = "number", scale = "number", sim = sim },
 }
 M.loss = {}
 local loss_full = {} -- kind -> the options spec of am.loss.<kind> (plus weight)
-for _, k in ipairs { "infonce", "cosent", "codiemb_sts", "matryoshka", "starbucks", "random_2d", "mlm" } do
+for _, k in ipairs { "infonce", "cosent", "codiemb_sts", "matryoshka", "starbucks", "random_2d", "mlm", "entropy" } do
   local spec = { weight = "number" }
   for key, t in pairs(loss_specs[k]) do spec[key] = t end
   loss_full[k] = spec

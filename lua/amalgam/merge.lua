@@ -59,6 +59,7 @@ end
 
 -- the data-driven methods (below, data_merge): named here for the suggestions of request()
 local data_method_names = { "fisher", "regmean", "lm_cocktail", "codiemb_fusion", "self_positioning" }
+M.data_method_names = data_method_names
 
 local methods_cache, options_cache
 local function methods()
@@ -126,7 +127,7 @@ local function request(opts, level)
     for i, m in ipairs(list) do names[i] = m.name end
     for _, d in ipairs(data_method_names) do
       if d == opts.method then
-        error(("merge: '%s' merges from data: am.merge { method = '%s', data = ... } (not a recipe, sweep or CLI merge)"):format(d, d), level)
+        error(("merge: '%s' merges from data: am.merge { method = '%s', data = ... } (stored with its tensors, not as a recipe)"):format(d, d), level)
       end
       names[#names + 1] = d
     end
@@ -198,197 +199,17 @@ end
 -- ------------------------------------------------------------------ data-driven merges
 
 -- Methods that need data (or, codiemb_fusion, a base and the checkpoints' deltas): computed from
--- statistics gathered by trainers on the models (src/api/merge_stats.h through tr:accumulate /
--- tr:grams / tr:loss, src/lua/l_train.c) and merged in C (src/merge/merge_data.h). Their results
--- depend on the data, so they are stored with their tensors (kind "merged"), not as recipes.
-local data_methods = {
-  fisher = { epsilon = "number" },
-  regmean = { alpha = "number" },
-  lm_cocktail = { temperature = "number" },
-  codiemb_fusion = { g = "string", axis = "string", temperature = "number" },
-  self_positioning = { per_layer = "boolean", steps = "integer", lr = "number", optimizer = "string", mu = "number",
-    regularizer = "string", simplex = "boolean", init = "number", probe_batches = "integer" },
-}
-local data_fixed = {
-  method = "string", base = "Model|string", models = "table", weights = "table", name = "string", store = "Store",
-  data = "table", loss = "table", losses = "table", max_len = "integer",
-}
-
-local function is_batch(t)
-  return type(t) == "table" and (t.queries ~= nil or t.sentence1 ~= nil or t.texts ~= nil)
-end
-
--- data[i] (the batches of model i's task) or one list of batches for every model
-local function per_model_data(data, k, level)
-  if is_batch(data[1]) then
-    local d = {}
-    for i = 1, k do d[i] = data end
-    return d
-  end
-  if #data ~= k then error(("merge: data must list one list of batches per model (%d models, %d lists) or be one list of batches"):format(k, #data), level) end
-  for i, l in ipairs(data) do
-    if type(l) ~= "table" or not is_batch(l[1]) then
-      error(("merge: data[%d] must be a list of batches ({queries=, positives=} or {sentence1=, sentence2=, scores=})"):format(i), level)
-    end
-  end
-  return data
-end
-
-local function data_merge(opts, level)
-  level = level + 1
-  local spec = data_methods[opts.method]
-  local known = {}
-  for k in pairs(data_fixed) do known[#known + 1] = k end
-  for k in pairs(spec) do known[#known + 1] = k end
-  for k, v in pairs(opts) do
-    local want = data_fixed[k] or spec[k]
-    if not want then
-      error(("merge: unknown option '%s' for %s%s"):format(tostring(k), opts.method, suggest(tostring(k), known)), level)
-    end
-    core.check_options("merge", { [k] = v }, { [k] = want }, level)
-  end
-  local m = opts.method
-  if opts.models == nil or #opts.models == 0 then error("merge: option 'models' must list the models to merge", level) end
-  local needs_data = m ~= "codiemb_fusion"
-  if needs_data and opts.data == nil then error(("merge: %s needs data = { batches... } (or one list per model)"):format(m), level) end
-  if (m == "codiemb_fusion" or m == "self_positioning") and opts.base == nil then
-    error(("merge: %s needs a base (θ0)"):format(m), level)
-  end
-  local k = #opts.models
-  if opts.weights and #opts.weights ~= k then error(("merge: %d weights for %d models"):format(#opts.weights, k), level) end
-  local data = needs_data and per_model_data(opts.data, k, level) or nil
-  local losses = {}
-  if m ~= "regmean" and needs_data then
-    if opts.losses then
-      if #opts.losses ~= k then error(("merge: %d losses for %d models"):format(#opts.losses, k), level) end
-      losses = opts.losses
-    elseif opts.loss then
-      for i = 1, k do losses[i] = opts.loss end
-    else
-      error(("merge: %s needs loss = {...} (as tr:step's) or losses = { one per model }"):format(m), level)
-    end
-  end
-  if m == "self_positioning" then
-    if opts.optimizer and opts.optimizer ~= "adam" and opts.optimizer ~= "sgd" then
-      error("merge: optimizer must be 'adam' or 'sgd'" .. suggest(opts.optimizer, { "adam", "sgd" }), level)
-    end
-    if opts.regularizer and opts.regularizer ~= "none" and opts.regularizer ~= "uniform" and opts.regularizer ~= "zero" then
-      error("merge: regularizer must be 'uniform', 'zero' or 'none'" .. suggest(opts.regularizer, { "uniform", "zero", "none" }), level)
-    end
-  end
-  local st, smsg, scode = store_of(opts)
-  if not st then return nil, smsg, scode end
-  local topts = { dropout = false, clip = 0, keep_theta0 = false, max_len = opts.max_len }
-  local function load(ref, what)
-    local md, msg, code = st:model(model_ref(ref, what, level + 1))
-    if not md then return nil, msg, code end
-    local tr, msg2, code2 = core.raw_trainer(md, topts)
-    if not tr then return nil, msg2, code2 end
-    return tr, md
-  end
-  local trs, ids = {}, {}
-  for i, ref in ipairs(opts.models) do
-    local tr, md, code = load(ref, ("models[%d]"):format(i))
-    if not tr then return nil, md, code end
-    trs[i], ids[i] = tr, md:id()
-  end
-  local base_tr, base_id
-  if opts.base ~= nil then
-    local tr, md, code = load(opts.base, "base")
-    if not tr then return nil, md, code end
-    base_tr, base_id = tr, md:id()
-  end
-  local info = { method = m }
-  local req = { method = m, trainers = trs, base = base_tr, weights = opts.weights, name = opts.name }
-  local params = {}
-  for p in pairs(spec) do if opts[p] ~= nil then params[p] = opts[p] end end
-  local nb = {}
-  if m == "fisher" or m == "regmean" then
-    for i, tr in ipairs(trs) do
-      nb[i] = #data[i]
-      for _, b in ipairs(data[i]) do
-        local ok, msg, code
-        if m == "fisher" then ok, msg, code = tr:accumulate(b, losses[i], "fisher")
-        else ok, msg, code = tr:grams(b) end
-        if not ok then return nil, ("merge: model %d: %s"):format(i, msg), code end
-      end
-    end
-    req.epsilon, req.alpha = opts.epsilon, opts.alpha
-  elseif m == "lm_cocktail" then
-    -- FlagEmbedding's LM_Cocktail: w = softmax(-loss / T) over the models' mean losses on the examples
-    local T = opts.temperature or 5.0
-    if not (T > 0) then error("merge: temperature must be > 0", level) end
-    local L, mx = {}, -math.huge
-    for i, tr in ipairs(trs) do
-      local s = 0
-      nb[i] = #data[i]
-      for _, b in ipairs(data[i]) do
-        local l, msg, code = tr:loss(b, losses[i])
-        if not l then return nil, ("merge: model %d: %s"):format(i, msg), code end
-        s = s + l
-      end
-      L[i] = s / #data[i]
-      mx = math.max(mx, -L[i] / T)
-    end
-    local w, sum = {}, 0
-    for i = 1, k do w[i] = math.exp(-L[i] / T - mx); sum = sum + w[i] end
-    for i = 1, k do w[i] = w[i] / sum end
-    info.losses, info.weights = L, w
-    req.weights = w
-  elseif m == "codiemb_fusion" then
-    req.g, req.axis, req.temperature = opts.g, opts.axis, opts.temperature
-  else -- self_positioning: a balanced probe set, the same number of batches from every task
-    local n = math.huge
-    for i = 1, k do n = math.min(n, #data[i]) end
-    if opts.probe_batches then n = math.min(n, opts.probe_batches) end
-    local work = core.raw_trainer(st:model(base_id), topts)
-    local failure
-    req.work = work
-    req.probe = function()
-      local s, c = 0, 0
-      for i = 1, k do
-        for j = 1, n do
-          local l, msg = work:accumulate(data[i][j], losses[i], "grad")
-          if not l then failure = failure or ("model %d batch %d: %s"):format(i, j, msg); return nil end
-          s, c = s + l, c + 1
-        end
-      end
-      return s / c
-    end
-    req.per_layer, req.steps, req.lr, req.mu, req.simplex, req.init =
-      opts.per_layer, opts.steps, opts.lr, opts.mu, opts.simplex, opts.init
-    req.adam = opts.optimizer ~= "sgd"
-    req.reg = opts.regularizer or (opts.mu and "uniform" or "none")
-    info.probe_batches = n * k
-    nb = { probe_batches = n * k }
-    req.fail = function() return failure end
-  end
-  req.meta = json.encode({ merge = { method = m, models = ids, base = base_id, params = params,
-    weights = req.weights, data = m == "self_positioning" and nb or { batches = nb } }, lm_cocktail = info.losses and { losses = info.losses } or nil })
-  local fail = req.fail
-  req.fail = nil
-  local id, res, code = core.raw_merge_data(st, req)
-  for _, tr in ipairs(trs) do tr:close() end
-  if base_tr then base_tr:close() end
-  if req.work then req.work:close() end
-  if not id then
-    if fail and fail() then return nil, "merge: self_positioning: " .. fail(), code end
-    if code == "EINVAL" then error("merge: " .. res, level) end
-    return nil, res, code
-  end
-  info.id, info.seconds, info.found = id, res.seconds, res.found
-  if m == "self_positioning" then
-    info.lambda, info.loss, info.trajectory, info.groups = res.lambda, res.loss, res.trajectory, res.groups
-  end
-  return st:model(id), info
-end
+-- statistics gathered on the models and stored with their tensors (lua/amalgam/merge_data.lua).
+local D = require "amalgam.merge_data"
+D.suggest = suggest
+local data_methods = D.methods
 
 --- am.merge{method=, base=, models={...}, weights={...}, <parameters>..., name=, materialize=, store=}
 ---   -> Model, info | nil, msg, code
 --- Data-driven methods (fisher, regmean, lm_cocktail, self_positioning; codiemb_fusion without data):
 ---   am.merge{method=, models=, base=, data = {batches} | {{batches of model 1}, ...}, loss = {...} | losses = {...}, ...}
 function M.merge(opts)
-  if type(opts) == "table" and data_methods[opts.method] then return data_merge(opts, 2) end
+  if type(opts) == "table" and data_methods[opts.method] then return D.merge(opts, 2) end
   local req = request(opts, 2)
   local st, smsg, scode = store_of(opts)
   if not st then return nil, smsg, scode end
@@ -398,18 +219,44 @@ function M.merge(opts)
 end
 
 --- am.diagnose{models={...}, base=, store=} -> diagnostics | nil, msg, code
+--- am.diagnose{model= | base=, data = {"TASK[:ROWS]", ...} | {{batches}, ...}, loss= | losses=, rows=, batch_size=,
+---   seed=, max_len=, [models=]} -> {gradients = {...}, [task-vector diagnostics]} | nil, msg, code
 function M.diagnose(opts)
-  core.check_options("diagnose", opts, { models = "table", base = "Model|string", store = "Store" }, 2)
-  if opts == nil or opts.models == nil or #opts.models == 0 then
-    error("diagnose: option 'models' must list the models to compare", 2)
+  core.check_options("diagnose", opts, { models = "table", base = "Model|string", store = "Store", model = "Model|string",
+    data = "table|string", loss = "table", losses = "table", rows = "integer", batch_size = "integer", seed = "integer",
+    max_len = "integer" }, 2)
+  local with_data = opts ~= nil and opts.data ~= nil
+  if not with_data and (opts == nil or opts.models == nil or #opts.models == 0) then
+    error("diagnose: option 'models' must list the models to compare (or data = {tasks...} for gradient conflicts)", 2)
   end
-  local ids = model_refs(opts.models, 2)
+  if not with_data then
+    for _, k in ipairs { "model", "loss", "losses", "rows", "batch_size", "seed", "max_len" } do
+      if opts[k] ~= nil then error(("diagnose: option '%s' is for gradient conflicts (give data = {tasks...})"):format(k), 2) end
+    end
+  end
+  if with_data and opts.model == nil and opts.base == nil then
+    error("diagnose: gradient conflicts (data = ...) needs the model to measure: model = M (or base = B)", 2)
+  end
   local st, smsg, scode = store_of(opts)
   if not st then return nil, smsg, scode end
-  local base = opts.base ~= nil and model_ref(opts.base, "base", 2) or nil
-  local d, msg, code = core.raw_merge_diagnose(st, base, ids)
-  if not d and code == "EINVAL" then error("diagnose: " .. msg, 2) end
-  return d, msg, code
+  local d = {}
+  if opts.models ~= nil and #opts.models > 0 then
+    local ids = model_refs(opts.models, 2)
+    local base = opts.base ~= nil and model_ref(opts.base, "base", 2) or nil
+    local msg, code
+    d, msg, code = core.raw_merge_diagnose(st, base, ids)
+    if not d and code == "EINVAL" then error("diagnose: " .. msg, 2) end
+    if not d then return nil, msg, code end
+  end
+  if with_data then
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    o.model, o.store, o.models, o.base = opts.model or opts.base, st, nil, nil
+    local g, msg, code = D.grad_conflict(o, 2)
+    if not g then return nil, msg, code end
+    d.gradients = g
+  end
+  return d
 end
 
 -- ------------------------------------------------------------------ sweeps
@@ -456,6 +303,8 @@ function M.sweep(opts)
   end
   table.sort(keys)
   local n_models = type(opts.models) == "table" and #opts.models or 0
+  local dm = data_methods[merge_opts.method]
+  if dm then D.check(merge_opts, 2) end
   -- every point's request checked before anything is merged or evaluated
   local points = grid_points(grid, keys)
   local reqs = {}
@@ -472,27 +321,64 @@ function M.sweep(opts)
         o[k == "weights" and "weights" or k] = v
       end
     end
-    reqs[i] = request(o, 2)
+    if dm then -- a data method: the grid's values checked here, the statistics gathered once below
+      local q = { weights = o.weights }
+      for k, v in pairs(p) do
+        if k ~= "weight" and k ~= "weights" then
+          if not dm[k] then
+            local ks = {}
+            for kk in pairs(dm) do ks[#ks + 1] = kk end
+            error(("sweep: %s has no parameter '%s'%s"):format(merge_opts.method, k, suggest(k, ks)), 2)
+          end
+          D.check_param(merge_opts.method, k, v, 2)
+          q[k] = v
+        end
+      end
+      reqs[i] = q
+    else
+      reqs[i] = request(o, 2)
+    end
   end
   local st, smsg, scode = store_of(opts)
   if not st then return nil, smsg, scode end
+  local ctx
+  if dm then
+    merge_opts.store = st
+    local msg, code
+    ctx, msg, code = D.prepare(merge_opts, 2)
+    if not ctx then return nil, "sweep: " .. tostring(msg), code end
+  end
   local ev = eval_opts ~= false and eval_options(eval_opts, st) or nil
   local out = {}
   for i, p in ipairs(points) do
-    local m, info, code = core.raw_merge(st, reqs[i])
+    local m, info, code
+    if ctx then
+      local ok
+      ok, m, info, code = pcall(D.point, ctx, reqs[i], 2)
+      if not ok then D.close(ctx); error(("sweep: point %d: %s"):format(i, tostring(m):gsub("^[^:]*:%d+: ", "")), 2) end
+      if m then reqs[i].weights = info.weights or reqs[i].weights end
+    else
+      m, info, code = core.raw_merge(st, reqs[i])
+    end
     if not m then
+      if ctx then D.close(ctx) end
       if code == "EINVAL" then error(("sweep: point %d: %s"):format(i, info), 2) end
       return nil, ("sweep: point %d: %s"):format(i, info), code
     end
     local point = { params = p, weights = reqs[i].weights, model = m, id = m:id(), found = info.found }
     if ev then
       local r, msg, code2 = core.eval(m, ev)
-      if not r then return nil, ("sweep: point %d: %s"):format(i, msg), code2 end
+      if not r then
+        if ctx then D.close(ctx) end
+        return nil, ("sweep: point %d: %s"):format(i, msg), code2
+      end
       point.results, point.id_avg, point.ood_avg = r, r.id_avg, r.ood_avg
     end
+    if info.lambda then point.lambda, point.trajectory = info.lambda, info.trajectory end
     out[i] = point
     if on_point then on_point(point, i, #points) end
   end
+  if ctx then D.close(ctx) end
   out.keys = keys
   if ev then out.front = M.pareto_front(out) end
   out.sweep_id = require("amalgam.sweep_record").record(st, merge_opts, grid, keys, out, ev) -- am.sweeps, the TUI

@@ -29,47 +29,92 @@ static int start_of(Store *st, const char *id, char out[AM_ID_HEX + 1]) {
 
 typedef struct {
     double *dot;          /* k x k */
+    size_t *pconf, *pboth; /* k x k, x < y: entries both change, with opposite signs / at all */
     size_t conflicts, overlap;
 } Acc;
 
-static void acc_add(Acc *a, int k, float *const *tau, size_t off, size_t n) {
+static Acc acc_new(int k) {
+    size_t kk = (size_t)k * (size_t)k;
+    return (Acc){ xcalloc(kk, sizeof(double)), xcalloc(kk, sizeof(size_t)), xcalloc(kk, sizeof(size_t)), 0, 0 };
+}
+
+static void acc_free(Acc *a) {
+    free(a->dot);
+    free(a->pconf);
+    free(a->pboth);
+}
+
+static void acc_clear(Acc *a, int k) {
+    size_t kk = (size_t)k * (size_t)k;
+    memset(a->dot, 0, kk * sizeof(double));
+    memset(a->pconf, 0, kk * sizeof(size_t));
+    memset(a->pboth, 0, kk * sizeof(size_t));
+    a->conflicts = a->overlap = 0;
+}
+
+static void acc_merge(Acc *to, const Acc *a, int k) {
+    for (size_t e = 0; e < (size_t)k * (size_t)k; e++) {
+        to->dot[e] += a->dot[e];
+        to->pconf[e] += a->pconf[e];
+        to->pboth[e] += a->pboth[e];
+    }
+    to->conflicts += a->conflicts;
+    to->overlap += a->overlap;
+}
+
+static void acc_add(Acc *a, int k, const float *const *v, size_t off, size_t n) {
     for (int x = 0; x < k; x++)
         for (int y = x; y < k; y++) {
             double d = 0;
-            const float *p = tau[x] + off, *q = tau[y] + off;
-            for (size_t i = 0; i < n; i++) d += (double)p[i] * (double)q[i];
+            size_t both = 0, conf = 0;
+            const float *p = v[x] + off, *q = v[y] + off;
+            for (size_t i = 0; i < n; i++) {
+                d += (double)p[i] * (double)q[i];
+                if (x != y && p[i] != 0 && q[i] != 0) {
+                    both++;
+                    conf += (p[i] > 0) != (q[i] > 0);
+                }
+            }
             a->dot[x * k + y] += d;
+            a->pboth[x * k + y] += both;
+            a->pconf[x * k + y] += conf;
         }
     for (size_t i = 0; i < n; i++) {
         int pos = 0, neg = 0;
         for (int x = 0; x < k; x++) {
-            float v = tau[x][off + i];
-            pos += v > 0;
-            neg += v < 0;
+            float e = v[x][off + i];
+            pos += e > 0;
+            neg += e < 0;
         }
         if (pos + neg >= 2) a->overlap++;
         if (pos && neg) a->conflicts++;
     }
 }
 
-/* {"name", "norm": [...], "cosine": [[...]], "sign_conflict", "conflicts", "overlap"} */
+/* {"name", "norm": [...], "cosine": [[...]], "sign_conflict", "conflicts", "overlap",
+ *  "sign_conflict_pairs": [[...]]} */
 static cJSON *acc_json(const char *name, const Acc *a, int k) {
     cJSON *o = cJSON_CreateObject();
     if (name) cJSON_AddStringToObject(o, "name", name);
     cJSON *norm = cJSON_AddArrayToObject(o, "norm"), *cos = cJSON_AddArrayToObject(o, "cosine");
     for (int x = 0; x < k; x++) cJSON_AddItemToArray(norm, cJSON_CreateNumber(sqrt(a->dot[x * k + x])));
+    cJSON *pairs = cJSON_CreateArray();
     for (int x = 0; x < k; x++) {
-        cJSON *row = cJSON_CreateArray();
+        cJSON *row = cJSON_CreateArray(), *prow = cJSON_CreateArray();
         for (int y = 0; y < k; y++) {
             int i = x < y ? x : y, j = x < y ? y : x;
             double den = sqrt(a->dot[i * k + i] * a->dot[j * k + j]);
             cJSON_AddItemToArray(row, cJSON_CreateNumber(den > 0 ? a->dot[i * k + j] / den : 0));
+            size_t both = a->pboth[i * k + j];
+            cJSON_AddItemToArray(prow, cJSON_CreateNumber(i != j && both ? (double)a->pconf[i * k + j] / (double)both : 0));
         }
         cJSON_AddItemToArray(cos, row);
+        cJSON_AddItemToArray(pairs, prow);
     }
     cJSON_AddNumberToObject(o, "sign_conflict", a->overlap ? (double)a->conflicts / (double)a->overlap : 0);
     cJSON_AddNumberToObject(o, "conflicts", (double)a->conflicts);
     cJSON_AddNumberToObject(o, "overlap", (double)a->overlap);
+    cJSON_AddItemToObject(o, "sign_conflict_pairs", pairs);
     return o;
 }
 
@@ -78,6 +123,50 @@ static void group_name(const char *tensor, char *buf, size_t cap) {
     if (l >= 0) { snprintf(buf, cap, "layer.%d", l); return; }
     unsigned c = merge_tensor_class(tensor);
     snprintf(buf, cap, "%s", c == MERGE_CLS_POOLER ? "pooler" : c == MERGE_CLS_HEAD ? "head" : "embeddings");
+}
+
+/* the whole-model numbers into o, then "groups" (per layer) and "tensors" */
+static void diag_vectors(cJSON *o, const ParamTable *tab, const float *const *v, int n) {
+    Acc whole = acc_new(n), grp = acc_new(n), t1 = acc_new(n);
+    cJSON *groups = cJSON_CreateArray(), *tensors = cJSON_CreateArray();
+    char gname[32] = "", cur[32] = "";
+    for (int q = 0; q < tab->n; q++) {
+        const ParamInfo *p = &tab->t[q];
+        group_name(p->name, gname, sizeof gname);
+        if (q && strcmp(gname, cur) != 0) {
+            cJSON_AddItemToArray(groups, acc_json(cur, &grp, n));
+            acc_clear(&grp, n);
+        }
+        memcpy(cur, gname, sizeof cur);
+        acc_clear(&t1, n);
+        acc_add(&t1, n, v, p->offset, p->numel);
+        cJSON_AddItemToArray(tensors, acc_json(p->name, &t1, n));
+        acc_merge(&grp, &t1, n);
+        acc_merge(&whole, &t1, n);
+    }
+    if (cur[0]) cJSON_AddItemToArray(groups, acc_json(cur, &grp, n));
+    cJSON *w = acc_json(NULL, &whole, n);
+    for (cJSON *it = w->child; it;) {
+        cJSON *next = it->next;
+        cJSON_AddItemToObject(o, it->string, cJSON_DetachItemViaPointer(w, it));
+        it = next;
+    }
+    cJSON_Delete(w);
+    cJSON_AddItemToObject(o, "groups", groups);
+    cJSON_AddItemToObject(o, "tensors", tensors);
+    acc_free(&whole);
+    acc_free(&grp);
+    acc_free(&t1);
+}
+
+int merge_diag_vectors(const ParamTable *tab, const float *const *v, int n, char **json) {
+    *json = NULL;
+    if (n < 1 || n > 64) return am_error(AM_EINVAL, "diagnose: 1..64 vectors, got %d", n);
+    cJSON *o = cJSON_CreateObject();
+    diag_vectors(o, tab, v, n);
+    *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return AM_OK;
 }
 
 int merge_store_diagnose(Store *st, const char *base, const char *const *models, int n, char **json) {
@@ -145,45 +234,11 @@ int merge_store_diagnose(Store *st, const char *base, const char *const *models,
             tau[i] = m[i]->params; /* in place: τ = θ − θ_base */
             for (size_t e = 0; e < total; e++) tau[i][e] -= b->params[e];
         }
-        size_t kk = (size_t)n * (size_t)n;
-        Acc whole = {xcalloc(kk, sizeof(double)), 0, 0}, grp = {xcalloc(kk, sizeof(double)), 0, 0};
         o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "base", bid);
         cJSON *jm = cJSON_AddArrayToObject(o, "models");
         for (int i = 0; i < n; i++) cJSON_AddItemToArray(jm, cJSON_CreateString(ids[i]));
-        cJSON *groups = cJSON_CreateArray(), *tensors = cJSON_CreateArray();
-        char gname[32] = "", cur[32] = "";
-        for (int q = 0; q < tab->n; q++) {
-            const ParamInfo *p = &tab->t[q];
-            group_name(p->name, gname, sizeof gname);
-            if (q && strcmp(gname, cur) != 0) {
-                cJSON_AddItemToArray(groups, acc_json(cur, &grp, n));
-                memset(grp.dot, 0, kk * sizeof(double));
-                grp.conflicts = grp.overlap = 0;
-            }
-            memcpy(cur, gname, sizeof cur);
-            Acc t1 = {xcalloc(kk, sizeof(double)), 0, 0};
-            acc_add(&t1, n, tau, p->offset, p->numel);
-            cJSON_AddItemToArray(tensors, acc_json(p->name, &t1, n));
-            for (size_t e = 0; e < kk; e++) { grp.dot[e] += t1.dot[e]; whole.dot[e] += t1.dot[e]; }
-            grp.conflicts += t1.conflicts;
-            grp.overlap += t1.overlap;
-            whole.conflicts += t1.conflicts;
-            whole.overlap += t1.overlap;
-            free(t1.dot);
-        }
-        if (cur[0]) cJSON_AddItemToArray(groups, acc_json(cur, &grp, n));
-        cJSON *w = acc_json(NULL, &whole, n);
-        for (cJSON *it = w->child; it;) {
-            cJSON *next = it->next;
-            cJSON_AddItemToObject(o, it->string, cJSON_DetachItemViaPointer(w, it));
-            it = next;
-        }
-        cJSON_Delete(w);
-        cJSON_AddItemToObject(o, "groups", groups);
-        cJSON_AddItemToObject(o, "tensors", tensors);
-        free(whole.dot);
-        free(grp.dot);
+        diag_vectors(o, tab, (const float *const *)tau, n);
         free(tau);
     }
     for (int i = 0; i < n; i++) model_delete(m[i]);

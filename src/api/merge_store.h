@@ -92,6 +92,12 @@ int merge_store_load_weights(Store *st, const char *id, Model **m, char **vocab,
  * where some go up and some down (TIES' interference). Errors as merge_store_merge's. */
 int merge_store_diagnose(Store *st, const char *base, const char *const *models, int n, char **json);
 
+/* The same numbers for any n vectors laid out by tab (e.g. per-task gradients at one model: their
+ * cosines and sign conflicts, am.diagnose{data = ...}): the object above without "base" and
+ * "models". Every object also has "sign_conflict_pairs" (k x k): of the entries both vectors of a
+ * pair change (≠ 0), the share with opposite signs (0 on the diagonal). */
+int merge_diag_vectors(const ParamTable *tab, const float *const *v, int n, char **json);
+
 /* What this process merged: merges computed (merge_models calls) and recipes taken from the
  * in-memory copy of the last computed merge instead of being computed again. */
 typedef struct { size_t computed, reused; } MergeStoreCounts;

@@ -1,5 +1,5 @@
 /* l_loss.c - loss specs from Lua: {kind = "infonce" | "cosent" | "codiemb_sts" | "matryoshka" |
- * "starbucks" | "random_2d" | "mlm", ...} (wrappers nest through `inner`) into LossSpec trees
+ * "starbucks" | "random_2d" | "mlm" | "entropy", ...} (wrappers nest through `inner`) into LossSpec trees
  * for tr:step and the statistics methods (see l_train.c for the table shapes). */
 #define _GNU_SOURCE
 #include "am_lua.h"
@@ -66,12 +66,24 @@ LossSpec *am_lua_loss_spec(lua_State *L, int t, int arg, SpecPool *pool, const E
     int kind = loss_kind_from_name(kname);
     if (kind < 0)
         luaL_argerror(L, arg, lua_pushfstring(L, "unknown loss kind '%s' (infonce, cosent, codiemb_sts, matryoshka, "
-                                                 "starbucks, random_2d, mlm)", kname));
+                                                 "starbucks, random_2d, mlm, entropy)", kname));
     LossSpec *s = &pool->s[pool->n++];
     loss_spec_default(s, kind);
     s->weight = (float)am_lua_opt_num(L, t, arg, "weight", s->weight);
     switch (kind) {
     case AM_LOSS_INFONCE: read_infonce(L, t, arg, &s->infonce); break;
+    case AM_LOSS_ENTROPY: {
+        lua_getfield(L, t, "temperature");
+        if (!lua_isnil(L, -1)) {
+            double T = luaL_checknumber(L, -1);
+            if (!(T > 0)) luaL_error(L, "loss option 'temperature' must be > 0");
+            s->entropy.scale = (float)(1.0 / T);
+        }
+        lua_pop(L, 1);
+        s->entropy.scale = (float)am_lua_opt_num(L, t, arg, "scale", s->entropy.scale);
+        s->entropy.sim = am_lua_opt_enum(L, t, arg, "sim", sim_names, s->entropy.sim);
+        break;
+    }
     case AM_LOSS_COSENT:
         s->cosent.scale = (float)am_lua_opt_num(L, t, arg, "scale", s->cosent.scale);
         s->cosent.sim = am_lua_opt_enum(L, t, arg, "sim", sim_names, s->cosent.sim);

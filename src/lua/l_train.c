@@ -407,6 +407,7 @@ static const luaL_Reg tr_funcs[] = {
     {"raw_trainer", l_raw_trainer},
     {"raw_batch_order", l_raw_batch_order},
     {"raw_merge_data", am_lua_raw_merge_data},
+    {"raw_grad_conflict", am_lua_raw_grad_conflict},
     {NULL, NULL},
 };
 

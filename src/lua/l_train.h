@@ -3,7 +3,8 @@
  *   l_train.c        Trainer creation, tr:step / save / state, core.raw_batch_order, registration
  *   l_loss.c         loss specs ({kind = "infonce" | "cosent" | ...}) into LossSpec trees
  *   l_train_batch.c  batch tables into tokenized TrainBatch
- *   l_train_stats.c  tr:loss / accumulate / grams / reset_stats and core.raw_merge_data */
+ *   l_train_stats.c  tr:loss / accumulate / grams / reset_stats, core.raw_merge_data and
+ *                    core.raw_grad_conflict */
 #ifndef AM_L_TRAIN_H
 #define AM_L_TRAIN_H
 
@@ -49,5 +50,6 @@ int am_lua_tr_accumulate(lua_State *L);
 int am_lua_tr_grams(lua_State *L);
 int am_lua_tr_reset_stats(lua_State *L);
 int am_lua_raw_merge_data(lua_State *L);
+int am_lua_raw_grad_conflict(lua_State *L);
 
 #endif

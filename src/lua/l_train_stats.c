@@ -6,6 +6,7 @@
 #include "am_base.h"
 #include "trainer.h"
 #include "merge_stats.h"
+#include "merge_store.h"
 #include "l_train.h"
 
 #include <math.h>
@@ -86,6 +87,40 @@ int am_lua_tr_reset_stats(lua_State *L) {
     b->n_g = 0;
     b->g_rows = 0;
     return 0;
+}
+
+/* core.raw_grad_conflict({tr, ...}) -> diagnostics | nil, msg, code: the trainers' accumulated
+ * mean gradients (tr:accumulate(..., "grad"), one trainer per task on the same model) compared
+ * pairwise: cosines and sign conflicts per tensor, per layer and overall (merge_diag_vectors) */
+int am_lua_raw_grad_conflict(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int k = (int)luaL_len(L, 1);
+    luaL_argcheck(L, k >= 1 && k <= 64, 1, "1..64 trainers");
+    TrainerBox *tb[64];
+    for (int i = 0; i < k; i++) {
+        lua_geti(L, 1, i + 1);
+        tb[i] = am_lua_checktrainer(L, -1);
+        lua_pop(L, 1);
+        if (tb[i]->m->tab.total != tb[0]->m->tab.total)
+            return am_lua_fail(L, am_error(AM_ESHAPE, "diagnose: the trainers' models differ in shape"));
+        if (!tb[i]->acc || tb[i]->n_acc < 1)
+            return am_lua_fail(L, am_error(AM_EINVAL, "diagnose: task %d has no gradient (no batches)", i + 1));
+    }
+    const size_t N = tb[0]->m->tab.total;
+    AmAutoFree *gf = am_lua_newautofree(L, free);
+    float *g = gf->p = xmalloc((size_t)k * N * sizeof(float));
+    const float *v[64];
+    for (int i = 0; i < k; i++) {
+        for (size_t e = 0; e < N; e++) g[(size_t)i * N + e] = tb[i]->acc[e] / (float)tb[i]->n_acc;
+        v[i] = g + (size_t)i * N;
+    }
+    char *json = NULL;
+    int rc = merge_diag_vectors(&tb[0]->m->tab, v, k, &json);
+    if (rc) return am_lua_fail(L, rc);
+    rc = am_lua_pushjson(L, json, strlen(json));
+    free(json);
+    if (rc) return am_lua_fail(L, rc);
+    return 1;
 }
 
 typedef struct {
@@ -189,7 +224,9 @@ int am_lua_raw_merge_data(lua_State *L) {
         lua_getfield(L, 2, "epsilon");
         double eps = luaL_optnumber(L, -1, 1e-10);
         lua_pop(L, 1);
-        rc = merge_fisher(tab, k, models, stats, has_w ? w : NULL, eps, out->params);
+        MergeFisherNorm fn;
+        if ((rc = merge_fisher_norm_from_name(optstr(L, 2, "normalize", "none"), &fn))) return am_lua_fail(L, rc);
+        rc = merge_fisher_normalized(tab, k, models, stats, has_w ? w : NULL, eps, fn, out->params);
     } else if (strcmp(method, "regmean") == 0) {
         int nl = tb[0]->n_g;
         for (int i = 0; i < k; i++)

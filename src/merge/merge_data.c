@@ -39,10 +39,26 @@ static double wt(const double *w, int m) { return w ? w[m] : 1.0; }
 
 /* ------------------------------------------------------------------ Fisher */
 
-int merge_fisher(const ParamTable *tab, int k, const float *const *models, const float *const *fisher,
-                 const double *weights, double eps, float *out) {
+int merge_fisher_norm_from_name(const char *name, MergeFisherNorm *n) {
+    static const char *const names[] = { "none", "param", "model" };
+    for (int i = 0; i < 3; i++)
+        if (name && strcmp(name, names[i]) == 0) { *n = (MergeFisherNorm)i; return AM_OK; }
+    return am_error(AM_EINVAL, "fisher: unknown normalize '%s' (none, param or model)", name ? name : "(null)");
+}
+
+/* c[m] = (1 / (norm_m + eps)) / Σ_j 1 / (norm_j + eps) */
+static void fisher_norm_coeff(const double *norm, int k, double eps, double *c) {
+    double s = 0;
+    for (int m = 0; m < k; m++) s += c[m] = 1.0 / (norm[m] + eps);
+    for (int m = 0; m < k; m++) c[m] = s > 0 && isfinite(s) ? c[m] / s : 1.0 / k;
+}
+
+int merge_fisher_normalized(const ParamTable *tab, int k, const float *const *models, const float *const *fisher,
+                            const double *weights, double eps, MergeFisherNorm norm, float *out) {
     if (k < 1) return am_error(AM_EINVAL, "fisher: needs at least 1 model, got %d", k);
+    if (k > 64) return am_error(AM_EINVAL, "fisher: at most 64 models, got %d", k);
     if (!(eps >= 0) || !isfinite(eps)) return am_error(AM_EINVAL, "fisher: epsilon must be ≥ 0, got %g", eps);
+    if (norm < MERGE_FISHER_NORM_NONE || norm > MERGE_FISHER_NORM_MODEL) return am_error(AM_EINVAL, "fisher: unknown normalize %d", (int)norm);
     int rc;
     if ((rc = check_weights(weights, k)) || (rc = check_models(tab, k, models, NULL))) return rc;
     for (int m = 0; m < k; m++) {
@@ -56,21 +72,51 @@ int merge_fisher(const ParamTable *tab, int k, const float *const *models, const
                                 (double)fisher[m][j], nm);
             }
     }
-    for (size_t j = 0; j < tab->total; j++) {
-        double num = 0, den = 0;
+    double w[64], c[64], nrm[64];
+    for (int m = 0; m < k; m++) w[m] = wt(weights, m);
+    if (norm == MERGE_FISHER_NORM_MODEL) {
         for (int m = 0; m < k; m++) {
-            double f = wt(weights, m) * ((double)fisher[m][j] + eps);
-            num += f * (double)models[m][j];
-            den += f;
+            double ss = 0;
+            for (size_t j = 0; j < tab->total; j++) ss += (double)fisher[m][j] * (double)fisher[m][j];
+            nrm[m] = sqrt(ss);
         }
-        if (den > 0) out[j] = (float)(num / den);
-        else { /* eps = 0 and no Fisher mass: the weighted mean */
-            double s = 0, ws = 0;
-            for (int m = 0; m < k; m++) { s += wt(weights, m) * (double)models[m][j]; ws += wt(weights, m); }
-            out[j] = (float)(s / ws);
+        fisher_norm_coeff(nrm, k, eps, c);
+        for (int m = 0; m < k; m++) w[m] *= c[m];
+    }
+    for (int i = 0; i < tab->n; i++) {
+        const ParamInfo *p = &tab->t[i];
+        double wi[64];
+        memcpy(wi, w, (size_t)k * sizeof(double));
+        if (norm == MERGE_FISHER_NORM_PARAM) {
+            for (int m = 0; m < k; m++) {
+                double ss = 0;
+                for (size_t j = p->offset; j < p->offset + p->numel; j++) ss += (double)fisher[m][j] * (double)fisher[m][j];
+                nrm[m] = sqrt(ss);
+            }
+            fisher_norm_coeff(nrm, k, eps, c);
+            for (int m = 0; m < k; m++) wi[m] *= c[m];
+        }
+        for (size_t j = p->offset; j < p->offset + p->numel; j++) {
+            double num = 0, den = 0;
+            for (int m = 0; m < k; m++) {
+                double f = wi[m] * ((double)fisher[m][j] + eps);
+                num += f * (double)models[m][j];
+                den += f;
+            }
+            if (den > 0) out[j] = (float)(num / den);
+            else { /* eps = 0 and no Fisher mass: the weighted mean */
+                double s = 0, ws = 0;
+                for (int m = 0; m < k; m++) { s += wi[m] * (double)models[m][j]; ws += wi[m]; }
+                out[j] = (float)(ws > 0 ? s / ws : (double)models[0][j]);
+            }
         }
     }
     return AM_OK;
+}
+
+int merge_fisher(const ParamTable *tab, int k, const float *const *models, const float *const *fisher,
+                 const double *weights, double eps, float *out) {
+    return merge_fisher_normalized(tab, k, models, fisher, weights, eps, MERGE_FISHER_NORM_NONE, out);
 }
 
 /* ------------------------------------------------------------------ RegMean */

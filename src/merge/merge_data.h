@@ -41,6 +41,14 @@
 /* out = Σ w_k (F_k + eps) θ_k / Σ w_k (F_k + eps). weights NULL = 1 each; eps ≥ 0 (1e-10). */
 int merge_fisher(const ParamTable *tab, int k, const float *const *models, const float *const *fisher,
                  const double *weights, double eps, float *out);
+/* The authors' fisher_normalize (bloomberg/dataless-model-merging avg_merger.py): each model's
+ * weight times c_k = (1 / (‖F_k‖ + eps)) / Σ_j 1 / (‖F_j‖ + eps), ‖F_k‖ the L2 norm of its Fisher
+ * over each tensor (PARAM) or over the whole model (MODEL), so a model with a larger Fisher
+ * does not dominate by scale alone. NONE = merge_fisher. */
+typedef enum { MERGE_FISHER_NORM_NONE, MERGE_FISHER_NORM_PARAM, MERGE_FISHER_NORM_MODEL } MergeFisherNorm;
+int merge_fisher_norm_from_name(const char *name, MergeFisherNorm *n); /* "none" | "param" | "model" */
+int merge_fisher_normalized(const ParamTable *tab, int k, const float *const *models, const float *const *fisher,
+                            const double *weights, double eps, MergeFisherNorm norm, float *out);
 
 /* ---- RegMean ---- */
 /* The 2-D weights of the encoder's linear layers (query, key, value, attention output,

@@ -219,6 +219,55 @@ void infonce_backward(float *demb, const LossInput *in, const InfoNCEOptions *o,
     loss_infonce_eval(in, o, demb, dloss);
 }
 
+/* ------------------------------------------------------------------ in-batch entropy */
+
+double loss_entropy_eval(const LossInput *in, const EntropyOptions *o, float *demb, double w) {
+    const int n = in->n, P = in->n_pos, K = in->n_neg, d = in->dim, M = n * P + n * K;
+    AM_ASSERT(n >= 1 && P >= 1 && K >= 0 && d >= 1 && d <= in->ld);
+    Rows r;
+    rows_init(&r, in, o->sim, demb != NULL);
+    const double s = (double)o->scale;
+    const double *Xq = r.x, *Xc = r.x + (size_t)n * d;
+    double *S = xmalloc((size_t)n * M * sizeof(double));
+    double *dS = demb ? xcalloc((size_t)n * M, sizeof(double)) : NULL;
+    dgemm_nt(S, Xq, n, Xc, M, d, s);
+    double loss = 0;
+    for (int i = 0; i < n; i++) {
+        double *Si = S + (size_t)i * M;
+        if (in->cand)
+            for (int c = 0; c < M; c++)
+                if (!in->cand[c]) Si[c] = -(double)INFINITY;
+        const double z = lse(Si, M);
+        double H = 0;
+        for (int c = 0; c < M; c++) {
+            if (isinf(Si[c])) continue; /* padding: p = 0, 0·log 0 = 0 */
+            const double lp = Si[c] - z;
+            H -= exp(lp) * lp;
+        }
+        loss += H / n;
+        if (dS)
+            for (int c = 0; c < M; c++) {
+                if (isinf(Si[c])) continue;
+                const double lp = Si[c] - z;
+                dS[(size_t)i * M + c] = -exp(lp) * (lp + H) * s / n;
+            }
+    }
+    if (dS) {
+        dgemm_nn_acc(r.dx, dS, Xc, n, M, d);                       /* dXq = dS · Xc */
+        dgemm_tn_acc(r.dx + (size_t)n * d, dS, Xq, M, n, d);       /* dXc = dSᵀ · Xq */
+        rows_backward(&r, in, o->sim, demb, w);
+    }
+    free(S);
+    free(dS);
+    rows_free(&r);
+    return loss;
+}
+
+double entropy_forward(const LossInput *in, const EntropyOptions *o) { return loss_entropy_eval(in, o, NULL, 0); }
+void entropy_backward(float *demb, const LossInput *in, const EntropyOptions *o, double dloss) {
+    loss_entropy_eval(in, o, demb, dloss);
+}
+
 /* ------------------------------------------------------------------ losses of the pair similarities */
 
 

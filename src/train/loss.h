@@ -43,6 +43,12 @@
  *   symmetric = 1 (MultipleNegativesSymmetricRankingLoss): L = (L_q→d + L_d→q) / 2 where L_d→q
  *   averages, over slots j and valid i, CE of p_{i,j} against all n queries (target q_i).
  *
+ * Entropy (AdaMerging's objective, EnnengYang/AdaMerging softmax_entropy, for embedders): no labels;
+ *   each query's distribution over every real candidate row (all positives and hard negatives of
+ *   the batch; graded pairs: every sentence2), p_i = softmax(s·sim(q_i, ·)), s = 1/temperature,
+ *   L = (1/n) Σ_i H(p_i) = −(1/n) Σ_i Σ_c p_ic log p_ic;  ∂H_i/∂S_ic = −p_ic (log p_ic + H_i).
+ *   Gold scores, if any, are ignored. Low entropy = each query confidently picks one candidate.
+ *
  * CoSENT (ST CoSENTLoss, graded layout): c_i = sim(q_i, p_i),
  *   L = log(1 + Σ_{(i,j): y_i > y_j} exp(s·(c_j − c_i)))       s = scale (20)
  *
@@ -121,6 +127,7 @@ enum {
     AM_LOSS_STARBUCKS = 4,   /* 2D Matryoshka, fixed (layer, dim) list + KL, wraps inner */
     AM_LOSS_RANDOM_2D = 5,   /* 2DMSE: random (layer, dim) per step + full + KL, wraps inner */
     AM_LOSS_MLM = 6,         /* masked language modelling (root only; see mlm.h) */
+    AM_LOSS_ENTROPY = 7,     /* in-batch softmax entropy, label-free (AdaMerging's objective) */
     AM_LOSS_KIND_COUNT
 };
 
@@ -158,6 +165,11 @@ typedef struct {
     float scale;          /* 20 */
     int sim;              /* AM_SIM_COS */
 } CoSENTOptions;
+
+typedef struct {
+    float scale;          /* 1/temperature; 20 (T = 0.05) */
+    int sim;              /* AM_SIM_COS */
+} EntropyOptions;
 
 typedef struct {
     float w_mid, w_pro, w_pearson, w_rankkl; /* 1, 0.5, 2, 5 */
@@ -222,12 +234,13 @@ typedef struct LossSpec {
     MatryoshkaOptions mrl;
     Matryoshka2DOptions m2d;
     MlmOptions mlm;
+    EntropyOptions entropy;
     const struct LossSpec *inner; /* MATRYOSHKA / STARBUCKS / RANDOM_2D: the loss applied per view (borrowed) */
 } LossSpec;
 
 /* Fill every option with its default for `kind` (inner = NULL). */
 void loss_spec_default(LossSpec *s, int kind);
-/* "infonce", "cosent", "codiemb_sts", "matryoshka", "starbucks", "random_2d", "mlm" <-> AM_LOSS_*
+/* "infonce", "cosent", "codiemb_sts", "matryoshka", "starbucks", "random_2d", "mlm", "entropy" <-> AM_LOSS_*
  * (-1 / NULL if unknown). */
 int loss_kind_from_name(const char *name);
 const char *loss_kind_name(int kind);
@@ -272,6 +285,9 @@ int loss_eval(const LossSpec *s, const LossViews *v, double grad_scale, LossResu
 
 double infonce_forward(const LossInput *in, const InfoNCEOptions *o);
 void infonce_backward(float *demb, const LossInput *in, const InfoNCEOptions *o, double dloss);
+
+double entropy_forward(const LossInput *in, const EntropyOptions *o);
+void entropy_backward(float *demb, const LossInput *in, const EntropyOptions *o, double dloss);
 
 double cosent_forward(const LossInput *in, const CoSENTOptions *o);
 void cosent_backward(float *demb, const LossInput *in, const CoSENTOptions *o, double dloss);

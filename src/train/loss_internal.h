@@ -12,6 +12,7 @@
 typedef double (*PairFn)(const double *c, const float *y, int n, const void *opt, double *dc);
 
 double loss_infonce_eval(const LossInput *in, const InfoNCEOptions *o, float *demb, double w);
+double loss_entropy_eval(const LossInput *in, const EntropyOptions *o, float *demb, double w);
 double loss_pair_eval(const LossInput *in, int sim, PairFn fn, const void *opt, float *demb, double w);
 double loss_cosent_fn(const double *c, const float *y, int n, const void *opt, double *dc);
 /* Both gradients (dlast, dmid) are scaled by gw; terms get the parts scaled by tw, named prefix+part. */

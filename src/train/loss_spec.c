@@ -13,7 +13,7 @@
 /* ------------------------------------------------------------------ specs */
 
 static const char *const kind_names[AM_LOSS_KIND_COUNT] = {
-    "infonce", "cosent", "codiemb_sts", "matryoshka", "starbucks", "random_2d", "mlm",
+    "infonce", "cosent", "codiemb_sts", "matryoshka", "starbucks", "random_2d", "mlm", "entropy",
 };
 
 int loss_kind_from_name(const char *name) {
@@ -53,6 +53,7 @@ void loss_spec_default(LossSpec *s, int kind) {
         s->m2d.kl = (KLOptions){ .mode = AM_KL_EMBEDDINGS, .weight = 0.3f, .temperature = 0.3f, .full_dim = 1 };
     else
         s->m2d.kl = (KLOptions){ .mode = AM_KL_EMBEDDINGS, .weight = 0.3f, .temperature = 1.0f };
+    s->entropy = (EntropyOptions){ .scale = 20.0f, .sim = AM_SIM_COS };
     s->mlm = (MlmOptions){ .prob = 0.15f, .mask_frac = 0.8f, .random_frac = 0.1f, .mask_token_id = -1 };
 }
 
@@ -142,6 +143,7 @@ static int spec_sim(const LossSpec *s) {
     case AM_LOSS_INFONCE: return s->infonce.sim;
     case AM_LOSS_COSENT: return s->cosent.sim;
     case AM_LOSS_CODIEMB_STS: return s->codiemb.sim;
+    case AM_LOSS_ENTROPY: return s->entropy.sim;
     default: return s->inner ? spec_sim(s->inner) : AM_SIM_COS;
     }
 }
@@ -179,6 +181,13 @@ static int check_node(const LossSpec *s, int depth, int layer, int dim, int L, i
                             "HINT: use am.loss.cosent or am.loss.codiemb_sts for graded data, or "
                             "am.loss.infonce{threshold = T} to take the pairs scored >= T as positives");
         return check_infonce(&s->infonce, nm);
+    case AM_LOSS_ENTROPY:
+        if (n < 1 || P < 1 || K < 0) return am_error(AM_EINVAL, "loss entropy: needs >= 1 query with >= 1 candidate");
+        if (!(s->entropy.scale > 0) || !isfinite(s->entropy.scale))
+            return am_error(AM_EINVAL, "loss entropy: scale must be > 0 (got %g)", (double)s->entropy.scale);
+        if (s->entropy.sim != AM_SIM_COS && s->entropy.sim != AM_SIM_DOT)
+            return am_error(AM_EINVAL, "loss entropy: unknown similarity %d", s->entropy.sim);
+        return AM_OK;
     case AM_LOSS_COSENT:
     case AM_LOSS_CODIEMB_STS:
         if (!gold || P != 1 || K != 0)
@@ -279,6 +288,7 @@ static void node_layers(const LossSpec *s, int layer, int dim, int L, int C, uin
     switch (s->kind) {
     case AM_LOSS_INFONCE:
     case AM_LOSS_COSENT:
+    case AM_LOSS_ENTROPY:
         need[layer] = 1;
         return;
     case AM_LOSS_CODIEMB_STS:
@@ -362,6 +372,13 @@ static double node_eval(EvalCtx *c, const LossSpec *s, int layer, int dim, doubl
         float *g = view_grad(c, layer);
         double val = s->kind == AM_LOSS_INFONCE ? loss_infonce_eval(&in, &s->infonce, g, c->scale * w)
                                                 : loss_pair_eval(&in, s->cosent.sim, loss_cosent_fn, &s->cosent, g, c->scale * w);
+        loss_add_term(c->res, prefix, kind_names[s->kind], w * val);
+        return w * val;
+    }
+    case AM_LOSS_ENTROPY: {
+        LossInput in = view_input(c, layer, dim);
+        if (c->missing) return 0;
+        double val = loss_entropy_eval(&in, &s->entropy, view_grad(c, layer), c->scale * w);
         loss_add_term(c->res, prefix, kind_names[s->kind], w * val);
         return w * val;
     }

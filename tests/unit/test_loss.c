@@ -342,6 +342,9 @@ TEST(finite_differences_every_loss) {
         { AM_LOSS_INFONCE, 6, 1, 0, 1, 0, AM_MULTIPOS_AVG, AM_SIM_COS, 5, "infonce threshold" },
         { AM_LOSS_COSENT, 6, 1, 0, 1, 0, 0, AM_SIM_COS, 5, "cosent" },
         { AM_LOSS_CODIEMB_STS, 6, 1, 0, 1, 0, 0, AM_SIM_COS, 0, "codiemb" },
+        { AM_LOSS_ENTROPY, 4, 1, 0, 0, 0, 0, AM_SIM_COS, 5, "entropy" },
+        { AM_LOSS_ENTROPY, 3, 2, 2, 0, 0, 0, AM_SIM_DOT, 0.3f, "entropy P2 K2 dot" },
+        { AM_LOSS_ENTROPY, 6, 1, 0, 1, 0, 0, AM_SIM_COS, 5, "entropy graded (gold ignored)" },
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         LossSpec s;
@@ -352,6 +355,8 @@ TEST(finite_differences_every_loss) {
         s.infonce.multi_pos = cases[k].mode;
         if (cases[k].graded && cases[k].kind == AM_LOSS_INFONCE) s.infonce.threshold = 1.5f;
         s.cosent.scale = cases[k].scale;
+        s.entropy.scale = cases[k].scale;
+        s.entropy.sim = cases[k].sim;
         s.codiemb.pro_temperature = s.codiemb.rankkl_temperature = 0.5f; /* smoother for FD */
         s.codiemb.mid.scale = 5;
         s.codiemb.mid.threshold = 1.5f;
@@ -411,6 +416,42 @@ TEST(finite_differences_every_loss) {
         CHECKF(e < 2e-3, "%s without KL: finite-difference rel err %.3g", comp[k].what, e);
         for (int l = 0; l <= L; l++) free(emb[l]);
     }
+}
+
+/* AdaMerging's softmax_entropy on in-batch similarities: a hand-computed 2 x 2 case, log M for
+ * identical candidates, ~0 for a confident query, and padding (cand = 0) left out */
+TEST(entropy_values) {
+    LossSpec s;
+    loss_spec_default(&s, AM_LOSS_ENTROPY);
+    CHECK_EQ_INT(loss_kind_from_name("entropy"), AM_LOSS_ENTROPY);
+    CHECK(strcmp(loss_kind_name(AM_LOSS_ENTROPY), "entropy") == 0);
+    CHECK_NEAR(s.entropy.scale, 20.0, 1e-6);
+    EntropyOptions o = { 2.0f, AM_SIM_DOT };
+    /* q1 = (1,0), q2 = (0,1); candidates c1 = (1,0), c2 = (0,0): logits q1 (2, 0), q2 (0, 0) */
+    float e[8] = { 1, 0, 0, 1, 1, 0, 0, 0 };
+    LossInput in = { e, 2, 2, 2, 1, 0, NULL, NULL };
+    double p = 1 / (1 + exp(-2.0)), h1 = -(p * log(p) + (1 - p) * log(1 - p)), h2 = log(2.0);
+    CHECK_NEAR(entropy_forward(&in, &o), (h1 + h2) / 2, 1e-12);
+    /* four identical candidates: log 4 whatever the scale */
+    float same[2 * 5 * 3];
+    for (int i = 0; i < 10; i++) { same[3 * i] = 1; same[3 * i + 1] = 0.5f; same[3 * i + 2] = -1; }
+    LossInput in2 = { same, 3, 3, 2, 1, 1, NULL, NULL };
+    EntropyOptions oc = { 20.0f, AM_SIM_COS };
+    CHECK_NEAR(entropy_forward(&in2, &oc), log(4.0), 1e-9);
+    /* padding: a candidate row marked 0 is in nobody's softmax (3 real of 4: log 3) */
+    uint8_t cand[4] = { 1, 1, 0, 1 };
+    in2.cand = cand;
+    CHECK_NEAR(entropy_forward(&in2, &oc), log(3.0), 1e-9);
+    /* a confident query (large scale, one matching candidate): entropy near 0 */
+    float conf[8] = { 1, 0, 0, 1, 1, 0, 0, 1 };
+    LossInput in3 = { conf, 2, 2, 2, 1, 0, NULL, NULL };
+    EntropyOptions big = { 50.0f, AM_SIM_COS };
+    CHECK(entropy_forward(&in3, &big) < 1e-18);
+    /* the spec check: scale must be > 0; gold scores are allowed (ignored) */
+    s.entropy.scale = 0;
+    CHECK_EQ_INT(loss_spec_check(&s, 2, 4, 2, 1, 0, 1), AM_EINVAL);
+    s.entropy.scale = 20;
+    CHECK_OK(loss_spec_check(&s, 2, 4, 2, 1, 0, 1));
 }
 
 TEST(random_2d_is_full_plus_drawn_view) {
@@ -1183,6 +1224,7 @@ int main(void) {
     RUN(kl_matches_pytorch);
     RUN(matryoshka_and_starbucks_match_pytorch);
     RUN(finite_differences_every_loss);
+    RUN(entropy_values);
     RUN(random_2d_is_full_plus_drawn_view);
     RUN(starbucks_matches_authors_code);
     RUN(random_2d_matches_matryoshka2dloss);

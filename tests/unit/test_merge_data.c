@@ -85,6 +85,30 @@ TEST(test_merge_data_fisher) {
     fx_free(&r.fx);
 }
 
+/* fisher_normalize (the authors' avg_merger.py): θ1 = 0, θ2 = 1; F1 = 1; F2 = 100 on tensor A,
+ * 1 on tensor B. Plain: A leans to model 2 (100/101). param: each tensor's Fisher norms equalised,
+ * 1/2 everywhere. model: the whole-model norms (2 and √20002) scale both tensors alike. */
+TEST(test_merge_data_fisher_normalize) {
+    ParamInfo t[2] = { { .name = "a.weight", .ndim = 1, .shape = { 2 }, .numel = 2, .offset = 0 },
+                       { .name = "b.weight", .ndim = 1, .shape = { 2 }, .numel = 2, .offset = 2 } };
+    ParamTable tab = { .t = t, .n = 2, .total = 4 };
+    float th1[4] = { 0, 0, 0, 0 }, th2[4] = { 1, 1, 1, 1 }, f1[4] = { 1, 1, 1, 1 }, f2[4] = { 100, 100, 1, 1 }, out[4];
+    const float *ms[2] = { th1, th2 }, *fs[2] = { f1, f2 };
+    CHECK_OK(merge_fisher_normalized(&tab, 2, ms, fs, NULL, 0, MERGE_FISHER_NORM_NONE, out));
+    CHECK_NEAR(out[0], 100.0 / 101, 1e-6);
+    CHECK_NEAR(out[3], 0.5, 1e-6);
+    CHECK_OK(merge_fisher_normalized(&tab, 2, ms, fs, NULL, 0, MERGE_FISHER_NORM_PARAM, out));
+    for (int i = 0; i < 4; i++) CHECK_NEAR(out[i], 0.5, 1e-6);
+    CHECK_OK(merge_fisher_normalized(&tab, 2, ms, fs, NULL, 0, MERGE_FISHER_NORM_MODEL, out));
+    double c1 = 1 / 2.0, c2 = 1 / sqrt(20002.0);
+    CHECK_NEAR(out[0], c2 * 100 / (c1 + c2 * 100), 1e-6);
+    CHECK_NEAR(out[2], c2 / (c1 + c2), 1e-6);
+    MergeFisherNorm n;
+    CHECK_OK(merge_fisher_norm_from_name("model", &n));
+    CHECK_EQ_INT(n, MERGE_FISHER_NORM_MODEL);
+    CHECK_EQ_INT(merge_fisher_norm_from_name("tensor", &n), AM_EINVAL);
+}
+
 TEST(test_merge_data_regmean) {
     Ref r;
     CHECK_EQ_INT(ref_load(&r), 0);
@@ -288,6 +312,7 @@ TEST(test_merge_data_self_positioning) {
 
 int main(void) {
     RUN(test_merge_data_fisher);
+    RUN(test_merge_data_fisher_normalize);
     RUN(test_merge_data_regmean);
     RUN(test_merge_data_lm_cocktail);
     RUN(test_merge_data_fusion);

@@ -238,9 +238,90 @@ TEST(test_merge_stats_self_positioning) {
     model_delete(m0); model_delete(m1); model_delete(work);
 }
 
+/* AdaMerging's objective for Self Positioning: the in-batch entropy (no labels) at θ(λ), its
+ * gradient ⟨∇θ H, τ_k⟩ per (task vector, layer group) against central differences in λ, and a
+ * search that lowers it */
+TEST(test_merge_stats_entropy_lambda) {
+    Model *m0 = tiny_model(11);
+    const size_t N = m0->tab.total;
+    LossSpec task, ent;
+    loss_spec_default(&task, AM_LOSS_INFONCE);
+    loss_spec_default(&ent, AM_LOSS_ENTROPY);
+    ent.entropy.scale = 10.0f;
+    Batch bb[3];
+    for (int i = 0; i < 3; i++) make_batch(&bb[i], 300 + (uint64_t)i);
+    /* two task vectors: a few steps on batch 0, a few on batch 1 */
+    float *tau[2];
+    for (int k = 0; k < 2; k++) {
+        Model *mk = tiny_model(11);
+        TrainConfig tc;
+        train_config_default(&tc);
+        tc.adamw.lr = 3e-3f;
+        Trainer *t;
+        CHECK_OK(trainer_new(mk, &tc, &t));
+        for (int s = 0; s < 6; s++) CHECK_OK(trainer_step(t, &bb[k].b, &task, NULL));
+        trainer_delete(t);
+        tau[k] = malloc(N * sizeof(float));
+        for (size_t e = 0; e < N; e++) tau[k][e] = mk->params[e] - m0->params[e];
+        model_delete(mk);
+    }
+    Model *work = tiny_model(11);
+    TrainConfig nd;
+    nodrop(&nd);
+    Trainer *t;
+    CHECK_OK(trainer_new(work, &nd, &t));
+    MergeProbe pr[2] = { { &bb[1].b, &ent }, { &bb[2].b, &ent } }; /* unlabeled use: the texts only */
+    MergeSpConfig c;
+    merge_sp_config_default(&c);
+    c.per_layer = 1;
+    const int L = m0->cfg.num_layers, G = merge_sp_groups(&c, L), K = 2;
+    CHECK_EQ_INT(G, L + 2);
+    double lam[2 * (AM_MAX_LAYERS + 2)], dl[2 * (AM_MAX_LAYERS + 2)];
+    for (int j = 0; j < K * G; j++) lam[j] = 0.3 + 0.05 * j;
+    float *theta = malloc(N * sizeof(float)), *g = malloc(N * sizeof(float));
+    double H;
+    merge_sp_apply(&m0->tab, L, G, K, m0->params, (const float *const *)tau, lam, theta);
+    memcpy(work->params, theta, N * sizeof(float));
+    CHECK_OK(merge_stats_loss_grad(t, pr, 2, &H, g));
+    CHECK(H > 0 && H < log((double)NB) + 1e-9);
+    merge_sp_grad(&m0->tab, L, G, K, (const float *const *)tau, g, dl);
+    double worst = 0, gmax = 0;
+    for (int j = 0; j < K * G; j++) {
+        const double h = 1e-2, keep = lam[j];
+        double lp, lm;
+        lam[j] = keep + h;
+        merge_sp_apply(&m0->tab, L, G, K, m0->params, (const float *const *)tau, lam, work->params);
+        CHECK_OK(merge_stats_loss_grad(t, pr, 2, &lp, NULL));
+        lam[j] = keep - h;
+        merge_sp_apply(&m0->tab, L, G, K, m0->params, (const float *const *)tau, lam, work->params);
+        CHECK_OK(merge_stats_loss_grad(t, pr, 2, &lm, NULL));
+        lam[j] = keep;
+        const double fd = (lp - lm) / (2 * h);
+        worst = fmax(worst, fabs(fd - dl[j]));
+        gmax = fmax(gmax, fabs(dl[j]));
+    }
+    CHECKF(gmax > 1e-4, "the entropy depends on λ (max |dH/dλ| %g)", gmax);
+    CHECKF(worst <= 0.03 * gmax + 1e-5, "dH/dλ vs central differences: worst %g of max %g", worst, gmax);
+    /* the search lowers the entropy */
+    c.steps = 10;
+    c.lr = 0.05;
+    c.reg = MERGE_SP_REG_NONE;
+    c.init = 0.3;
+    MergeSpTrace tr;
+    float *out = malloc(N * sizeof(float));
+    CHECK_OK(merge_stats_self_position(&c, t, m0->params, (const float *const *)tau, K, pr, 2, lam, out, &tr));
+    CHECKF(tr.loss[10] < tr.loss[0], "entropy %g -> %g", tr.loss[0], tr.loss[10]);
+    CHECK_NEAR(tr.lambda[0], 0.3, 1e-12);
+    merge_sp_trace_free(&tr);
+    trainer_delete(t);
+    free(tau[0]); free(tau[1]); free(theta); free(g); free(out);
+    model_delete(m0); model_delete(work);
+}
+
 int main(void) {
     RUN(test_merge_stats_gradient);
     RUN(test_merge_stats_grams);
     RUN(test_merge_stats_self_positioning);
+    RUN(test_merge_stats_entropy_lambda);
     return test_report();
 }
