@@ -503,7 +503,8 @@ end
 --- M.cli_sweep{method=, base=, models={...}, weights=, params=JSON, rules=, grid = {key = {...}}, suite=, tasks=,
 ---   tag=, no_eval=, json=} -> true | nil, msg, code   (amalgam sweep; src/cli/cmd_merge.c)
 function M.cli_sweep(a)
-  local o = { method = a.method, base = a.base, models = a.models, weights = a.weights, grid = a.grid, rules = a.rules }
+  local o = { method = a.method, base = a.base, models = a.models, weights = a.weights, grid = a.grid, rules = a.rules,
+    data = a.data }
   if a.params then
     local p = json.decode(a.params)
     for k, v in pairs(p) do o[k] = v end
@@ -541,6 +542,106 @@ function M.cli_sweep(a)
       f[#f + 1] = ("(%s: ID %s, OOD %s)"):format(concat(kv, " "), v(pts[i].id_avg), v(pts[i].ood_avg))
     end
     print("Pareto front (*, no point has both a higher ID and a higher OOD average): " .. concat(f, " "))
+  end
+  return true
+end
+
+-- a raised error's message without its "file:line: " prefix
+local function bare(e) return (tostring(e):gsub("^[^:]*:%d+: ", "")) end
+
+--- M.cli_merge_data{method=, base=, models=, weights=, name=, data = {"TASK[:ROWS]", ...}, params=JSON, json=}
+---   -> true | nil, msg, code   (amalgam merge --method fisher|... --data ...; src/cli/cmd_merge.c)
+function M.cli_merge_data(a)
+  local o = { method = a.method, base = a.base, models = a.models, weights = a.weights, name = a.name, data = a.data }
+  if a.params then
+    for k, v in pairs(json.decode(a.params)) do o[k] = v end
+  end
+  if a.method ~= "codiemb_fusion" and o.data == nil then
+    return nil, ("merge: %s merges from data: give --data TASK[:ROWS] (one for all models, or one per model; "
+      .. "datasets: amalgam ls datasets)"):format(a.method), "EINVAL"
+  end
+  local ok, m, info, code = pcall(M.merge, o)
+  if not ok then return nil, bare(m), "EINVAL" end
+  if not m then return nil, info, code end
+  if a.json then
+    print(json.encode { id = m:id(), found = info.found, name = a.name, method = a.method, seconds = info.seconds,
+      stored_tensors = true, lambda = info.lambda, loss = info.loss, groups = info.groups, weights = info.weights,
+      losses = info.losses, objective = info.objective })
+    return true
+  end
+  local d = m:meta().merge.data
+  print(("%s %s  id %s  (%s of %d models%s)"):format(info.found and "found" or "merged", a.name or "-", m:id(), a.method,
+    #a.models, a.base and ", with a base" or ""))
+  if d and d.tasks then
+    local t = {}
+    for i, x in ipairs(d.tasks) do t[i] = ("%s (%d rows)"):format(x, d.rows[i]) end
+    print(("data     %s; batches of %d, seed %d"):format(table.concat(t, ", "), d.batch_size, d.seed))
+  end
+  if info.found then print("the same merge was stored already (same data, same tensors)") end
+  if info.losses then
+    for i, l in ipairs(info.losses) do print(("model %d  loss %.4f  weight %.4f"):format(i, l, info.weights[i])) end
+  end
+  if info.lambda then
+    local G = info.groups or 1
+    print(("probe %s %.4f -> %.4f over %d steps"):format(info.objective == "entropy" and "entropy" or "loss",
+      info.loss[1], info.loss[#info.loss], #info.loss - 1))
+    for i = 1, #a.models do
+      local v = {}
+      for g = 1, G do v[g] = ("%.4f"):format(info.lambda[(i - 1) * G + g]) end
+      print(("lambda   %-16s %s"):format(a.models[i], table.concat(v, " ")))
+    end
+  end
+  if not info.found then print(("merged in %.3f s"):format(info.seconds or 0)) end
+  print("stored with its tensors (a data merge is not a recipe)")
+  return true
+end
+
+--- M.cli_diff_data{model=, data = {"TASK[:ROWS]", ...}, params=JSON, tensors=, json=} -> true | nil, msg, code
+---   (amalgam diff MODEL --data T ...: gradient conflicts between the tasks at MODEL)
+function M.cli_diff_data(a)
+  local o = { model = a.model, data = a.data }
+  if a.params then
+    for k, v in pairs(json.decode(a.params)) do o[k] = v end
+  end
+  local ok, d, msg, code = pcall(M.diagnose, o)
+  if not ok then return nil, bare(d), "EINVAL" end
+  if not d then return nil, msg, code end
+  local g = d.gradients
+  if a.json then print(json.encode(g)); return true end
+  local k = #g.tasks
+  print(("model    %.12s %s"):format(g.model, a.model))
+  for i, t in ipairs(g.tasks) do
+    print(("task %-3d %-20s loss %8.4f  |grad| %.5g  (%d batches)"):format(i, t, g.loss[i], g.norm[i], g.batches[i]))
+  end
+  if k > 1 then
+    local head = { "cosine  " }
+    for y = 1, k do head[#head + 1] = ("%8d"):format(y) end
+    print("\n" .. table.concat(head, " "))
+    for x = 1, k do
+      local row = { ("%-8d"):format(x) }
+      for y = 1, k do row[#row + 1] = ("%8.4f"):format(g.cosine[x][y]) end
+      print(table.concat(row, " "))
+    end
+    local pairs_txt = {}
+    for x = 1, k do
+      for y = x + 1, k do pairs_txt[#pairs_txt + 1] = ("%d-%d %.1f%%"):format(x, y, 100 * g.sign_conflict_pairs[x][y]) end
+    end
+    print(("sign conflicts (entries both tasks' gradients change, opposite signs): %s"):format(table.concat(pairs_txt, ", ")))
+  end
+  local w = a.tensors and 52 or 12
+  local head = { ("%-" .. w .. "s"):format(a.tensors and "TENSOR" or "LAYER") }
+  for x = 1, k do head[#head + 1] = ("%9s"):format(("|g%d|"):format(x)) end
+  if k > 1 then head[#head + 1] = ("%9s %9s"):format("MEAN COS", "CONFLICT") end
+  print("\n" .. table.concat(head, " "))
+  for _, r in ipairs(a.tensors and g.tensors or g.groups) do
+    local row = { ("%-" .. w .. "s"):format(r.name) }
+    for x = 1, k do row[#row + 1] = ("%9.4g"):format(r.norm[x]) end
+    if k > 1 then
+      local s, n = 0, 0
+      for x = 1, k do for y = x + 1, k do s, n = s + r.cosine[x][y], n + 1 end end
+      row[#row + 1] = ("%9.4f %8.1f%%"):format(s / n, 100 * r.sign_conflict)
+    end
+    print(table.concat(row, " "))
   end
   return true
 end

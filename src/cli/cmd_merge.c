@@ -1,6 +1,9 @@
 /* cmd_merge.c - amalgam merge, and what `info MODEL` shows of a merge (src/api/merge_store.h).
  *
  *   merge --method M [--base B] MODEL[:WEIGHT]... [--set key=value]... [--rule R]... [--name N] [--materialize] [--json]
+ *   merge --method fisher|regmean|lm_cocktail|codiemb_fusion|self_positioning ... --data TASK[:ROWS]... (through
+ *         lua/amalgam/merge.lua's cli_merge_data; stored with its tensors)
+ *   diff [--base B] MODEL... [--tensors] [--json]; diff MODEL --data TASK[:ROWS]... (gradient conflicts)
  *
  * Without --name (or --materialize) the merge is stored as its recipe only (no tensors) and
  * computed whenever it is used (encode, eval, export); --name stores the tensors and names it.
@@ -22,6 +25,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static int merge_data_cli(CliArgs *a, const char *method, cJSON *params, int nrules);
+static int lua_args(CliArgs *a, const char *what, lua_State **out);
+static void lua_list_opt(lua_State *L, CliArgs *a, const char *opt, const char *key);
+static int run_merge_lua(lua_State *L, const char *fn);
 
 /* "MODEL:WEIGHT" -> model, weight (a suffix that is not a number belongs to the name) */
 static void split_weight(const char *arg, char **model, double *w, int *has_w) {
@@ -51,8 +59,19 @@ static void appendf(char *buf, size_t cap, size_t *o, const char *fmt, ...) {
     if (k > 0) *o += (size_t)k;
 }
 
-/* --set key=value into the params object */
-static int parse_set(cJSON *params, const char *kv) {
+/* the methods that merge from data (lua/amalgam/merge_data.lua; run through Lua) */
+static int is_data_method(const char *m) {
+    static const char *const names[] = { "fisher", "regmean", "lm_cocktail", "codiemb_fusion", "self_positioning", NULL };
+    for (int i = 0; m && names[i]; i++)
+        if (strcmp(m, names[i]) == 0) return 1;
+    return 0;
+}
+
+/* --set key=value into the params object; strings: a value that is not a number is a string
+ * (1) or a comma-separated list of strings (2) (the data methods' normalize=model, g=square) */
+static int parse_set_str(cJSON *params, const char *kv, int strings);
+static int parse_set(cJSON *params, const char *kv) { return parse_set_str(params, kv, 0); }
+static int parse_set_str(cJSON *params, const char *kv, int strings) {
     const char *eq = strchr(kv, '=');
     if (!eq || eq == kv || !eq[1])
         return am_error(AM_EINVAL, "merge: --set expects key=value (e.g. --set density=0.5), got '%s'", kv);
@@ -71,6 +90,23 @@ static int parse_set(cJSON *params, const char *kv) {
         double x = strtod(p, &end);
         if (end == p || (*end != ',' && *end != 0) || !isfinite(x)) {
             cJSON_Delete(arr);
+            if (strings == 1) {
+                cJSON_AddStringToObject(params, key, v);
+                return AM_OK;
+            }
+            if (strings == 2) {
+                arr = cJSON_CreateArray();
+                for (const char *q = v; *q;) {
+                    const char *c = strchr(q, ',');
+                    size_t n = c ? (size_t)(c - q) : strlen(q);
+                    char *item = strndup(q, n);
+                    cJSON_AddItemToArray(arr, cJSON_CreateString(item));
+                    free(item);
+                    q += n + (c ? 1 : 0);
+                }
+                cJSON_AddItemToObject(params, key, arr);
+                return AM_OK;
+            }
             return am_error(AM_EINVAL, "merge: --set %s: '%s' is not a number, true/false or a list of numbers", key, v);
         }
         cJSON_AddItemToArray(arr, cJSON_CreateNumber(x));
@@ -131,15 +167,24 @@ int cmd_merge(CliArgs *a) {
     const char *method = cli_get(a, "method"), *base = cli_get(a, "base"), *name = cli_get(a, "name");
     int json = cli_flag(a, "json"), materialize = cli_flag(a, "materialize");
     cJSON *params = cJSON_CreateObject(), *rules = cJSON_CreateArray();
-    int rc = AM_OK;
+    int rc = AM_OK, data = is_data_method(method);
     for (int i = 0; i < a->nopt && !rc; i++)
         if (strcmp(a->opt[i].name, "set") == 0) {
             a->opt[i].used = 1;
-            rc = parse_set(params, a->opt[i].value);
+            rc = parse_set_str(params, a->opt[i].value, data);
         } else if (strcmp(a->opt[i].name, "rule") == 0) {
             a->opt[i].used = 1;
             rc = parse_rule(rules, a->opt[i].value);
+        } else if (strcmp(a->opt[i].name, "data") == 0 && !data) {
+            rc = am_error(AM_EINVAL, "merge: --data is for the data methods (fisher, regmean, lm_cocktail, self_positioning); "
+                          "%s merges without data", method ? method : "this method");
         }
+    if (!rc && data && a->npos > 0) {
+        rc = merge_data_cli(a, method, params, cJSON_GetArraySize(rules));
+        cJSON_Delete(params);
+        cJSON_Delete(rules);
+        return rc;
+    }
     if (!rc) rc = cli_check_unused(a);
     if (!rc && !method)
         rc = am_error(AM_EINVAL, "merge: --method M is required (linear, task_arithmetic, ties, dare_ties, slerp, ...; "
@@ -288,9 +333,42 @@ static void diff_row(const cJSON *g, int k, int w) {
     printf("\n");
 }
 
+/* amalgam diff MODEL --data TASK --data TASK ...: gradient conflicts between the tasks at MODEL
+ * (lua/amalgam/merge.lua's cli_diff_data) */
+static int diff_data_cli(CliArgs *a) {
+    lua_State *L = NULL;
+    int rc;
+    const char *base = cli_get(a, "base");
+    if (a->npos + (base != NULL) != 1)
+        return am_error(AM_EINVAL, "diff: with --data, give the one model to measure the tasks' gradients at "
+                        "(amalgam diff MODEL --data T1 --data T2 ...)");
+    if ((rc = lua_args(a, "diff", &L))) return rc;
+    lua_pushstring(L, a->npos ? a->pos[0] : base);
+    lua_setfield(L, -2, "model");
+    lua_list_opt(L, a, "data", "data");
+    cJSON *params = cJSON_CreateObject();
+    for (int i = 0; i < a->nopt && !rc; i++)
+        if (strcmp(a->opt[i].name, "set") == 0) a->opt[i].used = 1, rc = parse_set(params, a->opt[i].value);
+    char *pj = cJSON_PrintUnformatted(params);
+    cJSON_Delete(params);
+    lua_pushstring(L, pj);
+    lua_setfield(L, -2, "params");
+    free(pj);
+    lua_pushboolean(L, cli_flag(a, "json"));
+    lua_setfield(L, -2, "json");
+    lua_pushboolean(L, cli_flag(a, "tensors"));
+    lua_setfield(L, -2, "tensors");
+    if (!rc) rc = cli_check_unused(a);
+    if (!rc) rc = run_merge_lua(L, "cli_diff_data");
+    lua_close(L);
+    return rc;
+}
+
 int cmd_diff(CliArgs *a) {
     const char *base = cli_get(a, "base");
     int json = cli_flag(a, "json"), tensors = cli_flag(a, "tensors"), rc;
+    for (int i = 0; i < a->nopt; i++)
+        if (strcmp(a->opt[i].name, "data") == 0) return diff_data_cli(a);
     if ((rc = cli_check_unused(a))) return rc;
     if (a->npos < 1) return am_error(AM_EINVAL, "diff: usage: amalgam diff [--base B] MODEL... [--tensors] [--json]");
     Store *st = NULL;
@@ -344,9 +422,9 @@ int cmd_diff(CliArgs *a) {
 
 /* ---------------------------------------------------------------- amalgam sweep */
 
-/* require("amalgam.merge").cli_sweep(args), args on top of the stack, through the host (as
+/* require("amalgam.merge")[fn](args), args on top of the stack, through the host (as
  * cmd_eval.c's run_lua): AM_OK, a negative code with the message, or an exit code reported */
-static int run_sweep(lua_State *L) {
+static int run_merge_lua(lua_State *L, const char *fn) {
     lua_getglobal(L, "require");                             /* [args, require] */
     lua_pushliteral(L, "amalgam.merge");
     int st = am_docall(L, 1, 1);                             /* [args, M] */
@@ -354,7 +432,7 @@ static int run_sweep(lua_State *L) {
         am_lua_report(L, st);
         return am_error(AM_EINVAL, "cannot load amalgam.merge");
     }
-    lua_getfield(L, -1, "cli_sweep");                        /* [args, M, f] */
+    lua_getfield(L, -1, fn);                                 /* [args, M, f] */
     lua_pushvalue(L, -3);
     st = am_lua_hostcall(L, 1, 3);                           /* [args, M, ok, msg, code] */
     fflush(stdout);
@@ -364,21 +442,109 @@ static int run_sweep(lua_State *L) {
     int rc = AM_EIO; /* the code named by its AM_ERRORS name (the codes run down from -32000) */
     for (int c = -32000; c >= -32100; c--)
         if (code && am_errname(c) && strcmp(am_errname(c), code) == 0) rc = c;
-    return am_error(rc, "%s", msg ? msg : "sweep failed");
+    return am_error(rc, "%s", msg ? msg : "failed");
+}
+
+/* a new Lua state for the store (AM_OK) with the args table on its stack */
+static int lua_args(CliArgs *a, const char *what, lua_State **out) {
+    *out = NULL;
+    Store *probe = NULL;
+    int rc;
+    if ((rc = store_open(a->store_dir, AM_STORE_RDONLY, &probe)) == AM_OK) store_close(probe);
+    if (rc) return rc;
+    lua_State *L = am_lua_newstate(a->store_dir);
+    if (!L) return am_error(AM_EINVAL, "%s: cannot start Lua", what);
+    am_log_set_echo(AM_LOG_WARN);
+    lua_createtable(L, 0, 16);
+    *out = L;
+    return AM_OK;
+}
+
+/* args.key = { the values of --opt, in order } (when given) */
+static void lua_list_opt(lua_State *L, CliArgs *a, const char *opt, const char *key) {
+    int n = 0;
+    for (int i = 0; i < a->nopt; i++)
+        if (strcmp(a->opt[i].name, opt) == 0) {
+            a->opt[i].used = 1;
+            if (!n++) lua_newtable(L);
+            lua_pushstring(L, a->opt[i].value);
+            lua_rawseti(L, -2, n);
+        }
+    if (n) lua_setfield(L, -2, key);
+}
+
+/* args.models (and args.weights when some MODEL:WEIGHT gives one) from the positional arguments */
+static void lua_models(lua_State *L, CliArgs *a) {
+    lua_createtable(L, a->npos, 0);
+    int any_w = 0;
+    for (int i = 0; i < a->npos; i++) {
+        char *m;
+        double w;
+        int hw;
+        split_weight(a->pos[i], &m, &w, &hw);
+        any_w |= hw;
+        lua_pushstring(L, m);
+        lua_rawseti(L, -2, i + 1);
+        free(m);
+    }
+    lua_setfield(L, -2, "models");
+    if (!any_w) return;
+    lua_createtable(L, a->npos, 0);
+    for (int i = 0; i < a->npos; i++) {
+        char *m;
+        double w;
+        int hw;
+        split_weight(a->pos[i], &m, &w, &hw);
+        lua_pushnumber(L, w);
+        lua_rawseti(L, -2, i + 1);
+        free(m);
+    }
+    lua_setfield(L, -2, "weights");
+}
+
+/* amalgam merge --method fisher|regmean|lm_cocktail|codiemb_fusion|self_positioning: through
+ * lua/amalgam/merge.lua's cli_merge_data (the statistics need the trainer and the datasets) */
+static int merge_data_cli(CliArgs *a, const char *method, cJSON *params, int nrules) {
+    const char *base = cli_get(a, "base"), *name = cli_get(a, "name");
+    int json = cli_flag(a, "json"), rc;
+    lua_State *L = NULL;
+    if (nrules) return am_error(AM_EINVAL, "merge: --rule is for the data-free methods (%s merges from data)", method);
+    if (cli_flag(a, "materialize"))
+        return am_error(AM_EINVAL, "merge: %s is always stored with its tensors (no --materialize)", method);
+    if ((rc = lua_args(a, "merge", &L))) return rc;
+    lua_pushstring(L, method);
+    lua_setfield(L, -2, "method");
+    if (base) lua_pushstring(L, base), lua_setfield(L, -2, "base");
+    if (name) lua_pushstring(L, name), lua_setfield(L, -2, "name");
+    lua_models(L, a);
+    lua_list_opt(L, a, "data", "data");
+    char *pj = cJSON_PrintUnformatted(params);
+    lua_pushstring(L, pj);
+    lua_setfield(L, -2, "params");
+    free(pj);
+    lua_pushboolean(L, json);
+    lua_setfield(L, -2, "json");
+    rc = run_merge_lua(L, "cli_merge_data");
+    lua_close(L);
+    return rc;
 }
 
 int cmd_sweep(CliArgs *a) {
     const char *method = cli_get(a, "method"), *base = cli_get(a, "base");
     cJSON *params = cJSON_CreateObject(), *grid = cJSON_CreateObject(), *rules = cJSON_CreateArray();
-    const char *tasks[CLI_MAX_OPTS];
-    int ntasks = 0, rc = AM_OK;
+    const char *tasks[CLI_MAX_OPTS], *data[CLI_MAX_OPTS];
+    int ntasks = 0, ndata = 0, rc = AM_OK, dm = is_data_method(method);
     for (int i = 0; i < a->nopt && !rc; i++) {
         CliOpt *o = &a->opt[i];
-        if (strcmp(o->name, "set") == 0) o->used = 1, rc = parse_set(params, o->value);
+        if (strcmp(o->name, "set") == 0) o->used = 1, rc = parse_set_str(params, o->value, dm);
         else if (strcmp(o->name, "rule") == 0) o->used = 1, rc = parse_rule(rules, o->value);
-        else if (strcmp(o->name, "grid") == 0) {
+        else if (strcmp(o->name, "data") == 0) {
             o->used = 1;
-            if (!(rc = parse_set(grid, o->value))) { /* a single value is a one-point list */
+            if (!dm) rc = am_error(AM_EINVAL, "sweep: --data is for the data methods (fisher, regmean, lm_cocktail, self_positioning)");
+            else if (ndata < CLI_MAX_OPTS) data[ndata++] = o->value;
+        } else if (strcmp(o->name, "grid") == 0) {
+            o->used = 1;
+            if (!(rc = parse_set_str(grid, o->value, dm ? 2 : 0))) { /* a single value is a one-point list */
                 cJSON *last = grid->child;
                 while (last->next) last = last->next;
                 if (!cJSON_IsArray(last)) {
@@ -447,6 +613,11 @@ int cmd_sweep(CliArgs *a) {
             if (am_lua_pushjson(L, rj, strlen(rj)) == AM_OK) lua_setfield(L, -2, "rules");
             free(rj);
         }
+        if (ndata) {
+            lua_createtable(L, ndata, 0);
+            for (int i = 0; i < ndata; i++) lua_pushstring(L, data[i]), lua_rawseti(L, -2, i + 1);
+            lua_setfield(L, -2, "data");
+        }
         if (ntasks) {
             lua_createtable(L, ntasks, 0);
             for (int i = 0; i < ntasks; i++) lua_pushstring(L, tasks[i]), lua_rawseti(L, -2, i + 1);
@@ -458,7 +629,7 @@ int cmd_sweep(CliArgs *a) {
         lua_setfield(L, -2, "no_eval");
         lua_pushboolean(L, json);
         lua_setfield(L, -2, "json");
-        rc = run_sweep(L);
+        rc = run_merge_lua(L, "cli_sweep");
         lua_close(L);
     }
     cJSON_Delete(params);

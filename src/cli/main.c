@@ -39,18 +39,34 @@ static const struct {
     {"resume", cmd_resume, NULL, (const char *const[]){"steps", NULL}, "resume RUN [--steps N]",
      "continue a stopped training run from its last checkpoint (--steps: a new total)"},
     {"merge", cmd_merge, (const char *const[]){"materialize", "json", NULL},
-     (const char *const[]){"method", "base", "set", "rule", "name", NULL},
+     (const char *const[]){"method", "base", "set", "rule", "name", "data", NULL},
      "merge --method M [--base B] MODEL[:WEIGHT]... [--set key=value]... [--rule PARAM[@K][:CLASS|PATTERN]=V]...\n"
-     "                [--name N] [--materialize] [--json]",
-     "merge stored models (mergekit's methods); without --name only the recipe is stored"},
-    {"diff", cmd_diff, (const char *const[]){"json", "tensors", NULL}, (const char *const[]){"base", NULL},
-     "diff [--base B] MODEL... [--tensors] [--json]",
-     "task-vector diagnostics: norms, pairwise cosines and sign conflicts per layer (or tensor)"},
+     "                [--name N] [--materialize] [--json]\n"
+     "       amalgam merge --method fisher|regmean|lm_cocktail|codiemb_fusion|self_positioning [--base B] MODEL...\n"
+     "                --data TASK[:ROWS]... [--set key=value]... [--name N] [--json]",
+     "merge stored models (mergekit's methods); without --name only the recipe is stored\n"
+     "  data methods: --data names a dataset of the store (one for every model, or one per model), ROWS rows\n"
+     "  drawn with --set seed=S (1) in batches of --set batch_size=B (16), each task's default loss; stored with\n"
+     "  its tensors and the data spec; parameters: fisher epsilon, normalize=none|param|model; regmean alpha;\n"
+     "  lm_cocktail temperature; codiemb_fusion g, axis; self_positioning steps, lr, optimizer, mu, per_layer,\n"
+     "  simplex, init, objective=task|entropy (AdaMerging: in-batch softmax entropy, no labels), temperature\n"
+     "  e.g. amalgam merge --method ties --base base-tiny wn-def:0.6 wn-sts:0.4 --set density=0.5 --name tied\n"
+     "       amalgam merge --method regmean base-tiny+wn-def base-tiny+wn-sts --data wn-def:128 --data wn-sts:128\n"
+     "       amalgam merge --method self_positioning --base base-tiny base-tiny+wn-def base-tiny+wn-sts\n"
+     "                --data wn-def:64 --data wn-sts:64 --set objective=entropy --set steps=50 --name sp-ent"},
+    {"diff", cmd_diff, (const char *const[]){"json", "tensors", NULL}, (const char *const[]){"base", "data", "set", NULL},
+     "diff [--base B] MODEL... [--tensors] [--json]\n"
+     "       amalgam diff MODEL --data TASK[:ROWS] --data TASK[:ROWS]... [--set seed=S] [--set batch_size=B] [--tensors] [--json]",
+     "task-vector diagnostics: norms, pairwise cosines and sign conflicts per layer (or tensor);\n"
+     "  with --data: gradient conflicts between the tasks at MODEL (cosines and sign conflicts of their gradients)\n"
+     "  e.g. amalgam diff base-tiny --data wn-def:32 --data wn-sts:32"},
     {"sweep", cmd_sweep, (const char *const[]){"no-eval", "json", NULL},
-     (const char *const[]){"method", "base", "set", "rule", "grid", "suite", "task", "tag", NULL},
+     (const char *const[]){"method", "base", "set", "rule", "grid", "suite", "task", "tag", "data", NULL},
      "sweep --method M [--base B] MODEL[:WEIGHT]... --grid key=v1,v2,... [--grid ...] [--set k=v]... [--rule R]...\n"
-     "                [--suite quick|default] [--task T]... [--tag id|ood] [--no-eval] [--json]",
-     "merge at every point of a parameter grid (recipes only) and evaluate each; weight=x sweeps 2 models as {1-x, x}"},
+     "                [--data TASK[:ROWS]]... [--suite quick|default] [--task T]... [--tag id|ood] [--no-eval] [--json]",
+     "merge at every point of a parameter grid (recipes only) and evaluate each; weight=x sweeps 2 models as {1-x, x}\n"
+     "  data methods (--data TASK[:ROWS]...): the statistics are gathered once, each point is stored with its tensors\n"
+     "  e.g. amalgam sweep --method regmean base-tiny+wn-def base-tiny+wn-sts --data wn-def --data wn-sts --grid alpha=0,0.5,0.9"},
     {"bench", cmd_bench, (const char *const[]){"no-peer", NULL}, (const char *const[]){"config", "threads", NULL},
      "bench encode|train|merge|quick [MODEL...] [--config tiny|mini|small|all] [--threads N] [--no-peer]",
      "time the C encoder and the PyTorch peer (tools/bench/torch_peer.py) side by side; merge: src/merge vs NumPy; quick: Kendall tau of the quick suite vs the full one over the store's models"},
@@ -80,7 +96,8 @@ static const struct {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: amalgam [--store DIR] COMMAND [ARGS...]\n\ncommands:\n");
-    for (int i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+    for (int i = 0; i < NCOMMANDS; i++) /* the first line of the help; `amalgam CMD --help` shows all of it */
+        fprintf(f, "  %-12s %.*s\n", commands[i].name, (int)strcspn(commands[i].help, "\n"), commands[i].help);
     fprintf(f, "  %-12s %s\n", "test", "build and run the test suite (through the ./amalgam launcher)");
     fprintf(f, "\nusage of each command:\n");
     for (int i = 0; i < NCOMMANDS; i++) fprintf(f, "  amalgam %s\n", commands[i].usage);
