@@ -230,6 +230,196 @@ function M.noise(mode, ref_id)
   return out
 end
 
+-- A grid value as a column or row label
+local function val_label(v)
+  if type(v) == "table" then
+    local t = {}
+    for i, x in ipairs(v) do t[i] = string.format("%g", x) end
+    return "{" .. table.concat(t, ",") .. "}"
+  end
+  if type(v) == "number" then return string.format("%g", v) end
+  return tostring(v)
+end
+
+-- The recorded sweeps (am.sweeps) as heat maps: rows = the first grid axis, columns = the others
+-- (a 1-D sweep: one row), each cell a point with its ID / OOD average over its stored results in
+-- the sweep's evaluation mode (truncated results left out). {id, title, mode, row_key, col_key,
+-- rows = {label...}, cols = {label...}, cells = {{r, c, id, id_avg, ood_avg}...}}, newest first.
+function M.sweeps()
+  local list, err = am.sweeps()
+  if not list then return nil, err end
+  local T = require "amalgam.eval_tasks"
+  local shape, labels = {}, {}
+  for _, r in ipairs(am.models() or {}) do shape[r.id] = r; labels[r.id] = r.name end
+  local out = {}
+  for _, s in ipairs(list) do
+    local ev = type(s.eval) == "table" and s.eval or nil
+    local mode = ev and T.mode_of(ev) or "quick"
+    local axes = s.axes or {}
+    local row_axis = #axes >= 2 and axes[1] or nil
+    local col_axes = {}
+    for i = row_axis and 2 or 1, #axes do col_axes[#col_axes + 1] = axes[i] end
+    local ncols = 1
+    for _, a in ipairs(col_axes) do ncols = ncols * #a.values end
+    local x = { id = s.id, mode = ev and mode or "none", rows = {}, cols = {}, cells = {},
+      row_key = row_axis and row_axis.key or "", created = s.created or "" }
+    local keys = {}
+    for _, a in ipairs(col_axes) do keys[#keys + 1] = a.key end
+    x.col_key = table.concat(keys, ",")
+    if row_axis then
+      for i, v in ipairs(row_axis.values) do x.rows[i] = val_label(v) end
+    else
+      x.rows[1] = ""
+    end
+    for c = 1, ncols do
+      -- the column's values: the last axis varies fastest
+      local parts, rest = {}, c - 1
+      for k = #col_axes, 1, -1 do
+        local n = #col_axes[k].values
+        table.insert(parts, 1, val_label(col_axes[k].values[rest % n + 1]))
+        rest = rest // n
+      end
+      x.cols[c] = table.concat(parts, ",")
+    end
+    local sp = s.spec or {}
+    local names = {}
+    for _, m in ipairs(type(sp.models) == "table" and sp.models or {}) do
+      names[#names + 1] = labels[m] or (tostring(m):match("^%x+$") and #m == 32 and short(m)) or tostring(m)
+    end
+    local base = sp.base and (labels[sp.base] or (#tostring(sp.base) == 32 and short(sp.base)) or tostring(sp.base))
+    x.title = string.format("%s(%s)%s", tostring(sp.method or "?"), table.concat(names, ", "),
+      base and (" base " .. base) or "")
+    for k, p in ipairs(s.points or {}) do
+      local cell = { r = (k - 1) // ncols + 1, c = (k - 1) % ncols + 1, id = p.id }
+      local scores, specs, newest = {}, {}, {}
+      for _, r in ipairs(am.results { model = p.id } or {}) do
+        local res = r.result or {}
+        if res.mode == mode and not M.truncated(res, shape[p.id]) and type(res.main_score) == "number"
+          and (not newest[r.task] or (res.created or "") > newest[r.task]) then
+          if not newest[r.task] then
+            local tag = res.tag
+            if tag == am.json.null then tag = nil end
+            specs[#specs + 1] = { name = r.task, tag = tag }
+          end
+          newest[r.task] = res.created or ""
+          scores[r.task] = res.main_score
+        end
+      end
+      cell.id_avg = T.average(specs, scores, "id")
+      cell.ood_avg = T.average(specs, scores, "ood")
+      x.cells[k] = cell
+    end
+    out[#out + 1] = x
+  end
+  return out
+end
+
+-- The Matryoshka panel's grid for one model: layers 1..L (at most 12, evenly spaced) by dims
+-- (hidden, hidden/2, ... down to 8; at most 6), the quick-mode tasks (the quick suite when it is
+-- prepared, else the tasks the model has results for), and the stored quick scores of every
+-- (layer, dim, task): {id, label, layers = {...}, dims = {...}, tasks = {{name, tag}...},
+-- scores = {"layer:dim:task" = score}}. Nothing is computed here (M.matryoshka_eval does).
+function M.matryoshka(id)
+  local st = assert(am.store.default())
+  local full, err = st:resolve(id)
+  if not full then return nil, err end
+  local row
+  for _, r in ipairs(am.models() or {}) do if r.id == full then row = r end end
+  if not row or not row.layers or not row.hidden then return nil, "model " .. short(full) .. ": no layers / hidden size" end
+  local layers, dims = {}, {}
+  local L = row.layers
+  if L <= 12 then
+    for l = 1, L do layers[#layers + 1] = l end
+  else
+    for i = 1, 12 do layers[i] = math.max(1, math.floor(L * i / 12 + 0.5)) end
+  end
+  local d = row.hidden
+  while d >= 8 and #dims < 6 do table.insert(dims, 1, d); d = d // 2 end
+  local results = am.results { model = full } or {}
+  local tasks = {}
+  local T = require "amalgam.eval_tasks"
+  local specs = T.tasks { suite = "quick" }
+  local prepared = specs ~= nil -- nil: a suite dataset is not prepared
+  if prepared then
+    for _, t in ipairs(am.eval_suite()) do tasks[#tasks + 1] = { name = t.name, tag = t.tag } end
+  else
+    local seen = {}
+    for _, r in ipairs(results) do
+      local res = r.result or {}
+      if not seen[r.task] then
+        seen[r.task] = true
+        local tag = res.tag
+        if tag == am.json.null then tag = nil end
+        tasks[#tasks + 1] = { name = r.task, tag = tag or "" }
+      end
+    end
+    table.sort(tasks, function(a, b) if a.tag ~= b.tag then return a.tag < b.tag end return a.name < b.name end)
+  end
+  local scores, created = {}, {}
+  for _, r in ipairs(results) do
+    local res, c = r.result or {}, (r.result or {}).config
+    if res.mode == "quick" and type(c) == "table" and type(res.main_score) == "number" then
+      local k = string.format("%d:%d:%s", c.layer or L, c.dim or row.hidden, r.task)
+      if not created[k] or (res.created or "") > created[k] then
+        scores[k], created[k] = res.main_score, res.created or ""
+      end
+    end
+  end
+  return { id = full, label = row.name or short(full), layers = layers, dims = dims, tasks = tasks, scores = scores,
+    suite = prepared and "quick suite" or "the model's tasks" }
+end
+
+-- One (layer, dim, task) of the Matryoshka grid, evaluated in quick mode and stored (a stored
+-- result is reused): the main score, or nil, msg.
+function M.matryoshka_eval(id, layer, dim, task, tag)
+  local r, err = am.eval(id, { tasks = { task }, mode = "quick", layer = math.tointeger(tonumber(layer)),
+    dim = math.tointeger(tonumber(dim)), tag = (tag == "id" or tag == "ood") and tag or nil })
+  if not r then return nil, err end
+  local x = r[1]
+  r = nil
+  -- the model handle and the evaluation's buffers are big in C but small to the collector:
+  -- without a full collection per cell a 2-layer grid grew the process past 1 GB
+  collectgarbage()
+  return { score = x and x.main_score or nil, from_store = x and x.from_store or false }
+end
+
+-- The recipes in `dir` for the Runs panel's picker, by file name: {file, desc = the header's
+-- first line, usage = its usage lines ("amalgam run ..." and their indented continuations)
+-- joined by "\n"}.
+function M.recipes(dir)
+  local list, err = am.source.listdir(dir)
+  if not list then return nil, err end
+  local out = {}
+  for _, f in ipairs(list) do
+    if type(f) == "table" then f = f.name end
+    if type(f) == "string" and f:match("%.lua$") then
+      local desc, usage, in_usage = "", {}, false
+      local fh = io.open(dir .. "/" .. f)
+      if fh then
+        local n = 0
+        for line in fh:lines() do
+          n = n + 1
+          if n > 40 or not line:match("^%-%-") then break end
+          local text = line:gsub("^%-%-", "")
+          if n == 1 then
+            desc = text:gsub("^%s*[%w_/.-]+%.lua%s*%-%s*", "")
+          elseif text:match("amalgam run") then
+            usage[#usage + 1], in_usage = (text:gsub("^%s+", "")), true
+          elseif in_usage and text:match("^%s%s%s%s+%S") then
+            usage[#usage + 1] = "    " .. text:gsub("^%s+", "")
+          else
+            in_usage = false
+          end
+        end
+        fh:close()
+      end
+      out[#out + 1] = { file = f, desc = desc, usage = #usage > 0 and table.concat(usage, "\n") or "(no usage line in its header)" }
+    end
+  end
+  table.sort(out, function(a, b) return a.file < b.file end)
+  return out
+end
+
 -- The merge methods as the Merge panel cycles them: {name, base = "none"|"required"|"optional",
 -- density = true when the method reads a density}.
 function M.merge_methods()

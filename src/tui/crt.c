@@ -64,6 +64,11 @@ static void setup_colors(void) {
             [CR_PARETO] = {COLOR_YELLOW, -1, A_BOLD},
             [CR_GRAPH] = {COLOR_GREEN, -1, 0},
             [CR_PROMPT] = {COLOR_YELLOW, -1, A_BOLD},
+            [CR_HEAT0] = {COLOR_WHITE, COLOR_BLUE, 0},
+            [CR_HEAT1] = {COLOR_BLACK, COLOR_CYAN, 0},
+            [CR_HEAT2] = {COLOR_BLACK, COLOR_GREEN, 0},
+            [CR_HEAT3] = {COLOR_BLACK, COLOR_YELLOW, 0},
+            [CR_HEAT4] = {COLOR_WHITE, COLOR_RED, A_BOLD},
         };
         for (int r = 1; r < CR_COUNT; r++) {
             init_pair((short)r, scheme[r].fg, scheme[r].bg);

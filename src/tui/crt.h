@@ -30,6 +30,7 @@ typedef enum {
     CR_PARETO,      /* points on the Pareto front */
     CR_GRAPH,       /* sparklines and bars */
     CR_PROMPT,
+    CR_HEAT0, CR_HEAT1, CR_HEAT2, CR_HEAT3, CR_HEAT4,   /* heat maps, low to high */
     CR_COUNT
 } ColorRole;
 

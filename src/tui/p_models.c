@@ -174,7 +174,17 @@ static int models_move(Panel *p, int key) {
         else if (key == KEY_END) s->dtop = s->ntensors;
         return HR_REDRAW;
     }
-    return tui_list_key(&s->sel, p->tui->nmodels, LINES - 5, key);
+    int r = tui_list_key(&s->sel, p->tui->nmodels, LINES - 5, key);
+    if (s->sel >= 0 && s->sel < p->tui->nmodels) snprintf(p->tui->selected, sizeof p->tui->selected, "%s", p->tui->models[s->sel].id);
+    return r;
+}
+
+/* shown: the selection follows the model picked elsewhere (a Sweeps cell) */
+static void models_show(Panel *p) {
+    ModelsState *s = p->st;
+    Tui *t = p->tui;
+    for (int i = 0; i < t->nmodels; i++)
+        if (t->selected[0] && strcmp(t->models[i].id, t->selected) == 0) s->sel = i;
 }
 
 static int models_enter(Panel *p, int key) {
@@ -214,5 +224,5 @@ static const PanelKey models_keys[] = {
 
 const PanelClass ModelsPanel = {
     .name = "Models", .id = "models", .size = sizeof(ModelsState), .draw = models_draw,
-    .keys = models_keys, .done = models_done,
+    .keys = models_keys, .done = models_done, .enter = models_show,
 };

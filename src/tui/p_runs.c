@@ -11,6 +11,8 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <lua.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -24,7 +26,18 @@ typedef struct {
     int nchildren;
     char confirm[256];     /* the run a first `k` asked about */
     double confirm_until;
+    /* n: the recipe picker (the .lua files of recipes/ with their usage), then the arguments prompt */
+    int picking, prompting, nrec, rsel;
+    char **rfile, **rdesc, **rusage;
+    char rdir[512], args[400];
 } RunsState;
+
+static void recipes_free(RunsState *s) {
+    for (int i = 0; i < s->nrec; i++) free(s->rfile[i]), free(s->rdesc[i]), free(s->rusage[i]);
+    free(s->rfile), free(s->rdesc), free(s->rusage);
+    s->rfile = s->rdesc = s->rusage = NULL;
+    s->nrec = 0;
+}
 
 static time_t parse_iso(const char *s) {
     struct tm tm;
@@ -51,9 +64,47 @@ static int run_rows(const TuiRun *r, int selected) {
     return 1 + ((selected || r->live) && r->ntasks > 1 ? r->ntasks : 0);
 }
 
+/* the picker over the panel: the recipes, the selected one's description and usage, the prompt */
+static void draw_picker(Panel *p, int y, int x, int h, int w) {
+    RunsState *s = p->st;
+    snprintf(p->title, sizeof p->title, "Runs > start a recipe  (%.100s)", s->rdir);
+    attrset(crt_attr(CR_COLHEAD));
+    mvhline(y, x, ' ', w);
+    crt_putf(y, x + 1, w - 2, 0, "%-24s %s", "recipe", "what it does");
+    attrset(crt_attr(CR_DEFAULT));
+    int lh = h - 8 > 3 ? h - 8 : 3, top = 0;
+    if (lh > s->nrec) lh = s->nrec;
+    tui_list_fit(s->rsel, &top, s->nrec, lh);
+    for (int i = 0; i < lh && top + i < s->nrec; i++) {
+        int k = top + i, sel = k == s->rsel;
+        attrset(sel ? crt_attr(CR_SELECT) : crt_attr(CR_DEFAULT));
+        if (sel) mvhline(y + 1 + i, x, ' ', w);
+        crt_putf(y + 1 + i, x, w, 0, "%s%-24s %s", sel ? crt_glyphs.sel : " ", s->rfile[k], s->rdesc[k]);
+    }
+    attrset(crt_attr(CR_DEFAULT));
+    if (s->rsel >= s->nrec) return;
+    int uy = y + 2 + lh;
+    attrset(crt_attr(CR_DIM));
+    /* the usage: its lines are "\n"-separated */
+    const char *u = s->rusage[s->rsel];
+    for (int line = 0; line < 4 && *u; line++) {
+        const char *e = strchr(u, '\n');
+        int n = e ? (int)(e - u) : (int)strlen(u);
+        crt_putf(uy + line, x + 1, w - 2, 0, "%.*s", n, u);
+        u = e ? e + 1 : u + n;
+    }
+    attrset(crt_attr(CR_DEFAULT));
+    if (s->prompting) {
+        attrset(crt_attr(CR_PROMPT));
+        crt_putf(uy + 4, x + 1, w - 2, 0, "amalgam run %s %s_", s->rfile[s->rsel], s->args);
+        attrset(crt_attr(CR_DEFAULT));
+    }
+}
+
 static void runs_draw(Panel *p, int y, int x, int h, int w) {
     RunsState *s = p->st;
     Tui *t = p->tui;
+    if (s->picking) { draw_picker(p, y, x, h, w); return; }
     snprintf(p->title, sizeof p->title, "Runs  %d in the store, %d live%s", t->nruns, t->nlive,
              t->nlive ? "  (following: metrics polled every second)" : "");
     if (t->nruns == 0) {
@@ -249,6 +300,119 @@ static int runs_resume(Panel *p, int key) {
     return HR_REDRAW;
 }
 
+/* ---------------------------------------------------------------- starting a recipe */
+
+/* recipes/: $AMALGAM_RECIPES, else ./recipes, else the source tree's */
+static void recipes_dir(char *buf, size_t cap) {
+    const char *env = getenv("AMALGAM_RECIPES");
+    if (env && *env) snprintf(buf, cap, "%s", env);
+    else if (access("recipes", R_OK | X_OK) == 0) snprintf(buf, cap, "recipes");
+    else snprintf(buf, cap, "%s/recipes", AM_SOURCE_DIR);
+}
+
+static int runs_new(Panel *p, int key) {
+    RunsState *s = p->st;
+    Tui *t = p->tui;
+    recipes_free(s);
+    recipes_dir(s->rdir, sizeof s->rdir);
+    if (tui_lua_call(t, "recipes", 1, (const char *const[]){s->rdir})) return HR_REDRAW;
+    lua_State *L = t->L;
+    int n = (int)lua_rawlen(L, -1);
+    s->rfile = calloc((size_t)n + 1, sizeof *s->rfile);
+    s->rdesc = calloc((size_t)n + 1, sizeof *s->rdesc);
+    s->rusage = calloc((size_t)n + 1, sizeof *s->rusage);
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        s->rfile[s->nrec] = tui_field_str(L, -1, "file");
+        s->rdesc[s->nrec] = tui_field_str(L, -1, "desc");
+        s->rusage[s->nrec++] = tui_field_str(L, -1, "usage");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (!s->nrec) { tui_flash(t, "no recipes in %s (AMALGAM_RECIPES names another directory)", s->rdir); return HR_REDRAW; }
+    s->picking = 1, s->prompting = 0, s->rsel = 0, s->args[0] = 0;
+    return HR_REDRAW;
+}
+
+/* `amalgam --store STORE run DIR/FILE ARGS...` in its own session (the TUI's Ctrl-C and its
+ * terminal closing do not reach it; it survives the TUI quitting), output in STORE/logs/. */
+static void start_recipe(Panel *p) {
+    RunsState *s = p->st;
+    Tui *t = p->tui;
+    char path[1024], logdir[600], log[800], stamp[32], *argv[64];
+    snprintf(path, sizeof path, "%s/%s", s->rdir, s->rfile[s->rsel]);
+    snprintf(logdir, sizeof logdir, "%s/logs", t->store_dir);
+    mkdir(logdir, 0755);
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", gmtime_r(&now, &tm));
+    snprintf(log, sizeof log, "%s/%.*s-%s.log", logdir, (int)strcspn(s->rfile[s->rsel], "."), s->rfile[s->rsel], stamp);
+    int argc = 0;
+    char a0[] = "amalgam", a1[] = "--store", a3[] = "run";
+    argv[argc++] = a0, argv[argc++] = a1, argv[argc++] = t->store_dir, argv[argc++] = a3, argv[argc++] = path;
+    char args[sizeof s->args];
+    snprintf(args, sizeof args, "%s", s->args);
+    for (char *save = NULL, *tok = strtok_r(args, " \t", &save); tok && argc < 62; tok = strtok_r(NULL, " \t", &save))
+        argv[argc++] = tok;
+    argv[argc] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawnattr_init(&at);
+    sigset_t def;
+    sigemptyset(&def);
+    sigaddset(&def, SIGINT), sigaddset(&def, SIGTERM), sigaddset(&def, SIGHUP);
+    posix_spawnattr_setsigdefault(&at, &def);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF);
+    pid_t pid;
+    int rc = posix_spawn(&pid, "/proc/self/exe", &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    s->picking = s->prompting = 0;
+    if (rc) { tui_flash(t, "cannot start amalgam run: %s", strerror(rc)); return; }
+    if (s->nchildren < 16) s->children[s->nchildren++] = pid;
+    crt_logf("tui: amalgam run %s %s in pid %d, output in %s", path, s->args, (int)pid, log);
+    tui_flash(t, "started %s in pid %d (output: %s)", s->rfile[s->rsel], (int)pid, log);
+    t->runs_polled = 0;   /* poll soon: the run's record appears when it starts training */
+}
+
+/* keys while the picker or the prompt is up */
+static int runs_input(Panel *p, int key) {
+    RunsState *s = p->st;
+    if (!s->picking) return HR_IGNORED;
+    int enter = key == '\r' || key == '\n' || key == KEY_ENTER;
+    if (s->prompting) {
+        size_t n = strlen(s->args);
+        if (key == 27) s->prompting = 0;
+        else if (enter) start_recipe(p);
+        else if (key == KEY_BACKSPACE || key == 127 || key == 8) { if (n) s->args[n - 1] = 0; }
+        else if (key >= 32 && key < 256 && key != 127 && n + 1 < sizeof s->args) s->args[n] = (char)key, s->args[n + 1] = 0;
+        return HR_REDRAW;
+    }
+    if (key == 27 || key == 'q') s->picking = 0;
+    else if (enter) s->prompting = 1;
+    else if (tui_list_key(&s->rsel, s->nrec, 5, key) == HR_IGNORED) return key == KEY_F(10) ? HR_IGNORED : HR_REDRAW;
+    return HR_REDRAW;
+}
+
+static void runs_status(Panel *p, char *buf, size_t cap) {
+    RunsState *s = p->st;
+    if (s->prompting) { snprintf(buf, cap, "arguments key=value ... (Enter starts it in the background, Esc back)"); return; }
+    if (s->picking) { snprintf(buf, cap, "↑↓ select a recipe  Enter its arguments  Esc cancel"); return; }
+    size_t n = 0;
+    buf[0] = 0;
+    for (const PanelKey *k = p->cls->keys; k->key && n + 2 < cap; k++) {
+        if (!k->name) continue;
+        n += (size_t)snprintf(buf + n, cap - n, "%s %s  ", k->name, k->help);
+        if (n >= cap) n = cap - 1;
+    }
+}
+
+static void runs_done(Panel *p) { recipes_free(p->st); }
+
 static const PanelKey runs_keys[] = {
     {KEY_UP, "↑↓", runs_move, "select"},
     {KEY_DOWN, NULL, runs_move, NULL},
@@ -260,6 +424,7 @@ static const PanelKey runs_keys[] = {
     {'\r', "Enter", runs_detail, "the run's arguments and models"},
     {'\n', NULL, runs_detail, NULL},
     {KEY_ENTER, NULL, runs_detail, NULL},
+    {'n', "n", runs_new, "start a recipe from recipes/ with arguments (in the background; it outlives the TUI)"},
     {'u', "u", runs_refresh, "poll now"},
     {'c', "c", runs_resume, "continue a stopped run in the background (amalgam resume RUN)"},
     {'k', "k k", runs_stop, "stop a live run (SIGINT: it checkpoints; amalgam resume RUN continues it)"},
@@ -268,5 +433,5 @@ static const PanelKey runs_keys[] = {
 
 const PanelClass RunsPanel = {
     .name = "Runs", .id = "runs", .size = sizeof(RunsState), .draw = runs_draw, .tick = runs_tick,
-    .keys = runs_keys,
+    .keys = runs_keys, .input = runs_input, .status = runs_status, .done = runs_done,
 };

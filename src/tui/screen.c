@@ -57,7 +57,7 @@ static int act_help(Tui *t, int key) { t->help = !t->help; return HR_REDRAW; }
 static int act_panel(Tui *t, int key) {
     static const struct { int key; const char *id; } map[] = {
         {KEY_F(2), "models"}, {KEY_F(3), "merge"}, {KEY_F(4), "results"}, {KEY_F(5), "plot"},
-        {KEY_F(6), "runs"}, {KEY_F(7), "lua"}, {KEY_F(8), "log"},
+        {KEY_F(6), "runs"}, {KEY_F(7), "lua"}, {KEY_F(8), "log"}, {KEY_F(9), "sweeps"}, {KEY_F(11), "matryoshka"},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (map[i].key == key) tui_switch(t, map[i].id);
@@ -81,6 +81,8 @@ static const TuiKey global_keys[] = {
     {KEY_F(6), "F6", act_panel, "Runs", "training runs, live ones followed"},
     {KEY_F(7), "F7", act_panel, "Lua", "a Lua console in the state recipes use"},
     {KEY_F(8), "F8", act_panel, "Log", "stderr and the TUI's own messages"},
+    {KEY_F(9), "F9", act_panel, "Sweeps", "sweeps as heat maps over their grid, the best cell marked"},
+    {KEY_F(11), "F11", act_panel, NULL, "Matryoshka: the selected model's metric by (layer, dim)"},
     {'\t', "Tab S-Tab", act_next, NULL, "next / previous panel"},
     {KEY_BTAB, NULL, act_next, NULL, NULL},
     {'R', "R", act_reload, NULL, "re-read models and results from the store"},
@@ -334,7 +336,7 @@ int tui_main(const TuiOptions *opt) {
         return 1;
     }
     const PanelClass *classes[] = {&ModelsPanel, &MergePanel, &ResultsPanel, &PlotPanel,
-                                   &RunsPanel, &ConsolePanel, &LogPanel};
+                                   &RunsPanel, &ConsolePanel, &LogPanel, &SweepsPanel, &MatryoshkaPanel};
     for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) add_panel(t, classes[i]);
     crt_logf("amalgam %s tui on %s", AM_VERSION, t->store_dir);
     reload(t);

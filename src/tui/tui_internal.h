@@ -140,6 +140,7 @@ struct Tui {
     double runs_polled, store_polled;
     double key_t0, lat_sum, lat_max;   /* key latency: key read -> its screen drawn */
     int nkeys;
+    char selected[33];           /* the model picked last (Models list, a Sweeps cell): Matryoshka shows it */
     char flash[256];             /* a one-line message in the hint line */
     double flash_until;
     struct TuiDemo *demo;        /* a plan being run (demo.c), NULL none */
@@ -180,6 +181,11 @@ void tui_list_fit(int sel, int *top, int n, int h);
 
 /* the panel classes */
 extern const PanelClass ModelsPanel, ResultsPanel, PlotPanel, RunsPanel, ConsolePanel, LogPanel, MergePanel;
+extern const PanelClass SweepsPanel, MatryoshkaPanel;
+/* p_sweeps.c: a heat-map cell (v x100 on a five-level ramp between lo and hi: colours, or shade
+ * glyphs without them; best marked, cursor reversed) and the ramp's legend */
+void tui_heat_cell(int y, int x, int cw, double v, double lo, double hi, int best, int cursor);
+void tui_heat_legend(int y, int x, int w, double lo, double hi);
 
 /* the Pareto front of (x, y) points, both maximised: on[i] = 1 for points no other point
  * dominates. NAN points are never on it. */

@@ -27,6 +27,24 @@ trap cleanup EXIT
 # twin: base merged with itself (the same weights, another id): its deltas are within noise
 "$AM" merge --method linear base base --name twin >/dev/null 2>"$W/err" || bad "merge twin"
 "$AM" eval twin --task "sts:$F/sts.tsv" --tag id >/dev/null 2>"$W/err" || bad "eval twin"
+# two recorded sweeps (am.sweep): a 2-D grid and a 1-D one, evaluated on the ID task
+"$AM" sweep --method linear base other --grid weight=0,0.5,1 --task "sts:$F/sts.tsv" --tag id >/dev/null 2>"$W/err" || bad "sweep 1-D"
+"$AM" sweep --method ties --base base other twin --grid density=0.3,0.6 --grid lambda=0.5,1 --task "sts:$F/sts.tsv" --tag id \
+  >/dev/null 2>"$W/err" || bad "sweep 2-D"
+# a recipes/ for the Runs panel: a short training run on a toy pairs file
+mkdir -p "$W/recipes"
+"$AM" lua -e "local ds = am.dataset.new('pairs')
+  for i = 1, 16 do assert(ds:add_pair('query number ' .. i, 'passage number ' .. i)) end
+  assert(ds:write('$W/pairs.jsonl'))" >/dev/null 2>"$W/err" || bad "pairs file"
+cat >"$W/recipes/tiny_run.lua" <<'LUA'
+-- recipes/tiny_run.lua - a short training run (the TUI test starts it from the Runs panel)
+--   amalgam run recipes/tiny_run.lua data=PAIRS.jsonl [steps=60] [name=tui-started]
+local p = am.params { data = "", steps = 60, name = "tui-started" }
+local run = assert(am.train { name = p.name, init = "base", steps = p.steps, lr = 1e-4, seed = 1, progress = false,
+  max_len = 16, tasks = { { data = p.data, batch = 4 } } })
+print("tiny_run done", run.id, run.status)
+LUA
+export AMALGAM_RECIPES="$W/recipes"
 # the "training" process: a background job of a script ignores SIGINT, so reset it
 python3 -c 'import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(600)' & SLEEPER=$!
 run_write() { # run_write STEP FIRST LAST: the record at STEP and metrics rows FIRST..LAST
@@ -40,7 +58,7 @@ run_write() { # run_write STEP FIRST LAST: the record at STEP and metrics rows F
 run_write 5 1 5
 
 # ---- headless
-"$AM" tui --frames 14 </dev/null >"$W/out" 2>"$W/err" && ok "headless --frames 14 (every panel twice) exits 0" || bad "headless --frames"
+"$AM" tui --frames 18 </dev/null >"$W/out" 2>"$W/err" && ok "headless --frames 18 (every panel twice) exits 0" || bad "headless --frames"
 expect_fail "tui off a terminal without --frames" "needs a terminal" "$AM" tui
 "$AM" </dev/null >"$W/out" 2>&1; [ $? = 2 ] && grep -q "usage: amalgam" "$W/out" && ok "amalgam alone off a terminal: usage" || bad "amalgam alone off a terminal"
 expect_fail "tui --store without a store" "no store" "$AM" tui --store "$W/nothing" --frames 1
@@ -97,6 +115,23 @@ cap; grep -q "traceback" "$W/out" && ok "traceback shown" || bad "no traceback"
 keys "print(40 + 2)" Enter; check "the console goes on after an error (print goes to the console)" "^ 42 *$"
 keys "q" Enter; check "q in the console is text, not quit" "attempt|undefined|nil|q"
 cap; grep -q "EXIT=" "$W/out" && bad "q quit from the console" || ok "still running after q in the console"
+keys F9; check "Sweeps: the recorded sweeps are listed" "Sweeps +2 recorded"
+check "Sweeps: the 2-D grid as a heat map (rows density, columns lambda)" "density lambda"
+check "Sweeps: the best cell is marked" "best ID avg [0-9.-]+ at density="
+keys Down Right; check "Sweeps: the cursor moves over the cells" "^ density=0\.6 lambda=1  ID"
+keys v; check "Sweeps: v shows the OOD average (none here)" "heat map: OOD avg"
+keys v v
+keys ']'; check "Sweeps: ] shows the next sweep (1-D: one row)" "^ weight=0  ID"
+keys Right Enter; check "Sweeps: Enter selects the point's model (shown in Models)" "selected [0-9a-f]{12} \(the sweep point\)"
+check "Models: the selection follows" "^.[ |├└─-]*[0-9a-f]{12} +merged"
+keys F11; check "Matryoshka: opens on the selected model" "Matryoshka +[0-9a-f]{12} +ID avg by \(layer, dim\)"
+check "Matryoshka: the layer x dim grid of the model's tasks (its results are full mode: none reused)" "tasks: the model's tasks \(1\)  cells 2 x 5  evaluated 0/10"
+keys c; check "Matryoshka: c computes the missing cells (stored)" "evaluated 10/10" 30
+check "Matryoshka: the heat map's best cell" "best"
+keys Down Left; check "Matryoshka: the cursor moves (layer 1, dim 64)" "^ layer 1  dim 64  ID avg"
+"$AM" lua -e "local n = 0
+  for _, r in ipairs(am.results()) do if r.result.config.dim == 8 then n = n + 1 end end
+  assert(n == 2, n)" 2>"$W/err" && ok "Matryoshka: cells are stored results (layer/dim in the config)" || bad "Matryoshka results not stored: $(cat "$W/err")"
 keys F8; check "Log panel with the key latency" "key latency mean"
 keys F1; check "F1 help prints the key table" "Tab S-Tab.*next"
 keys x
@@ -106,8 +141,23 @@ cap; [ "$(wc -l <"$W/out")" -le 24 ] && ok "80x24 screen" || bad "80x24 screen h
 keys F4; check "Results at 80x24" "ID avg"
 $TM resize-window -t tui -x 120 -y 32 2>/dev/null || $TM resize-pane -t tui -x 120 -y 32
 check "resize back to 120x32" "Results +full suite"
+# Runs: start a recipe from recipes/ with arguments; it outlives the TUI
+keys F6 n; check "Runs: n lists recipes/ with their usage" "tiny_run\.lua +a short training run"
+check "Runs: the selected recipe's usage line" "amalgam run recipes/tiny_run\.lua data=PAIRS"
+keys Enter; check "Runs: Enter asks for the arguments" "amalgam run tiny_run\.lua _"
+keys "steps=1000 data=$W/pairs.jsonl" Enter
+check "Runs: the recipe starts in the background" "started tiny_run\.lua in pid [0-9]+"
+cap; child=$(grep -oE 'started tiny_run\.lua in pid [0-9]+' "$W/out" | grep -oE '[0-9]+$')
+check "Runs: the started run shows up live" "tui-started.* running" 20
 keys F2 q
 check "q quits with exit 0" "EXIT=0"
+if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then ok "the recipe's process goes on after the TUI quit"
+else bad "the recipe's process ($child) ended with the TUI"; fi
+for _ in $(seq 240); do kill -0 "$child" 2>/dev/null || break; sleep 0.5; done
+"$AM" lua -e "for _, r in ipairs(am.runs()) do if r.name == 'tui-started' then print(r.status, r.step) end end" >"$W/runs" 2>&1
+grep -qE "^done.1000" "$W/runs" && ok "its run record completes (done, 1000 steps)" || bad "run record: $(cat "$W/runs")"
+ls "$S"/logs/tiny_run-*.log >/dev/null 2>&1 && grep -q "tiny_run done" "$S"/logs/tiny_run-*.log && ok "its output is in the store's logs/" \
+  || bad "no output in $S/logs"
 check "terminal restored after q (icanon, echo)" "^icanon echo"
 
 start
