@@ -77,7 +77,9 @@ static const struct {
     {"eval", cmd_eval, (const char *const[]){"force", "json", "no-store", "no-cache", "progress", NULL},
      (const char *const[]){"suite", "task", "layer", "dim", "tag", NULL},
      "eval MODEL... [--suite default|quick] [--task NAME|beir:DIR|sts:FILE|pairs:FILE|labels:FILE|...]... [--layer L]\n"
-     "                [--dim D] [--tag id|ood] [--force] [--no-store] [--no-cache] [--json] [--progress]",
+     "                [--dim D] [--tag id|ood] [--force] [--no-store] [--no-cache] [--json] [--progress]\n"
+     "  --suite quick: a fixed seeded subsample (~3,000 texts, ~1 s for tiny) that ranks like the full suite:\n"
+     "  Kendall tau 0.89 (ID average) / 0.93 (OOD average) over 14 models (amalgam bench quick)",
      "evaluate models on the ID/OOD suite (MTEB metrics); results are stored and reused"},
     {"compare", cmd_compare, (const char *const[]){"json", "csv", "no-eval", "force", "no-cache", "progress", NULL},
      (const char *const[]){"ref", "suite", "task", "layer", "dim", "tag", NULL},

@@ -19,6 +19,9 @@ CLU="clustering:$F/clustering.jsonl"; BIT="bitext:$F/bitext.jsonl"
 # --- help lists the commands
 "$AM" --help >"$W/out" 2>&1
 grep -q "^  eval " "$W/out" && grep -q "^  compare " "$W/out" && ok "help lists eval and compare" || bad "help"
+"$AM" eval --help >"$W/out" 2>&1
+grep -q "Kendall tau [0-9.]* (ID average) / [0-9.]* (OOD average) over [0-9]* models" "$W/out" &&
+  ok "eval --help states the measured quick-vs-full tau" || bad "eval --help: no tau"
 
 # --- no store: clear error, nothing created
 expect_fail "eval without a store" "no store at" "$AM" eval m --task "$STS"
