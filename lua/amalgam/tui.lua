@@ -421,21 +421,23 @@ function M.recipes(dir)
 end
 
 -- The merge methods as the Merge panel cycles them: {name, base = "none"|"required"|"optional",
--- density = true when the method reads a density}.
+-- density = true when the method reads a density, params = the parameter names it reads}.
 function M.merge_methods()
   local out = {}
   for _, x in ipairs(am.merge_methods()) do
     local d = false
     for _, p in ipairs(x.params or {}) do if p == "density" then d = true end end
-    out[#out + 1] = { name = x.name, base = x.base, density = d, min_models = x.min_models, max_models = x.max_models }
+    out[#out + 1] = { name = x.name, base = x.base, density = d, min_models = x.min_models, max_models = x.max_models,
+      params = table.concat(x.params or {}, ",") }
   end
   return out
 end
 
 -- One step of the Merge panel: merge as a recipe (nothing but the recipe is stored) and
 -- quick-evaluate it, with the reference's quick scores for the deltas. spec_json:
--- {method, base, models = {id...}, weights = {...}, density, ref, name}. With `name`, the merge
--- is stored under that name (tensors too) instead.
+-- {method, base, models = {id...}, weights = {...}, <parameters>, rules = {...}, ref, name}. With
+-- `name`, the merge is stored under that name (tensors too) instead. The Merge panel calls it
+-- from its worker thread, in a Lua state of its own.
 function M.merge_eval(spec_json)
   local spec = am.json.decode(spec_json)
   local now = am.source.now
@@ -443,7 +445,8 @@ function M.merge_eval(spec_json)
   local meth
   for _, x in ipairs(am.merge_methods()) do if x.name == spec.method then meth = x end end
   if not meth then return nil, "unknown method " .. tostring(spec.method) end
-  local req = { method = spec.method, models = spec.models, weights = spec.weights, name = spec.name }
+  local req = { method = spec.method, models = spec.models, weights = spec.weights, name = spec.name,
+    rules = spec.rules }
   if meth.base ~= "none" and spec.base then req.base = spec.base end
   for _, p in ipairs(meth.params or {}) do
     if p ~= "weight" and spec[p] then req[p] = spec[p] end

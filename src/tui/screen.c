@@ -351,6 +351,8 @@ int tui_main(const TuiOptions *opt) {
         if (t->frames > 0) show(t, (start + t->frame) % t->npanels);   /* headless: each panel in turn */
         Panel *p = &t->panels[t->cur];
         if (p->cls->tick) p->cls->tick(p);
+        for (int i = 0; i < t->npanels; i++)
+            if (t->panels[i].cls->poll) t->panels[i].cls->poll(&t->panels[i]);
         tui_poll_runs(t, 0);   /* the header's run meters follow live runs on every panel */
         if (t->demo && tui_demo_tick(t)) reload(t);
         draw(t);

@@ -51,6 +51,7 @@ typedef struct {
     void (*done)(Panel *p);
     void (*enter)(Panel *p);                         /* shown (again) */
     void (*tick)(Panel *p);                          /* every turn of the loop while shown */
+    void (*poll)(Panel *p);                          /* every turn of the loop, shown or not */
     void (*draw)(Panel *p, int y, int x, int h, int w);
     int (*input)(Panel *p, int key);                 /* raw keys before the tables (text entry) */
     const PanelKey *keys;

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The Merge panel through the real binary in tmux, on a store whose quick suite is made of the
+# evalrun fixtures: a weight slider's merge and its ID/OOD averages equal `amalgam merge` and
+# `amalgam eval --suite quick --force` of the same spec; the λ slider and the per-layer-group
+# sliders change the merge spec (same recipe id as the command line's --set / --rule); keys
+# answer while a step runs on the worker thread (AMALGAM_TUI_STEP_DELAY makes the step slow)
+# and slider moves made meanwhile coalesce into one step; `s` names and stores the merge and its
+# full evaluation, a background process, lands in Results.
+# usage: test_tui_merge.sh PATH/TO/amalgam    prints "N passed, N failed"
+set -u
+AM="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+T="${AM_TEST_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
+F="$T/ref/evalrun"
+source "$T/cli/lib.bash"
+am_test_init am_tui_merge
+if ! command -v tmux >/dev/null; then echo "tmux not installed: skipped"; exit 77; fi
+S="$AMALGAM_STORE"
+TM="tmux -L am_tui_merge_$$ -f /dev/null"
+cleanup() { $TM kill-server 2>/dev/null; rm -rf "$W"; rm -f /tmp/amalgam-eval-*-tuisave.log; }
+trap cleanup EXIT
+
+# ---- the store: two tiny models, the quick suite's datasets made of fixtures
+"$AM" init-model --config tiny --name base >/dev/null 2>"$W/err" || bad "init-model base"
+"$AM" init-model --config tiny --name other --seed 7 >/dev/null 2>"$W/err" || bad "init-model other"
+D="$S/datasets"
+for n in wn-def deb-desc foldoc-def prog-faq manpage; do mkdir -p "$D/$n" && cp -r "$F/beir" "$D/$n/test"; done
+mkdir -p "$D/wn-sts" "$D/wn-sense" "$D/deb-section" "$D/kjv-web" "$D/brown-genre" "$D/spam"
+cp "$F/sts.tsv" "$D/wn-sts/test.tsv"
+cp "$F/pairclass.jsonl" "$D/wn-sense/test.jsonl"
+cp "$F/labels/test.jsonl" "$D/deb-section/test.jsonl"; cp "$F/clustering.jsonl" "$D/deb-section/train.jsonl"
+cp "$F/bitext.jsonl" "$D/kjv-web/test.jsonl"
+for n in brown-genre spam; do cp "$F/labels/test.jsonl" "$D/$n/test.jsonl"; cp "$F/clustering.jsonl" "$D/$n/probe.jsonl"; done
+cp "$F/clustering.jsonl" "$D/spam/cluster.jsonl"
+"$AM" eval base --suite quick >"$W/out" 2>"$W/err" && ok "the fixture store has a quick suite" || bad "quick suite on the fixtures"
+
+# ---- tmux
+cap() { $TM capture-pane -t tui -p >"$W/out" 2>&1; }
+wait_for() { # wait_for PATTERN [SECONDS]: the screen matches ERE PATTERN
+  local i n=$(( ${2:-5} * 10 ))
+  for ((i = 0; i < n; i++)); do cap; grep -qE -- "$1" "$W/out" && return 0; sleep 0.1; done
+  return 1
+}
+check() { if wait_for "$2" "${3:-5}"; then ok "$1"; else bad "$1 (screen lacks /$2/)"; fi; }
+keys() { $TM send-keys -t tui "$@"; }
+start() { # start ENV...: the TUI in a 120x40 pane
+  $TM kill-server 2>/dev/null
+  sleep 0.2
+  $TM new-session -d -s tui -x 120 -y 40 "env PS1='$ ' TERM=xterm-256color $* bash --norc --noprofile"
+  keys "cd '$W' && '$AM' --store '$S' tui; echo EXIT=\$?" Enter
+}
+shown_id() { grep -oE "quick eval [0-9a-f]{8}" "$W/out" | head -1 | awk '{print $3}'; }
+shown_avg() { grep -oE "$1 +-?[0-9]+\\.[0-9]" "$W/out" | head -1 | awk '{print $2}'; }
+cli_id() { "$AM" merge --method task_arithmetic --base base "$@" 2>"$W/err" | grep -oE "id [0-9a-f]{32}" | awk '{print $2}'; }
+# goto_row PATTERN: move the cursor (Home, then Down) to the first row matching ERE PATTERN
+goto_row() {
+  local i
+  keys $(printf 'Up %.0s' {1..30})
+  for ((i = 0; i < 16; i++)); do
+    sleep 0.15; cap
+    grep -qE -- "^▶$1" "$W/out" && return 0
+    keys Down
+  done
+  return 1
+}
+# wait_step OLD: a finished step whose id differs from OLD
+wait_step() {
+  local i
+  for ((i = 0; i < 300; i++)); do
+    cap
+    if ! grep -q "computing" "$W/out"; then local id; id=$(shown_id); [ -n "$id" ] && [ "$id" != "$1" ] && return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+start
+check "the TUI starts" "Models +[0-9]+ in"
+keys F3; check "Merge panel: method and the lambda slider" "method task_arithmetic"
+check "Merge panel: the parameter row" "lambda .*1\\.00"
+keys b; check "b picks the base" "base base"
+goto_row other && ok "select the model row" || bad "no row other"
+keys Right
+wait_step "" && ok "a slider move merges and quick-evaluates" || bad "no quick evaluation after a slider move"
+check "the moved slider" "other .*0\\.05"
+cap; id=$(shown_id); want=$(cli_id other:0.05)
+[ -n "$id" ] && [ "${want:0:8}" = "$id" ] && ok "the slider's merge is amalgam merge --base base other:0.05 ($id)" ||
+  bad "slider merge $id, command line ${want:0:8}"
+"$AM" eval "$want" --suite quick --force >"$W/cli" 2>"$W/err" || bad "amalgam eval --suite quick"
+cli_i=$(awk '/ID avg/ {printf "%.1f", $3 * 100}' "$W/cli"); cli_o=$(awk '/OOD avg/ {for (i = 1; i < NF; i++) if ($i == "OOD") printf "%.1f", $(i + 2) * 100}' "$W/cli")
+scr_i=$(shown_avg ID); scr_o=$(shown_avg OOD)
+[ -n "$scr_i" ] && [ "$scr_i" = "$cli_i" ] && [ "$scr_o" = "$cli_o" ] &&
+  ok "shown ID/OOD ($scr_i/$scr_o) = amalgam eval --suite quick --force ($cli_i/$cli_o)" ||
+  bad "shown ID/OOD $scr_i/$scr_o, amalgam eval --suite quick $cli_i/$cli_o"
+
+# the method's parameter: lambda 1.05
+goto_row lambda || bad "no row lambda"
+keys Right
+wait_step "$id" && ok "the lambda slider merges again" || bad "no step after lambda"
+check "lambda moved" "lambda .*1\\.05"
+cap; id2=$(shown_id); want=$(cli_id other:0.05 --set lambda=1.05)
+[ -n "$id2" ] && [ "${want:0:8}" = "$id2" ] && ok "the lambda slider sets lambda in the spec (= --set lambda=1.05)" ||
+  bad "lambda merge $id2, command line ${want:0:8}"
+
+# per layer group: other's layer 0 at 0.25, its other groups at 0.05
+keys g; check "g: weights per layer group" "weights per layer group"
+check "the groups of a model" "layer 0 .*0\\.05"
+goto_row other || bad "no row other"
+keys Down Down; sleep 0.2; cap; grep -qE "^▶  layer 0" "$W/out" || bad "other's layer 0 row is two rows under it"
+keys Right Right Right Right
+wait_step "$id2" && ok "a layer group slider merges again" || bad "no step after the group slider"
+check "the group slider moved" "layer 0 .*0\\.25"
+cap; id3=$(shown_id)
+want=$(cli_id other:0.25 --set lambda=1.05 --rule weight@1:embeddings.=0.05 --rule weight@1:encoder.layer.0.=0.25 \
+  --rule weight@1:encoder.layer.1.=0.05 --rule weight@1:pooler=0.05)
+[ -n "$id3" ] && [ "${want:0:8}" = "$id3" ] && ok "the group sliders are weight rules per layer (= --rule weight@1:encoder.layer.0.=0.25 ...)" ||
+  bad "group merge $id3, command line ${want:0:8}"
+keys "?"; check "? lists the panel's keys" "layer group"
+keys x
+
+# s: name, store, full evaluation in the background, its results in Results
+keys s; check "s asks for a name" "name: task_arithmetic-"
+keys $(printf 'BSpace %.0s' {1..40}); keys t u i s a v e Enter
+check "s stores the merge and starts its full evaluation" "full evaluation running in pid [0-9]+" 20
+check "the full evaluation finishes and is reported" "full evaluation of tuisave done" 60
+"$AM" info tuisave >"$W/cli" 2>&1 && grep -q "tuisave" "$W/cli" && ! grep -q "recipe only" "$W/cli" &&
+  ok "tuisave is stored with its tensors" || bad "tuisave not stored"
+keys F4; check "its full results show in Results" "tuisave .*[0-9]"
+keys q; check "q quits" "EXIT=0"
+
+# ---- keys while a step runs (each step waits 2 s on the worker)
+start AMALGAM_TUI_STEP_DELAY=2
+check "started with slow steps" "Models +[0-9]+ in"
+keys F3; check "Merge panel" "method task_arithmetic"
+for _ in 1 2 3 4 5 6 7 8; do cap; grep -q "base base" "$W/out" && break; keys b; sleep 0.2; done
+goto_row other || bad "no row other"
+keys Right Right
+check "the step is out: computing" "computing"
+keys F2; check "F2 answers while the step runs" "Models +[0-9]+ in" 1
+keys F3; check "back in Merge, still computing (the keys did not wait for the step)" "computing" 1
+keys Right Right Right
+check "slider moves during a step are shown at once" "other .*0\\.25" 1
+wait_step "" && ok "the steps finish" || bad "steps did not finish"
+cap; id=$(shown_id); want=$(cli_id other:0.25)
+[ -n "$id" ] && [ "${want:0:8}" = "$id" ] && ok "the last position is the one shown (other:0.25)" || bad "shown $id, want ${want:0:8}"
+keys F8; sleep 0.3; cap
+n=$(grep -c "tui: merge task_arithmetic" "$W/out")
+[ "$n" -ge 1 ] && [ "$n" -le 3 ] && ok "moves made during a step coalesce ($n steps for 5 moves)" || bad "$n steps for 5 moves"
+grep -qE "key latency mean" "$W/out" && ok "the Log panel reports the key latency" || bad "no key latency"
+keys q; check "q quits while idle" "EXIT=0"
+am_test_finish
