@@ -22,15 +22,21 @@ trap cleanup EXIT
 # ---- the store: two tiny models, the quick suite's datasets made of fixtures
 "$AM" init-model --config tiny --name base >/dev/null 2>"$W/err" || bad "init-model base"
 "$AM" init-model --config tiny --name other --seed 7 >/dev/null 2>"$W/err" || bad "init-model other"
-D="$S/datasets"
-for n in wn-def deb-desc foldoc-def prog-faq manpage; do mkdir -p "$D/$n" && cp -r "$F/beir" "$D/$n/test"; done
-mkdir -p "$D/wn-sts" "$D/wn-sense" "$D/deb-section" "$D/kjv-web" "$D/brown-genre" "$D/spam"
-cp "$F/sts.tsv" "$D/wn-sts/test.tsv"
-cp "$F/pairclass.jsonl" "$D/wn-sense/test.jsonl"
-cp "$F/labels/test.jsonl" "$D/deb-section/test.jsonl"; cp "$F/clustering.jsonl" "$D/deb-section/train.jsonl"
-cp "$F/bitext.jsonl" "$D/kjv-web/test.jsonl"
-for n in brown-genre spam; do cp "$F/labels/test.jsonl" "$D/$n/test.jsonl"; cp "$F/clustering.jsonl" "$D/$n/probe.jsonl"; done
-cp "$F/clustering.jsonl" "$D/spam/cluster.jsonl"
+# every dataset of the default suite, whatever it holds today, from a fixture of its task type
+"$AM" lua -e 'for _, t in ipairs(am.eval_suite()) do print(t.dataset, t.type, t.test or "test", t.train or "-") end' \
+  >"$W/suite" 2>"$W/err" || bad "am.eval_suite"
+while read -r ds ty test train; do
+  d="$S/datasets/$ds"; mkdir -p "$d"
+  case "$ty" in
+    retrieval) rm -rf "${d:?}/$test"; cp -r "$F/beir" "$d/$test" ;;
+    sts) cp "$F/sts.tsv" "$d/$test.tsv" ;;
+    pair_classification) cp "$F/pairclass.jsonl" "$d/$test.jsonl" ;;
+    bitext) cp "$F/bitext.jsonl" "$d/$test.jsonl" ;;
+    classification) cp "$F/labels/test.jsonl" "$d/$test.jsonl"; cp "$F/clustering.jsonl" "$d/$train.jsonl" ;;
+    clustering) cp "$F/clustering.jsonl" "$d/$test.jsonl" ;;
+    *) bad "no fixture for task type $ty" ;;
+  esac
+done <"$W/suite"
 "$AM" eval base --suite quick >"$W/out" 2>"$W/err" && ok "the fixture store has a quick suite" || bad "quick suite on the fixtures"
 
 # ---- tmux
@@ -85,8 +91,10 @@ check "the moved slider" "other .*0\\.05"
 cap; id=$(shown_id); want=$(cli_id other:0.05)
 [ -n "$id" ] && [ "${want:0:8}" = "$id" ] && ok "the slider's merge is amalgam merge --base base other:0.05 ($id)" ||
   bad "slider merge $id, command line ${want:0:8}"
-"$AM" eval "$want" --suite quick --force >"$W/cli" 2>"$W/err" || bad "amalgam eval --suite quick"
-cli_i=$(awk '/ID avg/ {printf "%.1f", $3 * 100}' "$W/cli"); cli_o=$(awk '/OOD avg/ {for (i = 1; i < NF; i++) if ($i == "OOD") printf "%.1f", $(i + 2) * 100}' "$W/cli")
+"$AM" eval "$want" --suite quick --force --json >"$W/cli" 2>"$W/err" || bad "amalgam eval --suite quick"
+# the JSON's full precision, formatted as the panel formats a score
+cli_avg() { grep -oE "\"$1\":[[:space:]]*[-0-9.e]+" "$W/cli" | head -1 | awk -F: '{printf "%.1f", $2 * 100}'; }
+cli_i=$(cli_avg id_avg); cli_o=$(cli_avg ood_avg)
 scr_i=$(shown_avg ID); scr_o=$(shown_avg OOD)
 [ -n "$scr_i" ] && [ "$scr_i" = "$cli_i" ] && [ "$scr_o" = "$cli_o" ] &&
   ok "shown ID/OOD ($scr_i/$scr_o) = amalgam eval --suite quick --force ($cli_i/$cli_o)" ||
