@@ -27,6 +27,8 @@ end
 M.compare = compare.compare
 M.kendall_tau, M.bench_quick, M.cli_bench_quick = bench_quick.kendall_tau, bench_quick.bench_quick,
   bench_quick.cli_bench_quick
+local bench_latency = require "amalgam.bench_latency"
+M.bench_latency, M.cli_bench_latency = bench_latency.bench_latency, bench_latency.cli_bench_latency
 
 local eval_spec = {
   suite = { "default", "quick" }, tasks = "table|string", mode = { "full", "quick" }, layer = "integer",

@@ -460,6 +460,7 @@ function M.merge_eval(spec_json)
   local t2 = now()
   local out = { id = m:id(), found = info.found and true or false, merge_s = t1 - t0, eval_s = t2 - t1,
     id_avg = r.id_avg, ood_avg = r.ood_avg, tasks = {} }
+  m:close() -- its weights and encoder buffers are reused by the next step (not left to the GC)
   for _, x in ipairs(r) do
     local tag = x.tag
     if tag == am.json.null then tag = nil end

@@ -55,7 +55,8 @@ int embed_model_load(Store *st, const char *name_or_id, EmbedModel **out) {
     Model *m = NULL;
     char *meta = NULL, *vtext = NULL;
     size_t vlen = 0;
-    if (merge_store_is_recipe(st, id)) { /* a merge kept as its recipe: computed here */
+    const int recipe = merge_store_is_recipe(st, id);
+    if (recipe) { /* a merge kept as its recipe: computed here */
         if ((rc = merge_store_load(st, id, &m, &vtext, &vlen)) || (rc = store_model_meta(st, id, &meta))) {
             model_delete(m);
             free(vtext);
@@ -92,6 +93,7 @@ int embed_model_load(Store *st, const char *name_or_id, EmbedModel **out) {
     }
     memcpy(em->id, id, sizeof id);
     em->meta_json = meta;
+    em->recipe_only = recipe;
     *out = em;
     return AM_OK;
 }
@@ -153,10 +155,14 @@ int embed_model_encode(EmbedModel *em, const char *const *texts, int n, const Em
     for (int s = 0; s < n && rc == AM_OK; s += bs) {
         int B = n - s < bs ? n - s : bs;
         for (int i = 0; i < B; i++) bt[i] = texts[order[s + i].idx];
+        double t0 = am_now();
         if ((rc = tokenizer_batch(em->tok, bt, NULL, B, max_len, &em->batch))) break;
         TokenBatch *b = &em->batch;
+        double t1 = am_now();
         rc = encoder_embed(em->enc, b->ids, b->type_ids, b->mask, b->B, b->T,
                            pooling, normalize, layer, dim, tmp);
+        am_phase_add(AM_PHASE_TOKENIZE, t1 - t0);
+        am_phase_add(AM_PHASE_ENCODE, am_now() - t1);
         if (rc) break;
         for (int i = 0; i < B; i++)
             memcpy(out + (size_t)order[s + i].idx * dim, tmp + (size_t)i * dim, (size_t)dim * sizeof(float));

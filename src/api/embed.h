@@ -26,6 +26,7 @@ typedef struct {
     Tokenizer *tok;
     HfInfo info;              /* pooling, normalize, max_seq_length, do_lower_case, strip_accents */
     char *meta_json;          /* stored meta (NULL if not from a store) */
+    int recipe_only;          /* a merge kept as its recipe (computed on load) */
     Encoder *enc;             /* workspace, created on first encode and reused */
     TokenBatch batch;
 } EmbedModel;

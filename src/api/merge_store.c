@@ -115,6 +115,7 @@ static Model *model_copy(const Model *m) {
 }
 
 static void cache_put(const char *id, const Model *m, const char *vocab, size_t vlen) {
+    double t0 = am_now();
     Model *c = model_copy(m);
     if (!c) {
         am_clearerror();
@@ -132,10 +133,12 @@ static void cache_put(const char *id, const Model *m, const char *vocab, size_t 
     }
     cache.vlen = vlen;
     pthread_mutex_unlock(&cache_mu);
+    am_phase_add(AM_PHASE_MERGE, am_now() - t0);
 }
 
 static int cache_get(const char *id, Model **m, char **vocab, size_t *vlen) {
     int hit = 0;
+    double t0 = am_now();
     pthread_mutex_lock(&cache_mu);
     if (cache.m && strcmp(cache.id, id) == 0 && (*m = model_copy(cache.m))) {
         hit = 1;
@@ -149,6 +152,7 @@ static int cache_get(const char *id, Model **m, char **vocab, size_t *vlen) {
     }
     pthread_mutex_unlock(&cache_mu);
     if (!hit) am_clearerror();
+    am_phase_add(AM_PHASE_MERGE, am_now() - t0);
     return hit;
 }
 
@@ -207,14 +211,170 @@ static int load_full(Store *st, const char *id, int depth, Model **out, char **v
     return rc;
 }
 
+/* ---------------------------------------------------------------- stored inputs, kept
+ * The weights behind a stored (not recipe-only) model id never change (ids are content
+ * hashes), so the inputs of merges stay loaded between merges: the Merge panel merges the same
+ * parents at every step, and reading, hashing and copying them out of LMDB into fresh memory
+ * cost more than the merge. Entries are shared read-only (refs counts the merges using one);
+ * `finite` records that the NaN/Inf check passed. Least recently used unreferenced entries
+ * go when the total exceeds AMALGAM_MERGE_CACHE_MB (default 512; 0 = off). */
+typedef struct Kept {
+    char id[AM_ID_HEX + 1];
+    Model *m;
+    char *vocab;
+    size_t vlen;
+    int refs, finite;
+    uint64_t used;
+    struct Kept *next;
+} Kept;
+static Kept *kept;          /* under cache_mu */
+static uint64_t kept_tick;
+
+static size_t kept_cap(void) {
+    const char *e = getenv("AMALGAM_MERGE_CACHE_MB");
+    char *end = NULL;
+    double mb = e && *e ? strtod(e, &end) : 512;
+    if (e && *e && (end == e || mb < 0)) mb = 512;
+    return (size_t)(mb * 1048576.0);
+}
+
+static size_t kept_bytes(const Kept *k) { return k->m->tab.total * sizeof(float) + k->vlen; }
+
+static void kept_free(Kept *k) {
+    model_delete(k->m);
+    free(k->vocab);
+    free(k);
+}
+
+/* drop unreferenced entries, oldest first, until the rest fits cap; under cache_mu */
+static void kept_trim(size_t cap, Kept **dropped) {
+    for (;;) {
+        size_t total = 0;
+        Kept **victim = NULL;
+        for (Kept **p = &kept; *p; p = &(*p)->next) {
+            total += kept_bytes(*p);
+            if (!(*p)->refs && (!victim || (*p)->used < (*victim)->used)) victim = p;
+        }
+        if (total <= cap || !victim) return;
+        Kept *v = *victim;
+        *victim = v->next;
+        v->next = *dropped;
+        *dropped = v;
+    }
+}
+
+/* A stored model's weights for reading: the kept entry (referenced; give it back with
+ * kept_release) or, for recipes, a fresh load (*entry = NULL, the caller owns *m). vocab is
+ * the entry's (do not free) or the caller's. */
+static int load_input(Store *st, const char *id, int depth, Model **m, char **vocab, size_t *vlen, Kept **entry) {
+    *entry = NULL;
+    size_t cap = kept_cap();
+    if (!cap || merge_store_is_recipe(st, id)) return load_full(st, id, depth, m, vocab, vlen);
+    pthread_mutex_lock(&cache_mu);
+    for (Kept *k = kept; k; k = k->next)
+        if (strcmp(k->id, id) == 0) {
+            k->refs++;
+            k->used = ++kept_tick;
+            *entry = k;
+            counts.inputs_kept++;
+            break;
+        }
+    pthread_mutex_unlock(&cache_mu);
+    if (!*entry) {
+        int rc = load_full(st, id, depth, m, vocab, vlen);
+        if (rc) return rc;
+        count(&counts.inputs_loaded);
+        Kept *k = xcalloc(1, sizeof *k);
+        snprintf(k->id, sizeof k->id, "%s", id);
+        k->m = *m;
+        k->vocab = *vocab;
+        k->vlen = *vlen;
+        k->refs = 1;
+        Kept *dropped = NULL;
+        pthread_mutex_lock(&cache_mu);
+        k->used = ++kept_tick;
+        k->next = kept;
+        kept = k;
+        kept_trim(cap, &dropped);
+        pthread_mutex_unlock(&cache_mu);
+        for (Kept *d; (d = dropped);) {
+            dropped = d->next;
+            kept_free(d);
+        }
+        *entry = k;
+    }
+    *m = (*entry)->m;
+    *vocab = (*entry)->vocab;
+    *vlen = (*entry)->vlen;
+    return AM_OK;
+}
+
+static void kept_release(Kept *k, int finite) {
+    if (!k) return;
+    Kept *dropped = NULL;
+    pthread_mutex_lock(&cache_mu);
+    k->refs--;
+    if (finite) __atomic_store_n(&k->finite, 1, __ATOMIC_RELEASE);
+    kept_trim(kept_cap(), &dropped);
+    pthread_mutex_unlock(&cache_mu);
+    for (Kept *d; (d = dropped);) {
+        dropped = d->next;
+        kept_free(d);
+    }
+}
+
+void merge_store_forget_inputs(void) {
+    Kept *dropped = NULL;
+    pthread_mutex_lock(&cache_mu);
+    kept_trim(0, &dropped);
+    pthread_mutex_unlock(&cache_mu);
+    for (Kept *d; (d = dropped);) {
+        dropped = d->next;
+        kept_free(d);
+    }
+}
+
+/* strip_head for an input that may be a kept entry: that one is copied and released */
+static int strip_input(Model **m, Kept **e, int finite) {
+    if (!*e) return strip_head(m);
+    if (!(*m)->cfg.has_mlm_head) return AM_OK;
+    Model *c = model_copy(*m);
+    if (!c) return am_error(AM_ENOMEM, "merge: cannot copy an input model");
+    kept_release(*e, finite);
+    *e = NULL;
+    *m = c;
+    return strip_head(m);
+}
+
+/* index of the first NaN/Inf in x[0, n), or n: blocks reduced branch-free (vectorised), then
+ * the block that has one searched */
+static size_t first_nonfinite(const float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 1024 <= n; i += 1024) {
+        uint32_t bad = 0;
+        for (size_t j = 0; j < 1024; j++) {
+            uint32_t b;
+            memcpy(&b, x + i + j, 4);
+            bad |= (b & 0x7f800000u) == 0x7f800000u;
+        }
+        if (bad) break;
+    }
+    for (; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return n;
+}
+
 /* Run a canonical spec: load the inputs, check vocabularies, merge. first_meta (may be NULL)
  * gets the first model's meta (pooling and tokenizer keys). */
+static _Thread_local int compute_nest; /* phase timers: only the outermost compute counts */
+
 static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **vocab, size_t *vlen, MergeStats *stats,
                    cJSON **first_meta) {
     *out = NULL;
     *vocab = NULL;
     *vlen = 0;
     if (first_meta) *first_meta = NULL;
+    double t_start = am_now(), t_load = 0, t0;
     const char *method = merge_store_jstr(spec, "method");
     const cJSON *models = cJSON_GetObjectItemCaseSensitive(spec, "models");
     if (!method || !cJSON_IsArray(models)) return am_error(AM_EFORMAT, "merge recipe: no method or models");
@@ -228,8 +388,10 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
     rc = merge_store_params_canonical(mm, pj, &params, &ms);
     free(pj);
     cJSON_Delete(params);
+    const int outer = compute_nest++ == 0;
     int k = cJSON_GetArraySize(models);
     Model **in = xcalloc((size_t)k + 1, sizeof *in);
+    Kept **ent = xcalloc((size_t)k + 1, sizeof *ent); /* ent[k]: the base's */
     char **names = xcalloc((size_t)k + 1, sizeof *names);
     Model *base = NULL, *res = NULL;
     char *bvocab = NULL, *v0 = NULL;
@@ -246,7 +408,10 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
         if ((rc = merge_spec_set(&ms, MERGE_P_WEIGHT, i, 0, "", &wf, 1))) break;
         char *vt = NULL;
         size_t vl = 0;
-        if ((rc = load_full(st, id, depth, &in[i], &vt, &vl))) {
+        t0 = am_now();
+        rc = load_input(st, id, depth, &in[i], &vt, &vl, &ent[i]);
+        t_load += am_now() - t0;
+        if (rc) {
             if (rc == AM_ENOTFOUND && !model_exists(st, id))
                 rc = am_error(AM_ENOTFOUND, "merge: input %d (%.12s) is no longer in the store (amalgam rm --force?), "
                               "so this merge cannot be computed", i + 1, id);
@@ -255,10 +420,15 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
         if (i == 0) {
             v0 = vt;
             l0 = vl;
+            if (ent[i] && vl) { /* the kept entry's: the caller gets its own copy */
+                v0 = xmalloc(vl + 1);
+                memcpy(v0, vt, vl);
+                v0[vl] = 0;
+            }
             if (first_meta && (rc = meta_of(st, id, first_meta))) break;
         } else {
             int same = vl == l0 && (vl == 0 || memcmp(vt, v0, vl) == 0);
-            free(vt);
+            if (!ent[i]) free(vt);
             if (!same) {
                 rc = am_error(AM_EVOCAB, "merge: model %d (%.12s) has a different vocabulary than model 1 (%.12s)", i + 1,
                               id, merge_store_jstr(cJSON_GetArrayItem(models, 0), "id"));
@@ -274,7 +444,10 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
         cJSON_Delete(tmp);
     }
     if (!rc && base_id) {
-        if ((rc = load_full(st, base_id, depth, &base, &bvocab, &bl))) {
+        t0 = am_now();
+        rc = load_input(st, base_id, depth, &base, &bvocab, &bl, &ent[k]);
+        t_load += am_now() - t0;
+        if (rc) {
             if (rc == AM_ENOTFOUND && !model_exists(st, base_id))
                 rc = am_error(AM_ENOTFOUND, "merge: the base (%.12s) is no longer in the store (amalgam rm --force?), "
                               "so this merge cannot be computed", base_id);
@@ -285,21 +458,26 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
         if (base) heads &= base->cfg.has_mlm_head;
     }
     /* a NaN/Inf in any input is an error, also where a method would trim it away */
+    int *finite = xcalloc((size_t)k + 1, sizeof *finite); /* checked here (kept entries remember it) */
     for (int i = 0; i <= k && !rc; i++) {
         const Model *x = i < k ? in[i] : base;
         if (!x) continue;
+        if (ent[i] && __atomic_load_n(&ent[i]->finite, __ATOMIC_ACQUIRE)) { /* set once, never unset */
+            finite[i] = 1;
+            continue;
+        }
         for (int t = 0; t < x->tab.n && !rc; t++) {
             const ParamInfo *p = &x->tab.t[t];
             const float *v = x->params + p->offset;
-            for (size_t e = 0; e < p->numel; e++)
-                if (!isfinite(v[e])) {
-                    char *blab = i < k ? NULL : label_of(st, base_id);
-                    rc = am_error(AM_EFORMAT, "merge: %s%s has a%s in tensor %s (element %zu)", i < k ? "" : "the base ",
-                                  i < k ? names[i] : blab, isnan(v[e]) ? " NaN" : "n Inf", p->name, e);
-                    free(blab);
-                    break;
-                }
+            const size_t e = first_nonfinite(v, p->numel);
+            if (e < p->numel) {
+                char *blab = i < k ? NULL : label_of(st, base_id);
+                rc = am_error(AM_EFORMAT, "merge: %s%s has a%s in tensor %s (element %zu)", i < k ? "" : "the base ",
+                              i < k ? names[i] : blab, isnan(v[e]) ? " NaN" : "n Inf", p->name, e);
+                free(blab);
+            }
         }
+        finite[i] = !rc;
     }
     /* a rule's pattern that matches no tensor is a typo, not a no-op */
     const cJSON *rule;
@@ -320,8 +498,8 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
         }
     }
     /* an input without an MLM head (a task vector, an imported encoder): merge the encoders */
-    for (int i = 0; i < k && !rc && !heads; i++) rc = strip_head(&in[i]);
-    if (!rc && base && !heads) rc = strip_head(&base);
+    for (int i = 0; i < k && !rc && !heads; i++) rc = strip_input(&in[i], &ent[i], finite[i]);
+    if (!rc && base && !heads) rc = strip_input(&base, &ent[k], finite[k]);
     if (!rc) rc = model_new(&in[0]->cfg, &res);
     if (!rc) {
         MergeStats s0;
@@ -329,14 +507,24 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
         count(&counts.computed);
     }
     for (int i = 0; i < k; i++) {
-        model_delete(in[i]);
+        if (ent[i]) kept_release(ent[i], finite[i]);
+        else model_delete(in[i]);
         free(names[i]);
     }
     free(in);
     free(names);
-    model_delete(base);
-    free(bvocab);
+    if (ent[k]) kept_release(ent[k], finite[k]);
+    else {
+        model_delete(base);
+        free(bvocab);
+    }
+    free(ent);
+    free(finite);
     merge_spec_free(&ms);
+    if (--compute_nest, outer) { /* a nested recipe's time is inside its parent's */
+        am_phase_add(AM_PHASE_PARENTS, t_load);
+        am_phase_add(AM_PHASE_MERGE, am_now() - t_start - t_load);
+    }
     if (rc) {
         model_delete(res);
         free(v0);

@@ -99,9 +99,13 @@ int merge_store_diagnose(Store *st, const char *base, const char *const *models,
 int merge_diag_vectors(const ParamTable *tab, const float *const *v, int n, char **json);
 
 /* What this process merged: merges computed (merge_models calls) and recipes taken from the
- * in-memory copy of the last computed merge instead of being computed again. */
-typedef struct { size_t computed, reused; } MergeStoreCounts;
+ * in-memory copy of the last computed merge instead of being computed again; stored inputs
+ * read from the store (inputs_loaded) and taken from the ones kept in memory (inputs_kept). */
+typedef struct { size_t computed, reused, inputs_loaded, inputs_kept; } MergeStoreCounts;
 void merge_store_counts(MergeStoreCounts *c);
+/* Drop the stored inputs kept loaded between merges (merge_store.c; AMALGAM_MERGE_CACHE_MB caps
+ * them, default 512). */
+void merge_store_forget_inputs(void);
 
 /* Point name at model id; a recipe-only merge is materialised first (its tensors stored). */
 int merge_store_name(Store *st, const char *name, const char *id);

@@ -77,6 +77,15 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * (callers return AM_ENOMEM). Free with am_free_aligned. */
 float *am_alloc_floats(size_t n);
 void am_free_aligned(void *p);
+/* A few large freed buffers kept for reuse: a fresh buffer's first touch (page faults, the
+ * kernel zeroing pages) costs more here than a merge or a quick evaluation's work with it, and
+ * the Merge panel makes and drops a model and an encoder per step. am_pool_take returns a
+ * buffer of at least `bytes` aligned to `align` (a power of two >= 64), *got = its usable size
+ * (pass it back to am_pool_give); contents are undefined; NULL when out of memory. Buffers
+ * under 1 MB are not pooled. Cap: AMALGAM_POOL_MB (default 256; 0 = no pool). Thread-safe. */
+void *am_pool_take(size_t bytes, size_t align, size_t *got);
+void am_pool_give(void *p, size_t got, size_t align);
+void am_pool_drain(void);                /* free every pooled buffer */
 
 /* ---- logging: a ring buffer the TUI can show; also echoed to stderr when verbose ---- */
 enum { AM_LOG_DEBUG, AM_LOG_INFO, AM_LOG_WARN, AM_LOG_ERROR };
@@ -97,6 +106,14 @@ uint32_t am_rng_below(AmRng *r, uint32_t n); /* [0, n) without modulo bias */
 /* ---- timing and hashing ---- */
 double am_now(void);                     /* monotonic seconds */
 uint64_t am_hash64(const void *data, size_t n, uint64_t seed);  /* XXH3-64 */
+/* Phase timers for benchmarks (`amalgam bench quick-latency`): seconds summed per phase over
+ * every thread since the last reset. Cheap (one atomic add per call site and batch). */
+enum { AM_PHASE_PARENTS, AM_PHASE_MERGE, AM_PHASE_DATA, AM_PHASE_TOKENIZE, AM_PHASE_ENCODE, AM_PHASE_METRICS,
+       AM_PHASE_STORE, AM_PHASE_COUNT };
+void am_phase_add(int phase, double seconds);
+void am_phase_get(double out[AM_PHASE_COUNT]);
+void am_phase_reset(void);
+const char *am_phase_name(int phase);    /* "parents", "merge", "data", "tokenize", "encode", "metrics", "store" */
 /* 128-bit content hash as 32 lowercase hex chars + NUL, streaming. */
 typedef struct AmHasher AmHasher;
 AmHasher *am_hasher_new(void);

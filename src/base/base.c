@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,100 @@ float *am_alloc_floats(size_t n) {
 
 void am_free_aligned(void *p) { free(p); }
 
+/* ---------------------------------------------------------------- buffer pool */
+
+#define POOL_SLOTS 8
+#define POOL_MIN ((size_t)1 << 20)
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct { void *p; size_t bytes, align; uint64_t tick; } pool[POOL_SLOTS];
+static size_t pool_total, pool_cap = (size_t)-1;
+static uint64_t pool_tick;
+
+static size_t pool_cap_bytes(void) { /* under pool_mu */
+    if (pool_cap == (size_t)-1) {
+        const char *e = getenv("AMALGAM_POOL_MB");
+        char *end = NULL;
+        double mb = e && *e ? strtod(e, &end) : 256;
+        if (e && *e && (end == e || mb < 0)) mb = 256;
+        pool_cap = (size_t)(mb * 1048576.0);
+    }
+    return pool_cap;
+}
+
+void *am_pool_take(size_t bytes, size_t align, size_t *got) {
+    AM_ASSERT(align >= 64 && (align & (align - 1)) == 0);
+    if (!bytes) bytes = 1;
+    bytes = (bytes + 63) & ~(size_t)63;
+    if (bytes >= POOL_MIN) { /* the smallest pooled buffer that fits and wastes at most half */
+        pthread_mutex_lock(&pool_mu);
+        int best = -1;
+        for (int i = 0; i < POOL_SLOTS; i++)
+            if (pool[i].p && pool[i].align == align && pool[i].bytes >= bytes && pool[i].bytes / 2 <= bytes &&
+                (best < 0 || pool[i].bytes < pool[best].bytes))
+                best = i;
+        void *p = NULL;
+        if (best >= 0) {
+            p = pool[best].p;
+            *got = pool[best].bytes;
+            pool_total -= pool[best].bytes;
+            pool[best].p = NULL;
+        }
+        pthread_mutex_unlock(&pool_mu);
+        if (p) return p;
+    }
+    void *p = NULL;
+    if (posix_memalign(&p, align, bytes) != 0) return NULL;
+    *got = bytes;
+    return p;
+}
+
+void am_pool_give(void *p, size_t got, size_t align) {
+    if (!p) return;
+    if (got < POOL_MIN) {
+        free(p);
+        return;
+    }
+    void *drop[POOL_SLOTS + 1];
+    int nd = 0;
+    pthread_mutex_lock(&pool_mu);
+    size_t cap = pool_cap_bytes();
+    if (got > cap) drop[nd++] = p;
+    else {
+        /* make room: the least recently given buffers go first */
+        for (;;) {
+            int free_slot = -1, oldest = -1;
+            for (int i = 0; i < POOL_SLOTS; i++) {
+                if (!pool[i].p) { if (free_slot < 0) free_slot = i; }
+                else if (oldest < 0 || pool[i].tick < pool[oldest].tick) oldest = i;
+            }
+            if (free_slot >= 0 && pool_total + got <= cap) {
+                pool[free_slot].p = p;
+                pool[free_slot].bytes = got;
+                pool[free_slot].align = align;
+                pool[free_slot].tick = ++pool_tick;
+                pool_total += got;
+                break;
+            }
+            AM_ASSERT(oldest >= 0);
+            drop[nd++] = pool[oldest].p;
+            pool_total -= pool[oldest].bytes;
+            pool[oldest].p = NULL;
+        }
+    }
+    pthread_mutex_unlock(&pool_mu);
+    for (int i = 0; i < nd; i++) free(drop[i]);
+}
+
+void am_pool_drain(void) {
+    pthread_mutex_lock(&pool_mu);
+    for (int i = 0; i < POOL_SLOTS; i++) {
+        free(pool[i].p);
+        pool[i].p = NULL;
+    }
+    pool_total = 0;
+    pthread_mutex_unlock(&pool_mu);
+}
+
 /* ---------------------------------------------------------------- logging */
 
 #define LOG_LINES 256
@@ -206,6 +301,27 @@ double am_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static uint64_t g_phase_ns[AM_PHASE_COUNT];
+
+void am_phase_add(int phase, double seconds) {
+    AM_ASSERT(phase >= 0 && phase < AM_PHASE_COUNT);
+    if (seconds > 0) __atomic_fetch_add(&g_phase_ns[phase], (uint64_t)(seconds * 1e9), __ATOMIC_RELAXED);
+}
+
+void am_phase_get(double out[AM_PHASE_COUNT]) {
+    for (int i = 0; i < AM_PHASE_COUNT; i++) out[i] = (double)__atomic_load_n(&g_phase_ns[i], __ATOMIC_RELAXED) * 1e-9;
+}
+
+void am_phase_reset(void) {
+    for (int i = 0; i < AM_PHASE_COUNT; i++) __atomic_store_n(&g_phase_ns[i], 0, __ATOMIC_RELAXED);
+}
+
+const char *am_phase_name(int phase) {
+    static const char *const names[AM_PHASE_COUNT] = {"parents", "merge", "data", "tokenize", "encode", "metrics",
+                                                      "store"};
+    return phase >= 0 && phase < AM_PHASE_COUNT ? names[phase] : NULL;
 }
 
 uint64_t am_hash64(const void *data, size_t n, uint64_t seed) {

@@ -113,7 +113,8 @@ static int bench_one(const char *what, const char *config, int threads, int peer
 
 int cmd_bench(CliArgs *a) {
     const char *what = a->npos > 0 ? a->pos[0] : "encode";
-    if (strcmp(what, "quick") == 0) return cmd_bench_quick(a);   /* cmd_eval.c: quick vs full suite */
+    if (strcmp(what, "quick") == 0 || strcmp(what, "quick-latency") == 0)
+        return cmd_bench_quick(a);   /* cmd_eval.c: quick vs full suite; merge + quick eval latency */
     const char *config = cli_get(a, "config");
     int threads, rc;
     if ((rc = cli_get_int(a, "threads", 2, &threads))) return rc;
@@ -121,7 +122,7 @@ int cmd_bench(CliArgs *a) {
     if ((rc = cli_check_unused(a))) return rc;
     if (strcmp(what, "merge") == 0) return cmd_bench_merge(config ? config : "small", threads, peer);
     if (strcmp(what, "encode") != 0 && strcmp(what, "train") != 0)
-        return am_error(AM_EINVAL, "bench: unknown benchmark '%s' (available: encode, train, merge, quick)", what);
+        return am_error(AM_EINVAL, "bench: unknown benchmark '%s' (available: encode, train, merge, quick, quick-latency)", what);
     if (!config) config = "all";
     if (strcmp(config, "all") != 0 && strcmp(config, "tiny") != 0 && strcmp(config, "mini") != 0 &&
         strcmp(config, "small") != 0)

@@ -199,8 +199,18 @@ int cmd_bench_quick(CliArgs *a) {
     am_clearerror();
     lua_State *L = am_lua_newstate(a->store_dir);
     if (!L) return am_error(AM_EINVAL, "bench quick: cannot start Lua");
-    push_common(L, a, &c, 1);   /* pos[0] is "quick" */
-    rc = run_lua(L, "cli_bench_quick");
+    push_common(L, a, &c, 1);   /* pos[0] is "quick" or "quick-latency" */
+    int latency = strcmp(a->pos[0], "quick-latency") == 0;
+    if (latency) { /* bench_latency.lua: the Merge panel's step timed --runs times */
+        int runs = 0;
+        if ((rc = cli_get_int(a, "runs", 7, &runs)) || runs < 1) {
+            lua_close(L);
+            return rc ? rc : am_error(AM_EINVAL, "bench quick-latency: --runs must be >= 1");
+        }
+        set_int(L, "runs", runs, 1);
+        set_str(L, "method", cli_get(a, "method"));
+    }
+    rc = run_lua(L, latency ? "cli_bench_latency" : "cli_bench_quick");
     lua_close(L);
     return rc;
 }

@@ -67,9 +67,9 @@ static const struct {
      "merge at every point of a parameter grid (recipes only) and evaluate each; weight=x sweeps 2 models as {1-x, x}\n"
      "  data methods (--data TASK[:ROWS]...): the statistics are gathered once, each point is stored with its tensors\n"
      "  e.g. amalgam sweep --method regmean base-tiny+wn-def base-tiny+wn-sts --data wn-def --data wn-sts --grid alpha=0,0.5,0.9"},
-    {"bench", cmd_bench, (const char *const[]){"no-peer", NULL}, (const char *const[]){"config", "threads", NULL},
-     "bench encode|train|merge|quick [MODEL...] [--config tiny|mini|small|all] [--threads N] [--no-peer]",
-     "time the C encoder and the PyTorch peer (tools/bench/torch_peer.py) side by side; merge: src/merge vs NumPy; quick: Kendall tau of the quick suite vs the full one over the store's models"},
+    {"bench", cmd_bench, (const char *const[]){"no-peer", NULL}, (const char *const[]){"config", "threads", "runs", "method", NULL},
+     "bench encode|train|merge|quick|quick-latency [MODEL...] [--config tiny|mini|small|all] [--threads N] [--no-peer] [--runs N] [--method M]",
+     "time the C encoder and the PyTorch peer (tools/bench/torch_peer.py) side by side; merge: src/merge vs NumPy; quick: Kendall tau of the quick suite vs the full one over the store's models; quick-latency [BASE MODEL...]: merge + quick eval per phase, median and p90"},
     {"prepare", cmd_prepare, (const char *const[]){"offline", "force", NULL},
      (const char *const[]){"import", "name", "tag", NULL},
      "prepare [TASK...] [--offline] [--force] | prepare --import beir:DIR|pairs:FILE|sts:FILE|labels:FILE --name N [--tag id|ood]",

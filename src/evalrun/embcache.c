@@ -543,7 +543,11 @@ int embcache_embed(EmbCache *c, EmbedModel *em, const EmbSpaceKey *k, int batch,
                 group_add(g, row[i]);
             }
         free(mark);
-        if (g->n > before) write_group(c, s, g, disk_dir);
+        if (g->n > before) {
+            double t0 = am_now();
+            write_group(c, s, g, disk_dir);
+            am_phase_add(AM_PHASE_STORE, am_now() - t0);
+        }
     }
     evict_mem(c, s);
     free(row);

@@ -345,6 +345,27 @@ static void iso_now(char *buf, size_t n) {
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* a result and its per-example scores ('x' key), written in one transaction */
+typedef struct {
+    uint8_t key[512];
+    size_t kl, bl;
+    const char *json;
+    void *blob;
+} ResultPut;
+
+static int put_result(StoreTxn *txn, void *ud) {
+    ResultPut *w = ud;
+    int rc = store_txn_put(txn, "results", w->key, w->kl, w->json, strlen(w->json));
+    if (!rc && w->blob) {
+        uint8_t kx[sizeof w->key];
+        memcpy(kx, w->key, w->kl);
+        kx[w->kl] = 0;
+        kx[w->kl + 1] = 'x';
+        rc = store_txn_put(txn, "results", kx, w->kl + 2, w->blob, w->bl);
+    }
+    return rc;
+}
+
 int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, const EvalConfig *c, char **result_json,
                  int *from_store) {
     *result_json = NULL;
@@ -389,7 +410,11 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
         return am_error(AM_ENOMEM, "task '%s': %d x %d embeddings", t->name, in.ntexts, rs.dim);
     }
     char *disk = NULL;
-    if (st && !(c->flags & AM_EVAL_NO_DISK_CACHE)) disk = xasprintf("%s/cache/emb", store_dir(st));
+    /* not for a merge kept as its recipe (sweep points, the Merge panel's slider positions): its
+     * results are stored, its embeddings are rarely asked for again, and each such model would
+     * add a cache directory (and a scan of the cache per write) */
+    if (st && !(c->flags & AM_EVAL_NO_DISK_CACHE) && !em->recipe_only)
+        disk = xasprintf("%s/cache/emb", store_dir(st));
     ProgCtx pc = {c, t->name};
     int encoded = 0;
     if (emit(c, t->name, AM_EVAL_STAGE_ENCODE, 0, in.ntexts)) rc = am_error(AM_EINTR, "evaluation interrupted");
@@ -412,6 +437,7 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
     am_free_aligned(X);
     evalinst_free(&in);
     double t3 = am_now();
+    am_phase_add(AM_PHASE_DATA, t1 - t0);
     if (rc) {
         cJSON_Delete(scores);
         cJSON_Delete(sizes);
@@ -433,6 +459,7 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
     int nboot = rs.mode == AM_EVAL_QUICK ? AM_EVAL_BOOT_B_QUICK : AM_EVAL_BOOT_B;
     double se = px.kind ? px_bootstrap_se(&px, nboot, (uint32_t)t->seed) : (double)NAN;
     double t4 = am_now();
+    am_phase_add(AM_PHASE_METRICS, t4 - t2);
 
     res = cJSON_CreateObject();
     cJSON_AddNumberToObject(res, "version", 1);
@@ -478,18 +505,16 @@ int evalrun_task(EvalRunner *r, Store *st, EmbedModel *em, const EvalTask *t, co
     AM_ASSERT(json);
     r->st.results_computed++;
     if (st && !(c->flags & AM_EVAL_NO_STORE)) {
-        uint8_t key[512];
-        size_t kl = evalrun_result_key(key, sizeof key, mi.id, t->name, hash);
-        if (!kl) rc = am_error(AM_EINVAL, "task name '%s' too long for a results key", t->name);
-        else rc = store_put(st, "results", key, kl, json, strlen(json));
-        if (!rc && px.kind) {
-            size_t bl = 0;
-            void *blob = px_encode(&px, &bl);
-            key[kl] = 0;
-            key[kl + 1] = 'x';
-            rc = store_put(st, "results", key, kl + 2, blob, bl);
-            free(blob);
+        double ts = am_now();
+        ResultPut w = {.json = json};
+        w.kl = evalrun_result_key(w.key, sizeof w.key - 2, mi.id, t->name, hash);
+        if (!w.kl) rc = am_error(AM_EINVAL, "task name '%s' too long for a results key", t->name);
+        else {
+            if (px.kind) w.blob = px_encode(&px, &w.bl);
+            rc = store_write(st, strlen(json) + w.bl + 2 * w.kl, put_result, &w); /* one commit (one sync) */
+            free(w.blob);
         }
+        am_phase_add(AM_PHASE_STORE, am_now() - ts);
         if (rc) {
             free(json);
             px_free(&px);

@@ -26,6 +26,7 @@
 #include "am_base.h"
 #include "evalrun.h"
 #include "hf.h"
+#include "tensor.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -302,6 +303,21 @@ static int l_raw_eval_stats(lua_State *L) {
     return 1;
 }
 
+/* raw_phase_times([reset]) -> {parents=, merge=, data=, tokenize=, encode=, metrics=, store=} seconds
+ * summed since the last reset (before resetting when reset is true), pool threads */
+static int l_raw_phase_times(lua_State *L) {
+    double t[AM_PHASE_COUNT];
+    am_phase_get(t);
+    if (lua_toboolean(L, 1)) am_phase_reset();
+    lua_createtable(L, 0, AM_PHASE_COUNT);
+    for (int i = 0; i < AM_PHASE_COUNT; i++) {
+        lua_pushnumber(L, t[i]);
+        lua_setfield(L, -2, am_phase_name(i));
+    }
+    lua_pushinteger(L, am_parallel_get_threads());
+    return 2;
+}
+
 static int l_raw_eval_clear(lua_State *L) {
     evalrun_clear(get_runner(L));
     return 0;
@@ -347,6 +363,7 @@ static const luaL_Reg eval_funcs[] = {
     {"raw_eval_spec", l_raw_eval_spec},
     {"raw_eval_stats", l_raw_eval_stats},
     {"raw_eval_clear", l_raw_eval_clear},
+    {"raw_phase_times", l_raw_phase_times},
     {NULL, NULL},
 };
 

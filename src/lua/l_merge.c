@@ -8,7 +8,8 @@
  *       info: {id, found (the same merge was stored: nothing computed), stored_tensors, seconds,
  *              sign_conflicts, delta_kept, delta_total, lerp_fallbacks}
  *   raw_merge_diagnose(store, base|nil, {model, ...}) -> diagnostics (merge_store_diagnose's JSON)
- *   raw_merge_counts() -> {computed = merges computed, reused = recipes taken from the last result}
+ *   raw_merge_counts() -> {computed = merges computed, reused = recipes taken from the last result,
+ *                          inputs_loaded / inputs_kept = stored inputs read / kept in memory}
  *   raw_merge_recipe(store, req) -> id, spec_json | nil, msg, code   (checks, no tensors, no writes)
  *   raw_merge_methods() -> { {name=, title=, reference=, base = "none"|"optional"|"required",
  *                             min_models=, max_models=, params = {"weight", ...}}, ... },
@@ -172,13 +173,15 @@ static int l_raw_merge_diagnose(lua_State *L) {
     return 1;
 }
 
-/* raw_merge_counts() -> {computed=, reused=} */
+/* raw_merge_counts() -> {computed=, reused=, inputs_loaded=, inputs_kept=} */
 static int l_raw_merge_counts(lua_State *L) {
     MergeStoreCounts c;
     merge_store_counts(&c);
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 4);
     am_lua_setint(L, "computed", c.computed);
     am_lua_setint(L, "reused", c.reused);
+    am_lua_setint(L, "inputs_loaded", c.inputs_loaded);
+    am_lua_setint(L, "inputs_kept", c.inputs_kept);
     return 1;
 }
 

@@ -109,7 +109,7 @@ int encoder_new(const Model *m, Encoder **out) {
 
 void encoder_delete(Encoder *e) {
     if (!e) return;
-    free(e->arena);
+    am_pool_give(e->arena, e->arena_cap * sizeof(float), HUGE_ALIGN);
     free(e->ids);
     free(e->tt);
     free(e->mask);
@@ -282,21 +282,22 @@ static size_t layout(Encoder *e, int B, int T, int rows, int grad, float *base) 
 static int arena_prepare(Encoder *e, int B, int T, int rows, int grad) {
     size_t need = layout(e, B, T, rows, grad, NULL);
     if (need > e->arena_cap) {
-        free(e->arena);
+        am_pool_give(e->arena, e->arena_cap * sizeof(float), HUGE_ALIGN);
         e->arena = NULL;
         e->arena_cap = 0;
         size_t cap = need + need / 8; /* a little headroom for slightly larger batches */
-        size_t bytes = (cap * sizeof(float) + HUGE_ALIGN - 1) & ~(size_t)(HUGE_ALIGN - 1);
-        void *p = NULL;
-        if (posix_memalign(&p, HUGE_ALIGN, bytes) != 0 || !p)
+        size_t bytes = (cap * sizeof(float) + HUGE_ALIGN - 1) & ~(size_t)(HUGE_ALIGN - 1), got = 0;
+        /* pooled: a new merge's encoder reuses the last one's warm pages */
+        void *p = am_pool_take(bytes, HUGE_ALIGN, &got);
+        if (!p)
             return am_error(AM_ENOMEM, "encoder: cannot allocate %.1f MB of activations for batch %d x %d tokens",
                             (double)bytes / 1e6, B, T);
 #ifdef MADV_HUGEPAGE
-        madvise(p, bytes, MADV_HUGEPAGE); /* fewer page faults and TLB misses; best effort */
+        madvise(p, got, MADV_HUGEPAGE); /* fewer page faults and TLB misses; best effort */
 #endif
-        memset(p, 0, bytes); /* fault the pages in now, not inside the first timed step */
+        memset(p, 0, got); /* fault the pages in now, not inside the first timed step */
         e->arena = p;
-        e->arena_cap = bytes / sizeof(float);
+        e->arena_cap = got / sizeof(float);
     }
     layout(e, B, T, rows, grad, e->arena);
     return AM_OK;

@@ -104,6 +104,7 @@ typedef struct {
     ParamTable tab;
     float *params;          /* tab.total floats, 64-byte aligned */
     ParameterTensors p;     /* pointers into params */
+    size_t params_bytes;    /* the buffer's size from am_pool_take (model_delete gives it back) */
 } Model;
 
 /* Allocate a zeroed model for cfg. AM_ENOMEM / AM_EINVAL. */

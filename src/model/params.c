@@ -186,7 +186,8 @@ int model_new(const EncoderConfig *cfg, Model **out) {
     Model *m = xcalloc(1, sizeof *m);
     m->cfg = *cfg;
     param_table_build(&m->tab, cfg);
-    m->params = am_alloc_floats(m->tab.total);
+    /* pooled: merges make and drop a model per step (am_base.h, am_pool_take) */
+    m->params = am_pool_take(m->tab.total * sizeof(float), 64, &m->params_bytes);
     if (!m->params) {
         rc = am_error(AM_ENOMEM, "cannot allocate %zu parameters (%.1f MB)", m->tab.total, m->tab.total * 4e-6);
         param_table_free(&m->tab);
@@ -201,7 +202,7 @@ int model_new(const EncoderConfig *cfg, Model **out) {
 
 void model_delete(Model *m) {
     if (!m) return;
-    am_free_aligned(m->params);
+    am_pool_give(m->params, m->params_bytes, 64);
     param_table_free(&m->tab);
     free(m);
 }

@@ -150,6 +150,28 @@ int blas_dsolve_sym(double *a, double *b, int n, int nrhs) {
     return info;
 }
 
+/* the AVX-512 micro-kernel's switch: -1 = not decided yet (cached; see blas_wide_kernel) */
+static int g_wide = -1;
+static int have_avx512(void) {
+    int x = __atomic_load_n(&g_wide, __ATOMIC_RELAXED);
+    if (x < 0) {
+#if defined(AM_AVX2) && (defined(__x86_64__) || defined(__i386__))
+        const char *off = getenv("AMALGAM_NO_AVX512");
+        __builtin_cpu_init();
+        x = __builtin_cpu_supports("avx512f") && !(off && *off && strcmp(off, "0") != 0);
+#else
+        x = 0;
+#endif
+        __atomic_store_n(&g_wide, x, __ATOMIC_RELAXED);
+    }
+    return x;
+}
+int blas_wide_kernel(void) { return have_avx512(); }
+void blas_set_wide(int on) {
+    __atomic_store_n(&g_wide, -1, __ATOMIC_RELAXED);
+    if (on >= 0) __atomic_store_n(&g_wide, on && have_avx512(), __ATOMIC_RELAXED);
+}
+
 /* "Haswell (OpenBLAS 0.3.21 ...)": the kernels OpenBLAS picked at load time. Static storage. */
 const char *blas_backend(void) {
     static char buf[256];
@@ -449,6 +471,45 @@ static void micro_6x16(int kc, const float *ap, const float *bp, float *c, int l
     }
 }
 #define micro micro_6x16
+
+/* The same 6-row tile over two adjacent full B panels (6 x 32) in AVX-512 registers, for CPUs
+ * that have it (checked at run time: the build may target a CPU without it). Each element is
+ * the same chain of FMAs over k as in micro_6x16, and the store does the same adds in the same
+ * order (acc + bias-or-zero, then + C), so results are bit-identical; it halves the
+ * instructions per FMA. bp0, bp1: the two panels (kc x 16 each). */
+__attribute__((target("avx512f,fma"))) static void micro_6x32(int kc, const float *ap, const float *bp0,
+                                                             const float *bp1, float *c, int ldc, const float *bias,
+                                                             int mr, int first, float beta) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int r = 0; r < mr; r++) {
+        _mm_prefetch((const char *)(c + (size_t)r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + (size_t)r * ldc + 31), _MM_HINT_T0);
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_load_ps(bp0 + (size_t)k * PK_NR), b1 = _mm512_load_ps(bp1 + (size_t)k * PK_NR);
+        const float *ak = ap + (size_t)k * PK_MR;
+        __m512 av;
+#define ROW(r) av = _mm512_set1_ps(ak[r]); \
+        c##r##0 = _mm512_fmadd_ps(av, b0, c##r##0); c##r##1 = _mm512_fmadd_ps(av, b1, c##r##1);
+        ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+#undef ROW
+    }
+    const __m512 acc[6][2] = { { c00, c01 }, { c10, c11 }, { c20, c21 }, { c30, c31 }, { c40, c41 }, { c50, c51 } };
+    const __m512 vb0 = bias && first ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+    const __m512 vb1 = bias && first ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
+    const int keep = !first || beta != 0;
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + (size_t)r * ldc;
+        __m512 v0 = _mm512_add_ps(acc[r][0], vb0), v1 = _mm512_add_ps(acc[r][1], vb1);
+        if (keep) { v0 = _mm512_add_ps(v0, _mm512_loadu_ps(cr)); v1 = _mm512_add_ps(v1, _mm512_loadu_ps(cr + 16)); }
+        _mm512_storeu_ps(cr, v0);
+        _mm512_storeu_ps(cr + 16, v1);
+    }
+}
+
+#define HAVE_WIDE 1
 #else
 static void micro_generic(int kc, const float *ap, const float *bp, float *c, int ldc, const float *bias, int mr,
                           int nj, int first, float beta) {
@@ -470,13 +531,23 @@ static void gemm_packed(float *c, int ldc, const float *a, int lda, int ta, cons
  * the A micro-panel (kc x 6) stays in L1 while the group's panels stream past it. */
 static inline void block_panels(float *c, int ldc, const float *ap, int mc, int kc, const float *bk, int p0, int p1,
                                 int N, const float *bias, int first, float beta) {
+#ifdef HAVE_WIDE
+    const int wide = have_avx512();
+#endif
     for (int jq = p0; jq < p1; jq += PK_NP) {
         const int jq1 = p1 - jq < PK_NP ? p1 : jq + PK_NP;
         for (int i = 0; i < mc; i += PK_MR) {
             const int mr = mc - i < PK_MR ? mc - i : PK_MR;
             const float *ai = ap + (size_t)i * kc;
             float *ci = c + (size_t)i * ldc;
-            for (int jp = jq; jp < jq1; jp++) {
+            int jp = jq;
+#ifdef HAVE_WIDE
+            if (wide) /* pairs of full panels on the 6 x 32 kernel */
+                for (; jp + 1 < jq1 && (jp + 2) * PK_NR <= N; jp += 2)
+                    micro_6x32(kc, ai, bk + (size_t)jp * kc * PK_NR, bk + (size_t)(jp + 1) * kc * PK_NR, ci + jp * PK_NR,
+                               ldc, bias ? bias + jp * PK_NR : NULL, mr, first, beta);
+#endif
+            for (; jp < jq1; jp++) {
                 const int j0 = jp * PK_NR, nj = N - j0 < PK_NR ? N - j0 : PK_NR;
                 micro(kc, ai, bk + (size_t)jp * kc * PK_NR, ci + j0, ldc, bias ? bias + j0 : NULL, mr, nj, first, beta);
             }

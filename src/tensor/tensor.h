@@ -144,6 +144,11 @@ void blas_dgemm_tn(double *c, int ldc, const double *a, int lda, const double *b
 int blas_dsolve_sym(double *a, double *b, int n, int nrhs);
 /* The OpenBLAS kernels in use, "corename (config)", for benchmark headers. Static storage. */
 const char *blas_backend(void);
+/* The packed GEMM's AVX-512 micro-kernel (6 x 32, bit-identical to the AVX2 6 x 16 one): 1 when
+ * it runs, i.e. the CPU has AVX-512F (checked at run time) and it is not switched off
+ * (AMALGAM_NO_AVX512=1, or blas_set_wide(0) for tests and A/B runs; -1 = back to the default). */
+int blas_wide_kernel(void);
+void blas_set_wide(int on);
 
 /* Parallel (over the pool) versions for large standalone GEMMs: rows of C are split. */
 void blas_gemm_nt_par(float *c, int ldc, const float *a, int lda, const float *b, int ldb,

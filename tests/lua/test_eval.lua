@@ -263,4 +263,39 @@ do
   T.ok(am.raw_eval_task(st, m2, spec, { force = true, no_cache = true, no_store = true }), "evaluates after raw_eval_clear")
 end
 
+-- ------------------------------------------------------------------ a recipe-only merge (the Merge panel's step)
+do
+  local function cache_dirs()
+    local n, p = 0, io.popen("ls -1 '" .. st:dir() .. "/cache/emb' 2>/dev/null")
+    for _ in p:lines() do n = n + 1 end
+    p:close()
+    return n
+  end
+  local x = assert(am.init_model { config = "tiny", name = "ev-mx", seed = 11 })
+  local y = assert(am.init_model { config = "tiny", name = "ev-my", seed = 12 })
+  local task = { "sts:" .. FX .. "/sts.tsv" }
+  local d0 = cache_dirs()
+  assert(am.eval(x, { tasks = task }))
+  T.eq(cache_dirs(), d0 + 1, "a stored model's embeddings go to the disk cache")
+  local c0 = am.raw_merge_counts()
+  local mx = assert(am.merge { method = "linear", models = { x, y }, weights = { 1, 2 } })
+  am.raw_phase_times(true)
+  local rx = assert(am.eval(mx, { tasks = task }))
+  local ph, threads = am.raw_phase_times()
+  T.ok(ph.encode > 0 and ph.tokenize > 0 and ph.metrics > 0 and ph.store > 0 and math.type(threads) == "integer",
+    "raw_phase_times: encode, tokenize, metrics and store of the evaluation")
+  T.eq(cache_dirs(), d0 + 1, "a recipe-only merge's embeddings are not written to the disk cache")
+  local hash = rx[1].config_hash
+  T.ok(am.raw_eval_paired(st, mx:id(), mx:id(), rx[1].task, hash, hash), "the result and its per-example scores are stored")
+  local my = assert(am.merge { method = "linear", models = { x, y }, weights = { 2, 1 } })
+  local c1 = am.raw_merge_counts()
+  T.eq(c1.inputs_loaded - c0.inputs_loaded, 2, "the first merge reads its two inputs from the store")
+  T.eq(c1.inputs_kept - c0.inputs_kept, 2, "the next merge of the same inputs takes them from memory")
+  T.near(assert(my:tensor("embeddings.word_embeddings.weight")):get(3, 4),
+    (2 * assert(x:tensor("embeddings.word_embeddings.weight")):get(3, 4)
+      + assert(y:tensor("embeddings.word_embeddings.weight")):get(3, 4)) / 3, 1e-6, "kept inputs merge the same")
+  mx:close()
+  my:close()
+end
+
 T.done()

@@ -1,7 +1,11 @@
 /* test_base.c - errors, rng, hashing, file helpers. */
 #include "am_base.h"
 #include "harness.h"
+#include <math.h>
 #include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -116,6 +120,44 @@ TEST(file_roundtrip) {
     free(sub); free(path);
 }
 
+TEST(buffer_pool_reuses) {
+    setenv("AMALGAM_POOL_MB", "8", 1);
+    size_t got = 0, got2 = 0;
+    char *p = am_pool_take(3u << 20, 64, &got);
+    CHECK(p != NULL && got >= (3u << 20) && ((uintptr_t)p & 63) == 0);
+    memset(p, 1, got);
+    am_pool_give(p, got, 64);
+    char *q = am_pool_take(3u << 20, 64, &got2);
+    CHECK(q == p && got2 == got);                   /* the warm buffer comes back */
+    char *r = am_pool_take(3u << 20, 2u << 20, &got2); /* another alignment: a new one */
+    CHECK(r != p && ((uintptr_t)r & ((2u << 20) - 1)) == 0);
+    am_pool_give(r, got2, 2u << 20);
+    char *big = am_pool_take(9u << 20, 64, &got2);  /* over the 8 MB cap: never pooled */
+    am_pool_give(big, got2, 64);
+    char *small = am_pool_take(100, 64, &got2);     /* under 1 MB: plain */
+    CHECK(small != NULL && got2 >= 100);
+    am_pool_give(small, got2, 64);
+    am_pool_give(q, got, 64);
+    char *tiny_fit = am_pool_take(1u << 20, 64, &got2); /* the pooled 3 MB buffer wastes too much for 1 MB */
+    CHECK(tiny_fit != q);
+    am_pool_give(tiny_fit, got2, 64);
+    am_pool_drain();
+}
+
+TEST(phase_timers) {
+    am_phase_reset();
+    am_phase_add(AM_PHASE_ENCODE, 0.25);
+    am_phase_add(AM_PHASE_ENCODE, 0.5);
+    am_phase_add(AM_PHASE_STORE, 1e-3);
+    double t[AM_PHASE_COUNT];
+    am_phase_get(t);
+    CHECK(fabs(t[AM_PHASE_ENCODE] - 0.75) < 1e-6 && fabs(t[AM_PHASE_STORE] - 1e-3) < 1e-6 && t[AM_PHASE_MERGE] == 0);
+    CHECK(strcmp(am_phase_name(AM_PHASE_TOKENIZE), "tokenize") == 0 && am_phase_name(AM_PHASE_COUNT) == NULL);
+    am_phase_reset();
+    am_phase_get(t);
+    CHECK(t[AM_PHASE_ENCODE] == 0);
+}
+
 int main(void) {
     RUN(error_messages);
     RUN(error_codes);
@@ -123,5 +165,7 @@ int main(void) {
     RUN(rng_deterministic);
     RUN(hash_stable);
     RUN(file_roundtrip);
+    RUN(buffer_pool_reuses);
+    RUN(phase_timers);
     return test_report();
 }

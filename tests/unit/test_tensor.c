@@ -121,6 +121,34 @@ TEST(blas_packed_vs_ref) {
         }
 }
 
+TEST(blas_packed_wide_kernel_bit_identical) {
+    /* the AVX-512 6 x 32 micro-kernel gives the same bits as the AVX2 6 x 16 one: pairs of full
+     * panels, an odd last panel, a partial last panel, several K blocks, bias and accumulate */
+    if (!blas_wide_kernel()) {
+        printf("  (skipped: no AVX-512 on this CPU)\n");
+        return;
+    }
+    static const int dims[][3] = { {1, 32, 1}, {7, 48, 5}, {13, 49, 300}, {150, 128, 128}, {129, 384, 520}, {6, 96, 8} };
+    for (size_t s = 0; s < sizeof dims / sizeof dims[0]; s++)
+        for (int v = 0; v < 4; v++) {
+            const int M = dims[s][0], N = dims[s][1], K = dims[s][2], ta = v & 1, acc = (v >> 1) & 1;
+            const int lda = (ta ? M : K) + 1, ldc = N + 3;
+            float *a = rnd((size_t)(ta ? K : M) * lda, 1), *b = rnd((size_t)N * K, 1), *bias = rnd(N, 1);
+            float *c = rnd((size_t)M * ldc, 1), *c2 = copyf(c, (size_t)M * ldc);
+            float *bp = zeros(blas_packed_floats(N, K));
+            blas_pack_nt(bp, b, K, N, K);
+            blas_set_wide(1);
+            blas_gemm_packed(c, ldc, a, lda, ta, bp, acc ? NULL : bias, M, N, K, acc ? 1.0f : 0.0f);
+            blas_set_wide(0);
+            blas_gemm_packed(c2, ldc, a, lda, ta, bp, acc ? NULL : bias, M, N, K, acc ? 1.0f : 0.0f);
+            blas_set_wide(-1);
+            CHECKF(memcmp(c, c2, (size_t)M * ldc * sizeof(float)) == 0, "wide %dx%dx%d ta %d acc %d differs", M, N, K,
+                   ta, acc);
+            FREE(a, b, bias, c, c2, bp);
+        }
+    CHECK(blas_wide_kernel() == 1);
+}
+
 TEST(blas_gemm_tn_packed_vs_ref) {
     /* the weight-gradient kernel: C = [C +] Aᵀ·B, A (K,M), B (K,N); K = 1, K not a multiple
      * of the 384-row block (2-3 blocks), M over one 144-row block, primes, 312, partial
@@ -850,6 +878,7 @@ int main(void) {
     am_rng_seed(&g_rng, 1234);
     am_parallel_set_threads(2);
     RUN(blas_patterns_vs_ref);
+    RUN(blas_packed_wide_kernel_bit_identical);
     RUN(blas_packed_vs_ref);
     RUN(blas_gemm_tn_packed_vs_ref);
     RUN(blas_gemm_nt_nn_packed_vs_ref);
