@@ -1,17 +1,19 @@
 -- recipes/self_positioning.lua - Self Positioning (arXiv 2410.15035): merge per-task models as
 -- θ = θ0 + Σ λ_k τ_k with the λ learned on a balanced probe set drawn from each task's training
--- data (each batch with its task's loss); prints λ and the ID/OOD table of the base, each task
--- model, the uniform average (λ = 1/K) and the Self Positioning merge.
+-- data (each batch with its task's loss, or objective=entropy: AdaMerging's label-free entropy of
+-- each query's in-batch softmax at temperature T); prints λ and the ID/OOD table of the base, each
+-- task model, the uniform average (λ = 1/K) and the Self Positioning merge.
 --   amalgam run recipes/self_positioning.lua [base=base-tiny] [tasks=wn-def,deb-desc,wn-sts] [models=]
 --       [probe=64] [batch=16] [steps=50] [lr=5e-3] [optimizer=adam|sgd] [mu=0] [per_layer=false]
 --       [simplex=false] [seed=1] [max_len=64] [suite=quick|default] [eval=TASK,...] [force=false]
+--       [objective=task|entropy] [temperature=0.05]
 -- models (comma-separated, one per task) defaults to <base>+<task>, the names train_tasks.lua
 -- gives. The probe set is `probe` rows of each task's training data (a seeded draw, the same
 -- for every task: balanced), cut into batches of `batch`. The merge is stored with its tensors
 -- (named sp-<base8>-<hash6>, the hash of every setting); a rerun keeps it unless force=true.
 local p = am.params { base = "base-tiny", tasks = "wn-def,deb-desc,wn-sts", models = "", probe = 64, batch = 16,
   steps = 50, lr = 5e-3, optimizer = "adam", mu = 0, per_layer = false, simplex = false, seed = 1, max_len = 64,
-  suite = "quick", eval = "", force = false }
+  suite = "quick", eval = "", force = false, objective = "task", temperature = 0.05 }
 
 local script = (arg and arg[0]) or "self_positioning.lua"
 local function bad(msg) am.recipe.usage_error(script .. ": " .. msg) end
@@ -39,6 +41,8 @@ if p.probe < 1 or p.batch < 1 or p.steps < 1 then bad("probe, batch and steps mu
 if p.batch > p.probe then bad(("batch %d is larger than the probe set of a task (%d rows)"):format(p.batch, p.probe)) end
 if p.optimizer ~= "adam" and p.optimizer ~= "sgd" then bad(("optimizer must be adam or sgd, got '%s'"):format(p.optimizer)) end
 if not (p.lr > 0) then bad("lr must be > 0") end
+if p.objective ~= "task" and p.objective ~= "entropy" then bad(("objective must be task or entropy, got '%s'"):format(p.objective)) end
+if not (p.temperature > 0) then bad("temperature must be > 0") end
 if p.suite ~= "quick" and p.suite ~= "default" then bad(("suite must be quick or default, got '%s'"):format(p.suite)) end
 local sets = {}
 for i, t in ipairs(tasks) do
@@ -77,8 +81,13 @@ for i, s in ipairs(sets) do
 end
 
 -- ---------------------------------------------------------------- the merge
-local key = am.recipe.key { table.concat(keyparts, ","), p.probe, p.batch, p.steps, p.lr, p.optimizer, p.mu,
+local settings = { table.concat(keyparts, ","), p.probe, p.batch, p.steps, p.lr, p.optimizer, p.mu,
   tostring(p.per_layer), tostring(p.simplex), p.seed, p.max_len }
+if p.objective ~= "task" then -- (the task objective's names are those of before the option)
+  settings[#settings + 1] = p.objective
+  settings[#settings + 1] = p.temperature
+end
+local key = am.recipe.key(settings)
 local name = ("sp-%s-%s"):format(base:id():sub(1, 8), key)
 print(("self_positioning: base %s, tasks %s, probe %d rows x %d tasks in batches of %d, %d %s steps, lr %g"):format(
   p.base, p.tasks, p.probe, #tasks, p.batch, p.steps, p.optimizer, p.lr))
@@ -90,14 +99,16 @@ else
   local info, code
   merged, info, code = am.merge { method = "self_positioning", base = base, models = models, data = data,
     losses = losses, steps = p.steps, lr = p.lr, optimizer = p.optimizer, mu = p.mu, per_layer = p.per_layer,
-    simplex = p.simplex, max_len = p.max_len, name = name }
+    simplex = p.simplex, max_len = p.max_len, name = name, objective = p.objective,
+    temperature = p.objective == "entropy" and p.temperature or nil }
   if not merged then error(("%s: merge: %s (%s)"):format(script, tostring(info), tostring(code)), 0) end
   sp = { lambda = info.lambda, loss = info.loss, groups = info.groups }
   print(("merge    %s  %s  %d probe batches, %.1f s"):format(name, merged:id():sub(1, 12), info.probe_batches,
     info.seconds or 0))
 end
 local G = sp.groups or 1
-print(("probe loss %.4f -> %.4f over %d steps"):format(sp.loss[1], sp.loss[#sp.loss], #sp.loss - 1))
+print(("probe %s %.4f -> %.4f over %d steps"):format(p.objective == "entropy" and "entropy" or "loss", sp.loss[1],
+  sp.loss[#sp.loss], #sp.loss - 1))
 for i, t in ipairs(tasks) do
   local v = {}
   for g = 1, G do v[g] = ("%.4f"):format(sp.lambda[(i - 1) * G + g]) end

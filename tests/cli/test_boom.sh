@@ -142,6 +142,7 @@ expect "self_positioning: one task" 2 "at least two tasks" sp tasks=pa
 expect "self_positioning: models for the tasks" 2 "models: 1 models for 2 tasks" sp models=base+pa
 expect "self_positioning: a task without a model" 2 "no model 'base\+gs' for task 'gs'" sp tasks=pa,gs
 expect "self_positioning: optimizer" 2 "optimizer must be adam or sgd" sp optimizer=adm
+expect "self_positioning: objective" 2 "objective must be task or entropy, got 'entropie'" sp objective=entropie
 expect "self_positioning: batch above the probe set" 2 "batch 32 is larger than the probe set" sp batch=32
 expect "self_positioning: probe above the rows" 2 "probe 100 is more than the 40 rows of 'pa'" sp probe=100
 [ "$(store_state)" = "$before" ] && ok "self_positioning: bad parameters left the store unchanged" || bad "store changed by a bad call"
@@ -151,5 +152,7 @@ grep '^lambda' "$W/out" >"$W/lam1"
 expect "self_positioning: a rerun keeps the merge and its λ" 0 "^merge +sp-.*\(kept\)$" sp
 grep '^lambda' "$W/out" | cmp -s - "$W/lam1" && ok "self_positioning: the same λ from the stored meta" || bad "λ differs on rerun"
 expect "self_positioning: per_layer prints one λ per layer group" 0 "^lambda +pa +0\.[0-9]{4} 0\.[0-9]{4} 0\.[0-9]{4}" sp per_layer=true
+expect "self_positioning: objective=entropy (AdaMerging, no labels)" 0 "^probe entropy [0-9.]+ -> [0-9.]+ over 3 steps|^lambda +pa " \
+  sp objective=entropy temperature=0.1
 
 am_test_finish
