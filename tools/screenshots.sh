@@ -5,8 +5,10 @@
 #
 # usage: tools/screenshots.sh [STORE] [OUTDIR]      (defaults: ./store after `./amalgam demo`,
 #        screenshots/). The TUI only reads the store, except the Merge shot, which stores a
-#        recipe-only merge (a few hundred bytes) like the Merge panel always does; copy a store
-#        you want untouched first (cp -a STORE /tmp/x). Env: AMALGAM_BIN (default build/amalgam),
+#        recipe-only merge (a few hundred bytes) like the Merge panel always does, and a store
+#        without a recorded sweep or a Matryoshka grid gets them first (a TIES sweep of the
+#        base-tiny+TASK models, base-tiny's quick results by (layer, dim): recipe-only merges and
+#        stored results, about a minute); copy a store you want untouched first (cp -a STORE /tmp/x). Env: AMALGAM_BIN (default build/amalgam),
 #        COLS x ROWS (default 120 x 32), SIZE (font px, 15).
 set -eu
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,6 +25,31 @@ $PY -c "import PIL" 2>/dev/null || { echo "screenshots.sh: Pillow is needed (apt
 mkdir -p "$OUT"
 STORE="$(cd "$STORE" && pwd)"
 TM="tmux -L am_shots_$$ -f /dev/null"
+
+# the Sweeps and Matryoshka panels need data: made here when the store has none
+"$AM" --store "$STORE" lua -e '
+  if #am.sweeps() == 0 then
+    local ms = {}
+    for _, r in ipairs(am.models()) do
+      if r.name and r.name:match("^base%-tiny%+[%w-]+$") and r.kind == "checkpoint" then ms[#ms + 1] = r.name end
+    end
+    table.sort(ms)
+    if #ms >= 2 then
+      io.stderr:write("screenshots.sh: a TIES sweep of ", table.concat(ms, ", "), "\n")
+      assert(am.sweep { method = "ties", base = "base-tiny", models = ms, eval = { suite = "quick" },
+        grid = { density = { 0.2, 0.5, 0.8 }, lambda = { 0.5, 1, 1.5 } } })
+    end
+  end
+  local tui = require "amalgam.tui"
+  local g = am.model("base-tiny") and tui.matryoshka("base-tiny")
+  if g then
+    io.stderr:write("screenshots.sh: the Matryoshka grid of base-tiny (stored results are reused)\n")
+    for _, l in ipairs(g.layers) do
+      for _, d in ipairs(g.dims) do
+        for _, t in ipairs(g.tasks) do assert(tui.matryoshka_eval(g.id, l, d, t.name, t.tag)) end
+      end
+    end
+  end' || echo "screenshots.sh: no sweep / Matryoshka data made (the panels show how to make them)" >&2
 trap '$TM kill-server 2>/dev/null' EXIT
 
 $TM new-session -d -s shots -x "$COLS" -y "$ROWS" \
@@ -58,6 +85,11 @@ keys '#am.models(), am.version' Enter
 keys 'am.model("no-such-model"):id()' Enter
 sleep 0.5; shot lua
 keys F8; wait_for "key latency"; shot log
+keys F9; wait_for "Sweeps +[0-9]+ recorded"; keys b; shot sweeps
+# the Matryoshka panel on base-tiny: ] steps through the models
+keys F11; wait_for "Matryoshka"
+for _ in $(seq 40); do $TM capture-pane -t shots -p | grep -qE "Matryoshka +base-tiny +" && break; keys ']'; sleep 0.2; done
+shot matryoshka
 keys F4 F1; wait_for "everywhere"; shot help
 keys x
 # the sketches' size: 80 x 24

@@ -93,7 +93,66 @@ function M.models()
   return out
 end
 
--- One model's tensors with their L2 (Frobenius) norms, and its meta summary lines.
+-- Diagnostics of one model against its base (am.diagnose): its task vector's norm, per layer
+-- group, and its cosine to / sign conflicts with the task vectors of its siblings (the other
+-- stored models fine-tuned from the same base; a task vector stands for its checkpoint).
+-- Lines for the Models panel's detail view; {} for a model without a base.
+local function diag_lines(id, meta)
+  local st = assert(am.store.default())
+  local anchor = meta
+  if meta.kind == "task_vector" and meta.checkpoint then
+    local c = am.model(meta.checkpoint)
+    anchor = c and c:meta() or meta
+  end
+  local function parent_of(m)
+    local ps = m.parents or {}
+    return m.checkpoint or (type(m.base) == "string" and m.base) or (ps[1] and ps[1].id)
+  end
+  local p = parent_of(anchor)
+  if not p or meta.kind == "init" then return {} end
+  local sibs, labels = {}, {}
+  for _, r in ipairs(am.models() or {}) do
+    labels[r.id] = r.name or short(r.id)
+    if r.id ~= id and r.id ~= anchor.id and #sibs < 6 then
+      local m = am.model(r.id)
+      local mm = m and m:meta() or {}
+      if not mm.recipe_only and mm.kind == anchor.kind and parent_of(mm) == p then sibs[#sibs + 1] = r.id end
+    end
+  end
+  local models = { id }
+  for _, s in ipairs(sibs) do models[#models + 1] = s end
+  local ok, d, err = pcall(am.diagnose, { models = models, base = p })
+  local lines = {}
+  local function add(s) lines[#lines + 1] = s end
+  add("")
+  if not ok or not d then
+    add("diagnostics: " .. tostring(ok and err or d):gsub("^[^:]*:%d+: ", ""))
+    return lines
+  end
+  add(string.format("diagnostics against the base %s (am.diagnose, tau = this model - base)", labels[d.base] or short(d.base)))
+  add(string.format("  |tau|      %.4f", d.norm[1]))
+  if #models > 1 then
+    local cs = {}
+    for j = 2, #models do cs[#cs + 1] = string.format("%s %+.3f", labels[models[j]] or short(models[j]), d.cosine[1][j]) end
+    add("  cosine     " .. table.concat(cs, "  "))
+    add(string.format("  sign conflicts %.1f%% of the entries two or more of these %d change (TIES resolves them)",
+      100 * (d.sign_conflict or 0), #models))
+  else
+    add("  (no sibling fine-tuned from the same base: no cosines or sign conflicts)")
+  end
+  local gs, seen = {}, {}
+  for _, g in ipairs(d.groups or {}) do
+    if not seen[g.name] and (g.norm[1] or 0) > 0 then
+      seen[g.name] = true
+      gs[#gs + 1] = string.format("%s %.3f", g.name, g.norm[1])
+    end
+  end
+  add("  |tau| per layer  " .. table.concat(gs, "  "))
+  return lines
+end
+
+-- One model's tensors with their L2 (Frobenius) norms, and its meta summary lines (then the
+-- diagnostics against its base).
 function M.model_detail(id)
   local m, err = am.model(id)
   if not m then return nil, err end
@@ -108,6 +167,7 @@ function M.model_detail(id)
   add("run", meta.run and (meta.run .. (meta.step and ("@" .. meta.step) or "")))
   if meta.merge then add("merge", am.json.encode(meta.merge)) end
   if meta.recipe_only then add("storage", "recipe only (computed when loaded)") end
+  for _, l in ipairs(diag_lines(m:id(), meta)) do lines[#lines + 1] = l end
   local tensors = {}
   local list = m:tensors()
   for _, t in ipairs(list or {}) do

@@ -323,6 +323,25 @@ static int mat_task(Panel *p, int key) {
     return HR_REDRAW;
 }
 
+/* [ ]: the previous / next model of the Models list (task vectors skipped) becomes the selection */
+static int mat_model(Panel *p, int key) {
+    MatState *s = p->st;
+    Tui *t = p->tui;
+    if (!t->nmodels) return HR_HANDLED;
+    int i = -1, step = key == '[' ? t->nmodels - 1 : 1;
+    for (int k = 0; k < t->nmodels; k++)
+        if (strcmp(t->models[k].id, s->id) == 0) i = k;
+    if (i < 0) i = 0;
+    for (int n = 0; n < t->nmodels; n++) {
+        i = (i + step) % t->nmodels;
+        if (strcmp(t->models[i].kind, "task_vector") != 0) break;
+    }
+    snprintf(t->selected, sizeof t->selected, "%s", t->models[i].id);
+    s->r = s->c = -1;
+    mat_load(p);
+    return HR_REDRAW;
+}
+
 static int mat_reload(Panel *p, int key) {
     mat_load(p);
     return HR_REDRAW;
@@ -341,6 +360,8 @@ static const PanelKey mat_keys[] = {
     {'v', "v", mat_value, "cells: ID average / OOD average / one task"},
     {'t', "t T", mat_task, "the task shown (next / previous)"},
     {'T', NULL, mat_task, NULL},
+    {'[', "[ ]", mat_model, "the previous / next model (the selection the other panels share)"},
+    {']', NULL, mat_model, NULL},
     {'u', "u", mat_reload, "re-read the stored results"},
     {0},
 };

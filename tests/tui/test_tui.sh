@@ -124,6 +124,10 @@ keys v v
 keys ']'; check "Sweeps: ] shows the next sweep (1-D: one row)" "^ weight=0  ID"
 keys Right Enter; check "Sweeps: Enter selects the point's model (shown in Models)" "selected [0-9a-f]{12} \(the sweep point\)"
 check "Models: the selection follows" "^.[ |├└─-]*[0-9a-f]{12} +merged"
+keys Enter; check "Models: details with the diagnostics against the base (am.diagnose)" "diagnostics against the base base "
+check "Models: the cosine of tau to the siblings' task vectors" "cosine +(soup|twin|ta) [+-][0-9]"
+check "Models: the per-layer norms of tau" "tau. per layer +embeddings [0-9.]+ +layer\.0"
+keys Escape
 keys F11; check "Matryoshka: opens on the selected model" "Matryoshka +[0-9a-f]{12} +ID avg by \(layer, dim\)"
 check "Matryoshka: the layer x dim grid of the model's tasks (its results are full mode: none reused)" "tasks: the model's tasks \(1\)  cells 2 x 5  evaluated 0/10"
 keys c; check "Matryoshka: c computes the missing cells (stored)" "evaluated 10/10" 30
@@ -137,6 +141,11 @@ keys F1; check "F1 help prints the key table" "Tab S-Tab.*next"
 keys x
 $TM resize-window -t tui -x 80 -y 24 2>/dev/null || $TM resize-pane -t tui -x 80 -y 24
 check "resize to 80x24: key bar on the last line" "F10Quit"
+keys F9; check "Sweeps at 80x24" "Sweeps +2 recorded"
+keys '?'; check "? lists the Sweeps panel's keys" "previous / next sweep"
+keys x F11; check "Matryoshka at 80x24" "^ layer 1  dim 64"
+keys '?'; check "? lists the Matryoshka panel's keys" "compute the missing cells"
+keys x
 cap; [ "$(wc -l <"$W/out")" -le 24 ] && ok "80x24 screen" || bad "80x24 screen has $(wc -l <"$W/out") lines"
 keys F4; check "Results at 80x24" "ID avg"
 $TM resize-window -t tui -x 120 -y 32 2>/dev/null || $TM resize-pane -t tui -x 120 -y 32
@@ -170,10 +179,20 @@ start NO_COLOR=1
 check "NO_COLOR: starts" "Models +[0-9]+ in"
 $TM capture-pane -t tui -p -e >"$W/out"
 grep -qE $'\e\\[(3[0-7]|4[0-7]|38;|48;)' "$W/out" && bad "NO_COLOR: colours used" || ok "NO_COLOR: no colours, attributes only"
+keys F9; check "NO_COLOR: Sweeps" "density lambda"
+check "NO_COLOR: the heat map falls back to shade glyphs" "[░▒▓█] +-?[0-9]+\.[0-9]"
+$TM capture-pane -t tui -p -e >"$W/out"
+grep -qE $'\e\\[(3[0-7]|4[0-7]|38;|48;)' "$W/out" && bad "NO_COLOR: Sweeps uses colours" || ok "NO_COLOR: Sweeps without colours"
+keys F11; check "NO_COLOR: Matryoshka" "layer +dim"
 keys F10; check "F10 quits" "EXIT=0"
 
 start AMALGAM_TUI_ASCII=1
 check "ASCII fallback: starts" "Models +[0-9]+ in"
 cap; LC_ALL=C grep -q $'[\x80-\xff]' "$W/out" && bad "ASCII fallback: non-ASCII on screen" || ok "ASCII fallback: ASCII only"
+for p in F9 F11; do
+  keys $p; sleep 0.5; cap
+  LC_ALL=C grep -q $'[\x80-\xff]' "$W/out" && bad "ASCII fallback: non-ASCII on $p" || ok "ASCII fallback: $p ASCII only"
+done
+check "ASCII fallback: the heat map's best mark" "[0-9]\\*( |$)"
 keys q; check "quits" "EXIT=0"
 am_test_finish
