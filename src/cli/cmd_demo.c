@@ -117,25 +117,25 @@ static void build_plan(Plan *p, double scale) {
     add_step(p, 60, "prepare the ID/OOD benchmark", "prepare", NULL);
     add_step(p, 210 * scale, "pretrain base-tiny (MLM)", "run", pre, s1,
              NULL);
-    add_eval(p, "base-tiny", 40);
-    add_step(p, 100 * scale, "train the per-task models", "run", tasks, s2,
+    add_eval(p, "base-tiny", 30);
+    add_step(p, 65 * scale, "train the per-task models", "run", tasks, s2,
              s3, NULL);
-    for (int i = 0; i < NTASK_MODELS; i++) add_eval(p, task_models[i], 40);
-    add_step(p, 90 * scale, "train the joint baseline", "run",
+    for (int i = 0; i < NTASK_MODELS; i++) add_eval(p, task_models[i], 30);
+    add_step(p, 60 * scale, "train the joint baseline", "run",
              joint, s2, NULL);
-    add_eval(p, "base-tiny+joint", 40);
-    add_step(p, 3, "merge: linear soup -> demo-soup", "merge", "--method", "linear", task_models[0],
+    add_eval(p, "base-tiny+joint", 30);
+    add_step(p, 1, "merge: linear soup -> demo-soup", "merge", "--method", "linear", task_models[0],
              task_models[1], task_models[2], "--name", "demo-soup", NULL);
-    add_step(p, 3, "merge: task arithmetic -> demo-ta", "merge", "--method",
+    add_step(p, 1, "merge: task arithmetic -> demo-ta", "merge", "--method",
              "task_arithmetic", "--base", "base-tiny", task_models[0], task_models[1], task_models[2], "--set",
              "lambda=0.5", "--name", "demo-ta", NULL);
-    add_step(p, 3, "merge: TIES -> demo-ties", "merge", "--method", "ties", "--base",
+    add_step(p, 1, "merge: TIES -> demo-ties", "merge", "--method", "ties", "--base",
              "base-tiny", task_models[0], task_models[1], task_models[2], "--set", "density=0.3", "--name",
              "demo-ties", NULL);
-    add_eval(p, "demo-soup", 40);
-    add_eval(p, "demo-ta", 40);
-    add_eval(p, "demo-ties", 40);
-    add_eval(p, "init-tiny", 40);
+    add_eval(p, "demo-soup", 30);
+    add_eval(p, "demo-ta", 30);
+    add_eval(p, "demo-ties", 30);
+    add_eval(p, "init-tiny", 30);
     free(rdir), free(pre), free(tasks), free(joint), free(s1), free(s2), free(s3);
 }
 
@@ -161,7 +161,20 @@ static void fmt_secs(char *b, size_t n, double s) {
     else snprintf(b, n, "%ds", t);
 }
 
-/* run `amalgam --store DIR ARGV...` as a child with this process's stdout and stderr */
+/* this binary's path: exec'd by its own name, so the children show as `amalgam` in ps */
+static const char *self_exe(void) {
+    static char path[4096];
+    if (!path[0]) {
+        ssize_t k = readlink("/proc/self/exe", path, sizeof path - 1);
+        if (k <= 0) snprintf(path, sizeof path, "/proc/self/exe");
+        else path[k] = 0;
+    }
+    return path;
+}
+
+/* run `amalgam --store DIR ARGV...` as a child with this process's stdout and stderr. Ctrl-C
+ * reaches the child (same process group): it stops cleanly (a run checkpoints) and the demo
+ * stops after it with the child's exit code, instead of leaving it behind. */
 static int run_child(const char *store, char *const *argv) {
     char *full[DEMO_MAX_ARGS + 4];
     int k = 0;
@@ -172,15 +185,35 @@ static int run_child(const char *store, char *const *argv) {
     full[k] = NULL;
     fflush(stdout);
     fflush(stderr);
+    posix_spawnattr_t at;
+    posix_spawnattr_init(&at);
+    sigset_t def;
+    sigemptyset(&def);
+    sigaddset(&def, SIGINT), sigaddset(&def, SIGTERM);
+    posix_spawnattr_setsigdefault(&at, &def);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF);
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_term;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGINT, &ign, &old_int);
+    sigaction(SIGTERM, &ign, &old_term);
     pid_t pid;
-    int rc = posix_spawn(&pid, "/proc/self/exe", NULL, NULL, full, environ);
-    if (rc) return am_error(AM_EIO, "demo: cannot start amalgam %s: %s", argv[0], strerror(rc));
+    int rc = posix_spawn(&pid, self_exe(), NULL, &at, full, environ);
+    posix_spawnattr_destroy(&at);
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return am_error(AM_EIO, "demo: waitpid: %s", strerror(errno));
+    if (!rc)
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (rc) return am_error(AM_EIO, "demo: cannot start amalgam %s: %s", argv[0], strerror(rc));
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return AM_OK;
     if (WIFSIGNALED(status)) return am_error(AM_EIO, "demo: amalgam %s killed by signal %d", argv[0], WTERMSIG(status));
-    return am_error(AM_EIO, "demo: amalgam %s failed (exit %d)", argv[0], WEXITSTATUS(status));
+    int code = WEXITSTATUS(status);
+    if (code == 130 || code == 143) {   /* interrupted: the child said so */
+        fprintf(stderr, "amalgam demo: interrupted during amalgam %s; `amalgam demo` again goes on from the store\n",
+                argv[0]);
+        return code;
+    }
+    return am_error(AM_EIO, "demo: amalgam %s failed (exit %d)", argv[0], code);
 }
 
 static int run_headless(const char *store, const Plan *p) {

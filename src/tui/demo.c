@@ -76,6 +76,17 @@ static pid_t earlier_step(TuiDemo *d) {
     return pid;
 }
 
+/* this binary's path: exec'd by its own name, so the children show as `amalgam` in ps */
+static const char *self_exe(void) {
+    static char path[4096];
+    if (!path[0]) {
+        ssize_t k = readlink("/proc/self/exe", path, sizeof path - 1);
+        if (k <= 0) snprintf(path, sizeof path, "/proc/self/exe");
+        else path[k] = 0;
+    }
+    return path;
+}
+
 static int start_step(Tui *t, TuiDemo *d) {
     const TuiStep *s = &d->steps[d->cur];
     char *argv[64];
@@ -103,7 +114,7 @@ static int start_step(Tui *t, TuiDemo *d) {
     posix_spawnattr_setsigdefault(&at, &def);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF);
     pid_t pid;
-    int rc = posix_spawn(&pid, "/proc/self/exe", &fa, &at, argv, environ);
+    int rc = posix_spawn(&pid, self_exe(), &fa, &at, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     if (rc) {

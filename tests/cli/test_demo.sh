@@ -50,6 +50,12 @@ mkdir -p "$W/bad" && cp "$FX"/recipes/*.lua "$W/bad/" && echo 'error("joint expl
 AMALGAM_RECIPES="$W/bad" "$AM" --store "$W/s2" demo </dev/null >"$W/out" 2>"$W/err"; rc=$?
 [ "$rc" = 1 ] && grep -q "joint exploded" "$W/err" && grep -q "demo: amalgam run failed (exit 1)" "$W/err" &&
   ! grep -q "^\[9/16\]" "$W/out" && ok "a failing step: its error, exit 1, no later step" || bad "failing step (exit $rc)"
+# --- Ctrl-C during a step: the step stops cleanly (its run checkpoints), the demo stops after it
+DEMO_STEP_DELAY=0.2 "$AM" --store "$W/s3" demo </dev/null >"$W/out" 2>"$W/err" & dpid=$!
+child=""; for _ in $(seq 100); do child=$(pgrep -P "$dpid" -x amalgam | head -1); [ -n "$child" ] && "$AM" --store "$W/s3" ls runs 2>/dev/null | grep -q running && break; sleep 0.1; done
+kill -INT "$child" 2>/dev/null; wait "$dpid"; rc=$?
+[ "$rc" = 130 ] && grep -q "interrupted during amalgam run" "$W/err" && "$AM" --store "$W/s3" ls runs | grep -q stopped &&
+  ok "SIGINT during a step: run stopped, demo exit 130" || bad "SIGINT during a step (exit $rc)"
 expect_fail "demo: unknown argument" "unexpected argument 'x'" "$AM" demo x
 
 # --- progress of eval and compare: task k/N on stderr with --progress (off a terminal), nothing without
