@@ -125,26 +125,39 @@ static void group_name(const char *tensor, char *buf, size_t cap) {
     snprintf(buf, cap, "%s", c == MERGE_CLS_POOLER ? "pooler" : c == MERGE_CLS_HEAD ? "head" : "embeddings");
 }
 
-/* the whole-model numbers into o, then "groups" (per layer) and "tensors" */
+/* the whole-model numbers into o, then "groups" (per layer, in order of first appearance: an MLM
+ * head's tensors are not contiguous) and "tensors" */
 static void diag_vectors(cJSON *o, const ParamTable *tab, const float *const *v, int n) {
-    Acc whole = acc_new(n), grp = acc_new(n), t1 = acc_new(n);
-    cJSON *groups = cJSON_CreateArray(), *tensors = cJSON_CreateArray();
-    char gname[32] = "", cur[32] = "";
+    enum { MAXG = AM_MAX_LAYERS + 8 };
+    char names[MAXG][32];
+    Acc grp[MAXG];
+    int ng = 0;
+    Acc whole = acc_new(n), t1 = acc_new(n);
+    cJSON *tensors = cJSON_CreateArray();
     for (int q = 0; q < tab->n; q++) {
         const ParamInfo *p = &tab->t[q];
+        char gname[32];
         group_name(p->name, gname, sizeof gname);
-        if (q && strcmp(gname, cur) != 0) {
-            cJSON_AddItemToArray(groups, acc_json(cur, &grp, n));
-            acc_clear(&grp, n);
+        int j = 0;
+        while (j < ng && strcmp(names[j], gname) != 0) j++;
+        if (j == ng) {
+            if (ng == MAXG) j = ng - 1; /* not reached: L + 4 groups at most */
+            else {
+                memcpy(names[ng], gname, sizeof gname);
+                grp[ng++] = acc_new(n);
+            }
         }
-        memcpy(cur, gname, sizeof cur);
         acc_clear(&t1, n);
         acc_add(&t1, n, v, p->offset, p->numel);
         cJSON_AddItemToArray(tensors, acc_json(p->name, &t1, n));
-        acc_merge(&grp, &t1, n);
+        acc_merge(&grp[j], &t1, n);
         acc_merge(&whole, &t1, n);
     }
-    if (cur[0]) cJSON_AddItemToArray(groups, acc_json(cur, &grp, n));
+    cJSON *groups = cJSON_CreateArray();
+    for (int j = 0; j < ng; j++) {
+        cJSON_AddItemToArray(groups, acc_json(names[j], &grp[j], n));
+        acc_free(&grp[j]);
+    }
     cJSON *w = acc_json(NULL, &whole, n);
     for (cJSON *it = w->child; it;) {
         cJSON *next = it->next;
@@ -155,7 +168,6 @@ static void diag_vectors(cJSON *o, const ParamTable *tab, const float *const *v,
     cJSON_AddItemToObject(o, "groups", groups);
     cJSON_AddItemToObject(o, "tensors", tensors);
     acc_free(&whole);
-    acc_free(&grp);
     acc_free(&t1);
 }
 

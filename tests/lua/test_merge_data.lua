@@ -207,6 +207,15 @@ T.near(gc.norm[1], gc.norm[3], 1e-9 * gc.norm[1], "the negated gradient has the 
 T.near(gc.loss[3], -gc.loss[1], 1e-9, "the mean losses per task")
 T.ok(#gc.groups >= 3 and gc.groups[1].name == "embeddings" and gc.groups[2].name == "layer.0", "per layer groups")
 T.near(gc.groups[2].cosine[1][3], -1, 1e-6, "per layer: opposed")
+-- a model with an MLM head (its tensors are not contiguous in the buffer): each group once
+local trm = assert(am.raw_trainer(base, { mlm = true, seed = 1, lr = 1e-3 }))
+assert(trm:step({ texts = { "a cat sat on the mat", "the sun is a star" } }, am.loss.mlm {}))
+assert(trm:save("mh"))
+trm:close()
+local gh = assert(am.diagnose { model = "mh", data = { ir, ir2 }, loss = loss }).gradients
+local seen_g, dup, names_g = {}, false, {}
+for _, gr in ipairs(gh.groups) do dup = dup or seen_g[gr.name]; seen_g[gr.name] = true; names_g[#names_g + 1] = gr.name end
+T.ok(not dup and seen_g.head, "each layer group once, the head's too: " .. table.concat(names_g, " "))
 T.ok(#gc.tensors > 10 and gc.tensors[1].name == "embeddings.word_embeddings.weight", "per tensor")
 T.eq(gc.model, m1:id(), "the model measured")
 local both = assert(am.diagnose { base = base, models = { m1, m2 }, data = { "pa:8", "gs" }, batch_size = 4 })
