@@ -216,6 +216,9 @@ static void *worker_main(void *arg) {
         }
         Step *st = compute(L, &q);
         free(q.json);
+        /* the merged model and its embeddings are C memory behind small userdata: the GC
+         * does not see them, so collect now rather than after many steps */
+        if (L) lua_gc(L, LUA_GCCOLLECT);
         pthread_mutex_lock(&w->mu);
         w->busy = 0;
         /* a save's result is not replaced by a later slider step before the loop takes it */
