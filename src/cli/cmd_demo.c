@@ -283,7 +283,10 @@ int cmd_demo(CliArgs *a) {
     if (!headless) {
         /* the TUI drives the plan: each step a child in its own session, so quitting the TUI
          * leaves the running step going; the next `amalgam demo` waits for it and goes on */
-        char *log = xasprintf("%s/demo.log", a->store_dir);
+        char *logs = xasprintf("%s/logs", a->store_dir);
+        am_mkdir_p(logs);
+        char *log = xasprintf("%s/demo.log", logs);
+        free(logs);
         TuiOptions o = {.store_dir = a->store_dir, .panel = "results", .steps = plan.step, .nsteps = plan.n,
                         .log_path = log};
         rc = tui_main(&o);
