@@ -111,7 +111,8 @@ def parse(text, cols, rows):
             elif m.group(2) == "m":
                 attr.sgr(m.group(1))
         # tmux drops trailing blanks: a background still set at the end of a line fills the row
-        if attr.bg is not None or attr.rev:
+        # (not on an empty line: its cells were all default, the state is only carried over)
+        if line and (attr.bg is not None or attr.rev):
             for xx in range(x, cols):
                 grid[y][xx] = (" ", attr.copy())
     return grid

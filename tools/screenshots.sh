@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # screenshots.sh - drive the real TUI in tmux on a store and capture every panel: the ANSI text
-# (tmux capture-pane -e -p) and a PNG rendered from it (tools/ansi2png.py, Pillow + DejaVu Sans
+# (tmux capture-pane -e -N -p: trailing blanks kept with their colours) and a PNG rendered from it (tools/ansi2png.py, Pillow + DejaVu Sans
 # Mono: apt-get install python3-pil fonts-dejavu-core).
 #
 # usage: tools/screenshots.sh [STORE] [OUTDIR]      (defaults: ./store after `./amalgam demo`,
@@ -34,9 +34,14 @@ TM="tmux -L am_shots_$$ -f /dev/null"
       if r.name and r.name:match("^base%-tiny%+[%w-]+$") and r.kind == "checkpoint" then ms[#ms + 1] = r.name end
     end
     table.sort(ms)
-    if #ms >= 2 then
+    -- the quick suite tasks whose datasets are prepared (a store older than the suite lacks some)
+    local T, tasks = require "amalgam.eval_tasks", {}
+    for _, t in ipairs(am.eval_suite()) do
+      if T.tasks { tasks = { t.name } } then tasks[#tasks + 1] = t.name end
+    end
+    if #ms >= 2 and #tasks > 0 then
       io.stderr:write("screenshots.sh: a TIES sweep of ", table.concat(ms, ", "), "\n")
-      assert(am.sweep { method = "ties", base = "base-tiny", models = ms, eval = { suite = "quick" },
+      assert(am.sweep { method = "ties", base = "base-tiny", models = ms, eval = { mode = "quick", tasks = tasks },
         grid = { density = { 0.2, 0.5, 0.8 }, lambda = { 0.5, 1, 1.5 } } })
     end
   end
@@ -63,7 +68,7 @@ wait_for() {
 }
 shot() { # shot NAME: the screen as NAME.ansi and NAME.png
   sleep 0.3
-  $TM capture-pane -t shots -e -p >"$OUT/$1.ansi"
+  $TM capture-pane -t shots -e -N -p >"$OUT/$1.ansi"
   $PY "$ROOT/tools/ansi2png.py" "$OUT/$1.ansi" "$OUT/$1.png" --cols "$COLS" --rows "$ROWS" --size "$SIZE"
   echo "$OUT/$1.png"
 }
@@ -74,10 +79,10 @@ keys Down Down Down Enter; wait_for "norm"; shot model-detail
 keys Escape F4; wait_for "Results"; shot results
 keys F5; wait_for "Pareto"; shot plot
 keys F6; wait_for "Runs"; keys Enter; shot runs
-keys F3; wait_for "quick eval +[0-9]|Nothing to merge|error|ENOTFOUND"; sleep 1
+keys F3; wait_for "quick eval +[0-9]|Nothing to merge|error|ENOTFOUND|not prepared"; sleep 1
 # two more merges (weights moved) so the plot shows a few quick points
-keys Down Down Right Right Right; sleep 0.5; wait_for "quick eval +[0-9]|error"; sleep 2
-keys Up Right Right Right Right; sleep 0.5; wait_for "quick eval +[0-9]|error"; sleep 2
+keys Down Down Right Right Right; sleep 0.5; wait_for "quick eval +[0-9]|error|not prepared"; sleep 2
+keys Up Right Right Right Right; sleep 0.5; wait_for "quick eval +[0-9]|error|not prepared"; sleep 2
 shot merge
 keys F7; wait_for "Lua console"
 keys 'for _, r in ipairs(am.runs()) do print(r.id, r.status, r.step) end' Enter
@@ -95,7 +100,7 @@ keys x
 # the sketches' size: 80 x 24
 $TM resize-window -t shots -x 80 -y 24
 keys F4; sleep 0.5
-$TM capture-pane -t shots -e -p >"$OUT/results-80x24.ansi"
+$TM capture-pane -t shots -e -N -p >"$OUT/results-80x24.ansi"
 $PY "$ROOT/tools/ansi2png.py" "$OUT/results-80x24.ansi" "$OUT/results-80x24.png" --cols 80 --rows 24 --size "$SIZE"
 echo "$OUT/results-80x24.png"
 keys q

@@ -112,10 +112,10 @@ local function diag_lines(id, meta)
   if not p or meta.kind == "init" then return {} end
   local sibs, labels = {}, {}
   for _, r in ipairs(am.models() or {}) do
-    labels[r.id] = r.name or short(r.id)
+    local m = am.model(r.id)
+    local mm = m and m:meta() or {}
+    labels[r.id] = label_of(r, mm)
     if r.id ~= id and r.id ~= anchor.id and #sibs < 6 then
-      local m = am.model(r.id)
-      local mm = m and m:meta() or {}
       if not mm.recipe_only and mm.kind == anchor.kind and parent_of(mm) == p then sibs[#sibs + 1] = r.id end
     end
   end
@@ -396,13 +396,18 @@ function M.matryoshka(id)
   local d = row.hidden
   while d >= 8 and #dims < 6 do table.insert(dims, 1, d); d = d // 2 end
   local results = am.results { model = full } or {}
-  local tasks = {}
+  -- the quick suite's tasks that can run here (a store prepared before the suite changed lacks
+  -- some), else the tasks the model has results for that still resolve
   local T = require "amalgam.eval_tasks"
-  local specs = T.tasks { suite = "quick" }
-  local prepared = specs ~= nil -- nil: a suite dataset is not prepared
-  if prepared then
-    for _, t in ipairs(am.eval_suite()) do tasks[#tasks + 1] = { name = t.name, tag = t.tag } end
-  else
+  local function resolves(name) return T.tasks { tasks = { name } } ~= nil end
+  local tasks, suite_n = {}, 0
+  for _, t in ipairs(am.eval_suite()) do
+    suite_n = suite_n + 1
+    if resolves(t.name) then tasks[#tasks + 1] = { name = t.name, tag = t.tag } end
+  end
+  local suite = #tasks == suite_n and "quick suite" or string.format("quick suite, %d of %d tasks prepared", #tasks, suite_n)
+  if #tasks == 0 then
+    suite = "the model's tasks"
     local seen = {}
     for _, r in ipairs(results) do
       local res = r.result or {}
@@ -410,7 +415,7 @@ function M.matryoshka(id)
         seen[r.task] = true
         local tag = res.tag
         if tag == am.json.null then tag = nil end
-        tasks[#tasks + 1] = { name = r.task, tag = tag or "" }
+        if resolves(r.task) then tasks[#tasks + 1] = { name = r.task, tag = tag or "" } end
       end
     end
     table.sort(tasks, function(a, b) if a.tag ~= b.tag then return a.tag < b.tag end return a.name < b.name end)
@@ -426,7 +431,7 @@ function M.matryoshka(id)
     end
   end
   return { id = full, label = row.name or short(full), layers = layers, dims = dims, tasks = tasks, scores = scores,
-    suite = prepared and "quick suite" or "the model's tasks" }
+    suite = suite }
 end
 
 -- One (layer, dim, task) of the Matryoshka grid, evaluated in quick mode and stored (a stored

@@ -259,6 +259,7 @@ static void mat_draw(Panel *p, int y, int x, int h, int w) {
             tui_heat_cell(yy, x + 1 + rlw + (d - c0) * cw, cw, isinf(v) ? (double)NAN : v, lo, hi, l * s->nd + d == best,
                           l == s->r && d == s->c);
         }
+        tui_heat_edge(yy, x + 1 + rlw + (s->nd - c0 < fit_c ? s->nd - c0 : fit_c) * cw - 1);
     }
     int iy = gy + 2 + rows + 1;
     double cv = s->nl && s->nd ? cell_value(s, s->r, s->c) : (double)NAN;

@@ -178,13 +178,23 @@ void tui_heat_cell(int y, int x, int cw, double v, double lo, double hi, int bes
     if (isnan(v)) snprintf(num, sizeof num, "%s", crt_utf8 ? "\xe2\x80\x94" : "-");
     else snprintf(num, sizeof num, "%.1f", v * 100);
     int attr = l < 0 ? crt_attr(CR_DIM) : crt_colors ? crt_attr(heat_roles[l]) : crt_attr(CR_DEFAULT);
-    if (best) attr |= A_BOLD;
-    if (cursor) attr = crt_attr(CR_SELECT) | A_BOLD;
+    if (best) attr |= (int)A_BOLD;
+    /* the cursor keeps the cell's colour (a selection colour would read as a level): with
+     * colours an arrow, without them reverse video */
+    if (cursor) attr = crt_colors ? attr | (int)A_BOLD : (int)(A_REVERSE | A_BOLD);
     attrset(attr);
     const char *shade = l < 0 || crt_colors ? " " : (crt_utf8 ? shade_utf8 : shade_ascii)[l];
+    if (cursor && crt_colors) shade = crt_glyphs.sel;
     char buf[64];
     snprintf(buf, sizeof buf, "%s%*s%s", shade, cw - 3, num, best ? crt_glyphs.front : " ");
     crt_put(y, x, cw - 1, buf, 1);
+    attrset(crt_attr(CR_DEFAULT));
+}
+
+/* the map's right edge after a row's last cell (also ends the cell's colours on that line) */
+void tui_heat_edge(int y, int x) {
+    attrset(crt_attr(CR_DIM));
+    crt_put(y, x, 1, crt_glyphs.vline, 0);
     attrset(crt_attr(CR_DEFAULT));
 }
 
@@ -278,6 +288,7 @@ static void sweeps_draw(Panel *p, int y, int x, int h, int w) {
             tui_heat_cell(yy, x + 1 + rlw + (c - c0) * cw, cw, cell_value(s, &sw->cells[k]), lo, hi, k == best,
                           r == s->r && c == s->c);
         }
+        tui_heat_edge(yy, x + 1 + rlw + (sw->ncols - c0 < fit_c ? sw->ncols - c0 : fit_c) * cw - 1);
     }
     /* the cursor's point and the best one */
     int iy = gy + 2 + (sw->nrows - r0 < fit_r ? sw->nrows - r0 : fit_r) + 1;

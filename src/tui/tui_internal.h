@@ -187,6 +187,7 @@ extern const PanelClass SweepsPanel, MatryoshkaPanel;
  * glyphs without them; best marked, cursor reversed) and the ramp's legend */
 void tui_heat_cell(int y, int x, int cw, double v, double lo, double hi, int best, int cursor);
 void tui_heat_legend(int y, int x, int w, double lo, double hi);
+void tui_heat_edge(int y, int x);
 
 /* the Pareto front of (x, y) points, both maximised: on[i] = 1 for points no other point
  * dominates. NAN points are never on it. */
