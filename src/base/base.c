@@ -140,7 +140,7 @@ void am_free_aligned(void *p) { free(p); }
 
 /* ---------------------------------------------------------------- buffer pool */
 
-#define POOL_SLOTS 8
+#define POOL_SLOTS 16
 #define POOL_MIN ((size_t)1 << 20)
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct { void *p; size_t bytes, align; uint64_t tick; } pool[POOL_SLOTS];

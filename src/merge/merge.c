@@ -17,6 +17,10 @@
  * TIES' per-model thresholds (the k-th largest |δ|) cost one extra pass for all models: a
  * sample brackets the threshold, the pass counts what lies below the bracket and collects what
  * lies inside, and a branch-free selection finishes; exact, with radix passes as the fallback.
+ * The models' samples and selections run in parallel; on CPUs with AVX-512 (checked at run time)
+ * TIES' second pass is one fused kernel over 16 entries of every model at a time. MergeSpec
+ * threads caps the pool threads a merge uses (am_parallel_limit). Scratch comes from the
+ * buffer pool.
  *
  * NaN/Inf inputs are found through the output (or the Gram matrix) of each block: only then
  * are the inputs of that block scanned to name the model. On an error `out` is unspecified.
@@ -31,13 +35,19 @@
 #include "merge_internal.h"
 #include "tensor.h"
 
+/* scratch from the buffer pool: a merge per slider step reuses the last one's warm pages */
 float *merge_ws_get(WsBuf *w, size_t need) {
     if (need > w->cap) {
-        am_free_aligned(w->p);
-        w->p = am_alloc_floats(need);
-        w->cap = w->p ? need : 0;
+        am_pool_give(w->p, w->bytes, 64);
+        w->p = am_pool_take(need * sizeof(float), 64, &w->bytes);
+        w->cap = w->p ? w->bytes / sizeof(float) : 0;
     }
     return w->p;
+}
+
+void merge_ws_free(WsBuf *w, size_t n) {
+    for (size_t i = 0; i < n; i++) am_pool_give(w[i].p, w[i].bytes, 64);
+    free(w);
 }
 
 const char *merge_input_name(const MergeInputs *in, int k, char *buf, size_t len) {
@@ -156,6 +166,8 @@ int merge_run(const MergeSpec *spec, const MergeInputs *in, float *out, MergeSta
     int rc = check_inputs(spec, in);
     if (rc) return rc;
     double t0 = am_now();
+    /* threads: at most this many pool threads for this merge (0 = the pool's size) */
+    const int prev_limit = am_parallel_limit(spec->threads > 0 ? spec->threads : 0);
     int K = in->k;
     const float *x[K], *ew[K];
     Tj j = {0};
@@ -165,7 +177,7 @@ int merge_run(const MergeSpec *spec, const MergeInputs *in, float *out, MergeSta
     j.st = stats;
     j.out = out;
     j.K = K;
-    WsBuf *ws = xcalloc((size_t)K + 3, sizeof *ws);
+    WsBuf *ws = xcalloc(MERGE_WS(K), sizeof *ws);
     j.ws = ws;
     for (int ti = 0; ti < in->tab->n && rc == AM_OK; ti++) {
         const ParamInfo *pi = &in->tab->t[ti];
@@ -193,8 +205,8 @@ int merge_run(const MergeSpec *spec, const MergeInputs *in, float *out, MergeSta
         stats->n_tensors++;
         stats->n_elements += pi->numel;
     }
-    for (int m = 0; m < K + 3; m++) am_free_aligned(ws[m].p);
-    free(ws);
+    merge_ws_free(ws, MERGE_WS(K));
+    am_parallel_limit(prev_limit);
     if (rc) return rc;
     if (spec->method == MERGE_MODEL_STOCK && stats->n_tensors) stats->model_stock_t /= (double)stats->n_tensors;
     stats->seconds = am_now() - t0;

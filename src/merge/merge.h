@@ -170,8 +170,14 @@ typedef struct {
     int nuslerp_flatten;    /* 1 (default) */
     int nuslerp_row_wise;   /* 0 (default) */
     int filter_wise;        /* model_stock: per row (0) */
-    int threads;            /* 0 = the tensor pool's size */
+    int threads;            /* pool threads this merge uses (0 = all of the pool; capped at its size) */
 } MergeSpec;
+
+/* The AVX-512 TIES kernel (one pass per block, bit-identical to the portable code): 1 when it
+ * runs, i.e. the CPU has AVX-512F/DQ (checked at run time) and AMALGAM_NO_AVX512 is unset;
+ * merge_set_simd(0 / 1) for tests and A/B runs, -1 = back to the default. */
+int merge_simd(void);
+void merge_set_simd(int on);
 
 void merge_spec_init(MergeSpec *s, MergeMethod m); /* defaults; init/free pair */
 void merge_spec_free(MergeSpec *s);

@@ -214,7 +214,34 @@ static int gta_mix_blk(const Tj *j, GtaModel *gm, float *const *D, size_t s, siz
     float lam = (float)lambda;
     float mixed[BLK], div[BLK], vote[BLK], wbuf[BLK];
     for (size_t e = 0; e < len; e++) { mixed[e] = 0; div[e] = 0; vote[e] = 0; }
-    if (cons) {
+    if (cons && !j->ew) {
+        /* the same arithmetic with each model's scalar weight broadcast instead of a filled
+         * weight array (two fewer passes over a block per model; bit-identical) */
+        for (int m = 0; m < K; m++) {
+            const float *d = D[m];
+            const float ws = (float)gm[m].w;
+            if (paper) { for (size_t e = 0; e < len; e++) vote[e] += d[e]; continue; }
+            for (size_t e = 0; e < len; e++) vote[e] += ws * d[e];
+        }
+        float maj[BLK];
+        for (size_t e = 0; e < len; e++) maj[e] = vote[e] >= 0 ? 1.0f : -1.0f;
+        uint32_t nz = 0, ag = 0;
+        for (int m = 0; m < K; m++) {
+            const float *d = D[m];
+            const float ws = (float)gm[m].w;
+            for (size_t e = 0; e < len; e++) {
+                float wd = ws * d[e], sg = paper ? d[e] : wd;
+                int agree = sg * maj[e] > 0;
+                mixed[e] += agree ? wd : 0.0f;
+                div[e] += agree ? ws : 0.0f;
+                nz += sg != 0;
+                ag += (uint32_t)agree;
+            }
+        }
+        size_t conf = nz - ag;
+        *conflicts += conf;
+        for (size_t e = 0; e < len; e++) div[e] = div[e] == 0 ? 1.0f : div[e];
+    } else if (cons) {
         for (int m = 0; m < K; m++) {
             const float *d = D[m];
             if (paper) { for (size_t e = 0; e < len; e++) vote[e] += d[e]; continue; }
@@ -268,6 +295,101 @@ static int gta_mix(const Tj *j, GtaModel *gm, float *const *D, size_t s, size_t 
 typedef struct { const Tj *j; GtaModel *gm; int kind, cons, norm; double lambda;
                  int bad; size_t bad_lo, bad_hi, kept, conflicts; } GtaCtx;
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define TIES_FUSED 1
+/* TIES (consensus, scalar weights, up to 8 models) for the 16-aligned part of [s, s+len): the
+ * masked δ of every model, the sign vote, the agreeing mean and the output of 16 entries at a
+ * time in AVX-512 registers, one pass, instead of gta_range's per-model arrays and
+ * gta_mix_blk's passes over them. The same operations per element in the same order as those
+ * (bit-identical; tests/unit test_merge checks it against the portable path). Used when the
+ * CPU has AVX-512F/DQ (checked at run time). Returns the entries done. */
+__attribute__((target("avx512f,avx512dq,fma"))) static size_t ties_fused(const Tj *j, const GtaModel *gm, size_t s,
+                                                                          size_t len, int paper, int norm, float lam,
+                                                                          size_t *kept, size_t *conf, int *bad) {
+    const int K = j->K;
+    const size_t n16 = len / 16 * 16;
+    const float *b = j->b + s;
+    float *o = j->o + s;
+    const float *xs[8];
+    __m512 vlo[8], vhi[8], vsc[8], vw[8];
+    int mode[8]; /* 0 keep all (not active), 1 none, 2 magnitude window */
+    for (int m = 0; m < K; m++) {
+        xs[m] = j->x[m] + s;
+        vlo[m] = _mm512_set1_ps(gm[m].lo);
+        vhi[m] = _mm512_set1_ps(gm[m].hi);
+        vsc[m] = _mm512_set1_ps((float)gm[m].scale);
+        vw[m] = _mm512_set1_ps((float)gm[m].w);
+        mode[m] = !gm[m].active ? 0 : gm[m].keep_none ? 1 : 2;
+    }
+    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), mone = _mm512_set1_ps(-1.0f);
+    const __m512 vlam = _mm512_set1_ps(lam);
+    const __m512i ione = _mm512_set1_epi32(1);
+    __m512i vkept = _mm512_setzero_si512(), vnz = vkept, vag = vkept;
+    __mmask16 badm = 0;
+    for (size_t e = 0; e < n16; e += 16) {
+        const __m512 bv = _mm512_loadu_ps(b + e);
+        __m512 d[8], vote = zero;
+        for (int m = 0; m < K; m++) {
+            const __m512 v = _mm512_sub_ps(_mm512_loadu_ps(xs[m] + e), bv);
+            if (mode[m] == 0) d[m] = v;
+            else if (mode[m] == 1) d[m] = zero;
+            else {
+                const __m512 a = _mm512_abs_ps(v);
+                const __mmask16 k = _mm512_cmp_ps_mask(a, vlo[m], _CMP_GE_OQ) & _mm512_cmp_ps_mask(a, vhi[m], _CMP_LE_OQ);
+                d[m] = _mm512_maskz_mul_ps(k, v, vsc[m]);
+                vkept = _mm512_mask_add_epi32(vkept, k, vkept, ione);
+            }
+            vote = paper ? _mm512_add_ps(vote, d[m]) : _mm512_fmadd_ps(vw[m], d[m], vote);
+        }
+        const __m512 maj = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(vote, zero, _CMP_GE_OQ), mone, one);
+        __m512 mixed = zero, div = zero;
+        for (int m = 0; m < K; m++) {
+            const __m512 wd = _mm512_mul_ps(vw[m], d[m]), sg = paper ? d[m] : wd;
+            const __mmask16 agree = _mm512_cmp_ps_mask(_mm512_mul_ps(sg, maj), zero, _CMP_GT_OQ);
+            /* the portable path's compiled form: w·d used once (paper) fuses into the sum */
+            mixed = paper ? _mm512_mask3_fmadd_ps(vw[m], d[m], mixed, agree)
+                          : _mm512_add_ps(mixed, _mm512_maskz_mov_ps(agree, wd));
+            div = _mm512_add_ps(div, _mm512_maskz_mov_ps(agree, vw[m]));
+            vnz = _mm512_mask_add_epi32(vnz, _mm512_cmp_ps_mask(sg, zero, _CMP_NEQ_UQ), vnz, ione);
+            vag = _mm512_mask_add_epi32(vag, agree, vag, ione);
+        }
+        div = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(div, zero, _CMP_EQ_OQ), div, one);
+        const __m512 out = norm ? _mm512_fmadd_ps(vlam, _mm512_div_ps(mixed, div), bv) : _mm512_fmadd_ps(vlam, mixed, bv);
+        badm |= _mm512_fpclass_ps_mask(out, 0x99); /* NaN or ±Inf */
+        if (((uintptr_t)(o + e) & 63) == 0) _mm512_stream_ps(o + e, out);
+        else _mm512_storeu_ps(o + e, out);
+    }
+    *kept += (size_t)_mm512_reduce_add_epi32(vkept);
+    *conf += (size_t)((uint32_t)_mm512_reduce_add_epi32(vnz) - (uint32_t)_mm512_reduce_add_epi32(vag));
+    *bad = badm != 0;
+    return n16;
+}
+
+#endif
+
+static int g_simd = -1; /* -1: not decided yet */
+static int ties_fused_ok(void) {
+    int x = __atomic_load_n(&g_simd, __ATOMIC_RELAXED);
+    if (x < 0) {
+#ifdef TIES_FUSED
+        const char *off = getenv("AMALGAM_NO_AVX512");
+        __builtin_cpu_init();
+        x = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+            !(off && *off && strcmp(off, "0") != 0);
+#else
+        x = 0;
+#endif
+        __atomic_store_n(&g_simd, x, __ATOMIC_RELAXED);
+    }
+    return x;
+}
+int merge_simd(void) { return ties_fused_ok(); }
+void merge_set_simd(int on) {
+    __atomic_store_n(&g_simd, -1, __ATOMIC_RELAXED);
+    if (on >= 0) __atomic_store_n(&g_simd, on && ties_fused_ok(), __ATOMIC_RELAXED);
+}
+
 /* magnitude / outliers / no sparsification: independent blocks, parallel */
 static void gta_range(void *vctx, size_t lo, size_t hi, int tid) {
     GtaCtx *c = vctx;
@@ -279,8 +401,21 @@ static void gta_range(void *vctx, size_t lo, size_t hi, int tid) {
     float *D[K];
     for (int m = 0; m < K; m++) D[m] = buf[m];
     size_t kept = 0, conf = 0;
-    for (size_t s = lo * BLK; s < hi * BLK && s < j->n; s += GSB) {
-        size_t len = s + GSB < j->n ? GSB : j->n - s;
+#ifdef TIES_FUSED
+    const int fused = c->cons && !j->ew && K <= 8 && ties_fused_ok();
+#endif
+    for (size_t s0 = lo * BLK; s0 < hi * BLK && s0 < j->n; s0 += GSB) {
+        size_t s = s0, len = s0 + GSB < j->n ? GSB : j->n - s0;
+#ifdef TIES_FUSED
+        if (fused) {
+            int fbad = 0;
+            size_t done = ties_fused(j, c->gm, s, len, j->s->paper, c->norm, (float)c->lambda, &kept, &conf, &fbad);
+            if (fbad && !c->bad) { c->bad = 1; c->bad_lo = s; c->bad_hi = s + len; }
+            if (done == len) continue;
+            s += done; /* the tail (< 16 entries): the portable path below */
+            len -= done;
+        }
+#endif
         for (int m = 0; m < K; m++) {
             const GtaModel *g = &c->gm[m];
             const float *x = j->x[m] + s, *b = j->b + s;

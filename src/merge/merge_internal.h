@@ -24,9 +24,11 @@
 
 /* Grow-only scratch kept across the tensors of one merge_run (fresh large allocations would be
  * fresh pages: page faults on every tensor). */
-typedef struct { float *p; size_t cap; } WsBuf;
+typedef struct { float *p; size_t cap, bytes; } WsBuf; /* from the buffer pool (am_pool_take) */
 
 float *merge_ws_get(WsBuf *w, size_t need);
+void merge_ws_free(WsBuf *w, size_t n);
+#define MERGE_WS(K) (4 * (size_t)(K) + 3)
 
 /* One tensor of one merge_run. */
 typedef struct {
@@ -42,7 +44,8 @@ typedef struct {
     float *o;
     size_t n;
     const float *const *ew; /* per-element weights (offset applied) or NULL */
-    WsBuf *ws;              /* K + 3 scratch buffers: band per model, sample, select ping-pong, copy */
+    WsBuf *ws;              /* MERGE_WS(K) scratch buffers: band per model, sample, select ping-pong, copy,
+                             * then sample, ping-pong and copy per model (the selections run in parallel) */
 } Tj;
 
 const char *merge_input_name(const MergeInputs *in, int k, char *buf, size_t len);

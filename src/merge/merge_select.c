@@ -169,20 +169,31 @@ static void band_range(void *vctx, size_t lo, size_t hi, int tid) {
             size_t e = s0, n_l = nl[m], bl = 0, nn = 0;
             float *lc = loc[m];
 #ifdef __AVX512F__
-            /* compress-store the in-band entries: no branch per entry */
+            /* compress-store the in-band entries: no branch per entry; the counts stay in
+             * vector registers (a lane counter per lane, a NaN mask) until the sub-block ends */
             __m512 vl = _mm512_set1_ps(l), vh = _mm512_set1_ps(h);
-            __m512i absm = _mm512_set1_epi32(0x7fffffff);
+            __m512i absm = _mm512_set1_epi32(0x7fffffff), one = _mm512_set1_epi32(1);
+            __m512i cnt = _mm512_setzero_si512();
+            __mmask16 nanm = 0;
             for (; e + 16 <= s1; e += 16) {
                 __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + e), _mm512_loadu_ps(b + e));
                 __m512 av = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(d), absm));
                 __mmask16 lt = _mm512_cmp_ps_mask(av, vl, _CMP_LT_OQ);
-                __mmask16 in = _mm512_cmp_ps_mask(av, vl, _CMP_GE_OQ) & _mm512_cmp_ps_mask(av, vh, _CMP_LE_OQ);
-                bl += (size_t)__builtin_popcount(lt);
-                nn += (size_t)__builtin_popcount(_mm512_cmp_ps_mask(av, av, _CMP_UNORD_Q));
-                if (in) {
-                    if (n_l + 16 > BAND_LOC) { band_flush(bm, lc, n_l); n_l = 0; }
-                    _mm512_mask_compressstoreu_ps(lc + n_l, in, av);
-                    n_l += (size_t)__builtin_popcount(in);
+                cnt = _mm512_mask_add_epi32(cnt, lt, cnt, one);
+                nanm |= _mm512_cmp_ps_mask(av, av, _CMP_UNORD_Q);
+                /* not below and <= hi: a NaN is neither (ordered compares are false) */
+                __mmask16 in = _mm512_mask_cmp_ps_mask((__mmask16)~lt, av, vh, _CMP_LE_OQ);
+                /* no branch on `in` (about 1 vector in 6 has an in-band entry: a mispredicted
+                 * branch cost more than this store); the flush branch is rarely taken */
+                if (n_l + 16 > BAND_LOC) { band_flush(bm, lc, n_l); n_l = 0; }
+                _mm512_storeu_ps(lc + n_l, _mm512_maskz_compress_ps(in, av));
+                n_l += (size_t)__builtin_popcount(in);
+            }
+            bl += (size_t)_mm512_reduce_add_epi32(cnt);
+            if (nanm) { /* exact count, as the scalar path keeps it (only "any" is used) */
+                for (size_t q = s0; q < e; q++) {
+                    float a = fabsf(x[q] - b[q]);
+                    nn += a != a;
                 }
             }
 #endif
@@ -214,6 +225,104 @@ static int abs_delta_kth_radix_all(const float *const *x, const float *b, size_t
     return -1;
 }
 
+/* One model's bracket: a pseudo-random sample of δ_m (one 16-float line in every 2^shift) and the
+ * sample quantiles around rank k ± 6 standard deviations; per-model scratch (ws[K + 3 + 3m ..]),
+ * so the models run in parallel. */
+typedef struct {
+    const float *const *x;
+    const float *b;
+    size_t n, ns;
+    const size_t *k;
+    BandM *bm;
+    WsBuf *ws;
+    int K, bad, nomem;
+    int shift;  /* one 16-float line in every 2^shift lines (st = 2^shift entries per sample) */
+} SampleCtx;
+
+static void sample_task(void *vctx, size_t lo, size_t hi, int tid) {
+    SampleCtx *c = vctx;
+    (void)tid;
+    for (size_t mm = lo; mm < hi; mm++) {
+        const int m = (int)mm;
+        if (c->k[m] == SIZE_MAX) continue;
+        const size_t ns = c->ns, n = c->n;
+        WsBuf *w = c->ws + c->K + 3 + 3 * (size_t)m;
+        float *smp = merge_ws_get(&w[0], ns), *tmp = merge_ws_get(&w[1], ns), *cp = merge_ws_get(&w[2], ns);
+        if (!smp || !tmp || !cp) { __atomic_store_n(&c->nomem, 1, __ATOMIC_RELAXED); continue; }
+        const float *x = c->x[m], *b = c->b;
+        const size_t st = (size_t)1 << c->shift;
+        /* one 16-float cache line at a pseudo-random place in every 2^shift lines: few cache misses;
+         * the lines PF draws ahead are prefetched (the hardware prefetcher cannot guess them) */
+        enum { PF = 8 };
+        uint64_t h = 0x9E3779B97F4A7C15ull, hp = h;
+        for (size_t i = 0; i < PF * 16 && i + 16 <= ns; i += 16) {
+            hp ^= hp >> 12; hp ^= hp << 25; hp ^= hp >> 27;
+            size_t p0 = i * st + 16 * (size_t)((hp * 0x2545F4914F6CDD1Dull) >> (64 - c->shift));
+            __builtin_prefetch(x + p0, 0, 0);
+            __builtin_prefetch(b + p0, 0, 0);
+        }
+        for (size_t i = 0; i + 16 <= ns; i += 16) {
+            h ^= h >> 12; h ^= h << 25; h ^= h >> 27;
+            size_t e0 = i * st + 16 * (size_t)((h * 0x2545F4914F6CDD1Dull) >> (64 - c->shift));
+            size_t ip = i + PF * 16;
+            if (ip + 16 <= ns) {
+                hp ^= hp >> 12; hp ^= hp << 25; hp ^= hp >> 27;
+                size_t p0 = ip * st + 16 * (size_t)((hp * 0x2545F4914F6CDD1Dull) >> (64 - c->shift));
+                __builtin_prefetch(x + p0, 0, 0);
+                __builtin_prefetch(b + p0, 0, 0);
+            }
+            for (size_t q = 0; q < 16; q++) smp[i + q] = fabsf(x[e0 + q] - b[e0 + q]);
+        }
+        if (block_bad(smp, ns)) { /* the first such model is reported */
+            int cur = __atomic_load_n(&c->bad, __ATOMIC_RELAXED);
+            while ((cur < 0 || m < cur) &&
+                   !__atomic_compare_exchange_n(&c->bad, &cur, m, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+            continue;
+        }
+        /* rank k/n in the sample ± 6 standard deviations of a sample quantile (and ± 32 entries);
+         * a miss (about 2e-9 per tensor and model) only costs the radix passes */
+        double p = (double)c->k[m] / (double)n, sd = sqrt(p * (1 - p) / (double)ns) * (double)ns;
+        double mg = 6 * sd + 32, rl = p * (double)ns - mg, rh = p * (double)ns + mg;
+        BandM *bm = &c->bm[m];
+        bm->x = x;
+        memcpy(cp, smp, ns * sizeof *cp);
+        bm->lo = rl <= 0 ? 0.0f : select_kth_bf(cp, tmp, ns, (size_t)rl);
+        bm->hi = rh >= (double)(ns - 1) ? INFINITY : select_kth_bf(smp, tmp, ns, (size_t)rh);
+        bm->cap = (size_t)(4 * (rh - rl + 1)) * st + 4096;
+        bm->band = merge_ws_get(&c->ws[m], bm->cap);
+        bm->want = bm->band != NULL;
+    }
+}
+
+/* One model's k-th from its band (or the radix passes when the bracket missed) */
+typedef struct {
+    const float *const *x;
+    const float *b;
+    size_t n;
+    const size_t *k;
+    BandM *bm;
+    WsBuf *ws;
+    int K;
+    float *out;
+    int *bad_m; /* (K) the radix passes found a NaN/Inf */
+} FinishCtx;
+
+static void finish_task(void *vctx, size_t lo, size_t hi, int tid) {
+    FinishCtx *c = vctx;
+    (void)tid;
+    for (size_t mm = lo; mm < hi; mm++) {
+        const int m = (int)mm;
+        BandM *bm = &c->bm[m];
+        if (c->k[m] == SIZE_MAX || bm->nans) continue;
+        size_t km = c->k[m];
+        int ok = bm->want && !bm->over && bm->below <= km && km < bm->below + bm->cnt;
+        float *tmp = ok ? merge_ws_get(&c->ws[c->K + 3 + 3 * (size_t)m + 1], bm->cnt) : NULL;
+        if (ok && tmp) c->out[m] = select_kth_bf(bm->band, tmp, bm->cnt, km - bm->below);
+        else if (ok) c->out[m] = merge_select_kth(bm->band, bm->cnt, km - bm->below);
+        else if (abs_delta_kth(c->x[m], c->b, c->n, km, &c->out[m])) c->bad_m[m] = 1; /* NaN/Inf end here */
+    }
+}
+
 /* k[m]-th smallest |x_m − b| for every model with k[m] != SIZE_MAX, in one pass over the inputs
  * for large tensors: a pseudo-random sample of each δ_m (one entry per 64, a quarter of the cache
  * lines) brackets rank k in [lo, hi] with a wide margin; one pass counts the entries below lo and
@@ -233,46 +342,27 @@ int merge_abs_delta_kth_multi(const float *const *x, const float *b, size_t n, i
         }
         return -1;
     }
-    size_t ns = n / 64 / 16 * 16; /* n >= 2^14: at least 256 */
+    /* one line in 64 (at least 256 entries for n >= 2^14); in 256 from 2^22 entries on: a
+     * quarter of the sample's random reads and selections for a band about twice as wide
+     * (measured on the word embeddings of small: the sample cost more than the band) */
+    const int shift = n >= ((size_t)1 << 22) ? 8 : 6;
+    size_t ns = n / ((size_t)1 << shift) / 16 * 16;
     BandM bm[K];
     memset(bm, 0, sizeof bm);
-    float *smp = merge_ws_get(&ws[K], ns);
-    if (!smp) return abs_delta_kth_radix_all(x, b, n, K, k, out);
-    for (int m = 0; m < K; m++) {
-        if (k[m] == SIZE_MAX) continue;
-        /* one 16-float cache line at a pseudo-random place in every 64 lines: few cache misses */
-        uint64_t h = 0x9E3779B97F4A7C15ull;
-        for (size_t i = 0; i + 16 <= ns; i += 16) {
-            h ^= h >> 12; h ^= h << 25; h ^= h >> 27;
-            size_t e0 = i * 64 + 16 * (size_t)((h * 0x2545F4914F6CDD1Dull) >> 58);
-            for (size_t q = 0; q < 16; q++) smp[i + q] = fabsf(x[m][e0 + q] - b[e0 + q]);
-        }
-        if (block_bad(smp, ns)) return m;
-        /* rank k/n in the sample ± 6 standard deviations of a sample quantile (and ± 32 entries);
-         * a miss (about 2e-9 per tensor and model) only costs the radix passes */
-        double p = (double)k[m] / (double)n, sd = sqrt(p * (1 - p) / (double)ns) * (double)ns;
-        double mg = 6 * sd + 32, rl = p * (double)ns - mg, rh = p * (double)ns + mg;
-        bm[m].x = x[m];
-        float *cp = merge_ws_get(&ws[K + 2], ns), *tmp = merge_ws_get(&ws[K + 1], ns);
-        if (!cp || !tmp) return abs_delta_kth_radix_all(x, b, n, K, k, out);
-        memcpy(cp, smp, ns * sizeof *cp);
-        bm[m].lo = rl <= 0 ? 0.0f : select_kth_bf(cp, tmp, ns, (size_t)rl);
-        bm[m].hi = rh >= (double)(ns - 1) ? INFINITY : select_kth_bf(smp, tmp, ns, (size_t)rh);
-        bm[m].cap = (size_t)(4 * (rh - rl + 1)) * 64 + 4096;
-        bm[m].band = merge_ws_get(&ws[m], bm[m].cap);
-        bm[m].want = bm[m].band != NULL;
-    }
+    /* brackets: each model's sample and its two selections, the models in parallel */
+    SampleCtx sc = {x, b, n, ns, k, bm, ws, K, -1, 0, shift};
+    am_parallel_for(sample_task, &sc, (size_t)K, 1, ns * (size_t)K * 8);
+    if (sc.nomem) return abs_delta_kth_radix_all(x, b, n, K, k, out);
+    if (sc.bad >= 0) return sc.bad;
     BandCtx c = {b, n, K, bm};
     am_parallel_for(band_range, &c, (n + RADIX_CH - 1) / RADIX_CH, 1, n * (size_t)(K + 1));
+    /* the exact k-th among each model's collected band, the models in parallel */
+    int bad_m[K];
+    memset(bad_m, 0, sizeof bad_m);
+    FinishCtx fc = {x, b, n, k, bm, ws, K, out, bad_m};
+    am_parallel_for(finish_task, &fc, (size_t)K, 1, n);
     int bad = -1;
-    for (int m = 0; m < K; m++) {
-        if (k[m] == SIZE_MAX) continue;
-        if (bm[m].nans) { if (bad < 0) bad = m; continue; }
-        int ok = bm[m].want && !bm[m].over && bm[m].below <= k[m] && k[m] < bm[m].below + bm[m].cnt;
-        float *tmp = ok ? merge_ws_get(&ws[K + 1], bm[m].cnt) : NULL;
-        if (ok && tmp) out[m] = select_kth_bf(bm[m].band, tmp, bm[m].cnt, k[m] - bm[m].below);
-        else if (ok) out[m] = merge_select_kth(bm[m].band, bm[m].cnt, k[m] - bm[m].below);
-        else if (abs_delta_kth(x[m], b, n, k[m], &out[m]) && bad < 0) bad = m; /* NaN/Inf end here */
-    }
+    for (int m = 0; m < K; m++)
+        if (k[m] != SIZE_MAX && (bm[m].nans || bad_m[m]) && bad < 0) bad = m;
     return bad;
 }

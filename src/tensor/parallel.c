@@ -65,12 +65,14 @@ struct ForJob {
     void *ctx;
     size_t n, grain;
     _Atomic size_t next;
+    int max_tid;            /* threads with tid >= this take no chunks (am_parallel_limit) */
 };
 
 static Pool g_pool = { .nth = 0, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
                        .done_mu = PTHREAD_MUTEX_INITIALIZER, .done_cv = PTHREAD_COND_INITIALIZER };
 static pthread_mutex_t g_cfg_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Thread_local int t_in_task; /* set while running a task: nested calls go inline */
+static _Thread_local int t_limit;   /* am_parallel_limit: pool threads this thread's jobs use (0 = all) */
 
 typedef struct { int tid; unsigned gen0; } WorkerArg;
 static WorkerArg g_args[AM_MAX_THREADS];
@@ -88,6 +90,7 @@ static void wake_caller(Pool *p) {
 }
 
 static void run_chunks(ForJob *j, int tid) {
+    if (tid >= j->max_tid) return;
     for (;;) {
         size_t lo = atomic_fetch_add_explicit(&j->next, j->grain, memory_order_relaxed);
         if (lo >= j->n) return;
@@ -280,6 +283,12 @@ void am_parallel_run(AmTaskFn fn, void *ctx) {
     atomic_store_explicit(&p->busy, 0, memory_order_release);
 }
 
+int am_parallel_limit(int n) {
+    int prev = t_limit;
+    t_limit = n > 0 ? n : 0;
+    return prev;
+}
+
 void am_parallel_run_min(AmTaskFn fn, void *ctx, size_t work, size_t min_work) {
     if (work < min_work) {
         run_inline(fn, ctx);
@@ -291,10 +300,11 @@ void am_parallel_run_min(AmTaskFn fn, void *ctx, size_t work, size_t min_work) {
 void am_parallel_for(AmRangeFn fn, void *ctx, size_t n, size_t grain, size_t work) {
     if (n == 0) return;
     if (grain == 0) grain = 1;
-    ForJob j = { fn, ctx, n, grain, 0 };
     ensure_pool();
     Pool *p = &g_pool;
-    if (n <= grain || work < AM_PAR_MIN_WORK || !pool_acquire(p)) {
+    ForJob j = { fn, ctx, n, grain, 0, t_limit > 0 && t_limit < p->nth ? t_limit : p->nth };
+    if (n <= grain || work < AM_PAR_MIN_WORK || j.max_tid <= 1 || !pool_acquire(p)) {
+        j.max_tid = 1; /* inline: tid 0 takes every chunk */
         int saved = t_in_task;
         t_in_task = 1;
         run_chunks(&j, 0);

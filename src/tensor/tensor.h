@@ -93,6 +93,11 @@ void am_parallel_run_min(AmTaskFn fn, void *ctx, size_t work, size_t min_work);
  * (roughly: floats touched) < AM_PAR_MIN_WORK, when nested in a task, or when another thread
  * holds the pool. */
 #define AM_PAR_MIN_WORK 32768
+/* Cap the pool threads that the calling thread's am_parallel_for jobs use at n (1 = inline;
+ * 0 = all; more than the pool's size = all of it; the pool is not resized). Thread-local;
+ * returns the previous cap, to restore it. Chunks stay the same, so results do not change.
+ * (MergeSpec.threads.) */
+int am_parallel_limit(int n);
 typedef void (*AmRangeFn)(void *ctx, size_t lo, size_t hi, int tid);
 void am_parallel_for(AmRangeFn fn, void *ctx, size_t n, size_t grain, size_t work);
 

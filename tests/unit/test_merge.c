@@ -525,12 +525,75 @@ TEST(test_merge_threads) {
         CHECK_OK(merge_models(&s, m, NULL, 3, base ? m[3] : NULL, o2, NULL));
         CHECKF(memcmp(o1->params, o2->params, o1->tab.total * sizeof(float)) == 0, "%s differs between 1 and 2 threads",
                merge_method_name(each[i]));
+        /* MergeSpec threads = 1 on a 2-thread pool: the same bits */
+        s.threads = 1;
+        memset(o1->params, 0, o1->tab.total * sizeof(float));
+        CHECK_OK(merge_models(&s, m, NULL, 3, base ? m[3] : NULL, o1, NULL));
+        CHECKF(memcmp(o1->params, o2->params, o1->tab.total * sizeof(float)) == 0, "%s differs with threads = 1",
+               merge_method_name(each[i]));
+        CHECK(am_parallel_limit(0) == 0); /* the merge put the caller's cap back */
         merge_spec_free(&s);
     }
     am_parallel_set_threads(saved);
     for (int k = 0; k < 4; k++) model_delete(m[k]);
     model_delete(o1);
     model_delete(o2);
+}
+
+/* The AVX-512 TIES kernel against the portable path, bit for bit: tensor sizes that are not a
+ * multiple of 16 (the tail goes the portable way), an inactive model (density 1), one that keeps
+ * nothing, the paper's variant, 1 to 8 models */
+TEST(test_merge_ties_simd_bits) {
+    if (!merge_simd()) {
+        printf("  (skipped: no AVX-512 on this CPU)\n");
+        return;
+    }
+    const size_t sizes[3] = {37, 5000, 70001};
+    ParamInfo t[3];
+    memset(t, 0, sizeof t);
+    size_t total = 0;
+    for (int i = 0; i < 3; i++) {
+        snprintf(t[i].name, sizeof t[i].name, "encoder.layer.0.output.dense.w%d", i);
+        t[i].ndim = 1; t[i].shape[0] = (int64_t)sizes[i]; t[i].numel = sizes[i]; t[i].offset = total;
+        total += sizes[i];
+    }
+    ParamTable tab = {3, t, total};
+    float *x[8], *b = xmalloc(total * sizeof(float)), *o1 = xmalloc(total * sizeof(float)), *o2 = xmalloc(total * sizeof(float));
+    AmRng r;
+    am_rng_seed(&r, 77);
+    for (size_t e = 0; e < total; e++) b[e] = am_rng_normal(&r);
+    for (int k = 0; k < 8; k++) {
+        x[k] = xmalloc(total * sizeof(float));
+        for (size_t e = 0; e < total; e++) x[k][e] = b[e] + (am_rng_below(&r, 5) ? 0.1f * am_rng_normal(&r) : 0.0f);
+    }
+    for (int K = 1; K <= 8; K++)
+        for (int v = 0; v < 4; v++) {
+            MergeSpec s;
+            merge_spec_init(&s, MERGE_TIES);
+            for (int k = 0; k < K; k++) set1(&s, MERGE_P_WEIGHT, k, 0.5f + 0.25f * (float)k - (k == 2 ? 1.2f : 0.0f));
+            set1(&s, MERGE_P_DENSITY, -1, 0.3f);
+            if (v & 1) set1(&s, MERGE_P_DENSITY, 0, 1.0f);      /* model 1 not sparsified */
+            if (K > 1 && (v & 2)) set1(&s, MERGE_P_DENSITY, 1, 1e-9f); /* model 2 keeps its largest entry only */
+            s.paper = v == 3;
+            MergeInputs in = {0};
+            in.tab = &tab; in.n_layers = 1; in.k = K; in.models = (const float *const *)x; in.base = b;
+            MergeStats st1, st2;
+            merge_set_simd(1);
+            CHECK_OK(merge_run(&s, &in, o1, &st1));
+            merge_set_simd(0);
+            CHECK_OK(merge_run(&s, &in, o2, &st2));
+            merge_set_simd(-1);
+            CHECKF(memcmp(o1, o2, total * sizeof(float)) == 0, "K %d variant %d: the AVX-512 TIES differs", K, v);
+            CHECKF(st1.delta_kept == st2.delta_kept && st1.sign_conflicts == st2.sign_conflicts,
+                   "K %d variant %d: counts %zu/%zu vs %zu/%zu", K, v, (size_t)st1.delta_kept, (size_t)st1.sign_conflicts,
+                   (size_t)st2.delta_kept, (size_t)st2.sign_conflicts);
+            merge_spec_free(&s);
+        }
+    CHECK(merge_simd() == 1);
+    for (int k = 0; k < 8; k++) free(x[k]);
+    free(b);
+    free(o1);
+    free(o2);
 }
 
 static int cmp_f(const void *a, const void *b) {
@@ -617,6 +680,7 @@ int main(void) {
     RUN(test_merge_errors);
     RUN(test_merge_models_checks);
     RUN(test_merge_threads);
+    RUN(test_merge_ties_simd_bits);
     RUN(test_merge_ties_large);
     return test_report();
 }

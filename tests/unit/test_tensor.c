@@ -121,6 +121,35 @@ TEST(blas_packed_vs_ref) {
         }
 }
 
+typedef struct { int max_tid; _Atomic int chunks; } LimCtx;
+static void lim_range(void *vctx, size_t lo, size_t hi, int tid) {
+    LimCtx *c = vctx;
+    int cur = __atomic_load_n(&c->max_tid, __ATOMIC_RELAXED);
+    while (tid > cur && !__atomic_compare_exchange_n(&c->max_tid, &cur, tid, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+    c->chunks += (int)(hi - lo);
+    for (volatile int spin = 0; spin < 50000; spin++) {} /* long enough for a worker to join */
+}
+
+TEST(parallel_limit) {
+    /* am_parallel_limit caps the threads of the caller's jobs (MergeSpec.threads); every chunk runs */
+    am_parallel_set_threads(2);
+    CHECK(am_parallel_limit(1) == 0);
+    for (int rep = 0; rep < 20; rep++) {
+        LimCtx c = {0, 0};
+        am_parallel_for(lim_range, &c, 64, 1, 1u << 20);
+        CHECK(c.max_tid == 0 && c.chunks == 64);
+    }
+    CHECK(am_parallel_limit(0) == 1);
+    int used = 0;
+    for (int rep = 0; rep < 200 && !used; rep++) {
+        LimCtx c = {0, 0};
+        am_parallel_for(lim_range, &c, 64, 1, 1u << 20);
+        CHECK(c.chunks == 64);
+        used = c.max_tid == 1;
+    }
+    CHECK(used); /* without the cap the second thread takes chunks */
+}
+
 TEST(blas_packed_wide_kernel_bit_identical) {
     /* the AVX-512 6 x 32 micro-kernel gives the same bits as the AVX2 6 x 16 one: pairs of full
      * panels, an odd last panel, a partial last panel, several K blocks, bias and accumulate */
@@ -879,6 +908,7 @@ int main(void) {
     am_parallel_set_threads(2);
     RUN(blas_patterns_vs_ref);
     RUN(blas_packed_wide_kernel_bit_identical);
+    RUN(parallel_limit);
     RUN(blas_packed_vs_ref);
     RUN(blas_gemm_tn_packed_vs_ref);
     RUN(blas_gemm_nt_nn_packed_vs_ref);
