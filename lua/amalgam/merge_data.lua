@@ -29,8 +29,8 @@ D.methods = {
   lm_cocktail = { temperature = "number" },
   codiemb_fusion = { g = "string", axis = "string", temperature = "number" },
   self_positioning = { per_layer = "boolean", steps = "integer", lr = "number", optimizer = "string", mu = "number",
-    regularizer = "string", simplex = "boolean", init = "number", probe_batches = "integer", objective = "string",
-    temperature = "number" },
+    regularizer = "string", simplex = "boolean", clamp = "boolean", init = "number", probe_batches = "integer",
+    objective = "string", temperature = "number" },
 }
 -- the options every data method takes (what the statistics are gathered on)
 D.fixed = {
@@ -349,6 +349,7 @@ function D.point(ctx, p, level)
       return s / c
     end
     req.per_layer, req.steps, req.lr, req.mu, req.simplex, req.init = o.per_layer, o.steps, o.lr, o.mu, o.simplex, o.init
+    req.clamp = o.clamp
     req.adam = o.optimizer ~= "sgd"
     req.reg = o.regularizer or (o.mu and "uniform" or "none")
     info.probe_batches, info.objective = n * k, ctx.objective

@@ -49,7 +49,7 @@ static const struct {
      "  drawn with --set seed=S (1) in batches of --set batch_size=B (16), each task's default loss; stored with\n"
      "  its tensors and the data spec; parameters: fisher epsilon, normalize=none|param|model; regmean alpha;\n"
      "  lm_cocktail temperature; codiemb_fusion g, axis; self_positioning steps, lr, optimizer, mu, per_layer,\n"
-     "  simplex, init, objective=task|entropy (AdaMerging: in-batch softmax entropy, no labels), temperature\n"
+     "  simplex, clamp, init, objective=task|entropy (AdaMerging: in-batch softmax entropy, no labels), temperature\n"
      "  e.g. amalgam merge --method ties --base base-tiny wn-def:0.6 wn-sts:0.4 --set density=0.5 --name tied\n"
      "       amalgam merge --method regmean base-tiny+wn-def base-tiny+wn-sts --data wn-def:128 --data wn-sts:128\n"
      "       amalgam merge --method self_positioning --base base-tiny base-tiny+wn-def base-tiny+wn-sts\n"

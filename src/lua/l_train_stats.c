@@ -288,6 +288,7 @@ int am_lua_raw_merge_data(lua_State *L) {
         static const char *const regs[] = {"none", "uniform", "zero", NULL};
         c.reg = (MergeSpReg)am_lua_opt_enum(L, 2, 2, "reg", regs, MERGE_SP_REG_UNIFORM);
         c.simplex = am_lua_opt_bool(L, 2, 2, "simplex", 0);
+        c.clamp = am_lua_opt_bool(L, 2, 2, "clamp", 0);
         c.init = am_lua_opt_num(L, 2, 2, "init", NAN);
         AmAutoFree *tf = am_lua_newautofree(L, free);
         float *taus = tf->p = xmalloc((size_t)k * tab->total * sizeof(float));

@@ -421,6 +421,7 @@ int merge_self_position(const MergeSpConfig *c, const ParamTable *tab, int n_lay
             } else {
                 lambda[j] -= c->lr * d[j];
             }
+            if (c->clamp) lambda[j] = fmin(fmax(lambda[j], 0.0), 1.0);
         }
         if (c->simplex)
             for (int g = 0; g < G; g++) {

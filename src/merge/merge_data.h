@@ -85,6 +85,7 @@ typedef struct {
     double mu;          /* regulariser weight (0) */
     MergeSpReg reg;     /* MERGE_SP_REG_UNIFORM: μ Σ (λ − 1/K)²; ZERO: μ Σ λ² */
     int simplex;        /* project each group's λ onto the simplex after every step */
+    int clamp;          /* clip each λ to [0, 1] after every step (AdaMerging clamps λ to [0, 1]) */
     double init;        /* initial λ (NaN = 1/K) */
 } MergeSpConfig;
 void merge_sp_config_default(MergeSpConfig *c);

@@ -124,6 +124,11 @@ T.ok(em.self_positioning and #em.self_positioning.trajectory == 7, "the trajecto
 local el = assert(am.merge { method = "self_positioning", objective = "entropy", base = base, models = { m1, m2 },
   data = unl, steps = 2, per_layer = true })
 T.eq(#el:meta().self_positioning.lambda, 2 * 4, "entropy objective, layer-wise λ")
+local _, eci = assert(am.merge { method = "self_positioning", objective = "entropy", base = base, models = { m1, m2 },
+  data = unl, steps = 4, lr = 0.5, init = 0.3, clamp = true }) -- AdaMerging's settings, a large step
+local in01 = true
+for _, lam in ipairs(eci.trajectory) do for _, x in ipairs(lam) do in01 = in01 and x >= 0 and x <= 1 end end
+T.ok(in01, "clamp = true: every λ of the trajectory in [0, 1]")
 T.checkerr("objective must be 'task', 'entropy'", function() am.merge { method = "self_positioning", objective = "entropie",
   base = base, models = { m1 }, data = unl } end)
 print(("  self_positioning, entropy objective (tiny, 6 + 2 steps): %.2f s"):format(os.clock() - t0))

@@ -268,6 +268,26 @@ TEST(test_merge_data_self_positioning) {
     CHECK(max_diff(out, target, N) < 1e-2);
     merge_sp_trace_free(&tr);
 
+    /* clamp (AdaMerging): λ* = (1.4, -0.2, 0.45) lies outside [0, 1]³; every λ of every step stays in it */
+    const double lout[3] = { 1.4, -0.2, 0.45 };
+    for (size_t e = 0; e < N; e++)
+        target[e] = (float)((double)r.base[e] + lout[0] * (double)tau[0][e] + lout[1] * (double)tau[1][e] + lout[2] * (double)tau[2][e]);
+    c.steps = 300;
+    CHECK_OK(merge_self_position(&c, &r.tab, L, 3, r.base, (const float *const *)tau, quad_fn, &q, lam, out, NULL));
+    CHECKF(lam[0] > 1.2 && lam[1] < -0.1, "unclamped: λ %g %g leave [0, 1]", lam[0], lam[1]);
+    c.clamp = 1;
+    CHECK_OK(merge_self_position(&c, &r.tab, L, 3, r.base, (const float *const *)tau, quad_fn, &q, lam, out, &tr));
+    int inside = 1;
+    for (int s = 0; s <= 300; s++)
+        for (int j = 0; j < 3; j++) inside &= tr.lambda[s * 3 + j] >= 0 && tr.lambda[s * 3 + j] <= 1;
+    CHECK(inside);
+    CHECK(lam[0] > 0.9 && lam[1] < 0.1);
+    CHECK(tr.loss[300] < tr.loss[0]);
+    merge_sp_trace_free(&tr);
+    c.clamp = 0;
+    for (size_t e = 0; e < N; e++)
+        target[e] = (float)((double)r.base[e] + lstar[0] * (double)tau[0][e] + lstar[1] * (double)tau[1][e] + lstar[2] * (double)tau[2][e]);
+
     /* SGD, per layer: every group finds λ* too */
     c.adam = 0;
     c.per_layer = 1;
