@@ -1,20 +1,21 @@
 /* cmd_demo.c - `amalgam demo`: the main job on the default store, through the same commands and
  * recipes a user would run.
  *
- * The plan: prepare the benchmark, pretrain a tiny base with MLM (recipes/pretrain_base.lua),
- * evaluate it, train one model per ID task (recipes/train_tasks.lua) and evaluate each, train the
- * joint multi-task baseline (recipes/train_joint.lua), merge the task models three ways (linear
- * soup, task arithmetic, TIES), evaluate the joint model and the merges, and last the random init
- * as the reference (all on the full default suite). Every step is a child process
- * (`amalgam --store DIR COMMAND ...`, /proc/self/exe) and reuses what the store has, so a second
- * demo is quick. On a terminal the TUI opens at once and drives the plan (src/tui/demo.c: a
- * status meter, runs live in Runs, Results reloaded after every step); off a terminal, or with
- * --headless, the steps run here one after another with their output, then the ID/OOD table,
- * a few sentences embedded and a sentence-transformers export/import round trip.
+ * The plan: prepare the benchmark; create and evaluate the random init (the first numbers in
+ * Results); pretrain a tiny base with MLM (recipes/pretrain_base.lua) and evaluate it; train one
+ * model per ID task (recipes/train_tasks.lua) and evaluate each; train the joint multi-task
+ * baseline (recipes/train_joint.lua) and evaluate it; merge the task models three ways (linear
+ * soup, task arithmetic, TIES) and evaluate the merges, all on the full default suite. Every step
+ * is a child process (`amalgam --store DIR COMMAND ...`, this binary) and reuses what the store
+ * has, so a second demo is quick. On a terminal the TUI opens at once and drives the plan
+ * (src/tui/demo.c: a status meter, runs live in Runs, Results reloaded after every step); off a
+ * terminal, or with --headless, the steps run here one after another with their output, then the
+ * ID/OOD table, a few sentences embedded and a sentence-transformers export/import round trip.
  *
- * AMALGAM_DEMO_SCALE=x (0 < x <= 1) scales the training steps (tests and quick looks);
- * AMALGAM_RECIPES replaces the recipes directory; AMALGAM_DEMO_TASKS=SPEC,... evaluates on those
- * ad-hoc tasks instead of the default suite (tests without a prepared benchmark). */
+ * For tests and quick looks: AMALGAM_DEMO_SCALE=x (0 < x <= 1) scales the training steps,
+ * AMALGAM_DEMO_VOCAB=FILE is init-tiny's vocab.txt (small models), AMALGAM_RECIPES replaces the
+ * recipes directory, AMALGAM_DEMO_TASKS=SPEC,... evaluates on those ad-hoc tasks instead of the
+ * default suite (no prepared benchmark needed). */
 #define _GNU_SOURCE
 #include "cli.h"
 #include "am_base.h"
@@ -115,6 +116,13 @@ static void build_plan(Plan *p, double scale) {
     char *s1 = scaled("steps", 1500, scale), *s2 = scaled("steps", 200, scale), *s3 = scaled("sts_steps", 600, scale);
     /* Expected seconds, measured on 2 cores (README): they only feed the ETA. */
     add_step(p, 60, "prepare the ID/OOD benchmark", "prepare", NULL);
+    /* the random init first (pretrain_base.lua would make the same one): its full results are
+     * the first numbers in Results while the base pretrains */
+    add_step(p, 1, "create init-tiny (random init)", "init-model", "--config", "tiny", "--name", "init-tiny", "--seed",
+             "1", NULL);
+    const char *vocab = getenv("AMALGAM_DEMO_VOCAB");
+    if (vocab && *vocab) add_words(p, "--vocab", vocab, NULL);
+    add_eval(p, "init-tiny", 30);
     add_step(p, 210 * scale, "pretrain base-tiny (MLM)", "run", pre, s1,
              NULL);
     add_eval(p, "base-tiny", 30);
@@ -135,7 +143,6 @@ static void build_plan(Plan *p, double scale) {
     add_eval(p, "demo-soup", 30);
     add_eval(p, "demo-ta", 30);
     add_eval(p, "demo-ties", 30);
-    add_eval(p, "init-tiny", 30);
     free(rdir), free(pre), free(tasks), free(joint), free(s1), free(s2), free(s3);
 }
 
@@ -313,7 +320,7 @@ int cmd_demo(CliArgs *a) {
         cmp[k++] = (char *)"base-tiny";
         cmp[k++] = (char *)"--no-eval";
         /* the eval step's suite or tasks */
-        char *const *ev = plan.step[2].argv;
+        char *const *ev = plan.step[2].argv;   /* eval init-tiny --progress ... */
         for (int i = 3; ev[i] && k < 62; i++) cmp[k++] = ev[i];
         cmp[k] = NULL;
         if ((rc = cli_command(a->store_dir, "compare", k, cmp))) goto done;

@@ -14,18 +14,22 @@
 /* store_open's "no store at 'DIR'" is the one wording for a missing store */
 static int open_store(CliArgs *a, unsigned flags, Store **st) { return store_open(a->store_dir, flags, st); }
 
-/* "name" -> previous id, so a re-pointed tag can be reported */
-static void report_name(Store *st, const char *name, const char *id) {
-    char old[AM_ID_HEX + 1];
+/* the id `name` points at now ("" if none), read before storing under it ... */
+static void name_before(Store *st, const char *name, char old[AM_ID_HEX + 1]) {
     void *v = NULL;
     size_t n = 0;
+    old[0] = 0;
     if (store_get(st, "names", name, strlen(name), &v, &n) == AM_OK && n >= AM_ID_HEX) {
         memcpy(old, v, AM_ID_HEX);
         old[AM_ID_HEX] = 0;
-        if (strcmp(old, id) != 0) printf("note: name '%s' moves from %.12s to %.12s\n", name, old, id);
     }
     free(v);
     am_clearerror();
+}
+
+/* ... so a re-pointed tag is reported (the same model stored again is not a move) */
+static void report_name(const char *name, const char *old, const char *id) {
+    if (old[0] && strcmp(old, id) != 0) printf("note: name '%s' moves from %.12s to %.12s\n", name, old, id);
 }
 
 int cmd_init_model(CliArgs *a) {
@@ -51,12 +55,13 @@ int cmd_init_model(CliArgs *a) {
     info.max_seq_length = maxlen;
     snprintf(info.source, sizeof info.source, "init-model --config %s --seed %d", config ? config : "tiny", seed);
     Store *st = NULL;
-    char id[AM_ID_HEX + 1];
+    char id[AM_ID_HEX + 1], old[AM_ID_HEX + 1];
     size_t vlen;
     const char *vtext = vocab_text(v, &vlen);
     if (!(rc = open_store(a, 0, &st))) {
-        report_name(st, name, "");
+        name_before(st, name, old);
         rc = embed_store_model(st, m, vtext, vlen, &info, name, "init", NULL, id);
+        if (!rc) report_name(name, old, id);
     }
     if (!rc)
         printf("model %s  id %s  (%s: %d layers, hidden %d, %d heads, vocab %d, %.2fM parameters)\n", name, id,
@@ -79,12 +84,13 @@ int cmd_import(CliArgs *a) {
     HfInfo info;
     if ((rc = hf_import(a->pos[0], &m, &v, &info))) return rc;
     Store *st = NULL;
-    char id[AM_ID_HEX + 1];
+    char id[AM_ID_HEX + 1], old[AM_ID_HEX + 1];
     size_t vlen;
     const char *vtext = vocab_text(v, &vlen);
     if (!(rc = open_store(a, 0, &st))) {
-        report_name(st, name, "");
+        name_before(st, name, old);
         rc = embed_store_model(st, m, vtext, vlen, &info, name, "pretrained", NULL, id);
+        if (!rc) report_name(name, old, id);
     }
     if (!rc)
         printf("imported %s as %s  id %s  (%d layers, hidden %d, vocab %d, %s, %s pooling%s%s)\n", a->pos[0], name,

@@ -12,21 +12,23 @@ am_test_init am_demo
 FX="$T/cli/demo_fixture"
 STS="sts:$T/ref/evalrun/sts.tsv"
 export AMALGAM_LUA_PATH="$FX/lua" AMALGAM_RECIPES="$FX/recipes" AMALGAM_DEMO_SCALE=0.01 AMALGAM_DEMO_TASKS="$STS" \
-  DEMO_VOCAB="$T/ref/hf/bert_tiny/vocab.txt"
+  DEMO_VOCAB="$T/ref/hf/bert_tiny/vocab.txt" AMALGAM_DEMO_VOCAB="$T/ref/hf/bert_tiny/vocab.txt"
 
 # --- the whole plan, headless (stdin is not a terminal)
-expect "demo headless: 16 steps, the table, the round trip" 0 \
-  "^\[1/16\] prepare|^\[16/16\] full evaluation of init-tiny|^demo-ties |Δ base-tiny|re-imported .*\(identical\)|^demo done in" \
+expect "demo headless: 17 steps, the table, the round trip" 0 \
+  "^\[1/17\] prepare|^\[17/17\] full evaluation of demo-ties|^demo-ties |Δ base-tiny|re-imported .*\(identical\)|^demo done in" \
   "$AM" demo </dev/null
 cp "$W/out" "$W/first"; cp "$W/err" "$W/first.err"
-order=$(grep -oE '^\[[0-9]+/16\] .*' "$W/first" | sed -E 's/  \(elapsed.*//; s/^\[[0-9]+\/16\] //' | tr '\n' '|')
-want="prepare the ID/OOD benchmark|pretrain base-tiny (MLM)|full evaluation of base-tiny|train the per-task models|"
+order=$(grep -oE '^\[[0-9]+/17\] .*' "$W/first" | sed -E 's/  \(elapsed.*//; s/^\[[0-9]+\/17\] //' | tr '\n' '|')
+want="prepare the ID/OOD benchmark|create init-tiny (random init)|full evaluation of init-tiny|"
+want+="pretrain base-tiny (MLM)|full evaluation of base-tiny|train the per-task models|"
 want+="full evaluation of base-tiny+wn-def|full evaluation of base-tiny+deb-desc|full evaluation of base-tiny+wn-sts|"
 want+="train the joint baseline|full evaluation of base-tiny+joint|merge: linear soup -> demo-soup|"
 want+="merge: task arithmetic -> demo-ta|merge: TIES -> demo-ties|full evaluation of demo-soup|"
-want+="full evaluation of demo-ta|full evaluation of demo-ties|full evaluation of init-tiny|"
-[ "$order" = "$want" ] && ok "steps in plan order: base evaluated before the task models train" || bad "order: $order"
-grep -q "^     amalgam eval base-tiny --progress --task $STS" "$W/first" && ok "each step is the command a user would run" ||
+want+="full evaluation of demo-ta|full evaluation of demo-ties|"
+[ "$order" = "$want" ] && ok "steps in plan order: init, then base evaluated before the task models train" || bad "order: $order"
+grep -q "^     amalgam eval base-tiny --progress --task $STS" "$W/first" &&
+  grep -q "^     amalgam init-model --config tiny --name init-tiny --seed 1 --vocab" "$W/first" && ok "each step is the command a user would run" ||
   bad "step commands"
 grep -qF "eval: task 1/1 $STS" "$W/first.err" && ok "evaluation steps print their progress" || bad "eval progress in the demo"
 "$AM" ls models >"$W/out" 2>&1
@@ -43,13 +45,14 @@ expect "second demo: done" 0 "^demo done in" "$AM" demo --headless </dev/null
 ! grep -qE "encoded$" "$W/out" && grep -q "stored$" "$W/out" && ok "second demo evaluates nothing (stored results)" ||
   bad "second demo re-evaluated"
 grep -q "already trained from" "$W/out" && grep -q "the same merge was stored already" "$W/out" &&
+  ! grep -q "moves from" "$W/out" &&
   ok "recipes and merges keep what the store has" || bad "second demo: recipes/merges not idempotent"
 
 # --- a failing step stops the plan
 mkdir -p "$W/bad" && cp "$FX"/recipes/*.lua "$W/bad/" && echo 'error("joint exploded")' >"$W/bad/train_joint.lua"
 AMALGAM_RECIPES="$W/bad" "$AM" --store "$W/s2" demo </dev/null >"$W/out" 2>"$W/err"; rc=$?
 [ "$rc" = 1 ] && grep -q "joint exploded" "$W/err" && grep -q "demo: amalgam run failed (exit 1)" "$W/err" &&
-  ! grep -q "^\[9/16\]" "$W/out" && ok "a failing step: its error, exit 1, no later step" || bad "failing step (exit $rc)"
+  ! grep -q "^\[11/17\]" "$W/out" && ok "a failing step: its error, exit 1, no later step" || bad "failing step (exit $rc)"
 # --- Ctrl-C during a step: the step stops cleanly (its run checkpoints), the demo stops after it
 DEMO_STEP_DELAY=0.2 "$AM" --store "$W/s3" demo </dev/null >"$W/out" 2>"$W/err" & dpid=$!
 child=""; for _ in $(seq 100); do child=$(pgrep -P "$dpid" -x amalgam | head -1); [ -n "$child" ] && "$AM" --store "$W/s3" ls runs 2>/dev/null | grep -q running && break; sleep 0.1; done
