@@ -390,11 +390,13 @@ static int runs_input(Panel *p, int key) {
         else if (enter) start_recipe(p);
         else if (key == KEY_BACKSPACE || key == 127 || key == 8) { if (n) s->args[n - 1] = 0; }
         else if (key >= 32 && key < 256 && key != 127 && n + 1 < sizeof s->args) s->args[n] = (char)key, s->args[n + 1] = 0;
+        else if (key >= KEY_F(1) && key <= KEY_F(12)) return HR_IGNORED;   /* the panels and quit stay reachable */
         return HR_REDRAW;
     }
     if (key == 27 || key == 'q') s->picking = 0;
     else if (enter) s->prompting = 1;
-    else if (tui_list_key(&s->rsel, s->nrec, 5, key) == HR_IGNORED) return key == KEY_F(10) ? HR_IGNORED : HR_REDRAW;
+    else if (tui_list_key(&s->rsel, s->nrec, 5, key) == HR_IGNORED)
+        return (key >= KEY_F(1) && key <= KEY_F(12)) || key == '\t' || key == KEY_BTAB ? HR_IGNORED : HR_REDRAW;
     return HR_REDRAW;
 }
 

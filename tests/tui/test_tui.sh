@@ -153,6 +153,8 @@ check "resize back to 120x32" "Results +full suite"
 # Runs: start a recipe from recipes/ with arguments; it outlives the TUI
 keys F6 n; check "Runs: n lists recipes/ with their usage" "tiny_run\.lua +a short training run"
 check "Runs: the selected recipe's usage line" "amalgam run recipes/tiny_run\.lua data=PAIRS"
+keys F2; check "Runs: F-keys still switch panels with the picker up" "Models +[0-9]+ in"
+keys F6; check "Runs: the picker is still up" "tiny_run\.lua +a short training run"
 keys Enter; check "Runs: Enter asks for the arguments" "amalgam run tiny_run\.lua _"
 keys "steps=1000 data=$W/pairs.jsonl" Enter
 check "Runs: the recipe starts in the background" "started tiny_run\.lua in pid [0-9]+"
