@@ -62,6 +62,7 @@ typedef struct {
     double t_key;               /* when the change it computes was made */
     char id[33], err[512];
     double id_avg, ood_avg, ref_id, ref_ood, merge_s, eval_s, total_s;
+    double cpu_s;               /* the process's CPU time during the step (all threads) */
     int found;
     MTask *tasks;
     int ntasks;
@@ -214,7 +215,11 @@ static void *worker_main(void *arg) {
             struct timespec ts = {(time_t)w->delay, (long)((w->delay - (double)(time_t)w->delay) * 1e9)};
             nanosleep(&ts, NULL);
         }
+        struct timespec c0, c1;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
         Step *st = compute(L, &q);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+        st->cpu_s = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) * 1e-9;
         free(q.json);
         /* the merged model and its embeddings are C memory behind small userdata: the GC
          * does not see them, so collect now rather than after many steps */
@@ -592,6 +597,7 @@ static void collect(Panel *p) {
     memcpy(s->id, st->id, sizeof s->id);
     s->id_avg = st->id_avg, s->ood_avg = st->ood_avg, s->ref_id = st->ref_id, s->ref_ood = st->ref_ood;
     s->merge_s = st->merge_s, s->eval_s = st->eval_s, s->total_s = st->total_s, s->found = st->found;
+    double cpu = st->cpu_s;
     tasks_free(s->tasks, s->ntasks);
     s->tasks = st->tasks, s->ntasks = st->ntasks;
     st->tasks = NULL, st->ntasks = 0;
@@ -601,9 +607,9 @@ static void collect(Panel *p) {
     if (s->lat > s->lat_max) s->lat_max = s->lat;
     step_free(st);
     tui_load_results(t);   /* the merge's and the base's quick results join the plot and Results */
-    crt_logf("tui: merge %s %.12s: merge %.0f ms, quick eval %.0f ms, step %.0f ms, key to screen %.0f ms "
-             "(mean %.0f, max %.0f over %d)%s", method(s)->name, s->id, s->merge_s * 1e3, s->eval_s * 1e3,
-             s->total_s * 1e3, s->lat * 1e3, s->lat_sum / s->lat_n * 1e3, s->lat_max * 1e3, s->lat_n,
+    crt_logf("tui: merge %s %.12s: merge %.0f ms, quick eval %.0f ms, step %.0f ms (cpu %.0f ms), key to screen "
+             "%.0f ms (mean %.0f, max %.0f over %d)%s", method(s)->name, s->id, s->merge_s * 1e3, s->eval_s * 1e3,
+             s->total_s * 1e3, cpu * 1e3, s->lat * 1e3, s->lat_sum / s->lat_n * 1e3, s->lat_max * 1e3, s->lat_n,
              s->found ? " (found stored)" : "");
 }
 

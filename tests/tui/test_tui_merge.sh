@@ -135,8 +135,8 @@ check "the full evaluation finishes and is reported" "full evaluation of tuisave
 keys F4; check "its full results show in Results" "tuisave .*[0-9]"
 keys q; check "q quits" "EXIT=0"
 
-# ---- keys while a step runs (each step waits 2 s on the worker)
-start AMALGAM_TUI_STEP_DELAY=2
+# ---- keys while a step runs (each step waits 3 s on the worker)
+start AMALGAM_TUI_STEP_DELAY=3
 check "started with slow steps" "Models +[0-9]+ in"
 keys F3; check "Merge panel" "method task_arithmetic"
 for _ in 1 2 3 4 5 6 7 8; do cap; grep -q "base base" "$W/out" && break; keys b; sleep 0.2; done
