@@ -137,22 +137,25 @@ static void row_averages(TuiResults *r, TuiRow *row) {
     row->ood_avg = row->ood_n ? s_ood / row->ood_n : (double)NAN;
 }
 
-int tui_load_results(Tui *t) {
-    double t0 = tui_now();
-    if (tui_lua_call(t, "results", 0, NULL)) return -1;
-    lua_State *L = t->L;
-    char keep_ref[33] = "";
-    TuiResults *cur = tui_results(t);
-    if (t->ref >= 0 && t->ref < cur->nrows) copy_id(keep_ref, cur->rows[t->ref].id);
-    char keep_mode[8];
-    snprintf(keep_mode, sizeof keep_mode, "%s", cur->mode);
-    for (int i = 0; i < 2; i++) results_free(&t->results[i]);
-    t->nresults = 0;
+/* [] -> []: require("amalgam.tui").results() of L's store parsed into out; no Tui, no log,
+ * so a worker thread may call it with a Lua state of its own. 0, or -1 with the message in err. */
+int tui_results_read(lua_State *L, TuiResults out[2], int *nout, char *err, size_t cap) {
+    int top = lua_gettop(L);
+    *nout = 0;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "amalgam.tui");
+    if (am_docall(L, 1, 1) != LUA_OK) goto fail;
+    lua_getfield(L, -1, "results");
+    lua_remove(L, -2);
+    if (am_docall(L, 0, 2) != LUA_OK) goto fail;
+    if (lua_isnil(L, -2)) goto fail;
+    lua_pop(L, 1);
     int nm = (int)lua_rawlen(L, -1);
-    for (int i = 1; i <= nm && t->nresults < 2; i++) {
+    for (int i = 1; i <= nm && *nout < 2; i++) {
         lua_rawgeti(L, -1, i);
         int md = lua_gettop(L);
-        TuiResults *r = &t->results[t->nresults++];
+        TuiResults *r = &out[(*nout)++];
+        memset(r, 0, sizeof *r);
         char *mode = tui_field_str(L, md, "mode");
         snprintf(r->mode, sizeof r->mode, "%s", mode);
         free(mode);
@@ -188,7 +191,26 @@ int tui_load_results(Tui *t) {
         }
         lua_pop(L, 2);
     }
-    lua_pop(L, 1);
+    lua_settop(L, top);
+    return 0;
+fail:
+    snprintf(err, cap, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
+    lua_settop(L, top);
+    return -1;
+}
+
+void tui_results_free(TuiResults *r) { results_free(r); }
+
+/* The results become the Tui's (in is emptied), keeping the shown mode and the reference. */
+void tui_results_install(Tui *t, TuiResults in[2], int n) {
+    char keep_ref[33] = "";
+    TuiResults *cur = tui_results(t);
+    if (t->ref >= 0 && t->ref < cur->nrows) copy_id(keep_ref, cur->rows[t->ref].id);
+    char keep_mode[8];
+    snprintf(keep_mode, sizeof keep_mode, "%s", cur->mode);
+    for (int i = 0; i < 2; i++) results_free(&t->results[i]);
+    t->nresults = n;
+    for (int i = 0; i < n; i++) t->results[i] = in[i], memset(&in[i], 0, sizeof in[i]);
     /* keep the mode and the reference across reloads; the first time, prefer full results */
     t->mode = 0;
     for (int i = 0; i < t->nresults; i++)
@@ -203,6 +225,19 @@ int tui_load_results(Tui *t) {
         for (int j = 0; j < cur->nrows; j++)
             if (strstr(cur->rows[j].name, "base") && !strchr(cur->rows[j].name, '+')) { t->ref = j; break; }
     }
+}
+
+int tui_load_results(Tui *t) {
+    double t0 = tui_now();
+    TuiResults in[2];
+    int n;
+    char err[512];
+    if (tui_results_read(t->L, in, &n, err, sizeof err)) {
+        crt_logf("tui: results: %s", err);
+        tui_flash(t, "results: %s", err);
+        return -1;
+    }
+    tui_results_install(t, in, n);
     crt_logf("tui: results read in %.0f ms (%d modes)", (tui_now() - t0) * 1e3, t->nresults);
     return 0;
 }

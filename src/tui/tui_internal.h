@@ -167,6 +167,12 @@ int tui_load_results(Tui *t);
 int tui_poll_runs(Tui *t, int force);         /* run list + new metrics of live runs */
 void tui_data_free(Tui *t);
 TuiResults *tui_results(Tui *t);              /* the shown mode's table (may have 0 rows) */
+/* tui_load_results in two halves, so a worker thread with a Lua state of its own can read:
+ * read parses the results of L's store into out[0..*n) (0, or -1 with the message in err);
+ * install makes them the Tui's (in is emptied), keeping the shown mode and the reference. */
+int tui_results_read(lua_State *L, TuiResults out[2], int *n, char *err, size_t cap);
+void tui_results_install(Tui *t, TuiResults in[2], int n);
+void tui_results_free(TuiResults *r);
 /* Call require("amalgam.tui")[fn](args...) with the string args; on success the result is on
  * the stack (return 0), else the message is logged and -1 returned (stack unchanged). */
 int tui_lua_call(Tui *t, const char *fn, int nargs, const char *const *args);
