@@ -100,6 +100,12 @@ scr_i=$(shown_avg ID); scr_o=$(shown_avg OOD)
   ok "shown ID/OOD ($scr_i/$scr_o) = amalgam eval --suite quick --force ($cli_i/$cli_o)" ||
   bad "shown ID/OOD $scr_i/$scr_o, amalgam eval --suite quick $cli_i/$cli_o"
 
+# the worker reads the store's results after a step: the point is in Results' quick table
+keys F4; check "Results opens" "Results +([Ff][Uu][Ll][Ll]|[Qq][Uu][Ii][Cc][Kk]) suite"
+cap; grep -qiE "Results +quick suite" "$W/out" || keys m
+check "the slider's merge is in Results (quick), read by the worker" "^.$id"
+keys F3; check "back in Merge" "method task_arithmetic"
+
 # the method's parameter: lambda 1.05
 goto_row lambda || bad "no row lambda"
 keys Right
