@@ -38,8 +38,8 @@ local M = {}
 -- one small pool ranked foldoc-cat upside down); the two clusterings of the same file share the
 -- test sample. `amalgam bench quick` measures the result: over a 14-model panel on the demo store
 -- (init, base and a checkpoint, per-task runs, seeds, merges) Kendall tau quick vs full = 0.89
--- (ID average) / 0.93 (OOD average), and 94% / 99% of the pairwise average deltas beyond the
--- full suite's noise keep their sign (the suite before the task redesign: 0.92 / 0.87 on 24 models).
+-- (ID average) / 0.93 (OOD average), and all pairwise average deltas beyond the full suite's
+-- noise keep their sign (54/54, 66/66; the suite before the task redesign: 0.92 / 0.87 on 24 models).
 -- Every model sees the same subsample, so quick deltas between models are paired comparisons.
 M.SUITE = {
   { name = "wn-def", dataset = "wn-def", type = "retrieval", test = "test", tag = "id", main = "ndcg_at_10",
