@@ -269,7 +269,12 @@ static void kept_trim(size_t cap, Kept **dropped) {
 static int load_input(Store *st, const char *id, int depth, Model **m, char **vocab, size_t *vlen, Kept **entry) {
     *entry = NULL;
     size_t cap = kept_cap();
-    if (!cap || merge_store_is_recipe(st, id)) return load_full(st, id, depth, m, vocab, vlen);
+    cJSON *meta = NULL;
+    int rc = meta_of(st, id, &meta); /* still in the store (rm may have removed it since it was kept) */
+    if (rc) return rc;
+    const int recipe = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(meta, "recipe_only"));
+    cJSON_Delete(meta);
+    if (!cap || recipe) return load_full(st, id, depth, m, vocab, vlen);
     pthread_mutex_lock(&cache_mu);
     for (Kept *k = kept; k; k = k->next)
         if (strcmp(k->id, id) == 0) {
@@ -281,8 +286,7 @@ static int load_input(Store *st, const char *id, int depth, Model **m, char **vo
         }
     pthread_mutex_unlock(&cache_mu);
     if (!*entry) {
-        int rc = load_full(st, id, depth, m, vocab, vlen);
-        if (rc) return rc;
+        if ((rc = load_full(st, id, depth, m, vocab, vlen))) return rc;
         count(&counts.inputs_loaded);
         Kept *k = xcalloc(1, sizeof *k);
         snprintf(k->id, sizeof k->id, "%s", id);

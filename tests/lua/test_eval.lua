@@ -296,6 +296,17 @@ do
       + assert(y:tensor("embeddings.word_embeddings.weight")):get(3, 4)) / 3, 1e-6, "kept inputs merge the same")
   mx:close()
   my:close()
+  -- a kept input removed from the store since: the merge says so instead of using the memory copy
+  local z = assert(am.init_model { config = "tiny", name = "ev-mz", seed = 13 })
+  local mz = assert(am.merge { method = "linear", models = { x, z }, weights = { 1, 3 } })
+  local mzid, zid = mz:id(), z:id()
+  mz:close()
+  z:close()
+  assert(am.merge { method = "linear", models = { x, y }, weights = { 5, 1 } }) -- now the last merge
+  assert(st:delete(zid))
+  local t, msg = assert(am.model(mzid)):tensor("embeddings.word_embeddings.weight")
+  T.ok(t == nil and tostring(msg):match("no longer in the store"),
+    "a recipe whose kept input was removed since says so: " .. tostring(msg))
 end
 
 T.done()
