@@ -207,8 +207,10 @@ static int run_child(const char *store, char *const *argv) {
     int rc = posix_spawn(&pid, self_exe(), NULL, &at, full, environ);
     posix_spawnattr_destroy(&at);
     int status = 0;
+    if (!rc) tui_demo_pid_write(store, (int)pid, 0);
     if (!rc)
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (!rc) tui_demo_pid_write(store, 0, 0);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     if (rc) return am_error(AM_EIO, "demo: cannot start amalgam %s: %s", argv[0], strerror(rc));
@@ -224,6 +226,13 @@ static int run_child(const char *store, char *const *argv) {
 }
 
 static int run_headless(const char *store, const Plan *p) {
+    int earlier = tui_demo_pid_running(store);
+    if (earlier) {
+        printf("waiting for the step an earlier demo left running (pid %d; its output: %s/logs/demo.log)\n", earlier,
+               store);
+        fflush(stdout);
+        while (tui_demo_pid_running(store)) usleep(200000);
+    }
     double t_all = am_now(), left = 0;
     for (int i = 0; i < p->n; i++) left += p->step[i].est;
     for (int i = 0; i < p->n; i++) {

@@ -35,7 +35,7 @@ struct TuiDemo {
     pid_t pid;             /* the running child, 0 none; -pid: an earlier demo's, waited for */
     int failed;            /* 1: stopped at step cur */
     double t0, step_t0, done_at;
-    char log_path[600], pid_path[600];
+    char log_path[600];
     long log_off;          /* bytes of the log already read */
     char last[200];        /* the last line of the step's output */
     char err[256];
@@ -48,16 +48,21 @@ static void fmt_secs(char *b, size_t n, double s) {
     else snprintf(b, n, "%ds", t);
 }
 
-static void write_pid(TuiDemo *d, pid_t pid) {
-    FILE *f = fopen(d->pid_path, "w");
+/* <store>/demo.pid: the pid and step number of the step running now, for the next demo */
+void tui_demo_pid_write(const char *store_dir, int pid, int step) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/demo.pid", store_dir);
+    if (pid <= 0) { unlink(path); return; }
+    FILE *f = fopen(path, "w");
     if (!f) return;
-    fprintf(f, "%d %d\n", (int)pid, d->cur + 1);
+    fprintf(f, "%d %d\n", pid, step);
     fclose(f);
 }
 
-/* a live step of an earlier demo (its pid file names a process that still exists), else 0 */
-static pid_t earlier_step(TuiDemo *d) {
-    FILE *f = fopen(d->pid_path, "r");
+int tui_demo_pid_running(const char *store_dir) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/demo.pid", store_dir);
+    FILE *f = fopen(path, "r");
     int pid = 0;
     if (!f) return 0;
     if (fscanf(f, "%d", &pid) != 1) pid = 0;
@@ -65,9 +70,9 @@ static pid_t earlier_step(TuiDemo *d) {
     if (pid <= 0 || pid == getpid()) return 0;
     if (kill(pid, 0) != 0 && errno == ESRCH) return 0;
     /* a reused pid that is not amalgam does not count */
-    char path[64], exe[512];
-    snprintf(path, sizeof path, "/proc/%d/exe", pid);
-    ssize_t k = readlink(path, exe, sizeof exe - 1);
+    char proc[64], exe[512];
+    snprintf(proc, sizeof proc, "/proc/%d/exe", pid);
+    ssize_t k = readlink(proc, exe, sizeof exe - 1);
     if (k > 0) {
         exe[k] = 0;
         const char *base = strrchr(exe, '/');
@@ -124,7 +129,7 @@ static int start_step(Tui *t, TuiDemo *d) {
     d->pid = pid;
     d->step_t0 = tui_now();
     d->last[0] = 0;
-    write_pid(d, pid);
+    tui_demo_pid_write(t->store_dir, (int)pid, d->cur + 1);
     crt_logf("demo: step %d/%d: %s (pid %d)", d->cur + 1, d->n, s->title, (int)pid);
     return 0;
 }
@@ -158,7 +163,6 @@ TuiDemo *tui_demo_new(Tui *t, const TuiStep *steps, int n, const char *log_path)
     d->n = n;
     d->t0 = tui_now();
     snprintf(d->log_path, sizeof d->log_path, "%s", log_path && *log_path ? log_path : "/dev/null");
-    snprintf(d->pid_path, sizeof d->pid_path, "%s/demo.pid", t->store_dir);
     FILE *f = fopen(d->log_path, "r");
     if (f) { /* only what this demo appends is shown */
         fseek(f, 0, SEEK_END);
@@ -186,7 +190,7 @@ int tui_demo_tick(Tui *t) {
         if (r == 0) return 0;
         tail_log(d);
         d->pid = 0;
-        unlink(d->pid_path);
+        tui_demo_pid_write(t->store_dir, 0, 0);
         changed = 1;
         char el[16];
         fmt_secs(el, sizeof el, tui_now() - d->step_t0);
@@ -213,7 +217,7 @@ int tui_demo_tick(Tui *t) {
         }
     }
     if (d->cur == 0 && d->pid == 0 && !changed) {
-        pid_t e = earlier_step(d);
+        pid_t e = tui_demo_pid_running(t->store_dir);
         if (e > 0) {
             d->pid = -e;
             crt_logf("demo: waiting for the step an earlier demo left running (pid %d)", (int)e);

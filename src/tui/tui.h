@@ -25,6 +25,12 @@ typedef struct {
     const char *log_path;    /* where the steps' output goes (appended) */
 } TuiOptions;
 
+/* <store>/demo.pid names the plan step running now (demo.c), so a demo started while an earlier
+ * one's step still runs (the TUI was closed) waits for it instead of doing the same work twice.
+ * write(pid <= 0) removes it; running returns the pid of a live amalgam process, else 0. */
+void tui_demo_pid_write(const char *store_dir, int pid, int step);
+int tui_demo_pid_running(const char *store_dir);
+
 /* Run the TUI until the user quits. Returns an exit code: 0, 1 (could not start: the message
  * is on stderr), 128 + signal after SIGTERM/SIGINT/SIGHUP. */
 int tui_main(const TuiOptions *opt);

@@ -48,6 +48,14 @@ grep -q "already trained from" "$W/out" && grep -q "the same merge was stored al
   ! grep -q "moves from" "$W/out" &&
   ok "recipes and merges keep what the store has" || bad "second demo: recipes/merges not idempotent"
 
+# --- a step an earlier demo left running (its pid in store/demo.pid): waited for, not repeated
+"$AM" lua -e 'local t = os.time() + 2 while os.time() < t do end' >/dev/null 2>&1 & busy=$!
+echo "$busy 4" >"$AMALGAM_STORE/demo.pid"
+expect "a demo waits for the earlier demo's running step" 0 "waiting for the step an earlier demo left running \(pid $busy|^demo done in" \
+  "$AM" demo </dev/null
+wait "$busy" 2>/dev/null
+[ ! -e "$AMALGAM_STORE/demo.pid" ] && ok "demo.pid removed when the steps are done" || bad "demo.pid left behind"
+
 # --- a failing step stops the plan
 mkdir -p "$W/bad" && cp "$FX"/recipes/*.lua "$W/bad/" && echo 'error("joint exploded")' >"$W/bad/train_joint.lua"
 AMALGAM_RECIPES="$W/bad" "$AM" --store "$W/s2" demo </dev/null >"$W/out" 2>"$W/err"; rc=$?
