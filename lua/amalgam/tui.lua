@@ -502,8 +502,9 @@ end
 -- quick-evaluate it, with the reference's quick scores for the deltas. spec_json:
 -- {method, base, models = {id...}, weights = {...}, <parameters>, rules = {...}, ref, name}. With
 -- `name`, the merge is stored under that name (tensors too) instead. The Merge panel calls it
--- from its worker thread, in a Lua state of its own.
-function M.merge_eval(spec_json)
+-- from its worker thread, in a Lua state of its own; `superseded` (optional) is asked after
+-- each task and a true answer raises "superseded".
+function M.merge_eval(spec_json, superseded)
   local spec = am.json.decode(spec_json)
   local now = am.source.now
   local t0 = now()
@@ -520,7 +521,10 @@ function M.merge_eval(spec_json)
   if not ok then return nil, tostring(m) end
   if not m then return nil, info end
   local t1 = now()
-  local r, err = am.eval(m, { suite = "quick" })
+  -- superseded() true: a newer request waits, so stop between two tasks (plain Lua: the tasks
+  -- done so far are stored, nothing is left half-written)
+  local on_task = superseded and function() if superseded() then error("superseded", 0) end end or nil
+  local r, err = am.eval(m, { suite = "quick", on_task = on_task })
   if not r then return nil, err end
   local t2 = now()
   local out = { id = m:id(), found = info.found and true or false, merge_s = t1 - t0, eval_s = t2 - t1,

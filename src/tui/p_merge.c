@@ -8,7 +8,8 @@
  * The steps run on a worker thread with its own Lua state (the Store handle is shared: one
  * LMDB environment per process, MDB_NOTLS, write transactions serialised by LMDB, see
  * store.h), so the loop keeps answering keys. Requests coalesce: while a step runs, later
- * changes replace the one waiting, and only the latest is computed next. */
+ * changes replace the one waiting, only the latest is computed next, and the running step
+ * stops at its next task boundary (its numbers would be stale on arrival). */
 #define _GNU_SOURCE
 #include "tui_internal.h"
 
@@ -63,10 +64,12 @@ typedef struct {
     char id[33], err[512];
     double id_avg, ood_avg, ref_id, ref_ood, merge_s, eval_s, total_s;
     double cpu_s;               /* the process's CPU time during the step (all threads) */
-    int found;
+    int found, superseded;      /* superseded: abandoned for a newer request */
     MTask *tasks;
     int ntasks;
 } Step;
+
+typedef struct Worker Worker;
 
 /* A request: the spec JSON and what the loop needs back. */
 typedef struct {
@@ -78,20 +81,30 @@ typedef struct {
 } Req;
 
 /* The worker thread. The loop and the worker meet only under mu. */
-typedef struct {
+struct Worker {
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     Req next, save;             /* waiting: the latest change, a save (json NULL = none) */
     int busy, stop;
     double delay;               /* AMALGAM_TUI_STEP_DELAY seconds before each step (tests) */
-    Step *done;
+    Step *done;                 /* the last finished step, not yet taken */
     /* the store's results read after a step (the new point joins the plot and Results): read
      * here, where it costs the loop nothing (~0.1 s on a store of many explored points) */
     TuiResults res[2];
-    int nres, has_res;                 /* the last finished step, not yet taken */
+    int nres, has_res;
     char store_dir[512];
-} Worker;
+};
+
+/* superseded() -> true when a newer slider request waits (or the panel closes) */
+static int l_superseded(lua_State *L) {
+    Worker *w = lua_touserdata(L, lua_upvalueindex(1));
+    pthread_mutex_lock(&w->mu);
+    int r = w->next.json != NULL || w->stop;
+    pthread_mutex_unlock(&w->mu);
+    lua_pushboolean(L, r);
+    return 1;
+}
 
 typedef struct {
     pid_t pid;
@@ -150,8 +163,10 @@ static void step_free(Step *s) {
 
 static double wfield(lua_State *L, int idx, const char *k) { return tui_field_num(L, idx, k, NAN); }
 
-/* require("amalgam.tui").merge_eval(json) in the worker's state -> a Step. */
-static Step *compute(lua_State *L, const Req *q) {
+
+/* require("amalgam.tui").merge_eval(json, superseded) in the worker's state -> a Step. A slider
+ * step stops between two tasks when a newer one waits; a save never does. */
+static Step *compute(lua_State *L, const Req *q, Worker *w) {
     Step *st = xcalloc(1, sizeof *st);
     st->seq = q->seq, st->save = q->save, st->t_key = q->t_key;
     snprintf(st->name, sizeof st->name, "%s", q->name);
@@ -164,7 +179,12 @@ static Step *compute(lua_State *L, const Req *q) {
     lua_getfield(L, -1, "merge_eval");
     lua_remove(L, -2);
     lua_pushstring(L, q->json);
-    if (am_docall(L, 1, 2) != LUA_OK) goto fail;
+    if (q->save) lua_pushnil(L);
+    else {
+        lua_pushlightuserdata(L, w);
+        lua_pushcclosure(L, l_superseded, 1);
+    }
+    if (am_docall(L, 2, 2) != LUA_OK) goto fail;
     if (lua_isnil(L, -2)) goto fail;
     lua_pop(L, 1);
     int r = lua_gettop(L);
@@ -194,7 +214,9 @@ static Step *compute(lua_State *L, const Req *q) {
     lua_settop(L, top);
     return st;
 fail:
+    st->total_s = tui_now() - t0;
     snprintf(st->err, sizeof st->err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
+    st->superseded = strncmp(st->err, "superseded", 10) == 0;   /* am_docall appends a traceback */
     for (char *c = st->err; *c; c++)
         if (*c == '\n' || *c == '\t') *c = ' ';
     lua_settop(L, top);
@@ -221,7 +243,7 @@ static void *worker_main(void *arg) {
         }
         struct timespec c0, c1;
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
-        Step *st = compute(L, &q);
+        Step *st = compute(L, &q, w);
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
         st->cpu_s = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) * 1e-9;
         free(q.json);
@@ -615,6 +637,11 @@ static void collect(Panel *p) {
         return;
     }
     if (st->seq < s->shown) { step_free(st); return; }
+    if (st->superseded) {
+        crt_logf("tui: merge step %u superseded after %.0f ms (a newer position waits)", st->seq, st->total_s * 1e3);
+        step_free(st);
+        return;
+    }
     s->shown = st->seq;
     snprintf(s->err, sizeof s->err, "%s", st->err);
     if (st->err[0]) {

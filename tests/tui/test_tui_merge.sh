@@ -159,6 +159,8 @@ cap; id=$(shown_id); want=$(cli_id other:0.25)
 keys F8; sleep 0.3; cap
 n=$(grep -c "tui: merge task_arithmetic" "$W/out")
 [ "$n" -ge 1 ] && [ "$n" -le 3 ] && ok "moves made during a step coalesce ($n steps for 5 moves)" || bad "$n steps for 5 moves"
+grep -q "superseded after" "$W/out" && ok "a step made stale by newer moves stops between two tasks (superseded)" ||
+  bad "no step was superseded"
 grep -qE "key latency mean" "$W/out" && ok "the Log panel reports the key latency" || bad "no key latency"
 keys q; check "q quits while idle" "EXIT=0"
 am_test_finish
