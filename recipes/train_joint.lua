@@ -1,12 +1,13 @@
 -- recipes/train_joint.lua - the joint multi-task baseline: one model trained from the base on all
 -- ID tasks at once, with the per-task models' budget (train_tasks.lua: `steps` per task), so a
 -- merge of the per-task models can be compared with training on everything together.
--- InfoNCE on the retrieval pair tasks, CoSENT on the graded STS task, tasks in turn (round robin).
---   amalgam run recipes/train_joint.lua [base=base-tiny] [steps=200] [batch=32] [tasks=wn-def,deb-desc,wn-sts]
---       [seed=1] [name=BASE+joint] [force=false]
+-- InfoNCE on the retrieval pair tasks, CoSENT on the graded STS task, tasks in turn (round robin),
+-- at train_tasks.lua's learning rate.
+--   amalgam run recipes/train_joint.lua [base=base-tiny] [steps=200] [batch=32] [lr=3e-4]
+--       [tasks=wn-def,deb-desc,wn-sts] [seed=1] [name=BASE+joint] [force=false]
 -- `steps` is per task (the run has steps x #tasks updates). A model already trained from this base
 -- under `name` is kept unless force=true (the demo calls this recipe on every run).
-local p = am.params { base = "base-tiny", steps = 200, batch = 32, tasks = "wn-def,deb-desc,wn-sts", seed = 1,
+local p = am.params { base = "base-tiny", steps = 200, batch = 32, lr = 3e-4, tasks = "wn-def,deb-desc,wn-sts", seed = 1,
   name = { type = "string" }, force = false }
 local name = p.name or (p.base .. "+joint")
 local list = {}
@@ -26,7 +27,7 @@ for i, task in ipairs(list) do
 end
 local steps = p.steps * #list
 local run = assert(am.train {
-  name = name, init = base, steps = steps, seed = p.seed, lr = 1e-4, warmup = steps // 10, max_len = 64,
+  name = name, init = base, steps = steps, seed = p.seed, lr = p.lr, warmup = steps // 10, max_len = 64,
   tasks = tasks, schedule = am.schedule.round_robin(),
 })
 print(("joint        run %s  %d steps over %s  loss %.4f -> %.4f  model %s"):format(run.id, #run.losses, p.tasks,
