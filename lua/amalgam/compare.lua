@@ -105,8 +105,19 @@ end
 
 -- the delta of one task between two results: paired test on the stored per-example scores, or
 -- (results stored without them) the unpaired SE sqrt(se_a^2 + se_b^2) and no p-value
+-- Paired tests are kept per (store, models, task, configs): the stored per-example scores behind a
+-- key never change (content ids and config hashes), and a long-lived process (the TUI re-reads
+-- results after every step of `amalgam demo`) would otherwise redo every test on each reload.
+local paired_memo, paired_n = setmetatable({}, { __mode = "k" }), 0
 local function task_test(st, a, b)
-  local t = core.raw_eval_paired(st, a.model, b.model, a.task, a.config_hash, b.config_hash)
+  local key = table.concat({ a.model, b.model, a.task, a.config_hash or "", b.config_hash or "" }, "|")
+  local per = paired_memo[st]
+  if not per or paired_n > 100000 then per = {}; paired_memo[st] = per; paired_n = 0 end
+  local t = per[key]
+  if t == nil then
+    t = core.raw_eval_paired(st, a.model, b.model, a.task, a.config_hash, b.config_hash) or false
+    per[key], paired_n = t, paired_n + 1
+  end
   if t then return { se = t.se, p_value = t.p_value, paired = true } end
   if type(a.main_se) == "number" and type(b.main_se) == "number" then
     return { se = math.sqrt(a.main_se ^ 2 + b.main_se ^ 2), paired = false }

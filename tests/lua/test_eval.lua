@@ -177,6 +177,17 @@ T.ok(bq.models[1].full.ood_se ~= nil, "bench_quick: full-suite SE of the average
 T.checkfail("EINVAL", am.bench_quick, { models = { m1, m2 }, tasks = TASKS })
 local c2 = assert(am.compare { m1, m2, tasks = TASKS, ref = "ev-b" })
 T.eq(c2.ref, 2, "ref by name")
+do -- the same comparison again (the TUI re-reads after every demo step): no paired test is redone
+  local core, calls = require "amalgam.core", 0
+  local raw = core.raw_eval_paired
+  core.raw_eval_paired = function(...) calls = calls + 1; return raw(...) end
+  local again = assert(am.compare { m1, m2, tasks = TASKS, ref = "ev-b" })
+  core.raw_eval_paired = raw
+  T.eq(calls, 0, "paired tests are kept per store, models, task and configs")
+  for k, t in pairs(c2.models[1].tests) do
+    T.eq(again.models[1].tests[k].p_value, t.p_value, "kept test " .. k .. ": same p")
+  end
+end
 local c3 = assert(am.compare { m1, m2, tasks = { TASKS[1] }, mode = "quick", dim = 16, no_eval = true })
 T.eq(c3.models[1].scores[TASKS[1]], nil, "no_eval: missing results stay empty")
 T.ok(tostring(c3):find("—", 1, true), "missing shown as —")
