@@ -45,7 +45,7 @@ function M.record(st, merge_opts, grid, keys, points, ev)
   local eval = ev and plain(ev) or nil
   if eval then eval.store = nil end
   local rec = {
-    format = 1, id = id, created = os.date("!%Y-%m-%dT%H:%M:%SZ"), spec = spec, axes = setmetatable(axes, json.array_mt),
+    format = 1, id = id, created = os.date("!%Y-%m-%dT%H:%M:%SZ"), created_t = core.source.wallclock(), spec = spec, axes = setmetatable(axes, json.array_mt),
     points = setmetatable(pts, json.array_mt), eval = eval or false,
   }
   local ok = pcall(st.put, st, "runs", PREFIX .. id, json.encode(rec))
@@ -70,8 +70,11 @@ function M.list(st)
     local rec = v and json.decode(v)
     if type(rec) == "table" and type(rec.points) == "table" then out[#out + 1] = rec end
   end
+  -- newest first; created_t orders two sweeps recorded within the same second
   table.sort(out, function(a, b)
     if a.created ~= b.created then return tostring(a.created) > tostring(b.created) end
+    local ta, tb = tonumber(a.created_t) or 0, tonumber(b.created_t) or 0
+    if ta ~= tb then return ta > tb end
     return a.id < b.id
   end)
   return out

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 void am_lua_open_source(lua_State *L);
@@ -409,6 +410,15 @@ static int l_now(lua_State *L) {
     return 1;
 }
 
+/* wall-clock seconds since the epoch with sub-second resolution (os.time() has whole seconds
+ * only, too coarse to order records written in the same second) */
+static int l_wallclock(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + ts.tv_nsec * 1e-9);
+    return 1;
+}
+
 /* isatty(fd) -> boolean (0 stdin, 1 stdout, 2 stderr) */
 static int l_isatty(lua_State *L) {
     lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
@@ -439,7 +449,7 @@ static const luaL_Reg source_funcs[] = {
     {"to_utf8", l_to_utf8},       {"squash", l_squash},         {"stanzas", l_stanzas},
     {"sword_ztext", l_sword_ztext}, {"listdir", l_listdir},     {"stat", l_stat},
     {"mkdir_p", l_mkdir_p},       {"hash_file", l_hash_file},   {"hash", l_hash},
-    {"hash64", l_hash64},         {"now", l_now},               {"isatty", l_isatty},
+    {"hash64", l_hash64},         {"now", l_now},               {"wallclock", l_wallclock},               {"isatty", l_isatty},
     {"getpid", l_getpid},         {"realpath", l_realpath},     {NULL, NULL},
 };
 

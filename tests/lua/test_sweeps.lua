@@ -16,6 +16,7 @@ local p2 = assert(am.sweep { method = "ties", base = a, models = { "sb", p1[2].m
   grid = { density = { 0.3, 0.6 }, lambda = { 0.5, 1, 1.5 } } })
 local list = assert(am.sweeps())
 T.eq(#list, 2, "two sweeps recorded")
+T.eq(list[1].id, p2.sweep_id, "newest first, also when both were recorded within one second")
 local by = {}
 for _, s in ipairs(list) do by[s.id] = s end
 local s1, s2 = by[p1.sweep_id], by[p2.sweep_id]
