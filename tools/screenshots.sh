@@ -62,7 +62,7 @@ $TM new-session -d -s shots -x "$COLS" -y "$ROWS" \
 keys() { $TM send-keys -t shots "$@"; }
 # wait until the screen shows PATTERN (ERE), at most 20 s
 wait_for() {
-  for _ in $(seq 200); do $TM capture-pane -t shots -p | grep -qE -- "$1" && return 0; sleep 0.1; done
+  for _ in $(seq 600); do $TM capture-pane -t shots -p | grep -qE -- "$1" && return 0; sleep 0.1; done
   echo "screenshots.sh: timed out waiting for /$1/" >&2
   return 1
 }
@@ -79,10 +79,10 @@ keys Down Down Down Enter; wait_for "norm"; shot model-detail
 keys Escape F4; wait_for "Results"; shot results
 keys F5; wait_for "Pareto"; shot plot
 keys F6; wait_for "Runs"; keys Enter; shot runs
-keys F3; wait_for "quick eval +[0-9]|Nothing to merge|error|ENOTFOUND|not prepared"; sleep 1
+keys F3; wait_for "quick eval [0-9a-f]{8} +step|Nothing to merge|error|ENOTFOUND|not prepared"; sleep 1
 # two more merges (weights moved) so the plot shows a few quick points
-keys Down Down Right Right Right; sleep 0.5; wait_for "quick eval +[0-9]|error|not prepared"; sleep 2
-keys Up Right Right Right Right; sleep 0.5; wait_for "quick eval +[0-9]|error|not prepared"; sleep 2
+keys Down Down Right Right Right; sleep 0.5; wait_for "quick eval [0-9a-f]{8} +step|error|not prepared"; sleep 2
+keys Up Right Right Right Right; sleep 0.5; wait_for "quick eval [0-9a-f]{8} +step|error|not prepared"; sleep 2
 shot merge
 keys F7; wait_for "Lua console"
 keys 'for _, r in ipairs(am.runs()) do print(r.id, r.status, r.step) end' Enter

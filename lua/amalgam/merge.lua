@@ -80,12 +80,8 @@ function M.methods()
   return out
 end
 
-local function model_ref(v, what, level)
-  local t = core.typeof(v)
-  if t == "Model" then return v:id() end
-  if t == "string" then return v end
-  error(("merge: %s must be a Model or a model name, got %s"):format(what, t), level + 1)
-end
+local D = require "amalgam.merge_data"
+local model_ref = D.model_ref
 
 -- the ids of a list of models (Models or names); raises at `level` on misuse
 local function model_refs(list, level)
@@ -200,7 +196,6 @@ end
 
 -- Methods that need data (or, codiemb_fusion, a base and the checkpoints' deltas): computed from
 -- statistics gathered on the models and stored with their tensors (lua/amalgam/merge_data.lua).
-local D = require "amalgam.merge_data"
 D.suggest = suggest
 local data_methods = D.methods
 

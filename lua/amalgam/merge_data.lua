@@ -40,12 +40,14 @@ D.fixed = {
 }
 D.names = { "fisher", "regmean", "lm_cocktail", "codiemb_fusion", "self_positioning" }
 
+-- a Model or a model name as the name or id a merge spec keeps (also merge.lua's)
 local function model_ref(v, what, level)
   local t = core.typeof(v)
   if t == "Model" then return v:id() end
   if t == "string" then return v end
   error(("merge: %s must be a Model or a model name, got %s"):format(what, t), level + 1)
 end
+D.model_ref = model_ref
 
 local function is_batch(t)
   return type(t) == "table" and (t.queries ~= nil or t.sentence1 ~= nil or t.texts ~= nil)

@@ -105,6 +105,9 @@ uint32_t am_rng_below(AmRng *r, uint32_t n); /* [0, n) without modulo bias */
 
 /* ---- timing and hashing ---- */
 double am_now(void);                     /* monotonic seconds */
+/* this binary's path (readlink of /proc/self/exe, cached): exec'd by its name, children show as
+ * `amalgam` in ps and pgrep, not as "exe" */
+const char *am_self_exe(void);
 uint64_t am_hash64(const void *data, size_t n, uint64_t seed);  /* XXH3-64 */
 /* Phase timers for benchmarks (`amalgam bench quick-latency`): seconds summed per phase over
  * every thread since the last reset. Cheap (one atomic add per call site and batch). */

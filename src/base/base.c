@@ -297,6 +297,16 @@ uint32_t am_rng_below(AmRng *r, uint32_t n) {
 
 /* ---------------------------------------------------------------- time, hash */
 
+const char *am_self_exe(void) {
+    static char path[4096];
+    if (!path[0]) {
+        ssize_t k = readlink("/proc/self/exe", path, sizeof path - 1);
+        if (k <= 0) snprintf(path, sizeof path, "/proc/self/exe");
+        else path[k] = 0;
+    }
+    return path;
+}
+
 double am_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -168,17 +168,6 @@ static void fmt_secs(char *b, size_t n, double s) {
     else snprintf(b, n, "%ds", t);
 }
 
-/* this binary's path: exec'd by its own name, so the children show as `amalgam` in ps */
-static const char *self_exe(void) {
-    static char path[4096];
-    if (!path[0]) {
-        ssize_t k = readlink("/proc/self/exe", path, sizeof path - 1);
-        if (k <= 0) snprintf(path, sizeof path, "/proc/self/exe");
-        else path[k] = 0;
-    }
-    return path;
-}
-
 /* run `amalgam --store DIR ARGV...` as a child with this process's stdout and stderr. Ctrl-C
  * reaches the child (same process group): it stops cleanly (a run checkpoints) and the demo
  * stops after it with the child's exit code, instead of leaving it behind. */
@@ -204,7 +193,7 @@ static int run_child(const char *store, char *const *argv) {
     sigaction(SIGINT, &ign, &old_int);
     sigaction(SIGTERM, &ign, &old_term);
     pid_t pid;
-    int rc = posix_spawn(&pid, self_exe(), NULL, &at, full, environ);
+    int rc = posix_spawn(&pid, am_self_exe(), NULL, &at, full, environ);
     posix_spawnattr_destroy(&at);
     int status = 0;
     if (!rc) tui_demo_pid_write(store, (int)pid, 0);

@@ -576,32 +576,7 @@ int cmd_sweep(CliArgs *a) {
         lua_pushstring(L, method);
         lua_setfield(L, -2, "method");
         if (base) lua_pushstring(L, base), lua_setfield(L, -2, "base");
-        lua_createtable(L, a->npos, 0);
-        int any_w = 0;
-        for (int i = 0; i < a->npos; i++) {
-            char *m;
-            double w;
-            int hw;
-            split_weight(a->pos[i], &m, &w, &hw);
-            any_w |= hw;
-            lua_pushstring(L, m);
-            lua_rawseti(L, -2, i + 1);
-            free(m);
-        }
-        lua_setfield(L, -2, "models");
-        if (any_w) {
-            lua_createtable(L, a->npos, 0);
-            for (int i = 0; i < a->npos; i++) {
-                char *m;
-                double w;
-                int hw;
-                split_weight(a->pos[i], &m, &w, &hw);
-                lua_pushnumber(L, w);
-                lua_rawseti(L, -2, i + 1);
-                free(m);
-            }
-            lua_setfield(L, -2, "weights");
-        }
+        lua_models(L, a);
         char *pj = cJSON_PrintUnformatted(params), *gj = cJSON_PrintUnformatted(grid);
         lua_pushstring(L, pj);
         lua_setfield(L, -2, "params");

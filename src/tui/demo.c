@@ -27,7 +27,6 @@
 
 #include "am_base.h"
 
-extern char **environ;
 
 struct TuiDemo {
     const TuiStep *steps;
@@ -82,16 +81,6 @@ int tui_demo_pid_running(const char *store_dir) {
 }
 
 /* this binary's path: exec'd by its own name, so the children show as `amalgam` in ps */
-static const char *self_exe(void) {
-    static char path[4096];
-    if (!path[0]) {
-        ssize_t k = readlink("/proc/self/exe", path, sizeof path - 1);
-        if (k <= 0) snprintf(path, sizeof path, "/proc/self/exe");
-        else path[k] = 0;
-    }
-    return path;
-}
-
 static int start_step(Tui *t, TuiDemo *d) {
     const TuiStep *s = &d->steps[d->cur];
     char *argv[64];
@@ -106,22 +95,8 @@ static int start_step(Tui *t, TuiDemo *d) {
         fprintf(lf, "\n[%d/%d] %s\n", d->cur + 1, d->n, s->title);
         fclose(lf);
     }
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, d->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawnattr_init(&at);
-    sigset_t def;
-    sigemptyset(&def);
-    sigaddset(&def, SIGINT), sigaddset(&def, SIGTERM), sigaddset(&def, SIGHUP), sigaddset(&def, SIGPIPE);
-    posix_spawnattr_setsigdefault(&at, &def);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF);
     pid_t pid;
-    int rc = posix_spawn(&pid, self_exe(), &fa, &at, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
+    int rc = tui_spawn(argv, d->log_path, 1, &pid);
     if (rc) {
         snprintf(d->err, sizeof d->err, "cannot start amalgam %s: %s", s->argv[0], strerror(rc));
         return -1;

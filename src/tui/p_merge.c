@@ -108,7 +108,7 @@ static int l_superseded(lua_State *L) {
 
 typedef struct {
     pid_t pid;
-    char name[64], log[600];
+    char name[64], log[800];
     double t0;
 } FullEval;
 
@@ -569,8 +569,6 @@ static int submit(Panel *p, const char *name) {
     return 0;
 }
 
-extern char **environ;
-
 /* `amalgam --store DIR eval NAME --suite default` in its own session (it outlives the TUI and
  * the TUI's Ctrl-C does not reach it), output in a log file; polled in merge_poll. */
 static void start_full_eval(Panel *p, const char *name) {
@@ -582,25 +580,13 @@ static void start_full_eval(Panel *p, const char *name) {
     snprintf(safe, sizeof safe, "%s", name);
     for (char *c = safe; *c; c++)
         if (!(*c == '-' || *c == '_' || *c == '.' || (*c >= '0' && *c <= '9') || ((*c | 32) >= 'a' && (*c | 32) <= 'z'))) *c = '_';
-    snprintf(e->log, sizeof e->log, "/tmp/amalgam-eval-%d-%ld-%s.log", (int)getpid(), (long)time(NULL), safe);
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, e->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawnattr_init(&at);
-    sigset_t def;
-    sigemptyset(&def);
-    sigaddset(&def, SIGINT), sigaddset(&def, SIGTERM), sigaddset(&def, SIGHUP);
-    posix_spawnattr_setsigdefault(&at, &def);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF);
+    char stem[80];
+    snprintf(stem, sizeof stem, "eval-%s", safe);
+    tui_log_path(t, stem, e->log, sizeof e->log);
     char a0[] = "amalgam", a1[] = "--store", a3[] = "eval", a5[] = "--suite", a6[] = "default", nm[64];
     snprintf(nm, sizeof nm, "%s", name);
     char *argv[] = {a0, a1, t->store_dir, a3, nm, a5, a6, NULL};
-    int rc = posix_spawn(&e->pid, "/proc/self/exe", &fa, &at, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
+    int rc = tui_spawn(argv, e->log, 0, &e->pid);
     if (rc) { tui_flash(t, "stored %s; cannot start its full evaluation: %s", name, strerror(rc)); return; }
     snprintf(e->name, sizeof e->name, "%s", name);
     e->t0 = tui_now();

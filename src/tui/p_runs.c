@@ -261,7 +261,6 @@ static int runs_stop(Panel *p, int key) {
 /* c: continue a stopped run in a background process (`amalgam resume RUN`, its own session so
  * the TUI's Ctrl-C does not reach it, output in a log file); the panel follows it like any live
  * run. The TUI's own loop never trains. */
-extern char **environ;
 
 static int runs_resume(Panel *p, int key) {
     RunsState *s = p->st;
@@ -272,27 +271,13 @@ static int runs_resume(Panel *p, int key) {
         tui_flash(t, "%s is %s: nothing to resume", r->id, r->live ? "running" : "done");
         return HR_REDRAW;
     }
-    char log[600];
-    snprintf(log, sizeof log, "/tmp/amalgam-resume-%d-%ld.log", (int)getpid(), (long)time(NULL));
-    /* posix_spawn: no code of ours runs between fork and exec */
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawnattr_init(&at);
-    sigset_t def;
-    sigemptyset(&def);
-    sigaddset(&def, SIGINT), sigaddset(&def, SIGTERM), sigaddset(&def, SIGHUP);
-    posix_spawnattr_setsigdefault(&at, &def);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF);
+    char log[800], stem[80];
+    snprintf(stem, sizeof stem, "resume-%.12s", r->id);
+    tui_log_path(t, stem, log, sizeof log);
     char a0[] = "amalgam", a1[] = "--store", a3[] = "resume";
     char *argv[] = {a0, a1, t->store_dir, a3, r->id, NULL};
     pid_t pid;
-    int rc = posix_spawn(&pid, "/proc/self/exe", &fa, &at, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
+    int rc = tui_spawn(argv, log, 0, &pid);
     if (rc) { tui_flash(t, "cannot start amalgam resume: %s", strerror(rc)); return HR_REDRAW; }
     if (s->nchildren < 16) s->children[s->nchildren++] = pid;
     crt_logf("tui: resuming %s in pid %d, output in %s", r->id, (int)pid, log);
@@ -339,14 +324,10 @@ static int runs_new(Panel *p, int key) {
 static void start_recipe(Panel *p) {
     RunsState *s = p->st;
     Tui *t = p->tui;
-    char path[1024], logdir[600], log[800], stamp[32], *argv[64];
+    char path[1024], log[800], stem[300], *argv[64];
     snprintf(path, sizeof path, "%s/%s", s->rdir, s->rfile[s->rsel]);
-    snprintf(logdir, sizeof logdir, "%s/logs", t->store_dir);
-    mkdir(logdir, 0755);
-    time_t now = time(NULL);
-    struct tm tm;
-    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", gmtime_r(&now, &tm));
-    snprintf(log, sizeof log, "%s/%.*s-%s.log", logdir, (int)strcspn(s->rfile[s->rsel], "."), s->rfile[s->rsel], stamp);
+    snprintf(stem, sizeof stem, "%.*s", (int)strcspn(s->rfile[s->rsel], "."), s->rfile[s->rsel]);
+    tui_log_path(t, stem, log, sizeof log);
     int argc = 0;
     char a0[] = "amalgam", a1[] = "--store", a3[] = "run";
     argv[argc++] = a0, argv[argc++] = a1, argv[argc++] = t->store_dir, argv[argc++] = a3, argv[argc++] = path;
@@ -355,22 +336,8 @@ static void start_recipe(Panel *p) {
     for (char *save = NULL, *tok = strtok_r(args, " \t", &save); tok && argc < 62; tok = strtok_r(NULL, " \t", &save))
         argv[argc++] = tok;
     argv[argc] = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawnattr_init(&at);
-    sigset_t def;
-    sigemptyset(&def);
-    sigaddset(&def, SIGINT), sigaddset(&def, SIGTERM), sigaddset(&def, SIGHUP);
-    posix_spawnattr_setsigdefault(&at, &def);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF);
     pid_t pid;
-    int rc = posix_spawn(&pid, "/proc/self/exe", &fa, &at, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
+    int rc = tui_spawn(argv, log, 0, &pid);
     s->picking = s->prompting = 0;
     if (rc) { tui_flash(t, "cannot start amalgam run: %s", strerror(rc)); return; }
     if (s->nchildren < 16) s->children[s->nchildren++] = pid;

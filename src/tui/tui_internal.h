@@ -6,6 +6,7 @@
 #include <lua.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "crt.h"
 #include "store.h"
@@ -160,6 +161,11 @@ TuiDemo *tui_demo_new(Tui *t, const TuiStep *steps, int n, const char *log_path)
 int tui_demo_tick(Tui *t);
 void tui_demo_meter(Tui *t, char *buf, size_t cap);
 void tui_demo_free(Tui *t);   /* after crt_done: says on stderr what goes on */
+
+/* spawn.c: run the binary with argv (argv[0] "amalgam") in its own session, stdin /dev/null,
+ * stdout and stderr to log (appended or truncated); 0 or an errno value (posix_spawn's). */
+int tui_spawn(char *const argv[], const char *log, int append, pid_t *pid);
+void tui_log_path(Tui *t, const char *stem, char *buf, size_t cap);   /* STORE/logs/STEM-TIME.log */
 
 /* data.c: read the store. Each returns 0 or -1 (the reason in the log and the flash line). */
 int tui_load_models(Tui *t);

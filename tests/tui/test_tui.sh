@@ -99,7 +99,7 @@ check "Runs: a live run is followed (new metrics polled)" "tui-run-1 .*running +
 keys k; check "Runs: k asks before stopping a live run" "k again stops tui-run-1"
 keys k; check "Runs: k k sends SIGINT to the run's process (here a sleep: the run shows no process)" "tui-run-1 .*no proc" 6
 keys c; check "Runs: c resumes a stopped run in a background process" "resuming tui-run-1 in pid [0-9]+"
-log=$(grep -oE '/tmp/amalgam-resume-[0-9-]+\.log' "$W/out" | head -1)
+log=""; for _ in $(seq 50); do log=$(ls "$S"/logs/resume-tui-run-1-*.log 2>/dev/null | head -1); [ -n "$log" ] && break; sleep 0.1; done
 for _ in $(seq 50); do [ -s "$log" ] && break; sleep 0.1; done
 grep -q "resume" "$log" 2>/dev/null && ok "the resume process ran amalgam resume (its output: $(head -c 60 "$log"))" || bad "no resume output in '$log'"
 rm -f "$log" # cleanup

@@ -16,7 +16,7 @@ am_test_init am_tui_merge
 if ! command -v tmux >/dev/null; then echo "tmux not installed: skipped"; exit 77; fi
 S="$AMALGAM_STORE"
 TM="tmux -L am_tui_merge_$$ -f /dev/null"
-cleanup() { $TM kill-server 2>/dev/null; rm -rf "$W"; rm -f /tmp/amalgam-eval-*-tuisave.log; }
+cleanup() { $TM kill-server 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
 
 # ---- the store: two tiny models, the quick suite's datasets made of fixtures
