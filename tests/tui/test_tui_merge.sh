@@ -73,10 +73,18 @@ wait_step() {
   local i
   for ((i = 0; i < 300; i++)); do
     cap
-    if ! grep -q "computing" "$W/out"; then local id; id=$(shown_id); [ -n "$id" ] && [ "$id" != "$1" ] && return 0; fi
+    if ! grep -q "computing" "$W/out"; then local id; id=$(shown_id); [ -n "$id" ] && [ "$id" != "$1" ] && break; fi
     sleep 0.1
   done
-  return 1
+  [ "$i" -lt 300 ] || return 1
+  # settled: under load the loop may read the last of several keys after the first step ended,
+  # which starts one more step; wait until nothing has been computing for half a second
+  local quiet=0
+  for ((i = 0; i < 300 && quiet < 5; i++)); do
+    sleep 0.1; cap
+    if grep -q "computing" "$W/out"; then quiet=0; else quiet=$((quiet + 1)); fi
+  done
+  [ "$quiet" -ge 5 ]
 }
 
 start
