@@ -49,7 +49,7 @@ grep -q "already trained from" "$W/out" && grep -q "the same merge was stored al
   ok "recipes and merges keep what the store has" || bad "second demo: recipes/merges not idempotent"
 
 # --- a step an earlier demo left running (its pid in store/demo.pid): waited for, not repeated
-"$AM" lua -e 'local t = os.time() + 2 while os.time() < t do end' >/dev/null 2>&1 & busy=$!
+"$AM" lua -e 'local t = os.time() + 4 while os.time() < t do end' >/dev/null 2>&1 & busy=$!
 echo "$busy 4" >"$AMALGAM_STORE/demo.pid"
 expect "a demo waits for the earlier demo's running step" 0 "waiting for the step an earlier demo left running \(pid $busy|^demo done in" \
   "$AM" demo </dev/null
