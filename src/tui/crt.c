@@ -258,6 +258,16 @@ int crt_init(int headless, const char **err) {
     keypad(stdscr, TRUE);
     curs_set(0);
     set_escdelay(25);
+    /* the mouse (clicks, the wheel) unless AMALGAM_TUI_MOUSE=0; presses at once, no click timing */
+    const char *mouse = getenv("AMALGAM_TUI_MOUSE");
+    if (!headless && !(mouse && strcmp(mouse, "0") == 0)) {
+        mmask_t m = BUTTON1_PRESSED | BUTTON1_CLICKED | BUTTON4_PRESSED;
+#ifdef BUTTON5_PRESSED
+        m |= BUTTON5_PRESSED;
+#endif
+        mousemask(m, NULL);
+        mouseinterval(0);
+    }
     setup_colors();
     capture_start();
     return 0;

@@ -15,6 +15,7 @@ typedef struct {
 
 typedef struct {
     int sel, top;
+    int list_y;          /* the screen row of the list's first row (mouse clicks) */
     int detail;               /* the detail view is up */
     char detail_id[33];
     char **lines;             /* meta summary */
@@ -130,6 +131,7 @@ static void models_draw(Panel *p, int y, int x, int h, int w) {
     crt_putf(y, x, w, 1, " %-*s %-*s %*s  %s", lw - 1, "model", kw, "kind", pw, "params", "made by");
     attrset(crt_attr(CR_DEFAULT));
     int rows = h - 1;
+    s->list_y = y + 1;
     tui_list_fit(s->sel, &s->top, t->nmodels, rows);
     for (int i = 0; i < rows && s->top + i < t->nmodels; i++) {
         int k = s->top + i;
@@ -203,6 +205,17 @@ static int models_back(Panel *p, int key) {
     return HR_REDRAW;
 }
 
+/* a click on a row of the list selects that model */
+static int models_click(Panel *p, int y, int x) {
+    ModelsState *s = p->st;
+    Tui *t = p->tui;
+    int k = s->top + y - s->list_y;
+    if (s->detail || y < s->list_y || k >= t->nmodels) return HR_IGNORED;
+    s->sel = k;
+    snprintf(t->selected, sizeof t->selected, "%s", t->models[k].id);
+    return HR_REDRAW;
+}
+
 static void models_done(Panel *p) { detail_free(p->st); }
 
 static const PanelKey models_keys[] = {
@@ -219,10 +232,11 @@ static const PanelKey models_keys[] = {
     {KEY_ENTER, NULL, models_enter, NULL},
     {27, "Esc", models_back, "back to the list"},
     {KEY_BACKSPACE, NULL, models_back, NULL},
+    {KEY_MOUSE, "mouse", NULL, "click a row: select it; the wheel scrolls"},
     {0},
 };
 
 const PanelClass ModelsPanel = {
     .name = "Models", .id = "models", .size = sizeof(ModelsState), .draw = models_draw,
-    .keys = models_keys, .done = models_done, .enter = models_show,
+    .keys = models_keys, .done = models_done, .enter = models_show, .click = models_click,
 };

@@ -9,7 +9,8 @@
 #include <string.h>
 
 typedef struct {
-    int sel, top;
+    int sel, top;        /* sel: a row of the shown results (the legend's order) */
+    int list_y;          /* the screen row of the legend's first row (mouse clicks) */
 } PlotState;
 
 static char mark_of(int i) { return i < 9 ? (char)('1' + i) : i < 35 ? (char)('a' + i - 9) : '+'; }
@@ -142,6 +143,8 @@ static void plot_draw(Panel *p, int y, int x, int h, int w) {
     attrset(crt_attr(CR_COLHEAD));
     crt_putf(y, lx, lw, 1, "   model%*s  ID   OOD", lw - 22, "");
     attrset(crt_attr(CR_DEFAULT));
+    if (s->sel >= n) s->sel = n - 1;
+    s->list_y = y + 1;
     tui_list_fit(s->sel, &s->top, n, h - 2);
     for (int k = 0; k < h - 2 && s->top + k < n; k++) {
         int i = s->top + k;
@@ -158,9 +161,83 @@ static void plot_draw(Panel *p, int y, int x, int h, int w) {
     free(xs), free(ys), free(front), free(marks);
 }
 
+/* the selected point's model becomes the selected model everywhere (Models, Results, ...) */
+static void plot_publish(Panel *p) {
+    PlotState *s = p->st;
+    TuiResults *r = tui_results(p->tui);
+    if (s->sel >= 0 && s->sel < r->nrows) snprintf(p->tui->selected, sizeof p->tui->selected, "%s", r->rows[s->sel].id);
+}
+
+/* shown: start on the model selected elsewhere */
+static void plot_enter(Panel *p) {
+    PlotState *s = p->st;
+    TuiResults *r = tui_results(p->tui);
+    for (int i = 0; p->tui->selected[0] && i < r->nrows; i++)
+        if (strcmp(r->rows[i].id, p->tui->selected) == 0) s->sel = i;
+}
+
 static int plot_move(Panel *p, int key) {
     PlotState *s = p->st;
-    return tui_list_key(&s->sel, tui_results(p->tui)->nrows, LINES - 6, key);
+    int r = tui_list_key(&s->sel, tui_results(p->tui)->nrows, LINES - 6, key);
+    if (r) plot_publish(p);
+    return r;
+}
+
+/* ←→: the next point left / right (by ID average; ties by OOD, then row; no ID average: skipped) */
+static int plot_step(Panel *p, int key) {
+    PlotState *s = p->st;
+    TuiResults *r = tui_results(p->tui);
+    if (r->nrows == 0) return HR_HANDLED;
+    if (s->sel < 0 || s->sel >= r->nrows) s->sel = 0;
+    int dir = key == KEY_LEFT || key == 'h' ? -1 : 1, best = -1;
+    const TuiRow *c = &r->rows[s->sel];
+    for (int i = 0; i < r->nrows; i++) {
+        const TuiRow *q = &r->rows[i];
+        if (i == s->sel || isnan(q->id_avg)) continue;
+        /* q is past c in direction dir, and nearer than best */
+        double kq[3] = {q->id_avg, isnan(q->ood_avg) ? -1 : q->ood_avg, i};
+        double kc[3] = {c->id_avg, isnan(c->ood_avg) ? -1 : c->ood_avg, s->sel};
+        int past = 0;
+        for (int j = 0; j < 3 && !past; j++) {
+            if (kq[j] == kc[j]) continue;
+            past = (kq[j] - kc[j]) * dir > 0 ? 1 : -1;
+        }
+        if (isnan(c->id_avg)) past = 1;
+        if (past <= 0) continue;
+        if (best < 0) { best = i; continue; }
+        const TuiRow *b = &r->rows[best];
+        double kb[3] = {b->id_avg, isnan(b->ood_avg) ? -1 : b->ood_avg, best};
+        for (int j = 0; j < 3; j++) {
+            if (kq[j] == kb[j]) continue;
+            if ((kq[j] - kb[j]) * dir < 0) best = i;
+            break;
+        }
+    }
+    if (best >= 0) s->sel = best;
+    plot_publish(p);
+    return HR_REDRAW;
+}
+
+/* a click on a legend row selects its model */
+static int plot_click(Panel *p, int y, int x) {
+    PlotState *s = p->st;
+    TuiResults *r = tui_results(p->tui);
+    int k = s->top + y - s->list_y;
+    if (y < s->list_y || k >= r->nrows || x < COLS - (COLS >= 90 ? 36 : 30)) return HR_IGNORED;
+    s->sel = k;
+    plot_publish(p);
+    return HR_REDRAW;
+}
+
+static void plot_status(Panel *p, char *buf, size_t cap) {
+    PlotState *s = p->st;
+    TuiResults *r = tui_results(p->tui);
+    if (s->sel < 0 || s->sel >= r->nrows) { snprintf(buf, cap, "←→ by ID avg  ↑↓ the legend  m full/quick"); return; }
+    char a[16], b[16];
+    tui_fmt_score(a, sizeof a, r->rows[s->sel].id_avg);
+    tui_fmt_score(b, sizeof b, r->rows[s->sel].ood_avg);
+    snprintf(buf, cap, "selected %c %s  ID %s  OOD %s   ←→ by ID avg  ↑↓ the legend  m full/quick", mark_of(s->sel),
+             r->rows[s->sel].name, a, b);
 }
 
 static int plot_mode(Panel *p, int key) {
@@ -168,18 +245,26 @@ static int plot_mode(Panel *p, int key) {
     if (t->nresults < 2) { tui_flash(t, "only %s results in this store", tui_results(t)->mode); return HR_REDRAW; }
     t->mode = !t->mode;
     t->ref = tui_results(t)->nrows ? 0 : -1;
+    ((PlotState *)p->st)->sel = 0;
+    plot_enter(p);
     return HR_REDRAW;
 }
 
 static const PanelKey plot_keys[] = {
-    {KEY_UP, "↑↓", plot_move, "select a model (highlighted in the plot)"},
+    {KEY_LEFT, "←→", plot_step, "the next point left / right (by ID avg): selected everywhere"},
+    {KEY_RIGHT, NULL, plot_step, NULL},
+    {'h', NULL, plot_step, NULL},
+    {'l', NULL, plot_step, NULL},
+    {KEY_UP, "↑↓", plot_move, "select a model in the legend (highlighted in the plot)"},
     {KEY_DOWN, NULL, plot_move, NULL},
     {'k', NULL, plot_move, NULL},
     {'j', NULL, plot_move, NULL},
+    {KEY_MOUSE, "mouse", NULL, "click a legend row: select it; the wheel scrolls"},
     {'m', "m", plot_mode, "full / quick results"},
     {0},
 };
 
 const PanelClass PlotPanel = {
     .name = "Plot", .id = "plot", .size = sizeof(PlotState), .draw = plot_draw, .keys = plot_keys,
+    .enter = plot_enter, .status = plot_status, .click = plot_click,
 };

@@ -18,6 +18,7 @@ enum { NZ_UNTESTED = -1, NZ_BEYOND = 0, NZ_WITHIN = 1 };
 
 typedef struct {
     int sel, top;        /* sel: position in the sorted order */
+    int list_y;          /* the screen row of the first model row (mouse clicks) */
     int col;             /* column cursor: 0 model, 1 ID avg, 2 OOD avg, 3.. tasks */
     int sort_col, sort_desc;
     int left;            /* first task column shown */
@@ -89,7 +90,21 @@ static void results_init(Panel *p) {
     s->col = 2;
 }
 
-static void results_enter(Panel *p) { resort(p); }
+/* the selected model (t->selected) follows the cursor, and the cursor the model picked elsewhere */
+static void sel_publish(Panel *p) {
+    ResultsState *s = p->st;
+    TuiResults *r = tui_results(p->tui);
+    if (s->sel >= 0 && s->sel < s->nshown && s->order[s->sel] < r->nrows)
+        snprintf(p->tui->selected, sizeof p->tui->selected, "%s", r->rows[s->order[s->sel]].id);
+}
+
+static void results_enter(Panel *p) {
+    ResultsState *s = p->st;
+    TuiResults *r = tui_results(p->tui);
+    resort(p);
+    for (int i = 0; p->tui->selected[0] && i < s->nshown; i++)
+        if (strcmp(r->rows[s->order[i]].id, p->tui->selected) == 0) s->sel = i;
+}
 static void results_done(Panel *p) {
     ResultsState *s = p->st;
     free(s->order);
@@ -220,6 +235,7 @@ static void results_draw(Panel *p, int y, int x, int h, int w) {
     }
     attrset(crt_attr(CR_DEFAULT));
     int rows = h - 3;
+    s->list_y = y + 2;
     tui_list_fit(s->sel, &s->top, s->nshown, rows);
     TuiRow *ref = t->ref >= 0 && t->ref < r->nrows ? &r->rows[t->ref] : NULL;
     for (int i = 0; i < rows && s->top + i < s->nshown; i++) {
@@ -270,7 +286,19 @@ static void results_draw(Panel *p, int y, int x, int h, int w) {
 
 static int res_move(Panel *p, int key) {
     ResultsState *s = p->st;
-    return tui_list_key(&s->sel, s->nshown, LINES - 7, key);
+    int r = tui_list_key(&s->sel, s->nshown, LINES - 7, key);
+    if (r) sel_publish(p);
+    return r;
+}
+
+/* a click on a model row selects it */
+static int res_click(Panel *p, int y, int x) {
+    ResultsState *s = p->st;
+    int k = s->top + y - s->list_y;
+    if (s->editing || y < s->list_y || k >= s->nshown) return HR_IGNORED;
+    s->sel = k;
+    sel_publish(p);
+    return HR_REDRAW;
 }
 
 static int res_filter(Panel *p, int key) {
@@ -296,7 +324,7 @@ static int res_input(Panel *p, int key) {
 static void res_status(Panel *p, char *buf, size_t cap) {
     ResultsState *s = p->st;
     if (s->editing) snprintf(buf, cap, "filter: %s_   (Enter keeps it, Esc clears it)", s->filter);
-    else snprintf(buf, cap, "↑↓ select  ←→ column  o sort  r reference  d deltas  m full/quick  / filter%s%s%s",
+    else snprintf(buf, cap, "↑↓ click select  ←→ column  o sort  r reference  d deltas  m full/quick  / filter%s%s%s",
                   s->filter[0] ? " [" : "", s->filter, s->filter[0] ? "]" : "");
 }
 
@@ -346,7 +374,7 @@ static int res_delta(Panel *p, int key) {
 }
 
 static const PanelKey results_keys[] = {
-    {KEY_UP, "↑↓", res_move, "select"},
+    {KEY_UP, "↑↓", res_move, "select (the model is selected in Models, Plot, Matryoshka too)"},
     {KEY_DOWN, NULL, res_move, NULL},
     {'k', NULL, res_move, NULL},
     {'j', NULL, res_move, NULL},
@@ -363,11 +391,12 @@ static const PanelKey results_keys[] = {
     {'d', "d", res_delta, "task cells: scores / deltas"},
     {'m', "m", res_mode, "full / quick results"},
     {'/', "/", res_filter, "filter the models by name (Esc clears)"},
+    {KEY_MOUSE, "mouse", NULL, "click a row: select it; the wheel scrolls"},
     {0},
 };
 
 const PanelClass ResultsPanel = {
     .name = "Results", .id = "results", .size = sizeof(ResultsState), .init = results_init,
     .enter = results_enter, .done = results_done, .draw = results_draw, .keys = results_keys,
-    .input = res_input, .status = res_status,
+    .input = res_input, .status = res_status, .click = res_click,
 };

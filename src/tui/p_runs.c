@@ -21,6 +21,7 @@
 
 typedef struct {
     int sel, top;
+    int list_y, list_h;    /* the screen rows of the list (mouse clicks) */
     int detail;
     pid_t children[16];    /* resume processes started here, reaped in tick */
     int nchildren;
@@ -129,6 +130,7 @@ static void runs_draw(Panel *p, int y, int x, int h, int w) {
     crt_put(y, sx0 + spw + 18 + lrw, w - (sx0 + spw + 18 + lrw), "  time", 0);
     attrset(crt_attr(CR_DEFAULT));
     int avail = h - 1 - (s->detail ? 4 : 0);
+    s->list_y = y + 1, s->list_h = avail;
     /* keep the selection visible: count rows from top */
     if (s->sel < s->top) s->top = s->sel;
     for (;;) {
@@ -219,6 +221,18 @@ static void runs_tick(Panel *p) {
         }
     }
     tui_poll_runs(p->tui, 0);
+}
+
+/* a click on a run's rows (its line or its tasks' sparklines) selects it */
+static int runs_click(Panel *p, int y, int x) {
+    RunsState *s = p->st;
+    Tui *t = p->tui;
+    if (s->picking || y < s->list_y || y >= s->list_y + s->list_h) return HR_IGNORED;
+    for (int i = s->top, yy = s->list_y; i < t->nruns && yy <= y; i++) {
+        yy += run_rows(&t->runs[i], i == s->sel);
+        if (y < yy) { s->sel = i; return HR_REDRAW; }
+    }
+    return HR_IGNORED;
 }
 
 static int runs_move(Panel *p, int key) {
@@ -397,10 +411,11 @@ static const PanelKey runs_keys[] = {
     {'u', "u", runs_refresh, "poll now"},
     {'c', "c", runs_resume, "continue a stopped run in the background (amalgam resume RUN)"},
     {'k', "k k", runs_stop, "stop a live run (SIGINT: it checkpoints; amalgam resume RUN continues it)"},
+    {KEY_MOUSE, "mouse", NULL, "click a run: select it; the wheel scrolls"},
     {0},
 };
 
 const PanelClass RunsPanel = {
     .name = "Runs", .id = "runs", .size = sizeof(RunsState), .draw = runs_draw, .tick = runs_tick,
-    .keys = runs_keys, .input = runs_input, .status = runs_status, .done = runs_done,
+    .keys = runs_keys, .input = runs_input, .status = runs_status, .done = runs_done, .click = runs_click,
 };

@@ -87,6 +87,7 @@ static const TuiKey global_keys[] = {
     {KEY_BTAB, NULL, act_next, NULL, NULL},
     {'R', "R", act_reload, NULL, "re-read models and results from the store"},
     {12, "^L", act_redraw, NULL, "redraw the screen"},
+    {KEY_MOUSE, "mouse", NULL, NULL, "click the key bar: that panel; the wheel: ↑↓; click a list row: select it"},
     {KEY_F(10), "F10 q", act_quit, "Quit", "quit (q does not quit in the Lua console)"},
     {'q', NULL, act_quit, NULL, NULL},
     {0},
@@ -160,25 +161,38 @@ static void draw_header(Tui *t, int w) {
     attrset(crt_attr(CR_DEFAULT));
 }
 
-static void draw_keybar(Tui *t, int y, int w) {
-    move(y, 0);
-    clrtoeol();
+/* The key bar: draws it (hit < 0), or returns the key of the item under column hit (0: none).
+ * One walk for both, so a click lands on what is drawn. */
+static int keybar(Tui *t, int y, int w, int hit) {
+    if (hit < 0) {
+        move(y, 0);
+        clrtoeol();
+    }
     int x = 0;
     for (const TuiKey *k = global_keys; k->key && x < w; k++) {
         if (!k->label) continue;
         char fk[16];
         snprintf(fk, sizeof fk, "F%d", k->key - KEY_F(0));
+        int fw = crt_width(fk), lw = crt_width(k->label) + 1;
+        if (fw > w - x) fw = w - x;
+        if (lw > w - x - fw) lw = w - x - fw;
+        if (hit >= 0) {
+            if (hit >= x && hit < x + fw + lw) return k->key;
+            x += fw + lw;
+            continue;
+        }
         attrset(crt_attr(CR_FKEY));
-        x += crt_put(y, x, w - x, fk, 0);
+        x += crt_put(y, x, fw, fk, 0);
         attrset(crt_attr(CR_FLABEL));
-        int lw = crt_width(k->label) + 1;
         if (t->panels[t->cur].cls->name && strcmp(t->panels[t->cur].cls->name, k->label) == 0)
             attrset(crt_attr(CR_TITLE));
-        x += crt_put(y, x, w - x < lw ? w - x : lw, k->label, 1);
+        x += crt_put(y, x, lw, k->label, 1);
     }
+    if (hit >= 0) return 0;
     attrset(crt_attr(CR_FLABEL));
     for (; x < w; x++) mvaddch(y, x, ' ');
     attrset(crt_attr(CR_DEFAULT));
+    return 0;
 }
 
 static void draw_hint(Tui *t, Panel *p, int y, int w) {
@@ -266,7 +280,7 @@ static void draw(Tui *t) {
         draw_title(p, 1, w);   /* after draw: the panel may set its title */
     }
     draw_hint(t, p, h - 2, w);
-    draw_keybar(t, h - 1, w);
+    keybar(t, h - 1, w, -1);
     refresh();
 }
 
@@ -284,8 +298,32 @@ static int dispatch(Tui *t, int key) {
     for (const PanelKey *k = p->cls->keys; !r && k && k->key; k++)
         if (k->key == key && k->fn) r = k->fn(p, key);
     for (const TuiKey *k = global_keys; !r && k->key; k++)
-        if (k->key == key) r = k->fn(t, key);
+        if (k->key == key && k->fn) r = k->fn(t, key);
     return r;
+}
+
+/* The mouse: a click on the key bar is its key, the wheel is ↑↓ in the shown panel, a click in
+ * the panel goes to its click hook (list rows); any click closes the help screen. */
+static int dispatch_mouse(Tui *t) {
+    MEVENT ev;
+    if (getmouse(&ev) != OK) return HR_IGNORED;
+    int wheel_down = 0;
+#ifdef BUTTON5_PRESSED
+    wheel_down = (ev.bstate & BUTTON5_PRESSED) != 0;
+#endif
+    if (ev.bstate & BUTTON4_PRESSED) return t->help ? HR_IGNORED : dispatch(t, KEY_UP);
+    if (wheel_down) return t->help ? HR_IGNORED : dispatch(t, KEY_DOWN);
+    if (!(ev.bstate & (BUTTON1_PRESSED | BUTTON1_CLICKED))) return HR_IGNORED;
+    if (ev.y == LINES - 1) {
+        int key = keybar(t, ev.y, COLS, ev.x);
+        if (!key) return HR_IGNORED;
+        t->help = 0;
+        return dispatch(t, key);
+    }
+    if (t->help) { t->help = 0; return HR_REDRAW; }
+    Panel *p = &t->panels[t->cur];
+    if (p->cls->click && ev.y >= 2 && ev.y < LINES - 2) return p->cls->click(p, ev.y, ev.x);
+    return HR_IGNORED;
 }
 
 static void reload(Tui *t) {
@@ -368,7 +406,7 @@ int tui_main(const TuiOptions *opt) {
         if (key == ERR) continue;
         if (key == KEY_RESIZE) continue;
         t->key_t0 = tui_now();
-        int r = dispatch(t, key);
+        int r = key == KEY_MOUSE ? dispatch_mouse(t) : dispatch(t, key);
         if (r & HR_RELOAD) reload(t);
         if (r & HR_BREAK) break;
     }

@@ -58,6 +58,7 @@ typedef struct {
     const PanelKey *keys;
     const char *title;     /* NULL: name */
     void (*status)(Panel *p, char *buf, size_t cap); /* the hint line's text; NULL: from keys */
+    int (*click)(Panel *p, int y, int x);            /* a mouse click at screen (y, x) in the panel; NULL: none */
 } PanelClass;
 
 struct Panel {
@@ -142,7 +143,7 @@ struct Tui {
     double runs_polled, store_polled;
     double key_t0, lat_sum, lat_max;   /* key latency: key read -> its screen drawn */
     int nkeys;
-    char selected[33];           /* the model picked last (Models list, a Sweeps cell): Matryoshka shows it */
+    char selected[33];           /* the model picked last (Models, Results, Plot, a Sweeps cell): the others follow */
     char flash[256];             /* a one-line message in the hint line */
     double flash_until;
     struct TuiDemo *demo;        /* a plan being run (demo.c), NULL none */
