@@ -149,6 +149,70 @@ static void band_flush(BandM *bm, const float *loc, size_t nl) {
     else __atomic_store_n(&bm->over, 1, __ATOMIC_RELAXED);
 }
 
+#ifdef __AVX512F__
+/* band_range for K <= 8: the models interleaved per 16 entries (as ties_fused reads them: the
+ * K + 1 streams advance together, b is loaded once per vector), the counters in registers */
+static void band_range_v(BandCtx *c, size_t e0, size_t e1, float (*loc)[BAND_LOC], size_t *nl, size_t *below) {
+    const int K = c->K;
+    const float *b = c->b;
+    const float *xs[8];
+    __m512 vl[8], vh[8];
+    __m512i cnt[8];
+    int act[8], na = 0;
+    for (int m = 0; m < K; m++) {
+        BandM *bm = &c->bm[m];
+        if (!bm->want) continue;
+        xs[na] = bm->x;
+        vl[na] = _mm512_set1_ps(bm->lo);
+        vh[na] = _mm512_set1_ps(bm->hi);
+        cnt[na] = _mm512_setzero_si512();
+        act[na++] = m;
+    }
+    const __m512i absm = _mm512_set1_epi32(0x7fffffff), one = _mm512_set1_epi32(1);
+    __mmask16 nanm = 0;
+    size_t e = e0;
+    for (; e + 16 <= e1; e += 16) {
+        const __m512 bv = _mm512_loadu_ps(b + e);
+        for (int q = 0; q < na; q++) {
+            const int m = act[q];
+            __m512 d = _mm512_sub_ps(_mm512_loadu_ps(xs[q] + e), bv);
+            __m512 av = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(d), absm));
+            __mmask16 lt = _mm512_cmp_ps_mask(av, vl[q], _CMP_LT_OQ);
+            cnt[q] = _mm512_mask_add_epi32(cnt[q], lt, cnt[q], one);
+            nanm |= _mm512_cmp_ps_mask(av, av, _CMP_UNORD_Q);
+            __mmask16 in = _mm512_mask_cmp_ps_mask((__mmask16)~lt, av, vh[q], _CMP_LE_OQ);
+            size_t n_l = nl[m];
+            if (n_l + 16 > BAND_LOC) { band_flush(&c->bm[m], loc[m], n_l); n_l = 0; }
+            _mm512_storeu_ps(loc[m] + n_l, _mm512_maskz_compress_ps(in, av));
+            nl[m] = n_l + (size_t)__builtin_popcount(in);
+        }
+    }
+    for (int q = 0; q < na; q++) {
+        const int m = act[q];
+        BandM *bm = &c->bm[m];
+        const float *x = xs[q];
+        float l = bm->lo, h = bm->hi;
+        size_t bl = (size_t)_mm512_reduce_add_epi32(cnt[q]), nn = 0;
+        if (nanm) /* exact count, as the scalar path keeps it (only "any" is used) */
+            for (size_t r = e0; r < e; r++) {
+                float a = fabsf(x[r] - b[r]);
+                nn += a != a;
+            }
+        for (size_t r = e; r < e1; r++) {
+            float a = fabsf(x[r] - b[r]);
+            bl += a < l;
+            nn += a != a;
+            if (a >= l && a <= h) {
+                if (nl[m] == BAND_LOC) { band_flush(bm, loc[m], nl[m]); nl[m] = 0; }
+                loc[m][nl[m]++] = a;
+            }
+        }
+        below[m] += bl;
+        if (nn) __atomic_fetch_add(&bm->nans, nn, __ATOMIC_RELAXED);
+    }
+}
+#endif
+
 static void band_range(void *vctx, size_t lo, size_t hi, int tid) {
     BandCtx *c = vctx;
     (void)tid;
@@ -158,6 +222,12 @@ static void band_range(void *vctx, size_t lo, size_t hi, int tid) {
     float loc[K][BAND_LOC];
     size_t nl[K], below[K];
     for (int m = 0; m < K; m++) nl[m] = below[m] = 0;
+#ifdef __AVX512F__
+    if (K <= 8) {
+        band_range_v(c, lo * RADIX_CH, e1, loc, nl, below);
+        goto done;
+    }
+#endif
     /* the models interleaved per 2048 entries: K streams in flight, as a linear merge reads */
     for (size_t s0 = lo * RADIX_CH; s0 < e1; s0 += 2048) {
         size_t s1 = s0 + 2048 < e1 ? s0 + 2048 : e1;
@@ -211,6 +281,9 @@ static void band_range(void *vctx, size_t lo, size_t hi, int tid) {
             if (nn) __atomic_fetch_add(&bm->nans, nn, __ATOMIC_RELAXED); /* NaN: outside every count */
         }
     }
+#ifdef __AVX512F__
+done:
+#endif
     for (int m = 0; m < K; m++) {
         if (!c->bm[m].want) continue;
         band_flush(&c->bm[m], loc[m], nl[m]);
