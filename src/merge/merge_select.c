@@ -143,6 +143,9 @@ typedef struct { const float *x; float lo, hi; size_t below, cnt, cap, nans; flo
 typedef struct { const float *b; size_t n; int K; BandM *bm; } BandCtx;
 
 #define BAND_LOC 512
+/* the band pass's chunks: 16384 entries, so a 384 x 384 matrix is 9 chunks for the threads to
+ * share (65536 left one of two threads idle for a third of it) */
+#define BAND_CH 16384
 static void band_flush(BandM *bm, const float *loc, size_t nl) {
     size_t at = __atomic_fetch_add(&bm->cnt, nl, __ATOMIC_RELAXED);
     if (at + nl <= bm->cap) memcpy(bm->band + at, loc, nl * sizeof *loc);
@@ -217,19 +220,19 @@ static void band_range(void *vctx, size_t lo, size_t hi, int tid) {
     BandCtx *c = vctx;
     (void)tid;
     int K = c->K;
-    size_t e1 = hi * RADIX_CH < c->n ? hi * RADIX_CH : c->n;
+    size_t e1 = hi * BAND_CH < c->n ? hi * BAND_CH : c->n;
     const float *b = c->b;
     float loc[K][BAND_LOC];
     size_t nl[K], below[K];
     for (int m = 0; m < K; m++) nl[m] = below[m] = 0;
 #ifdef __AVX512F__
     if (K <= 8) {
-        band_range_v(c, lo * RADIX_CH, e1, loc, nl, below);
+        band_range_v(c, lo * BAND_CH, e1, loc, nl, below);
         goto done;
     }
 #endif
     /* the models interleaved per 2048 entries: K streams in flight, as a linear merge reads */
-    for (size_t s0 = lo * RADIX_CH; s0 < e1; s0 += 2048) {
+    for (size_t s0 = lo * BAND_CH; s0 < e1; s0 += 2048) {
         size_t s1 = s0 + 2048 < e1 ? s0 + 2048 : e1;
         for (int m = 0; m < K; m++) {
             BandM *bm = &c->bm[m];
@@ -428,7 +431,7 @@ int merge_abs_delta_kth_multi(const float *const *x, const float *b, size_t n, i
     if (sc.nomem) return abs_delta_kth_radix_all(x, b, n, K, k, out);
     if (sc.bad >= 0) return sc.bad;
     BandCtx c = {b, n, K, bm};
-    am_parallel_for(band_range, &c, (n + RADIX_CH - 1) / RADIX_CH, 1, n * (size_t)(K + 1));
+    am_parallel_for(band_range, &c, (n + BAND_CH - 1) / BAND_CH, 1, n * (size_t)(K + 1));
     /* the exact k-th among each model's collected band, the models in parallel */
     int bad_m[K];
     memset(bad_m, 0, sizeof bad_m);
