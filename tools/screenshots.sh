@@ -60,10 +60,11 @@ trap '$TM kill-server 2>/dev/null' EXIT
 $TM new-session -d -s shots -x "$COLS" -y "$ROWS" \
   "cd /tmp && env TERM=xterm-256color LANG=C.UTF-8 LC_ALL=C.UTF-8 '$AM' --store '$STORE' tui; sleep 30"
 keys() { $TM send-keys -t shots "$@"; }
-# wait until the screen shows PATTERN (ERE), at most 20 s
+# wait until the screen shows PATTERN (ERE), at most 60 s; on a timeout the screen goes to stderr
 wait_for() {
   for _ in $(seq 600); do $TM capture-pane -t shots -p | grep -qE -- "$1" && return 0; sleep 0.1; done
-  echo "screenshots.sh: timed out waiting for /$1/" >&2
+  echo "screenshots.sh: timed out waiting for /$1/; the screen:" >&2
+  $TM capture-pane -t shots -p >&2
   return 1
 }
 shot() { # shot NAME: the screen as NAME.ansi and NAME.png

@@ -400,6 +400,7 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
     Model *base = NULL, *res = NULL;
     char *bvocab = NULL, *v0 = NULL;
     size_t bl = 0, l0 = 0;
+    int base_kept = 0;
     int heads = 1;
     const char *base_id = merge_store_jstr(spec, "base");
     for (int i = 0; i < k && !rc; i++) {
@@ -450,6 +451,7 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
     if (!rc && base_id) {
         t0 = am_now();
         rc = load_input(st, base_id, depth, &base, &bvocab, &bl, &ent[k]);
+        base_kept = ent[k] != NULL;
         t_load += am_now() - t0;
         if (rc) {
             if (rc == AM_ENOTFOUND && !model_exists(st, base_id))
@@ -518,10 +520,8 @@ static int compute(Store *st, const cJSON *spec, int depth, Model **out, char **
     free(in);
     free(names);
     if (ent[k]) kept_release(ent[k], finite[k]);
-    else {
-        model_delete(base);
-        free(bvocab);
-    }
+    else model_delete(base);
+    if (!base_kept) free(bvocab); /* a kept base's vocab is its entry's, also after strip_input copied the model */
     free(ent);
     free(finite);
     merge_spec_free(&ms);

@@ -185,8 +185,16 @@ static int l_raw_merge_counts(lua_State *L) {
     return 1;
 }
 
+/* raw_merge_forget(): drop the stored inputs kept loaded between merges (memory back at once) */
+static int l_raw_merge_forget(lua_State *L) {
+    (void)L;
+    merge_store_forget_inputs();
+    return 0;
+}
+
 static const luaL_Reg merge_funcs[] = {
     {"raw_merge_counts", l_raw_merge_counts},
+    {"raw_merge_forget", l_raw_merge_forget},
     {"raw_merge_diagnose", l_raw_merge_diagnose},
     {"raw_merge", l_raw_merge},
     {"raw_merge_recipe", l_raw_merge_recipe},

@@ -318,6 +318,20 @@ do
   local t, msg = assert(am.model(mzid)):tensor("embeddings.word_embeddings.weight")
   T.ok(t == nil and tostring(msg):match("no longer in the store"),
     "a recipe whose kept input was removed since says so: " .. tostring(msg))
+  -- a kept base with an MLM head merged with head-less inputs: the base is copied without its
+  -- head, and its vocabulary stays the kept entry's (it was freed twice: a crash when the entry
+  -- was dropped later)
+  local trm = assert(am.raw_trainer(x, { mlm = true, seed = 1, lr = 1e-3 }))
+  assert(trm:step({ texts = { "a cat sat on the mat", "the sun is a star" } }, am.loss.mlm {}))
+  local hb = assert(trm:save("ev-mhead"))
+  trm:close()
+  for i = 1, 4 do
+    local mh = assert(am.merge { method = "task_arithmetic", base = hb, models = { x, y }, weights = { 0.1 * i, 0.5 } })
+    T.ok(mh:tensor("embeddings.word_embeddings.weight"), "merge " .. i .. " over a kept base with an MLM head")
+    mh:close()
+  end
+  am.raw_merge_forget()
+  T.ok(true, "the kept inputs are dropped without a double free")
 end
 
 T.done()
