@@ -97,6 +97,9 @@ float merge_select_kth(float *a, size_t n, size_t k);
  * returns the first model whose δ has a NaN/Inf, or −1 */
 int merge_abs_delta_kth_multi(const float *const *x, const float *b, size_t n, int K, const size_t *k, float *out,
                               WsBuf *ws);
+/* the r-th smallest of band[0..cnt) (destroyed; tmp: cnt floats of scratch), through a sub-sampled
+ * bracket when cnt is large */
+float merge_band_kth(float *band, float *tmp, size_t cnt, size_t r);
 
 /* One tensor (j) per call; AM_OK or a negative AM_E* with the message set. */
 int merge_run_linear(const Tj *j);     /* merge_elementwise.c */

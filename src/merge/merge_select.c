@@ -383,6 +383,41 @@ typedef struct {
     int *bad_m; /* (K) the radix passes found a NaN/Inf */
 } FinishCtx;
 
+/* The r-th smallest of band[0..cnt) (tmp: cnt floats). For a large band, a sub-sample of it (one in
+ * 16) brackets rank r again in [lo2, hi2], one branch-free pass counts the entries below lo2 and
+ * keeps those in [lo2, hi2] (about a tenth), and the selection runs on those; if that bracket
+ * missed, on the whole band (which the pass left intact). Exact either way. */
+float merge_band_kth(float *band, float *tmp, size_t cnt, size_t r) {
+    const size_t ss = cnt / 16;
+    if (cnt < 8192) return select_kth_bf(band, tmp, cnt, r);
+    double p = (double)r / (double)cnt, sd = sqrt(p * (1 - p) / (double)ss) * (double)ss;
+    double mg = 5 * sd + 16, rl = p * (double)ss - mg, rh = p * (double)ss + mg;
+    if (rl <= 0 || rh >= (double)(ss - 1)) return select_kth_bf(band, tmp, cnt, r);
+    float *s1 = tmp, *s2 = tmp + ss, *pp = tmp + 2 * ss;
+    for (size_t i = 0; i < ss; i++) s1[i] = s2[i] = band[16 * i + (i * 7 & 15)];
+    const float lo2 = select_kth_bf(s1, pp, ss, (size_t)rl), hi2 = select_kth_bf(s2, pp, ss, (size_t)rh);
+    size_t below = 0, ns = 0, e = 0;
+#ifdef __AVX512F__
+    const __m512 vl = _mm512_set1_ps(lo2), vh = _mm512_set1_ps(hi2);
+    for (; e + 16 <= cnt; e += 16) {
+        const __m512 v = _mm512_loadu_ps(band + e);
+        const __mmask16 lt = _mm512_cmp_ps_mask(v, vl, _CMP_LT_OQ);
+        const __mmask16 in = _mm512_mask_cmp_ps_mask((__mmask16)~lt, v, vh, _CMP_LE_OQ);
+        below += (size_t)__builtin_popcount(lt);
+        _mm512_storeu_ps(tmp + ns, _mm512_maskz_compress_ps(in, v));
+        ns += (size_t)__builtin_popcount(in);
+    }
+#endif
+    for (; e < cnt; e++) {
+        const float v = band[e];
+        below += v < lo2;
+        tmp[ns] = v;
+        ns += (v >= lo2) & (v <= hi2);
+    }
+    if (below <= r && r < below + ns) return select_kth_bf(tmp, band, ns, r - below);
+    return select_kth_bf(band, tmp, cnt, r);
+}
+
 static void finish_task(void *vctx, size_t lo, size_t hi, int tid) {
     FinishCtx *c = vctx;
     (void)tid;
@@ -393,7 +428,7 @@ static void finish_task(void *vctx, size_t lo, size_t hi, int tid) {
         size_t km = c->k[m];
         int ok = bm->want && !bm->over && bm->below <= km && km < bm->below + bm->cnt;
         float *tmp = ok ? merge_ws_get(&c->ws[c->K + 3 + 3 * (size_t)m + 1], bm->cnt) : NULL;
-        if (ok && tmp) c->out[m] = select_kth_bf(bm->band, tmp, bm->cnt, km - bm->below);
+        if (ok && tmp) c->out[m] = merge_band_kth(bm->band, tmp, bm->cnt, km - bm->below);
         else if (ok) c->out[m] = merge_select_kth(bm->band, bm->cnt, km - bm->below);
         else if (abs_delta_kth(c->x[m], c->b, c->n, km, &c->out[m])) c->bad_m[m] = 1; /* NaN/Inf end here */
     }

@@ -91,7 +91,37 @@ TEST(test_merge_select_kth_multi) {
     CHECKF(checks > 400, "%d thresholds compared", checks);
 }
 
+/* merge_band_kth: the sub-sampled bracket around rank r hit, and missed (the sub-sample, one entry
+ * in 16 at fixed places, sees only the smallest values), for sizes around its threshold */
+TEST(test_merge_select_band_kth) {
+    const size_t ns[4] = {8191, 8192, 20000, 100003};
+    AmRng r;
+    am_rng_seed(&r, 3);
+    for (int ni = 0; ni < 4; ni++) {
+        const size_t n = ns[ni];
+        float *a = xmalloc(n * sizeof *a), *w = xmalloc(n * sizeof *w), *tmp = xmalloc(n * sizeof *tmp);
+        float *srt = xmalloc(n * sizeof *srt);
+        for (int variant = 0; variant < 3; variant++) {
+            for (size_t i = 0; i < n; i++)
+                a[i] = variant == 0 ? am_rng_uniform(&r) : variant == 1 ? (float)am_rng_below(&r, 9) : 1.0f + (float)i;
+            if (variant == 2) /* the sub-sample's places hold the smallest values: its bracket misses */
+                for (size_t i = 0; i < n / 16; i++) a[16 * i + (i * 7 & 15)] = -(float)i;
+            memcpy(srt, a, n * sizeof *a);
+            qsort(srt, n, sizeof *srt, cmp_f);
+            const size_t ranks[4] = {0, n / 3, n / 2, n - 1};
+            for (int ri = 0; ri < 4; ri++) {
+                memcpy(w, a, n * sizeof *a);
+                float got = merge_band_kth(w, tmp, n, ranks[ri]);
+                CHECKF(memcmp(&got, &srt[ranks[ri]], sizeof got) == 0, "n %zu variant %d rank %zu: %.9g, sorted %.9g",
+                       n, variant, ranks[ri], (double)got, (double)srt[ranks[ri]]);
+            }
+        }
+        free(a); free(w); free(tmp); free(srt);
+    }
+}
+
 int main(void) {
+    RUN(test_merge_select_band_kth);
     RUN(test_merge_select_kth_multi);
     return test_report();
 }
