@@ -111,8 +111,10 @@ def parse(text, cols, rows):
             elif m.group(2) == "m":
                 attr.sgr(m.group(1))
         # tmux drops trailing blanks: a background still set at the end of a line fills the row
-        # (not on an empty line: its cells were all default, the state is only carried over)
-        if line and (attr.bg is not None or attr.rev):
+        # (not on an empty line: its cells were all default, the state is only carried over; not
+        # for reverse video alone: a terminal's erase fills with the background colour only, so a
+        # line that ends in one reversed cell, e.g. the Plot's selected point, ends there)
+        if line and attr.bg is not None:
             for xx in range(x, cols):
                 grid[y][xx] = (" ", attr.copy())
     return grid

@@ -77,9 +77,9 @@ shot() { # shot NAME: the screen as NAME.ansi and NAME.png
 wait_for "F10Quit"
 shot models
 keys Down Down Down Enter; wait_for "norm"; shot model-detail
-keys Escape F4; wait_for "Results"; shot results
+keys Escape; sleep 0.3; keys F4; wait_for "^ Results "; shot results
 keys F5; wait_for "Pareto"; shot plot
-keys F6; wait_for "Runs"; keys Enter; shot runs
+keys F6; wait_for "^ Runs"; keys Enter; shot runs
 keys F3; wait_for "quick eval [0-9a-f]{8} +step|Nothing to merge|error|ENOTFOUND|not prepared"; sleep 1
 # two more merges (weights moved) so the plot shows a few quick points
 keys Down Down Right Right Right; sleep 0.5; wait_for "quick eval [0-9a-f]{8} +step|error|not prepared"; sleep 2
