@@ -5,15 +5,10 @@
 # and back, quitting with q and with SIGTERM with the terminal restored, NO_COLOR, and the
 # headless --frames N mode. usage: test_tui.sh PATH/TO/amalgam    prints "N passed, N failed"
 set -u
-AM="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
-T="${AM_TEST_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
-F="$T/ref/evalrun"
-source "$T/cli/lib.bash"
-am_test_init am_tui
-if ! command -v tmux >/dev/null; then echo "tmux not installed: skipped"; exit 77; fi
+source "$(dirname "$0")/lib_tui.bash"
+tui_init am_tui "$1"
 S="$AMALGAM_STORE"
 APPROX="≈"
-TM="tmux -L am_tui_$$ -f /dev/null"
 cleanup() { $TM kill-server 2>/dev/null; [ -n "${SLEEPER:-}" ] && kill "$SLEEPER" 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
 
@@ -64,14 +59,6 @@ expect_fail "tui off a terminal without --frames" "needs a terminal" "$AM" tui
 expect_fail "tui --store without a store" "no store" "$AM" tui --store "$W/nothing" --frames 1
 
 # ---- interactive, in tmux
-cap() { $TM capture-pane -t tui -p >"$W/out" 2>&1; }
-wait_for() { # wait_for PATTERN [SECONDS]: the screen matches ERE PATTERN
-  local i n=$(( ${2:-5} * 10 ))
-  for ((i = 0; i < n; i++)); do cap; grep -qE -- "$1" "$W/out" && return 0; sleep 0.1; done
-  return 1
-}
-check() { if wait_for "$2" "${3:-5}"; then ok "$1"; else bad "$1 (screen lacks /$2/)"; fi; }
-keys() { $TM send-keys -t tui "$@"; }
 start() { # start ENV...: a shell in a 120x32 pane running `amalgam` (no command: the TUI)
   $TM kill-server 2>/dev/null
   sleep 0.2

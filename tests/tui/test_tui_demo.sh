@@ -6,25 +6,13 @@
 # (and says so), and the next demo waits for it; a failing step is shown, not a crash.
 # usage: test_tui_demo.sh PATH/TO/amalgam    prints "N passed, N failed"
 set -u
-AM="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
-T="${AM_TEST_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
-source "$T/cli/lib.bash"
-am_test_init am_tui_demo
-if ! command -v tmux >/dev/null; then echo "tmux not installed: skipped"; exit 77; fi
+source "$(dirname "$0")/lib_tui.bash"
+tui_init am_tui_demo "$1"
 FX="$T/cli/demo_fixture"
-TM="tmux -L am_tui_demo_$$ -f /dev/null"
 LEFT=""
 cleanup() { $TM kill-server 2>/dev/null; [ -n "$LEFT" ] && kill "$LEFT" 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
 
-cap() { $TM capture-pane -t tui -p >"$W/out" 2>&1; }
-wait_for() { # wait_for PATTERN [SECONDS]: the screen matches ERE PATTERN
-  local i n=$(( ${2:-5} * 10 ))
-  for ((i = 0; i < n; i++)); do cap; grep -qE -- "$1" "$W/out" && return 0; sleep 0.1; done
-  return 1
-}
-check() { if wait_for "$2" "${3:-5}"; then ok "$1"; else bad "$1 (screen lacks /$2/)"; fi; }
-keys() { $TM send-keys -t tui "$@"; }
 start() { # start STORE RECIPES DELAY: a shell in a 120x32 pane running `amalgam demo`
   $TM kill-server 2>/dev/null
   sleep 0.2

@@ -8,14 +8,9 @@
 # full evaluation, a background process, lands in Results.
 # usage: test_tui_merge.sh PATH/TO/amalgam    prints "N passed, N failed"
 set -u
-AM="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
-T="${AM_TEST_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
-F="$T/ref/evalrun"
-source "$T/cli/lib.bash"
-am_test_init am_tui_merge
-if ! command -v tmux >/dev/null; then echo "tmux not installed: skipped"; exit 77; fi
+source "$(dirname "$0")/lib_tui.bash"
+tui_init am_tui_merge "$1"
 S="$AMALGAM_STORE"
-TM="tmux -L am_tui_merge_$$ -f /dev/null"
 cleanup() { $TM kill-server 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
 
@@ -40,14 +35,6 @@ done <"$W/suite"
 "$AM" eval base --suite quick >"$W/out" 2>"$W/err" && ok "the fixture store has a quick suite" || bad "quick suite on the fixtures"
 
 # ---- tmux
-cap() { $TM capture-pane -t tui -p >"$W/out" 2>&1; }
-wait_for() { # wait_for PATTERN [SECONDS]: the screen matches ERE PATTERN
-  local i n=$(( ${2:-5} * 10 ))
-  for ((i = 0; i < n; i++)); do cap; grep -qE -- "$1" "$W/out" && return 0; sleep 0.1; done
-  return 1
-}
-check() { if wait_for "$2" "${3:-5}"; then ok "$1"; else bad "$1 (screen lacks /$2/)"; fi; }
-keys() { $TM send-keys -t tui "$@"; }
 start() { # start ENV...: the TUI in a 120x40 pane
   $TM kill-server 2>/dev/null
   sleep 0.2

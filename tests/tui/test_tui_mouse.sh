@@ -7,14 +7,9 @@
 # reporting is switched off on exit, AMALGAM_TUI_MOUSE=0 leaves the mouse alone, the ASCII/NO_COLOR
 # mode and headless --frames. usage: test_tui_mouse.sh PATH/TO/amalgam    prints "N passed, N failed"
 set -u
-AM="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
-T="${AM_TEST_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
-F="$T/ref/evalrun"
-source "$T/cli/lib.bash"
-am_test_init am_tui_mouse
-if ! command -v tmux >/dev/null; then echo "tmux not installed: skipped"; exit 77; fi
+source "$(dirname "$0")/lib_tui.bash"
+tui_init am_tui_mouse "$1"
 S="$AMALGAM_STORE"
-TM="tmux -L am_tui_mouse_$$ -f /dev/null"
 cleanup() { $TM kill-server 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
 
@@ -33,14 +28,6 @@ done
 "$AM" tui --frames 9 </dev/null >"$W/out" 2>"$W/err" && ok "headless --frames 9 with the mouse code exits 0" || bad "headless --frames"
 
 # ---- interactive, in tmux
-cap() { $TM capture-pane -t tui -p >"$W/out" 2>&1; }
-wait_for() { # wait_for PATTERN [SECONDS]: the screen matches ERE PATTERN
-  local i n=$(( ${2:-5} * 10 ))
-  for ((i = 0; i < n; i++)); do cap; grep -qE -- "$1" "$W/out" && return 0; sleep 0.1; done
-  return 1
-}
-check() { if wait_for "$2" "${3:-5}"; then ok "$1"; else bad "$1 (screen lacks /$2/)"; fi; }
-keys() { $TM send-keys -t tui "$@"; }
 press() { $TM send-keys -t tui -l $'\e[<'"$1;$2;$3M"; }               # press() B COL ROW
 click() { press 0 "$1" "$2"; $TM send-keys -t tui -l $'\e[<'"0;$1;$2m"; }   # click COL ROW (press, release)
 wheel() { press $(( $1 == 1 ? 65 : 64 )) 10 8; }                       # wheel 1 (down) | -1 (up)
