@@ -8,7 +8,8 @@
 #        recipe-only merge (a few hundred bytes) like the Merge panel always does, and a store
 #        without a recorded sweep or a Matryoshka grid gets them first (a TIES sweep of the
 #        base-tiny+TASK models, base-tiny's quick results by (layer, dim): recipe-only merges and
-#        stored results, about a minute); copy a store you want untouched first (cp -a STORE /tmp/x). Env: AMALGAM_BIN (default build/amalgam),
+#        stored results, about a minute); copy a store you want untouched first (cp -a STORE /tmp/x/store: the TUI is started in
+#        the store's parent directory, so the header reads "store" as after ./amalgam demo). Env: AMALGAM_BIN (default build/amalgam),
 #        COLS x ROWS (default 120 x 32), SIZE (font px, 15).
 set -eu
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -58,7 +59,7 @@ TM="tmux -L am_shots_$$ -f /dev/null"
 trap '$TM kill-server 2>/dev/null' EXIT
 
 $TM new-session -d -s shots -x "$COLS" -y "$ROWS" \
-  "cd /tmp && env TERM=xterm-256color LANG=C.UTF-8 LC_ALL=C.UTF-8 '$AM' --store '$STORE' tui; sleep 30"
+  "cd '$(dirname "$STORE")' && env TERM=xterm-256color LANG=C.UTF-8 LC_ALL=C.UTF-8 '$AM' --store '$(basename "$STORE")' tui; sleep 30"
 keys() { $TM send-keys -t shots "$@"; }
 # wait until the screen shows PATTERN (ERE), at most 60 s; on a timeout the screen goes to stderr
 wait_for() {
