@@ -84,20 +84,12 @@ end
 
 local function loss_of(kind) return kind == "graded" and am.loss.cosent { scale = 20 } or am.loss.infonce { temperature = 0.05 } end
 
--- the run that made model id (its record holds the data manifest with the samples)
-local function run_of(id)
-  local best
-  for _, r in ipairs(am.runs()) do
-    if r.status == "done" and r.models and r.models.final == id then best = r end
-  end
-  return best
-end
 
 local function train_member(m)
   local name = member_name(m)
   local have = am.model(name)
   if have and not p.force then
-    local rec = run_of(have:id())
+    local rec = am.recipe.run_of(have:id())
     if rec then return have, rec, true end
   end
   local frac = m.complement and (1 - m.ratio) or m.ratio

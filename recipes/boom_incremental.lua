@@ -113,18 +113,11 @@ local function key(...) return am.recipe.key { p.steps, p.batch, p.lr, p.max_len
 local stem = "inc-" .. base:id():sub(1, 8)
 
 local function loss_of(kind) return kind == "graded" and am.loss.cosent { scale = 20 } or am.loss.infonce { temperature = 0.05 } end
-local function run_of(id)
-  local best
-  for _, r in ipairs(am.runs()) do
-    if r.status == "done" and r.models and r.models.final == id then best = r end
-  end
-  return best
-end
 
 -- train (or keep) a model named name from init on list ({data=, kind=}) for steps ∝ its rows
 local function train(label, name, init, list, rows)
   local have = am.model(name)
-  if have and not p.force and run_of(have:id()) then
+  if have and not p.force and am.recipe.run_of(have:id()) then
     print(("%-8s %-36s %s  (kept)"):format(label, name, have:id():sub(1, 12)))
     return have
   end

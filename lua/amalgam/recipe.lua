@@ -103,6 +103,16 @@ function M.key(parts)
   return ("%016x"):format(h):sub(1, 6)
 end
 
+--- M.run_of(id) -> the last finished run whose final model is id (its record holds the data
+--- manifest: the samples a recipe drew), or nil
+function M.run_of(id)
+  local best
+  for _, r in ipairs(require("amalgam.runs").runs()) do
+    if r.status == "done" and r.models and r.models.final == id then best = r end
+  end
+  return best
+end
+
 local function who(t) return t and t.script and (tostring(t.script) .. ": ") or "" end
 
 local function sorted_keys(t)

@@ -14,23 +14,7 @@ source "$(dirname "$0")/lib.bash"
 am_test_init am_boom
 
 "$AM" init-model --config tiny --name base --seed 7 >/dev/null 2>"$W/err" || bad "init-model for the toy store"
-cat >"$W/mk.lua" <<'LUA'
-local st = am.store.default()
-local function reg(name, file, kind)
-  assert(st:put("datasets", name, am.json.encode { path = args.dir, files = { train = { path = file, kind = kind } } }))
-end
-for _, name in ipairs { "pa", "pb" } do
-  local ds = am.dataset.new("pairs")
-  for i = 1, 40 do ds:add_pair(("%s query %d about thing %d"):format(name, i, i % 7), ("answer %d on thing %d"):format(i, i % 7)) end
-  assert(ds:write(args.dir .. "/" .. name .. ".jsonl"))
-  reg(name, name .. ".jsonl", "pairs")
-end
-local g = am.dataset.new("graded")
-for i = 1, 40 do g:add_graded("sentence " .. i, "another sentence " .. (i % 5), (i % 5) / 4) end
-assert(g:write(args.dir .. "/gs.jsonl"))
-reg("gs", "gs.jsonl", "graded")
-LUA
-"$AM" run "$W/mk.lua" dir="$W" >/dev/null 2>"$W/err" || bad "toy datasets"
+"$AM" run "$T/cli/toy_datasets.lua" dir="$W" rows=40 >/dev/null 2>"$W/err" || bad "toy datasets"
 EV="eval=sts:$W/gs.jsonl"
 bag() { "$AM" run "$R/boom_bagging.lua" base=base tasks=pa,pb,gs steps=4 batch=8 max_len=16 "$EV" "$@"; }
 inc() { "$AM" run "$R/boom_incremental.lua" base=base old=pa,pb new=gs steps=4 batch=8 max_len=16 "$EV" "$@"; }

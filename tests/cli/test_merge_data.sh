@@ -17,23 +17,7 @@ V="$T/ref/hf/bert_tiny/vocab.txt" # 100 tokens: small, fast models
 for s in 1 2 3; do
   "$AM" init-model --config tiny --vocab "$V" --name "m$s" --seed "$s" >/dev/null 2>"$W/err" || bad "init-model m$s"
 done
-cat >"$W/mk.lua" <<'LUA'
-local st = am.store.default()
-local function reg(name, file, kind)
-  assert(st:put("datasets", name, am.json.encode { path = args.dir, files = { train = { path = file, kind = kind } } }))
-end
-for _, name in ipairs { "pa", "pb" } do
-  local ds = am.dataset.new("pairs")
-  for i = 1, 20 do ds:add_pair(("%s query %d about thing %d"):format(name, i, i % 7), ("answer %d on thing %d"):format(i, i % 7)) end
-  assert(ds:write(args.dir .. "/" .. name .. ".jsonl"))
-  reg(name, name .. ".jsonl", "pairs")
-end
-local g = am.dataset.new("graded")
-for i = 1, 20 do g:add_graded("sentence " .. i, "another sentence " .. (i % 5), (i % 5) / 4) end
-assert(g:write(args.dir .. "/gs.jsonl"))
-reg("gs", "gs.jsonl", "graded")
-LUA
-"$AM" run "$W/mk.lua" dir="$W" >/dev/null 2>"$W/err" || bad "toy datasets"
+"$AM" run "$T/cli/toy_datasets.lua" dir="$W" rows=20 >/dev/null 2>"$W/err" || bad "toy datasets"
 meta() { "$AM" info "$1" --json | python3 -c "import json,sys; m=json.load(sys.stdin); print($2)"; }
 
 # --- bad input: an error naming the problem, a non-zero exit, the store unchanged
