@@ -39,6 +39,13 @@ static void add_pairclass(cJSON *s, const char *name, const PairClassMetrics *m)
 }
 
 /* run the metric of t's type; adds the scores to s and returns the main score's default */
+/* per-example scores whose statistic is their mean (classification: per test row; clustering:
+ * per experiment), from the metric's doubles */
+static void px_mean_of(PerExample *px, const double *v, int n) {
+    px_init(px, AM_PX_MEAN, n);
+    for (int i = 0; i < n; i++) px->col[i] = (float)v[i];
+}
+
 static double cosd(const float *a, const float *b, int dim) {
     double ab = 0, aa = 0, bb = 0;
     for (int k = 0; k < dim; k++) {
@@ -160,8 +167,7 @@ int evalrun_score(const EvalTask *t, const EvalInst *in, const float *X, int dim
         ClassifScores r;
         if ((rc = eval_classification(&r, B, in->lb, in->nb, A, in->la, in->na, dim, in->n_labels, &o))) { free(pe); break; }
         if (pe) {
-            px_init(px, AM_PX_MEAN, in->na);
-            for (int i = 0; i < in->na; i++) px->col[i] = (float)pe[i];
+            px_mean_of(px, pe, in->na);
             free(pe);
         }
         evalrun_add_num(s, "accuracy", r.accuracy);
@@ -193,10 +199,7 @@ int evalrun_score(const EvalTask *t, const EvalInst *in, const float *X, int dim
         o.per_experiment = pe;
         ClusterScores r;
         if ((rc = eval_clustering(&r, A, in->la, in->na, dim, &o))) { free(pe); break; }
-        if (pe && r.n_experiments > 0) {
-            px_init(px, AM_PX_MEAN, r.n_experiments);
-            for (int i = 0; i < r.n_experiments; i++) px->col[i] = (float)pe[i];
-        }
+        if (pe && r.n_experiments > 0) px_mean_of(px, pe, r.n_experiments);
         free(pe);
         evalrun_add_num(s, "v_measure", r.v_measure);
         evalrun_add_num(s, "v_measure_std", r.v_measure_std);
