@@ -60,11 +60,33 @@ static void appendf(char *buf, size_t cap, size_t *o, const char *fmt, ...) {
 }
 
 /* the methods that merge from data (lua/amalgam/merge_data.lua; run through Lua) */
+static const char *const data_methods[] = { "fisher", "regmean", "lm_cocktail", "codiemb_fusion", "self_positioning" };
+#define N_DATA_METHODS (int)(sizeof data_methods / sizeof data_methods[0])
+
 static int is_data_method(const char *m) {
-    static const char *const names[] = { "fisher", "regmean", "lm_cocktail", "codiemb_fusion", "self_positioning", NULL };
-    for (int i = 0; m && names[i]; i++)
-        if (strcmp(m, names[i]) == 0) return 1;
+    for (int i = 0; m && i < N_DATA_METHODS; i++)
+        if (strcmp(m, data_methods[i]) == 0) return 1;
     return 0;
+}
+
+/* A method name the command line takes: src/merge's or a data method. Unknown: the closest of
+ * both lists is suggested (src/merge alone knows only its own, so `fishr` got no hint). */
+static int check_method(const char *m) {
+    MergeMethod mm;
+    if (!m || is_data_method(m) || merge_method_from_name(m, &mm) == AM_OK) return AM_OK;
+    am_clearerror();
+    const char *names[MERGE_METHOD_COUNT + N_DATA_METHODS];
+    int n = 0;
+    for (int i = 0; i < MERGE_METHOD_COUNT; i++) names[n++] = merge_method_name((MergeMethod)i);
+    for (int i = 0; i < N_DATA_METHODS; i++) names[n++] = data_methods[i];
+    const char *c = merge_closest_name(m, names, n);
+    if (c) return am_error(AM_EINVAL, "unknown merge method '%s' (did you mean '%s'?)", m, c);
+    char list[768] = "";
+    for (int i = 0; i < n; i++) {
+        strncat(list, names[i], sizeof list - strlen(list) - 1);
+        if (i + 1 < n) strncat(list, ", ", sizeof list - strlen(list) - 1);
+    }
+    return am_error(AM_EINVAL, "unknown merge method '%s' (known: %s)", m, list);
 }
 
 /* --set key=value into the params object; strings: a value that is not a number is a string
@@ -167,7 +189,7 @@ int cmd_merge(CliArgs *a) {
     const char *method = cli_get(a, "method"), *base = cli_get(a, "base"), *name = cli_get(a, "name");
     int json = cli_flag(a, "json"), materialize = cli_flag(a, "materialize");
     cJSON *params = cJSON_CreateObject(), *rules = cJSON_CreateArray();
-    int rc = AM_OK, data = is_data_method(method);
+    int rc = check_method(method), data = is_data_method(method);
     for (int i = 0; i < a->nopt && !rc; i++)
         if (strcmp(a->opt[i].name, "set") == 0) {
             a->opt[i].used = 1;
@@ -533,7 +555,7 @@ int cmd_sweep(CliArgs *a) {
     const char *method = cli_get(a, "method"), *base = cli_get(a, "base");
     cJSON *params = cJSON_CreateObject(), *grid = cJSON_CreateObject(), *rules = cJSON_CreateArray();
     const char *tasks[CLI_MAX_OPTS], *data[CLI_MAX_OPTS];
-    int ntasks = 0, ndata = 0, rc = AM_OK, dm = is_data_method(method);
+    int ntasks = 0, ndata = 0, rc = check_method(method), dm = is_data_method(method);
     for (int i = 0; i < a->nopt && !rc; i++) {
         CliOpt *o = &a->opt[i];
         if (strcmp(o->name, "set") == 0) o->used = 1, rc = parse_set_str(params, o->value, dm);

@@ -27,6 +27,11 @@ expect_fail "--data for a data-free method" "--data is for the data methods" "$A
 expect_fail "an unknown task" "no training data for 'nope' \(datasets: gs, pa, pb\)" "$AM" merge --method regmean m2 m3 --data nope
 expect_fail "a bad normalize" "normalize must be 'none', 'param', 'model'" "$AM" merge --method fisher m2 m3 --data pa --set normalize=tensor
 expect_fail "--rule with a data method" "--rule is for the data-free methods" "$AM" merge --method fisher m2 m3 --data pa --rule weight@1=2
+expect_fail "a misspelt data method gets its name suggested" "unknown merge method 'fishr' \(did you mean 'fisher'\?\)" \
+  "$AM" merge --method fishr m2 m3 --data pa
+expect_fail "sweep: a misspelt data method too" "did you mean 'regmean'" "$AM" sweep --method regmen m2 m3 --data pa --grid alpha=0.5
+expect_fail "an unknown method lists the data methods too" "known: linear, .*model_stock, fisher, regmean, lm_cocktail, codiemb_fusion, self_positioning" \
+  "$AM" merge --method zzzzzzz m2 m3
 expect_fail "three tasks for two models" "data names 3 tasks for 2 models" "$AM" merge --method regmean m2 m3 --data pa --data pb --data gs
 expect_fail "self_positioning without a base" "self_positioning needs a base" "$AM" merge --method self_positioning m2 m3 --data pa
 expect_fail "diff --data with two models" "give the one model to measure" "$AM" diff m2 m3 --data pa
